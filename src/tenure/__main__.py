@@ -1,0 +1,5 @@
+"""`python -m tenure` runs the command line."""
+
+from tenure.cli import main
+
+main()

@@ -1,0 +1,412 @@
+"""The `tenure` command line: parse arguments, call a service, print. Nothing else lives here."""
+
+from __future__ import annotations
+
+import datetime as dt
+import time
+from pathlib import Path
+from typing import Annotated, Any
+
+import orjson
+import typer
+from rich.console import Console
+from rich.progress import BarColumn, DownloadColumn, Progress, TimeRemainingColumn, TransferSpeedColumn
+from rich.table import Table
+
+from tenure import __version__
+from tenure.config import Settings, resolve
+from tenure.errors import AuditError, TenureError
+from tenure.events.envelope import json_schema
+from tenure.events.parse import LineParser
+from tenure.policy.model import Policy, default_policy, load_policy, parse_policy
+from tenure.runtime import ingest
+from tenure.runtime.clock import EventClock, WallClock
+from tenure.runtime.pipeline import DEFAULT_BATCH_SIZE, RunSummary
+from tenure.store import queries
+from tenure.store.db import Store
+
+app = typer.Typer(
+    help="tenure keeps customers: events in, governed and audited retention actions out.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+events_app = typer.Typer(help="The event envelope.", no_args_is_help=True)
+audit_app = typer.Typer(help="The hash-chained audit of every decision.", no_args_is_help=True)
+customers_app = typer.Typer(help="What tenure knows about a customer.", no_args_is_help=True)
+decisions_app = typer.Typer(help="Decisions made by policies.", no_args_is_help=True)
+rejects_app = typer.Typer(help="Input lines that did not become events, with reasons.",
+                          no_args_is_help=True)
+app.add_typer(events_app, name="events")
+app.add_typer(audit_app, name="audit")
+app.add_typer(customers_app, name="customers")
+app.add_typer(decisions_app, name="decisions")
+app.add_typer(rejects_app, name="rejects")
+
+out = Console()
+err = Console(stderr=True)
+
+Workspace = Annotated[
+    Path | None,
+    typer.Option("--workspace", "-w", help="Workspace directory (default ./.tenure or "
+                 "$TENURE_WORKSPACE). TENURE_DATABASE_URL selects PostgreSQL instead of the "
+                 "workspace's SQLite file.", show_default=False),
+]
+JsonFlag = Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")]
+
+
+def _dump(obj: Any) -> None:
+    typer.echo(orjson.dumps(obj, option=orjson.OPT_INDENT_2 | orjson.OPT_NON_STR_KEYS,
+                            default=str).decode())
+
+
+def _fail(exc: TenureError) -> typer.Exit:
+    err.print(f"[red]error:[/red] {exc}", highlight=False, soft_wrap=True)
+    return typer.Exit(2)
+
+
+def _open(workspace: Path | None) -> tuple[Settings, Store]:
+    settings = resolve(workspace)
+    return settings, Store(settings.database_url)
+
+
+def _policy(path: Path | None) -> Policy:
+    return load_policy(path) if path is not None else default_policy()
+
+
+def _summary_tables(summary: RunSummary, seconds: float) -> None:
+    counts = Table(title="events", show_header=False, title_justify="left")
+    counts.add_column(style="bold")
+    counts.add_column(justify="right")
+    for name, value in (("read", summary.read), ("accepted", summary.accepted),
+                        ("duplicate", summary.duplicates), ("rejected", summary.rejected)):
+        counts.add_row(name, f"{value:,}")
+    rate = summary.read / seconds if seconds > 0 else 0.0
+    counts.add_row("time", f"{seconds:.1f} s ({rate:,.0f} events/s)")
+    out.print(counts)
+    decisions = Table(title="decisions", title_justify="left")
+    decisions.add_column("outcome")
+    decisions.add_column("count", justify="right")
+    for action, n in sorted(summary.actions.items()):
+        decisions.add_row(f"action: {action}", f"{n:,}")
+    for guardrail, n in sorted(summary.suppressed.items()):
+        decisions.add_row(f"suppressed: {guardrail}", f"{n:,}")
+    if summary.decisions.get("none"):
+        decisions.add_row("none (no positive expected value)", f"{summary.decisions['none']:,}")
+    if not summary.decisions:
+        decisions.add_row("(no customer reached the policy's trigger)", "0")
+    out.print(decisions)
+
+
+def _run(settings: Settings, store: Store, source: ingest.Source, policy: Policy,
+         batch_size: int, live: bool, quiet: bool) -> tuple[RunSummary, float]:
+    parser = LineParser(settings.extra_event_types)
+    clock = WallClock() if live else EventClock()
+    start = time.perf_counter()
+    size = source.size()
+    if quiet or size is None:
+        summary = ingest.run(store, policy, source, parser, clock, batch_size)
+    else:
+        columns = ("[progress.description]{task.description}", BarColumn(), DownloadColumn(),
+                   TransferSpeedColumn(), TimeRemainingColumn())
+        with Progress(*columns, console=err, transient=True) as bar:
+            task = bar.add_task(f"reading {Path(source.path).name}", total=size)
+            summary = ingest.run(store, policy, source, parser, clock, batch_size,
+                                 progress=lambda n: bar.advance(task, n))
+    return summary, time.perf_counter() - start
+
+
+@app.command()
+def run(
+    events: Annotated[str, typer.Option("--events", "-e", help="JSONL or CSV file of events, "
+                                        "or - for standard input.")],
+    policy: Annotated[Path | None, typer.Option(help="Policy YAML (default: the built-in "
+                                                "retention policy).")] = None,
+    workspace: Workspace = None,
+    batch_size: Annotated[int, typer.Option(min=1, help="Events per transaction; each "
+                                            "customer with new events is evaluated once per "
+                                            "batch.")] = DEFAULT_BATCH_SIZE,
+    input_format: Annotated[str | None, typer.Option("--format", help="jsonl or csv (default: "
+                                                     "from the file extension).")] = None,
+    csv_map: Annotated[Path | None, typer.Option(help="YAML mapping of CSV columns: "
+                                                 "columns/payload/constants.")] = None,
+    map_: Annotated[list[str] | None, typer.Option("--map", help="CSV: FIELD=COLUMN, e.g. "
+                                                   "customer_id=member or payload.amount=total.")] = None,
+    set_: Annotated[list[str] | None, typer.Option("--set", help="CSV: FIELD=VALUE for every "
+                                                   "row, e.g. type=purchase.")] = None,
+    live: Annotated[bool, typer.Option(help="Decide at wall-clock time instead of event time.")] = False,
+    as_json: JsonFlag = False,
+) -> None:
+    """Process events: validate, deduplicate, update features, score, decide and audit."""
+    try:
+        fmt = ingest.detect_format(events, input_format)
+        mapping = ingest.load_mapping(csv_map, map_ or [], set_ or []) if fmt == "csv" else None
+        source = ingest.Source(events, fmt, mapping)
+        chosen = _policy(policy)
+        settings, store = _open(workspace)
+        summary, seconds = _run(settings, store, source, chosen, batch_size, live, as_json)
+    except TenureError as exc:
+        raise _fail(exc) from None
+    if as_json:
+        _dump({**summary.to_record(), "seconds": round(seconds, 3)})
+    else:
+        _summary_tables(summary, seconds)
+
+
+@app.command()
+def generate(
+    out_path: Annotated[Path, typer.Option("--out", "-o", help="JSONL file to write.")],
+    customers: Annotated[int, typer.Option(min=0, help="Number of customers.")] = 2000,
+    days: Annotated[int, typer.Option(min=0, help="Days of history.")] = 90,
+    seed: Annotated[int, typer.Option(help="Random seed: same seed, same bytes.")] = 7,
+    start: Annotated[str, typer.Option(help="First day (YYYY-MM-DD).")] = "2026-01-01",
+) -> None:
+    """Write a synthetic customer history (usage, purchases, tickets, consent, churn)."""
+    from tenure.sim.population import PopulationSpec, write_jsonl
+
+    try:
+        first = dt.date.fromisoformat(start)
+    except ValueError:
+        raise _fail(TenureError(f"--start must be a date like 2026-01-01, got {start!r}")) from None
+    spec = PopulationSpec(customers=customers, days=days, seed=seed, start=first)
+    try:
+        n = write_jsonl(spec, out_path)
+    except OSError as exc:
+        raise _fail(TenureError(f"cannot write {out_path}: {exc.strerror}")) from None
+    err.print(f"wrote {n:,} events for {customers:,} customers over {days} days to {out_path}")
+
+
+@app.command()
+def demo(
+    workspace: Workspace = None,
+    customers: Annotated[int, typer.Option(min=1, help="Customers in the generated population.")] = 2000,
+    days: Annotated[int, typer.Option(min=1, help="Days of generated history.")] = 90,
+    seed: Annotated[int, typer.Option(help="Random seed.")] = 7,
+) -> None:
+    """Generate a population (if absent), run it with the default policy and show the result."""
+    from tenure.sim.population import PopulationSpec, write_jsonl
+
+    try:
+        settings = resolve(workspace)
+        path = settings.workspace / f"demo-{customers}x{days}-s{seed}.jsonl"
+        if not path.exists():
+            err.print(f"generating {customers:,} customers x {days} days -> {path}")
+            tmp = path.with_suffix(".partial")
+            write_jsonl(PopulationSpec(customers=customers, days=days, seed=seed), tmp)
+            tmp.replace(path)
+        store = Store(settings.database_url)
+        summary, seconds = _run(settings, store, ingest.Source(str(path)), default_policy(),
+                                DEFAULT_BATCH_SIZE, live=False, quiet=False)
+    except TenureError as exc:
+        raise _fail(exc) from None
+    out.print(f"[bold]tenure demo[/bold]: {path}")
+    _summary_tables(summary, seconds)
+    ws = f" --workspace {workspace}" if workspace else ""
+    out.print("\nwhere to look next:")
+    out.print(f"  tenure stats --json{ws}")
+    out.print(f"  tenure decisions list --limit 10{ws}")
+    out.print(f"  tenure customers show CUSTOMER_ID{ws}")
+    out.print(f"  tenure audit verify{ws}")
+    if summary.duplicates == summary.read and summary.read:
+        out.print("\n(every event was already in this workspace: run with a fresh --workspace "
+                  "to see decisions made again)")
+
+
+@app.command()
+def stats(workspace: Workspace = None, as_json: JsonFlag = False) -> None:
+    """Counts of events, duplicates, rejects, decisions, suppressions and outbox rows."""
+    try:
+        _, store = _open(workspace)
+        with store.reader() as conn:
+            figures = queries.stats(conn)
+    except TenureError as exc:
+        raise _fail(exc) from None
+    if as_json:
+        _dump(figures)
+        return
+    table = Table(show_header=False)
+    for key, value in figures.items():
+        table.add_row(key, str(value))
+    out.print(table)
+
+
+@app.command()
+def version() -> None:
+    """Print tenure's version."""
+    typer.echo(__version__)
+
+
+@events_app.command("schema")
+def events_schema(workspace: Workspace = None) -> None:
+    """Print the JSON Schema of the event envelope (with the workspace's registered types)."""
+    try:
+        settings = resolve(workspace) if workspace else None
+    except TenureError as exc:
+        raise _fail(exc) from None
+    _dump(json_schema(settings.extra_event_types if settings else ()))
+
+
+@audit_app.command("verify")
+def audit_verify(workspace: Workspace = None, as_json: JsonFlag = False) -> None:
+    """Recompute the hash chain; exit 1 naming the first broken record if it does not hold."""
+    try:
+        _, store = _open(workspace)
+        with store.reader() as conn:
+            checked, broken, head = queries.verify_audit(conn)
+    except TenureError as exc:
+        raise _fail(exc) from None
+    result = {"records": checked, "head": head, "ok": broken is None,
+              "first_broken": None if broken is None else {"seq": broken.seq,
+                                                           "problem": broken.problem}}
+    if as_json:
+        _dump(result)
+    elif broken is None:
+        out.print(f"audit chain ok: {checked:,} records verified")
+    else:
+        err.print(f"[red]audit chain broken[/red] at record {broken.seq}: {broken.problem} "
+                  f"({checked:,} records before it verified)")
+    if broken is not None:
+        raise typer.Exit(1)
+
+
+@audit_app.command("replay")
+def audit_replay(decision_id: str, workspace: Workspace = None, as_json: JsonFlag = False) -> None:
+    """Re-run a decision from its audit record and check the result is identical."""
+    from tenure.audit.replay import replay
+    from tenure.store import repo
+
+    try:
+        _, store = _open(workspace)
+        with store.reader() as conn:
+            body = queries.audit_body(conn, decision_id)
+            if body is None:
+                raise TenureError(f"no audit record for decision {decision_id}")
+            content = repo.policy_content(conn, body["lineage"]["policy_hash"])
+        if content is None:
+            raise AuditError("the policy version of this decision is not stored")
+        replayed = replay(body, parse_policy(content, "stored policy"))
+    except TenureError as exc:
+        raise _fail(exc) from None
+    same = replayed.to_record() == body["decision"]
+    if as_json:
+        _dump({"decision_id": decision_id, "identical": same, "replayed": replayed.to_record()})
+    else:
+        out.print(f"{decision_id}: replay {'identical' if same else 'DIFFERS'} "
+                  f"({replayed.status}, {replayed.action_id or replayed.guardrail or '-'})")
+    if not same:
+        raise typer.Exit(1)
+
+
+@customers_app.command("show")
+def customers_show(customer_id: str, workspace: Workspace = None, as_json: JsonFlag = False) -> None:
+    """A customer's features now (as of their last event), risk with reasons, and decisions."""
+    from tenure.features.snapshot import snapshot
+    from tenure.scoring.baseline import score
+
+    try:
+        _, store = _open(workspace)
+        with store.reader() as conn:
+            found = queries.customer(conn, customer_id)
+            recent = queries.decisions(conn, customer_id=customer_id, limit=10)
+    except TenureError as exc:
+        raise _fail(exc) from None
+    if found is None:
+        err.print(f"[red]error:[/red] no customer {customer_id!r} in this workspace")
+        raise typer.Exit(1)
+    state = found["state"]
+    as_of = dt.datetime.fromtimestamp(state.last_seen or 0, dt.UTC)
+    features = snapshot(state, as_of)
+    sc = score(features)
+    view = {"customer_id": customer_id, "features": features.to_record(),
+            "score": sc.to_record(), "memory": found["memory"], "decisions": recent}
+    if as_json:
+        _dump(view)
+        return
+    out.print(f"[bold]{customer_id}[/bold]  as of {features.as_of}  plan={features.plan} "
+              f"status={features.subscription_status} tz={features.timezone}")
+    out.print(f"risk {sc.risk:.2f} ({sc.scorer} v{sc.version}), value {sc.value:,.2f}")
+    for c in sc.contributions:
+        out.print(f"  {'+' if c.weight > 0 else '-'} {c.feature} = {c.value} ({c.weight:+.2f})")
+    table = Table(title="features", show_header=False, title_justify="left")
+    for key, value in features.to_record().items():
+        if key not in ("windows", "customer_id"):
+            table.add_row(key, str(value))
+    out.print(table)
+    _decision_table(recent)
+
+
+def _decision_table(rows: list[dict[str, Any]]) -> None:
+    table = Table(title="decisions", title_justify="left")
+    for col in ("decided_at", "decision_id", "customer_id", "status", "action / guardrail", "risk"):
+        table.add_column(col)
+    for r in rows:
+        table.add_row(str(r["decided_at"])[:19], r["decision_id"], r["customer_id"], r["status"],
+                      r["action_id"] or r["guardrail"] or "-", f"{r['risk']:.2f}")
+    out.print(table)
+
+
+@decisions_app.command("list")
+def decisions_list(
+    customer: Annotated[str | None, typer.Option(help="Only this customer's decisions.")] = None,
+    status: Annotated[str | None, typer.Option(help="action, none or suppressed.")] = None,
+    limit: Annotated[int, typer.Option(min=1, help="At most this many, newest first.")] = 20,
+    workspace: Workspace = None,
+    as_json: JsonFlag = False,
+) -> None:
+    """List decisions, newest first."""
+    try:
+        _, store = _open(workspace)
+        with store.reader() as conn:
+            rows = queries.decisions(conn, customer_id=customer, limit=limit, status=status)
+    except TenureError as exc:
+        raise _fail(exc) from None
+    if as_json:
+        _dump(rows)
+    else:
+        _decision_table(rows)
+
+
+@decisions_app.command("show")
+def decisions_show(decision_id: str, workspace: Workspace = None) -> None:
+    """One decision with its candidates, guardrail verdicts and lineage (JSON)."""
+    try:
+        _, store = _open(workspace)
+        with store.reader() as conn:
+            body = queries.audit_body(conn, decision_id)
+    except TenureError as exc:
+        raise _fail(exc) from None
+    if body is None:
+        err.print(f"[red]error:[/red] no decision {decision_id!r}")
+        raise typer.Exit(1)
+    _dump(body)
+
+
+@rejects_app.command("list")
+def rejects_list(
+    limit: Annotated[int, typer.Option(min=1, help="At most this many, oldest first.")] = 100,
+    run_id: Annotated[str | None, typer.Option(help="Only this run's rejects.")] = None,
+    workspace: Workspace = None,
+    as_json: JsonFlag = False,
+) -> None:
+    """List rejected input lines with their line number and reason."""
+    try:
+        _, store = _open(workspace)
+        with store.reader() as conn:
+            rows = queries.rejects(conn, limit=limit, run_id=run_id)
+    except TenureError as exc:
+        raise _fail(exc) from None
+    if as_json:
+        _dump(rows)
+        return
+    table = Table()
+    for col in ("line", "field", "reason", "raw"):
+        table.add_column(col)
+    for r in rows:
+        raw = r["raw"] if len(r["raw"]) <= 60 else r["raw"][:57] + "..."
+        table.add_row(str(r["line_no"]), r["field"], r["reason"], raw)
+    out.print(table)
+
+
+def main() -> None:
+    """Entry point for `python -m tenure`."""
+    app()

@@ -1,0 +1,179 @@
+"""The v1 event envelope and its typed payloads.
+
+Every event is one envelope; `type` selects the payload. The set of types is closed: an unknown
+type is rejected with a reason unless the workspace registers it (its payload is then kept as free
+JSON). The same structs validate input, type the code and export the JSON Schema.
+
+Events are msgspec structs rather than pydantic models: this is the ingest hot path, and msgspec
+decodes and validates a line about four times faster with a fraction of the allocations (measured
+with `benchmarks/ingest.py`). Configuration files, read once, use pydantic.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import functools
+import zoneinfo
+from typing import Annotated, Any, Literal, Union
+
+import msgspec
+from msgspec import Meta, Struct
+
+SCHEMA_VERSION = 1
+MAX_PAYLOAD_BYTES = 64 * 1024
+
+Id = Annotated[str, Meta(min_length=1, max_length=200)]
+Name = Annotated[str, Meta(min_length=1, max_length=100)]
+Text = Annotated[str, Meta(max_length=500)]
+Money = Annotated[float, Meta(ge=0)]
+Currency = Annotated[str, Meta(pattern=r"^[A-Z]{3}$")]
+AwareTime = Annotated[dt.datetime, Meta(tz=True)]
+
+
+@functools.cache
+def _zones() -> frozenset[str]:
+    return frozenset(zoneinfo.available_timezones())
+
+
+class Payload(Struct, frozen=True, forbid_unknown_fields=True, gc=False):
+    """Base of every typed payload: immutable, unknown fields refused."""
+
+
+class Usage(Payload, frozen=True):
+    sessions: Annotated[int, Meta(ge=0)] = 1
+    minutes: Annotated[float, Meta(ge=0)] = 0.0
+    feature: Name | None = None
+
+
+class Purchase(Payload, frozen=True):
+    amount: Money
+    currency: Currency = "EUR"
+    order_id: Id | None = None
+    items: Annotated[int, Meta(ge=0)] = 1
+
+
+class Subscription(Payload, frozen=True):
+    plan: Name | None = None
+    mrr: Money | None = None
+    reason: Text | None = None
+
+
+class PaymentFailed(Payload, frozen=True):
+    amount: Money | None = None
+    reason: Text | None = None
+    attempt: Annotated[int, Meta(ge=1)] = 1
+
+
+class SupportTicket(Payload, frozen=True):
+    ticket_id: Id
+    sentiment: Annotated[float, Meta(ge=-1.0, le=1.0)]
+    status: Literal["open", "closed"] = "open"
+    topic: Name | None = None
+
+
+class ChannelOutcome(Payload, frozen=True):
+    channel: Name
+    message_id: Id | None = None
+    decision_id: Id | None = None
+    campaign: Name | None = None
+
+
+class Consent(Payload, frozen=True):
+    channel: Name
+    purpose: Name
+    partner_id: Id | None = None
+
+
+class ProfileUpdated(Payload, frozen=True):
+    timezone: Name | None = None
+    plan: Name | None = None
+    segment: Name | None = None
+
+    def __post_init__(self) -> None:
+        if self.timezone is not None and self.timezone not in _zones():
+            raise ValueError(f"timezone: unknown IANA time zone {self.timezone!r}")
+
+
+PAYLOADS: dict[str, type[Payload]] = {
+    "usage": Usage,
+    "purchase": Purchase,
+    "subscription.started": Subscription,
+    "subscription.renewed": Subscription,
+    "subscription.cancel_requested": Subscription,
+    "subscription.cancelled": Subscription,
+    "payment.failed": PaymentFailed,
+    "support.ticket": SupportTicket,
+    "channel.delivered": ChannelOutcome,
+    "channel.opened": ChannelOutcome,
+    "channel.clicked": ChannelOutcome,
+    "channel.redeemed": ChannelOutcome,
+    "channel.unsubscribed": ChannelOutcome,
+    "consent.granted": Consent,
+    "consent.revoked": Consent,
+    "profile.updated": ProfileUpdated,
+}
+EVENT_TYPES: tuple[str, ...] = tuple(PAYLOADS)
+
+
+class Event(Struct, frozen=True, forbid_unknown_fields=True, kw_only=True, gc=False,
+            tag_field="type"):
+    """The canonical envelope, v1. One subclass per type fixes the tag and the payload's type."""
+
+    event_id: Id
+    customer_id: Id
+    occurred_at: AwareTime
+    source: Name | None = None
+    partner_id: Id | None = None
+    schema_version: Literal[1] = 1
+    payload: Any = None
+
+    @property
+    def type(self) -> str:
+        """The event type (the struct's tag)."""
+        return self.__struct_config__.tag  # type: ignore[return-value]
+
+
+def _class_name(event_type: str) -> str:
+    return "".join(p.capitalize() for p in event_type.replace("_", ".").split(".")) + "Event"
+
+
+def _variant(event_type: str, payload: Any) -> type[Event]:
+    required = isinstance(payload, type) and any(
+        f.required for f in msgspec.structs.fields(payload)
+    )
+    field: tuple[str, Any] | tuple[str, Any, Any] = (
+        ("payload", payload) if required
+        else ("payload", payload, msgspec.field(default_factory=payload))
+    )
+    return msgspec.defstruct(  # type: ignore[no-any-return]
+        _class_name(event_type), [field], bases=(Event,), tag=event_type, frozen=True,
+        forbid_unknown_fields=True, kw_only=True, gc=False,
+    )
+
+
+_BUILTIN = {t: _variant(t, p) for t, p in PAYLOADS.items()}
+
+
+@functools.cache
+def event_types(extra_types: tuple[str, ...] = ()) -> tuple[type[Event], ...]:
+    """The event structs: the built-in set plus the workspace's registered types."""
+    extra = [_variant(t, dict[str, Any]) for t in extra_types if t not in PAYLOADS]
+    return (*_BUILTIN.values(), *extra)
+
+
+def event_union(extra_types: tuple[str, ...] = ()) -> Any:
+    """The tagged union of all event structs, for decoders."""
+    return Union[event_types(extra_types)]  # noqa: UP007
+
+
+def make_event(event_type: str, **fields: Any) -> Event:
+    """Build an event in code (tests, simulators), validated like parsed input."""
+    return msgspec.convert({"type": event_type, **fields}, event_union(), strict=False)  # type: ignore[no-any-return]
+
+
+def json_schema(extra_types: tuple[str, ...] = ()) -> dict[str, Any]:
+    """The JSON Schema of the envelope (one variant per event type)."""
+    schema: dict[str, Any] = msgspec.json.schema(event_union(extra_types))
+    schema["$schema"] = "https://json-schema.org/draft/2020-12/schema"
+    schema["title"] = "tenure event envelope v1"
+    return schema

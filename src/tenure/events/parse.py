@@ -1,0 +1,200 @@
+"""Parsers: raw lines (JSONL) or CSV rows in, events or reject records out.
+
+Nothing is lost: a line that cannot become an event becomes a `Reject` carrying its raw bytes, its
+line number and a reason that names the field and what was expected.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import re
+from collections.abc import Iterable, Iterator, Mapping
+from dataclasses import dataclass
+from typing import Any, BinaryIO
+
+import msgspec
+import orjson
+
+from tenure.events.envelope import MAX_PAYLOAD_BYTES, Event, event_union
+
+# A line longer than this cannot hold a payload under the limit; it is refused before parsing so
+# one runaway line cannot exhaust memory.
+MAX_LINE_BYTES = MAX_PAYLOAD_BYTES + 8 * 1024
+
+
+@dataclass(frozen=True, slots=True)
+class RawLine:
+    """One unit of input: its 1-based line number and the exact bytes read."""
+
+    line_no: int
+    raw: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class Reject:
+    """An input line that did not become an event, kept with the reason."""
+
+    line_no: int
+    raw: bytes
+    field: str
+    reason: str
+
+
+def read_lines(stream: Iterable[bytes]) -> Iterator[RawLine]:
+    """Split a binary stream (or any iterable of lines) into numbered lines, terminators removed."""
+    for line_no, line in enumerate(stream, start=1):
+        yield RawLine(line_no, line.rstrip(b"\r\n"))
+
+
+_AT = re.compile(r"^(?P<msg>.*?)(?: - at `\$(?P<path>[^`]*)`)?$", re.S)
+_MISSING = re.compile(r"^Object missing required field `(?P<name>[^`]+)`$")
+_OWN = re.compile(r"^(?P<name>[a-z_]+): (?P<msg>.*)$")  # our own validators name the field
+_UNKNOWN = re.compile(r"^Object contains unknown field `(?P<name>[^`]+)`$")
+
+
+def describe(error: msgspec.MsgspecError) -> tuple[str, str]:
+    """Turn a decode or validation error into (field, reason) a producer can act on."""
+    if not isinstance(error, msgspec.ValidationError):
+        return "line", f"line: invalid JSON ({error})"
+    m = _AT.match(str(error))
+    msg, path = (m["msg"], m["path"] or "") if m else (str(error), "")
+    field = path.lstrip(".").replace("].", "]").replace("[", ".").replace("]", "")
+    if missing := _MISSING.match(msg):
+        field = ".".join(p for p in (field, missing["name"]) if p)
+        return field, f"{field}: field required"
+    if unknown := _UNKNOWN.match(msg):
+        field = ".".join(p for p in (field, unknown["name"]) if p)
+        return field, f"{field}: unknown field"
+    if field == "type" and msg.startswith("Invalid value"):
+        tag = msg.removeprefix("Invalid value ").strip()
+        return "type", f"type: unknown event type {tag} (see `tenure events schema` for the list)"
+    if (own := _OWN.match(msg)) and field:
+        field = f"{field}.{own['name']}"
+        return field, f"{field}: {own['msg']}"
+    if "with a timezone component" in msg:
+        msg = "time has no time zone (naive times are refused; add Z or an offset)"
+    elif msg.startswith("Expected `object`") and not field:
+        return "line", "line: expected a JSON object"
+    return field or "line", f"{field or 'line'}: {msg}"
+
+
+class LineParser:
+    """Validates JSONL lines against the envelope; compiled once per set of registered types."""
+
+    def __init__(self, extra_types: Iterable[str] = ()) -> None:
+        self._union = event_union(tuple(sorted(extra_types)))
+        self._decoder = msgspec.json.Decoder(self._union)
+
+    def parse(self, line: RawLine) -> Event | Reject:
+        """Parse one line into an event, or a reject naming the field and the reason."""
+        raw = line.raw
+        if len(raw) > MAX_LINE_BYTES:
+            return Reject(
+                line.line_no, raw, "payload",
+                f"payload: line is {len(raw)} bytes; an event may carry at most "
+                f"{MAX_PAYLOAD_BYTES} bytes of payload",
+            )
+        try:
+            event: Event = self._decoder.decode(raw)
+        except msgspec.MsgspecError as exc:
+            # The happy path pays for none of these checks; they only sharpen the reason.
+            if not raw.strip():
+                return Reject(line.line_no, raw, "line", "line: blank")
+            try:
+                raw.decode("utf-8")
+            except UnicodeDecodeError as bad:
+                return Reject(line.line_no, raw, "line", f"line: invalid UTF-8 at byte {bad.start}")
+            field, reason = describe(exc)
+            return Reject(line.line_no, raw, field, reason)
+        if len(raw) > MAX_PAYLOAD_BYTES:
+            # Only a line this long can hold an oversized payload; measure it exactly.
+            size = len(msgspec.json.encode(event.payload))
+            if size > MAX_PAYLOAD_BYTES:
+                return Reject(
+                    line.line_no, raw, "payload",
+                    f"payload: {size} bytes exceeds the limit of {MAX_PAYLOAD_BYTES} bytes",
+                )
+        return event
+
+    def parse_object(self, line_no: int, raw: bytes, obj: Mapping[str, Any]) -> Event | Reject:
+        """Validate an already-built mapping (CSV rows), coercing strings where a number is due."""
+        try:
+            return msgspec.convert(dict(obj), self._union, strict=False)  # type: ignore[no-any-return]
+        except msgspec.MsgspecError as exc:
+            field, reason = describe(exc)
+            return Reject(line_no, raw, field, reason)
+
+
+ENVELOPE_FIELDS = ("event_id", "type", "customer_id", "occurred_at", "source", "partner_id",
+                   "schema_version")
+
+
+@dataclass(frozen=True)
+class CsvMapping:
+    """How CSV columns become envelope fields.
+
+    `columns` maps an envelope field to a column name; `payload` maps a payload field to a column;
+    `constants` fixes a field for every row (typically `type` and `source`). A column named
+    `payload.X` with no mapping goes to payload field X; a column named `payload` holds JSON.
+    """
+
+    columns: Mapping[str, str]
+    payload: Mapping[str, str]
+    constants: Mapping[str, str]
+
+    @classmethod
+    def identity(cls) -> CsvMapping:
+        """Columns already named like the envelope."""
+        return cls({}, {}, {})
+
+
+def _row_object(row: Mapping[str, str], mapping: CsvMapping) -> dict[str, Any]:
+    obj: dict[str, Any] = {}
+    payload: dict[str, Any] = {}
+    used: set[str] = set()
+    for field in ENVELOPE_FIELDS:
+        column = mapping.columns.get(field, field)
+        if column in row:
+            used.add(column)
+            if row[column] != "":
+                obj[field] = row[column]
+    for field, column in mapping.payload.items():
+        used.add(column)
+        if row.get(column, "") != "":
+            payload[field] = row[column]
+    for column, value in row.items():
+        if column in used or value == "" or column is None:
+            continue
+        if column == "payload":
+            payload.update(orjson.loads(value))
+        elif column.startswith("payload."):
+            payload[column.removeprefix("payload.")] = value
+    for field, value in mapping.constants.items():
+        obj[field] = value
+    obj["payload"] = payload
+    return obj
+
+
+def read_csv(
+    stream: BinaryIO, parser: LineParser, mapping: CsvMapping
+) -> Iterator[Event | Reject]:
+    """Parse a CSV stream with a header row; line numbers count the header as line 1."""
+    text = io.TextIOWrapper(stream, encoding="utf-8", errors="strict", newline="")
+    reader = csv.DictReader(text)
+    line_no = 1
+    try:
+        for row in reader:
+            line_no = reader.line_num
+            raw = ",".join(v or "" for v in row.values()).encode()
+            if None in row:
+                yield Reject(line_no, raw, "line", "line: more cells than header columns")
+                continue
+            try:
+                obj = _row_object(row, mapping)
+            except orjson.JSONDecodeError as exc:
+                yield Reject(line_no, raw, "payload", f"payload: invalid JSON ({exc})")
+                continue
+            yield parser.parse_object(line_no, raw, obj)
+    except UnicodeDecodeError as exc:
+        yield Reject(line_no + 1, b"", "line", f"line: invalid UTF-8 ({exc.reason}); rest of file unread")

@@ -1,0 +1,192 @@
+"""Feature snapshots: what a customer's state says as of a point in (event) time.
+
+A snapshot is what scoring and policy see and what the audit stores as lineage; it is computed from
+the state and an `as_of` time only, so the same state and time always give the same snapshot.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Mapping
+from dataclasses import dataclass, field, fields
+from types import MappingProxyType
+from typing import Any
+
+from tenure.features.state import DAY_S, MICROS, CustomerState
+
+WINDOWS_DAYS = (7, 30, 90)
+FAMILIES = ("usage", "purchase", "subscription", "payment", "support", "channel", "consent",
+            "profile")
+
+
+def _utc(ts: int | None) -> str | None:
+    if ts is None:
+        return None
+    return dt.datetime.fromtimestamp(ts, dt.UTC).isoformat()
+
+
+@dataclass(frozen=True, slots=True)
+class Features:
+    """A customer's features as of one time. Durations in days, money in the event currency."""
+
+    customer_id: str
+    as_of: str  # ISO-8601 UTC
+    first_seen: str | None
+    last_seen: str | None
+    tenure_days: float
+    days_since_last_seen: float
+    days_since_last_activity: float | None  # last usage or purchase
+    # BG/NBD summary (Fader, Hardie & Lee 2005): repeat purchase days, and in days since first.
+    frequency: int
+    recency_days: float
+    age_days: float
+    purchases_total: int
+    spend_total: float
+    mean_order_value: float | None
+    usage_7d: int
+    usage_prev_21d: int
+    usage_trend: float | None  # daily usage rate of the last 7 days over that of the 21 before
+    usage_minutes_30d: float
+    payment_failures_30d: int
+    tickets_30d: int
+    open_tickets: int
+    mean_sentiment_30d: float | None
+    subscription_status: str | None
+    plan: str | None
+    mrr: float | None
+    segment: str | None
+    timezone: str | None
+    consent: Mapping[str, bool] = field(default_factory=dict)
+    windows: Mapping[str, float] = field(default_factory=dict)  # "{family}_{count|amount}_{N}d"
+
+    def consented(self, channel: str, purpose: str, partner_id: str | None = None) -> bool:
+        """Whether consent for (channel, purpose[, partner]) stands granted; absent means no."""
+        key = f"{channel}:{purpose}" + (f":{partner_id}" if partner_id else "")
+        return bool(self.consent.get(key, False))
+
+    def to_record(self) -> dict[str, Any]:
+        """A JSON-ready form (for audit lineage and display)."""
+        rec = {f.name: getattr(self, f.name) for f in fields(self)}
+        rec["consent"] = dict(sorted(self.consent.items()))
+        rec["windows"] = dict(sorted(self.windows.items()))
+        return rec
+
+    @classmethod
+    def from_record(cls, rec: Mapping[str, Any]) -> Features:
+        """Rebuild a snapshot from `to_record()` output (replay from the audit)."""
+        data = dict(rec)
+        data["consent"] = MappingProxyType(dict(data["consent"]))
+        data["windows"] = MappingProxyType(dict(data["windows"]))
+        return cls(**data)
+
+
+# Window feature names, built once: snapshots are taken for every customer in every batch.
+_WINDOW_KEYS = {
+    family: tuple((f"{family}_count_{d}d", f"{family}_amount_{d}d") for d in WINDOWS_DAYS)
+    for family in FAMILIES
+}
+_NO_DAYS = (0, 0, 0, 0, 0, 0, 0, -1)
+
+
+def _windows(bucket: Mapping[int, tuple[int, int]], today: int) -> tuple[int, ...]:
+    """One pass over the day buckets of a family.
+
+    Returns (count, amount) over the last 7, 30 and 90 days, the count over the 21 days before the
+    last 7 (for the usage trend), and the newest day with any event (-1 when none).
+    """
+    c7 = a7 = c30 = a30 = c90 = a90 = prev21 = 0
+    newest = -1
+    for day, (c, a) in bucket.items():
+        newest = day if day > newest else newest
+        age = today - day
+        if age < 0 or age >= 90:
+            continue
+        c90 += c
+        a90 += a
+        if age < 30:
+            c30 += c
+            a30 += a
+            if age < 7:
+                c7 += c
+                a7 += a
+            elif age < 28:
+                prev21 += c
+        elif age < 28:
+            prev21 += c
+    return c7, a7, c30, a30, c90, a90, prev21, newest
+
+
+def snapshot(state: CustomerState, as_of: dt.datetime) -> Features:
+    """Compute the features of `state` as of `as_of` (timezone-aware)."""
+    now = int(as_of.timestamp())
+    today = now // DAY_S
+    windows: dict[str, float] = {}
+    stats: dict[str, tuple[int, ...]] = {}
+    daily = state.daily
+    for family, keys in _WINDOW_KEYS.items():
+        bucket = daily.get(family)
+        stats[family] = w = _windows(bucket, today) if bucket else _NO_DAYS
+        (ck7, ak7), (ck30, ak30), (ck90, ak90) = keys
+        windows[ck7], windows[ak7] = w[0], w[1] / MICROS
+        windows[ck30], windows[ak30] = w[2], w[3] / MICROS
+        windows[ck90], windows[ak90] = w[4], w[5] / MICROS
+    usage = stats["usage"]
+    usage_7d, usage_prev_21d = usage[0], usage[6]
+    trend = (usage_7d / 7) / (usage_prev_21d / 21) if usage_prev_21d else None
+    support = stats["support"]
+    tickets_30d, sentiment_30d = support[2], support[3] / MICROS
+    regs = state.registers
+    open_tickets = sum(1 for k, r in regs.items() if k.startswith("ticket:") and r[2] == "open")
+    consent = {k.removeprefix("consent:"): bool(r[2])
+               for k, r in sorted(regs.items()) if k.startswith("consent:")}
+
+    days = state.purchase_days
+    if days:
+        first_day, last_day = min(days), max(days)
+        frequency = len(days) - 1
+        recency = float(last_day - first_day)
+        age = float(today - first_day)
+    else:
+        frequency, recency, age = 0, 0.0, 0.0
+    n_purchases, spend_micros = state.totals.get("purchase", (0, 0))
+    spend = spend_micros / MICROS
+
+    newest_activity = max(usage[7], stats["purchase"][7])
+    since_activity = float(today - newest_activity) if newest_activity >= 0 else None
+    first, last = state.first_seen, state.last_seen
+
+    def reg(name: str) -> Any:
+        r = regs.get(name)
+        return None if r is None else r[2]
+
+    mrr = reg("mrr")
+    return Features(
+        customer_id=state.customer_id,
+        as_of=_utc(now) or "",
+        first_seen=_utc(first),
+        last_seen=_utc(last),
+        tenure_days=round((now - first) / DAY_S, 4) if first is not None else 0.0,
+        days_since_last_seen=round((now - last) / DAY_S, 4) if last is not None else 0.0,
+        days_since_last_activity=since_activity,
+        frequency=frequency,
+        recency_days=recency,
+        age_days=age,
+        purchases_total=n_purchases,
+        spend_total=round(spend, 6),
+        mean_order_value=round(spend / n_purchases, 6) if n_purchases else None,
+        usage_7d=usage_7d,
+        usage_prev_21d=usage_prev_21d,
+        usage_trend=round(trend, 6) if trend is not None else None,
+        usage_minutes_30d=windows["usage_amount_30d"],
+        payment_failures_30d=int(windows["payment_count_30d"]),
+        tickets_30d=tickets_30d,
+        open_tickets=open_tickets,
+        mean_sentiment_30d=round(sentiment_30d / tickets_30d, 6) if tickets_30d else None,
+        subscription_status=reg("subscription"),
+        plan=reg("plan"),
+        mrr=float(mrr) if mrr is not None else None,
+        segment=reg("segment"),
+        timezone=reg("timezone"),
+        consent=MappingProxyType(consent),
+        windows=MappingProxyType(windows),
+    )

@@ -1,0 +1,205 @@
+"""Per-customer state and the pure `apply(state, event) -> state`.
+
+State is kept in event time as commutative pieces (per-family day buckets, lifetime totals, the set
+of purchase days, and last-writer-wins registers keyed by (time, event id)), so events that arrive
+out of order inside the windows give exactly the state in-order arrival gives.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from tenure.events.envelope import (
+    PAYLOADS,
+    ChannelOutcome,
+    Consent,
+    Event,
+    ProfileUpdated,
+    Subscription,
+    SupportTicket,
+)
+
+DAY_S = 86_400
+# Longest feature window; day buckets older than this (from the newest event) are dropped.
+KEEP_DAYS = 90
+
+# Amounts are kept in integer millionths: integer sums do not depend on the order of addition,
+# float sums do, and out-of-order arrival must give the same state bit for bit.
+MICROS = 1_000_000
+Bucket = tuple[int, int]  # (count, amount in millionths) of one family on one UTC day
+Register = tuple[int, str, Any]  # (time s, event id, value): the newest (time, id) wins
+
+SUBSCRIPTION_STATUS = {
+    "subscription.started": "active",
+    "subscription.renewed": "active",
+    "subscription.cancel_requested": "cancel_requested",
+    "subscription.cancelled": "cancelled",
+}
+
+
+@dataclass(frozen=True, slots=True)
+class CustomerState:
+    """Everything tenure remembers about one customer, derived only from that customer's events."""
+
+    customer_id: str
+    first_seen: int | None = None  # epoch seconds
+    last_seen: int | None = None
+    totals: Mapping[str, Bucket] = field(default_factory=dict)  # lifetime count and amount per family
+    daily: Mapping[str, Mapping[int, Bucket]] = field(default_factory=dict)  # family -> day -> bucket
+    purchase_days: frozenset[int] = frozenset()
+    registers: Mapping[str, Register] = field(default_factory=dict)
+
+    def to_record(self) -> dict[str, Any]:
+        """A JSON-ready form for the store."""
+        # Written on every batch for every customer touched: kept to structures orjson encodes
+        # natively (day keys become strings), so encoding costs no Python loop.
+        return {
+            "customer_id": self.customer_id,
+            "first_seen": self.first_seen,
+            "last_seen": self.last_seen,
+            "totals": self.totals,
+            "daily": self.daily,
+            "purchase_days": list(self.purchase_days),
+            "registers": self.registers,
+        }
+
+    @classmethod
+    def from_record(cls, rec: Mapping[str, Any]) -> CustomerState:
+        """Rebuild a state from `to_record()` output."""
+        return cls(
+            customer_id=rec["customer_id"],
+            first_seen=rec["first_seen"],
+            last_seen=rec["last_seen"],
+            totals={k: (int(v[0]), int(v[1])) for k, v in rec["totals"].items()},
+            daily={f: {int(d): (int(v[0]), int(v[1])) for d, v in days.items()}
+                   for f, days in rec["daily"].items()},
+            purchase_days=frozenset(rec["purchase_days"]),
+            registers={k: (int(v[0]), str(v[1]), v[2]) for k, v in rec["registers"].items()},
+        )
+
+
+# Which payload field is the amount a type adds to its family (money, minutes or sentiment).
+_AMOUNT_FIELD = {
+    "usage": "minutes",
+    "purchase": "amount",
+    "payment.failed": "amount",
+    "support.ticket": "sentiment",
+}
+_FAMILY = {t: t.partition(".")[0] for t in PAYLOADS}
+
+
+def _registers(event: Event) -> Iterable[tuple[str, Any]]:
+    """The last-writer-wins facts an event states."""
+    p = event.payload
+    if isinstance(p, Subscription):
+        yield "subscription", SUBSCRIPTION_STATUS[event.type]
+        if p.plan is not None:
+            yield "plan", p.plan
+        if p.mrr is not None:
+            yield "mrr", p.mrr
+    elif isinstance(p, ProfileUpdated):
+        for name in ("timezone", "plan", "segment"):
+            value = getattr(p, name)
+            if value is not None:
+                yield name, value
+    elif isinstance(p, Consent):
+        key = f"consent:{p.channel}:{p.purpose}" + (f":{p.partner_id}" if p.partner_id else "")
+        yield key, event.type == "consent.granted"
+    elif isinstance(p, ChannelOutcome) and event.type == "channel.unsubscribed":
+        # An unsubscribe withdraws marketing consent on that channel, whatever said otherwise before.
+        yield f"consent:{p.channel}:marketing", False
+    elif isinstance(p, SupportTicket):
+        yield f"ticket:{p.ticket_id}", p.status
+
+
+# Types whose events set last-writer-wins registers; others skip that work on the hot path.
+_REGISTER_TYPES = frozenset(SUBSCRIPTION_STATUS) | {
+    "profile.updated", "consent.granted", "consent.revoked", "channel.unsubscribed",
+    "support.ticket",
+}
+
+
+def apply(state: CustomerState, event: Event) -> CustomerState:
+    """Return the state after one more event (the input state is not changed)."""
+    return apply_all(state, (event,))
+
+
+def apply_all(state: CustomerState, events: Iterable[Event]) -> CustomerState:
+    """Return the state after several events, in any order; the result does not depend on order.
+
+    Pure from the caller's side: the input state is never changed. Internally it copies the state
+    once and folds every event into the copy, because copying per event would dominate ingest cost.
+    """
+    cid = state.customer_id
+    first, last = state.first_seen, state.last_seen
+    totals = dict(state.totals)
+    # Copy-on-write per family: a family with no new event shares the old state's buckets.
+    daily: dict[str, Any] = dict(state.daily)
+    copied: set[str] = set()
+    purchase_days: set[int] | None = None
+    registers = dict(state.registers)
+    oldest_day: int | None = None
+    for event in events:
+        if event.customer_id != cid:
+            raise ValueError(f"event {event.event_id} is for {event.customer_id}, not {cid}")
+        at = int(event.occurred_at.timestamp())
+        if first is None or at < first:
+            first = at
+        if last is None or at > last:
+            last = at
+        etype = event.type
+        family = _FAMILY.get(etype) or etype.partition(".")[0]
+        field_name = _AMOUNT_FIELD.get(etype)
+        value = getattr(event.payload, field_name) if field_name else None
+        amount = round(value * MICROS) if value else 0
+        count, total = totals.get(family, (0, 0))
+        totals[family] = (count + 1, total + amount)
+        day = at // DAY_S
+        if oldest_day is None or day < oldest_day:
+            oldest_day = day
+        if family not in copied:
+            copied.add(family)
+            daily[family] = dict(daily.get(family, ()))
+        bucket = daily[family]
+        count, total = bucket.get(day, (0, 0))
+        bucket[day] = (count + 1, total + amount)
+        if family == "purchase":
+            if purchase_days is None:
+                purchase_days = set(state.purchase_days)
+            purchase_days.add(day)
+        if etype not in _REGISTER_TYPES:
+            continue
+        key = (at, event.event_id)
+        for name, reg_value in _registers(event):
+            old = registers.get(name)
+            if old is None or (old[0], old[1]) < key:
+                registers[name] = (at, event.event_id, reg_value)
+    if last is not None and oldest_day is not None:
+        horizon_day = last // DAY_S - KEEP_DAYS + 1
+        before = (state.last_seen // DAY_S - KEEP_DAYS + 1) if state.last_seen is not None else None
+        # Scan for stale entries only when something can have become stale: the horizon moved,
+        # or an event older than it arrived. Otherwise the copy is already clean.
+        if before is None or horizon_day > before or oldest_day < horizon_day:
+            for family in list(daily):
+                stale = [d for d in daily[family] if d < horizon_day]
+                if stale:
+                    if family not in copied:
+                        copied.add(family)
+                        daily[family] = dict(daily[family])
+                    for d in stale:
+                        del daily[family][d]
+            horizon_s = horizon_day * DAY_S
+            for name in [n for n, r in registers.items()
+                         if r[0] < horizon_s and n.startswith("ticket:")]:
+                del registers[name]
+    return CustomerState(
+        customer_id=state.customer_id,
+        first_seen=first,
+        last_seen=last,
+        totals=totals,
+        daily={f: b for f, b in daily.items() if b},
+        purchase_days=state.purchase_days if purchase_days is None else frozenset(purchase_days),
+        registers=registers,
+    )

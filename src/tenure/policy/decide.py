@@ -1,0 +1,208 @@
+"""`decide()`: the pure heart of the decide layer.
+
+Its only inputs are the customer's feature snapshot and score, the policy version, what the policy
+remembers of the customer, the triggering event and the clock time. No wall clock, no global random
+state: replaying an audit record reproduces its decision exactly.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+from dataclasses import dataclass, replace
+from typing import Any, Literal
+
+from tenure.features.snapshot import Features
+from tenure.policy.model import Action, Policy
+from tenure.scoring.types import Score
+
+Status = Literal["action", "none", "suppressed"]
+
+
+@dataclass(frozen=True, slots=True)
+class DecisionMemory:
+    """What a policy remembers about one customer between decisions."""
+
+    at_risk: bool = False
+    last_intervention_at: str | None = None  # ISO-8601 UTC of the last action taken
+
+    def to_record(self) -> dict[str, Any]:
+        """A JSON-ready form."""
+        return {"at_risk": self.at_risk, "last_intervention_at": self.last_intervention_at}
+
+    @classmethod
+    def from_record(cls, rec: dict[str, Any] | None) -> DecisionMemory:
+        """Rebuild from `to_record()` output; None means a customer never evaluated."""
+        if not rec:
+            return cls()
+        return cls(bool(rec["at_risk"]), rec.get("last_intervention_at"))
+
+
+@dataclass(frozen=True, slots=True)
+class TriggerContext:
+    """The event at which the customer is evaluated and the event types seen since the last time."""
+
+    event_id: str
+    event_type: str
+    seen_types: frozenset[str]
+
+
+@dataclass(frozen=True, slots=True)
+class Candidate:
+    """One action considered, its expected net value and the guardrail verdict on it."""
+
+    action_id: str
+    channel: str
+    expected_net_value: float
+    blocked_by: str | None
+    detail: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class Decision:
+    """What the engine decided for one customer at one moment, and why."""
+
+    decision_id: str
+    customer_id: str
+    decided_at: str
+    status: Status
+    action_id: str | None
+    channel: str | None
+    guardrail: str | None
+    reason: str
+    risk: float
+    value: float
+    candidates: tuple[Candidate, ...]
+    policy_id: str
+    policy_hash: str
+    trigger_event_id: str
+    trigger_type: str
+    scorer: str
+    scorer_version: str
+    seed: int
+    mode: str = "live"
+
+    def to_record(self) -> dict[str, Any]:
+        """A JSON-ready form."""
+        rec = {k: getattr(self, k) for k in self.__slots__}  # type: ignore[attr-defined]
+        rec["candidates"] = [
+            {"action_id": c.action_id, "channel": c.channel,
+             "expected_net_value": c.expected_net_value, "blocked_by": c.blocked_by,
+             "detail": c.detail}
+            for c in self.candidates
+        ]
+        return rec
+
+
+@dataclass(frozen=True, slots=True)
+class Outcome:
+    """The result of an evaluation: a decision if the trigger fired, and the updated memory."""
+
+    decision: Decision | None
+    memory: DecisionMemory
+
+
+def decision_id(policy_id: str, customer_id: str, trigger_event_id: str) -> str:
+    """A stable id: the same policy, customer and trigger always name the same decision."""
+    digest = hashlib.sha256(f"{policy_id}\x1f{customer_id}\x1f{trigger_event_id}".encode())
+    return "d-" + digest.hexdigest()[:24]
+
+
+def decision_seed(customer_id: str, decision_key: str) -> int:
+    """The seed for any randomised choice in this decision, derived, never drawn."""
+    digest = hashlib.sha256(f"{customer_id}\x1f{decision_key}".encode()).digest()
+    return int.from_bytes(digest[:8], "big")
+
+
+def _iso(t: dt.datetime) -> str:
+    return t.astimezone(dt.UTC).isoformat().replace("+00:00", "Z")
+
+
+def _net_value(action: Action, score: Score) -> float:
+    return round(score.risk * action.uplift * score.value - action.cost, 6)
+
+
+def decide(
+    features: Features,
+    score: Score,
+    policy: Policy,
+    memory: DecisionMemory,
+    trigger: TriggerContext,
+    now: dt.datetime,
+) -> Outcome:
+    """Evaluate the policy for one customer at `now`; pure and deterministic."""
+    at_risk = score.risk >= policy.trigger.risk_at_least
+    if features.subscription_status == "cancelled" or not at_risk:
+        return Outcome(None, replace(memory, at_risk=False))
+    signalled = bool(trigger.seen_types & set(policy.trigger.on_events))
+    if memory.at_risk and not signalled:
+        return Outcome(None, memory)
+
+    decided_at = _iso(now)
+    if memory.at_risk:
+        why = f"signal {sorted(trigger.seen_types & set(policy.trigger.on_events))[0]} while at risk"
+    else:
+        why = f"risk {score.risk:.2f} reached {policy.trigger.risk_at_least:.2f}"
+
+    cooldown: str | None = None
+    if memory.last_intervention_at is not None:
+        last = dt.datetime.fromisoformat(memory.last_intervention_at)
+        since_days = (now - last).total_seconds() / 86_400
+        if since_days < policy.guardrails.cooldown_days:
+            cooldown = (f"last intervention {since_days:.1f} days ago; cooldown is "
+                        f"{policy.guardrails.cooldown_days:g} days")
+
+    candidates: list[Candidate] = []
+    purpose = policy.guardrails.consent_purpose
+    for action in policy.actions:
+        blocked_by, detail = None, None
+        if cooldown is not None:
+            blocked_by, detail = "cooldown", cooldown
+        elif not features.consented(action.channel, purpose):
+            blocked_by, detail = "consent", f"no {purpose} consent on {action.channel}"
+        candidates.append(
+            Candidate(action.id, action.channel, _net_value(action, score), blocked_by, detail)
+        )
+    # Best value first; ties broken by action id so the choice never depends on file order.
+    ranked = sorted(candidates, key=lambda c: (-c.expected_net_value, c.action_id))
+    positive = [c for c in ranked if c.expected_net_value > 0]
+    allowed = [c for c in positive if c.blocked_by is None]
+
+    status: Status
+    chosen: Candidate | None = None
+    guardrail: str | None = None
+    if allowed:
+        chosen = allowed[0]
+        status, reason = "action", f"{why}; best expected net value {chosen.expected_net_value:.2f}"
+    elif positive:
+        status, guardrail = "suppressed", positive[0].blocked_by
+        reason = f"{why}; {positive[0].detail}"
+    else:
+        status, reason = "none", f"{why}; no action has a positive expected net value"
+
+    did = decision_id(policy.id, features.customer_id, trigger.event_id)
+    decision = Decision(
+        decision_id=did,
+        customer_id=features.customer_id,
+        decided_at=decided_at,
+        status=status,
+        action_id=chosen.action_id if chosen else None,
+        channel=chosen.channel if chosen else None,
+        guardrail=guardrail,
+        reason=reason,
+        risk=score.risk,
+        value=score.value,
+        candidates=tuple(ranked),
+        policy_id=policy.id,
+        policy_hash=policy.content_hash,
+        trigger_event_id=trigger.event_id,
+        trigger_type=trigger.event_type,
+        scorer=score.scorer,
+        scorer_version=score.version,
+        seed=decision_seed(features.customer_id, did),
+    )
+    new_memory = DecisionMemory(
+        at_risk=True,
+        last_intervention_at=decided_at if status == "action" else memory.last_intervention_at,
+    )
+    return Outcome(decision, new_memory)

@@ -1,0 +1,138 @@
+"""Policy files: YAML validated into an immutable model, versioned by content hash."""
+
+from __future__ import annotations
+
+import hashlib
+from pathlib import Path
+from typing import Any
+
+import orjson
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from tenure.errors import ConfigError
+from tenure.events.envelope import EVENT_TYPES
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+
+class Trigger(_Model):
+    """When a customer is considered: on entering the at-risk band, or on a signal while in it."""
+
+    risk_at_least: float = Field(ge=0.0, le=1.0, description="Risk at or above which a customer is at risk.")
+    on_events: tuple[str, ...] = Field(
+        default=(),
+        description="Event types that re-trigger a decision while the customer stays at risk.",
+    )
+
+    @field_validator("on_events")
+    @classmethod
+    def _known(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        unknown = [t for t in value if t not in EVENT_TYPES]
+        if unknown:
+            raise ValueError(f"unknown event types {unknown}")
+        return value
+
+
+class Action(_Model):
+    """Something the engine can do for a customer, with what it costs and what it is expected to do."""
+
+    id: str = Field(min_length=1, max_length=100)
+    channel: str = Field(min_length=1, max_length=50)
+    cost: float = Field(ge=0.0, description="Cost of one action, in the value currency.")
+    uplift: float = Field(
+        ge=0.0, le=1.0,
+        description="Prior: the share of at-risk customers this action keeps who would otherwise leave.",
+    )
+    journey: str | None = None
+
+
+class Guardrails(_Model):
+    """Limits every decision of this policy runs under; consent itself cannot be switched off."""
+
+    cooldown_days: float = Field(default=14.0, ge=0.0,
+                                 description="No new intervention this many days after the last.")
+    consent_purpose: str = Field(default="marketing",
+                                 description="Consent purpose required on the action's channel.")
+
+
+class Policy(_Model):
+    """A retention policy: who is considered, which actions exist, under which guardrails."""
+
+    id: str = Field(min_length=1, max_length=100)
+    label: str = Field(default="", max_length=200)
+    trigger: Trigger
+    guardrails: Guardrails = Guardrails()
+    actions: tuple[Action, ...] = Field(min_length=1)
+
+    @field_validator("actions")
+    @classmethod
+    def _unique(cls, value: tuple[Action, ...]) -> tuple[Action, ...]:
+        ids = [a.id for a in value]
+        dupes = sorted({i for i in ids if ids.count(i) > 1})
+        if dupes:
+            raise ValueError(f"duplicate action ids {dupes}")
+        return value
+
+    def canonical(self) -> bytes:
+        """The policy's canonical JSON: what its content hash is taken over."""
+        return orjson.dumps(self.model_dump(mode="json"), option=orjson.OPT_SORT_KEYS)
+
+    @property
+    def content_hash(self) -> str:
+        """sha256 of the canonical content: the policy's version."""
+        return hashlib.sha256(self.canonical()).hexdigest()
+
+
+def parse_policy(data: Any, origin: str = "policy") -> Policy:
+    """Validate a policy mapping; errors name the field."""
+    try:
+        return Policy.model_validate(data)
+    except ValidationError as exc:
+        lines = [f"{'.'.join(str(p) for p in e['loc']) or '(top)'}: {e['msg']}"
+                 for e in exc.errors(include_url=False)]
+        raise ConfigError(f"{origin} is not a valid policy: " + "; ".join(lines)) from None
+
+
+def load_policy(path: Path) -> Policy:
+    """Read and validate a policy YAML file."""
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise ConfigError(f"policy file not found: {path}") from None
+    except (OSError, UnicodeDecodeError, yaml.YAMLError) as exc:
+        raise ConfigError(f"cannot read policy {path}: {exc}") from None
+    return parse_policy(data, str(path))
+
+
+DEFAULT_POLICY_YAML = """\
+# The default retention policy: used when `tenure run` is given no --policy.
+id: retention-default
+label: baseline risk threshold
+trigger:
+  risk_at_least: 0.6
+  on_events: [subscription.cancel_requested, payment.failed]
+guardrails:
+  cooldown_days: 14
+  consent_purpose: marketing
+actions:
+  - id: winback-email
+    channel: email
+    cost: 0.5
+    uplift: 0.04
+  - id: retention-push
+    channel: push
+    cost: 0.1
+    uplift: 0.015
+  - id: retention-sms-offer
+    channel: sms
+    cost: 4.0
+    uplift: 0.08
+"""
+
+
+def default_policy() -> Policy:
+    """The policy shipped with tenure."""
+    return parse_policy(yaml.safe_load(DEFAULT_POLICY_YAML), "default policy")

@@ -1,0 +1,53 @@
+"""Clocks: the only place tenure learns what time it is.
+
+Live mode asks the wall; replay and batch runs over history use event time, so a 90-day history is
+decided as it would have been on each day, and replays give the same answers.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Protocol
+
+
+class Clock(Protocol):
+    """A source of the current time, told about each event as it is processed."""
+
+    def observe(self, event_time: dt.datetime) -> None:
+        """Note that processing has reached `event_time`."""
+
+    def now(self) -> dt.datetime:
+        """The current time, timezone-aware."""
+
+
+class WallClock:
+    """Live mode: wall time; events do not move it."""
+
+    def observe(self, event_time: dt.datetime) -> None:
+        """Ignored: live decisions happen now."""
+
+    def now(self) -> dt.datetime:
+        """The wall time in UTC."""
+        return dt.datetime.now(dt.UTC)
+
+
+class EventClock:
+    """Replay mode: the time is that of the event being processed."""
+
+    def __init__(self, start: dt.datetime | None = None) -> None:
+        self._now = start or dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
+
+    def observe(self, event_time: dt.datetime) -> None:
+        """Move to `event_time` (backwards too: each customer is decided at its own event)."""
+        self._now = event_time
+
+    def now(self) -> dt.datetime:
+        """The time of the event being processed."""
+        return self._now
+
+
+class FixedClock(EventClock):
+    """A clock that stays where it is put; for tests and what-if runs."""
+
+    def observe(self, event_time: dt.datetime) -> None:
+        """Ignored: the time is fixed."""

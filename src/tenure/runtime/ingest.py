@@ -1,0 +1,152 @@
+"""Opening inputs and running them through the pipeline: what `tenure run` does."""
+
+from __future__ import annotations
+
+import os
+import sys
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import BinaryIO
+
+import yaml
+
+from tenure.errors import ConfigError, InputError
+from tenure.events.envelope import Event
+from tenure.events.parse import CsvMapping, LineParser, Reject, read_csv, read_lines
+from tenure.policy.model import Policy
+from tenure.runtime.clock import Clock
+from tenure.runtime.pipeline import DEFAULT_BATCH_SIZE, Pipeline, RunSummary
+from tenure.store.db import Store
+
+Progress = Callable[[int], None]  # called with the number of bytes read since the last call
+
+
+@dataclass(frozen=True)
+class Source:
+    """Where events come from: a file path or '-' for standard input, and its format."""
+
+    path: str
+    format: str = "jsonl"  # or "csv"
+    mapping: CsvMapping | None = None
+
+    @property
+    def is_stdin(self) -> bool:
+        """True when reading standard input."""
+        return self.path == "-"
+
+    def size(self) -> int | None:
+        """Size in bytes for a progress bar, when known."""
+        return None if self.is_stdin else os.path.getsize(self.path)
+
+
+def detect_format(path: str, given: str | None) -> str:
+    """The input format: as given, else from the file extension, else JSONL."""
+    if given:
+        if given not in ("jsonl", "csv"):
+            raise InputError(f"unknown input format {given!r}: use jsonl or csv")
+        return given
+    return "csv" if path.lower().endswith(".csv") else "jsonl"
+
+
+def open_input(source: Source) -> BinaryIO:
+    """Open the input for binary reading, or fail with one line that says why."""
+    if source.is_stdin:
+        return sys.stdin.buffer
+    path = Path(source.path)
+    if not path.exists():
+        raise InputError(f"events file not found: {path}")
+    if path.is_dir():
+        raise InputError(f"{path} is a directory; give an events file (JSONL or CSV)")
+    try:
+        return path.open("rb")
+    except OSError as exc:
+        raise InputError(f"cannot read {path}: {exc.strerror}") from None
+
+
+def load_mapping(path: Path | None, pairs: list[str], constants: list[str]) -> CsvMapping:
+    """A CSV mapping from a YAML file (columns/payload/constants) and FIELD=COLUMN options."""
+    columns: dict[str, str] = {}
+    payload: dict[str, str] = {}
+    fixed: dict[str, str] = {}
+    if path is not None:
+        try:
+            data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+        except (OSError, yaml.YAMLError) as exc:
+            raise ConfigError(f"cannot read CSV mapping {path}: {exc}") from None
+        if not isinstance(data, dict):
+            raise ConfigError(f"{path}: expected a mapping with columns/payload/constants")
+        columns.update({str(k): str(v) for k, v in (data.get("columns") or {}).items()})
+        payload.update({str(k): str(v) for k, v in (data.get("payload") or {}).items()})
+        fixed.update({str(k): str(v) for k, v in (data.get("constants") or {}).items()})
+    for pair, target in [(p, "map") for p in pairs] + [(c, "set") for c in constants]:
+        name, sep, value = pair.partition("=")
+        if not sep or not name or not value:
+            raise ConfigError(f"--{target} expects FIELD=VALUE, got {pair!r}")
+        if target == "set":
+            fixed[name] = value
+        elif name.startswith("payload."):
+            payload[name.removeprefix("payload.")] = value
+        else:
+            columns[name] = value
+    return CsvMapping(columns, payload, fixed)
+
+
+def _metered(stream: BinaryIO, progress: Progress | None) -> Iterator[bytes]:
+    pending = 0
+    for n, line in enumerate(stream, start=1):
+        pending += len(line)
+        yield line
+        if progress is not None and n % 2048 == 0:
+            progress(pending)
+            pending = 0
+    if progress is not None and pending:
+        progress(pending)
+
+
+class _Meter:
+    """A binary stream that reports bytes read (for CSV, read through a text wrapper)."""
+
+    def __init__(self, stream: BinaryIO, progress: Progress | None) -> None:
+        self._stream = stream
+        self._progress = progress
+
+    def readable(self) -> bool:
+        return True
+
+    def read(self, n: int = -1) -> bytes:
+        data = self._stream.read(n)
+        if self._progress is not None:
+            self._progress(len(data))
+        return data
+
+    def read1(self, n: int = -1) -> bytes:
+        return self.read(n)
+
+    @property
+    def closed(self) -> bool:
+        return self._stream.closed
+
+
+def items(source: Source, stream: BinaryIO, parser: LineParser,
+          progress: Progress | None = None) -> Iterator[Event | Reject]:
+    """Parsed events and rejects from the stream, in input order."""
+    if source.format == "csv":
+        yield from read_csv(_Meter(stream, progress), parser,  # type: ignore[arg-type]
+                            source.mapping or CsvMapping.identity())
+        return
+    for raw in read_lines(_metered(stream, progress)):
+        yield parser.parse(raw)
+
+
+def run(store: Store, policy: Policy, source: Source, parser: LineParser, clock: Clock,
+        batch_size: int = DEFAULT_BATCH_SIZE, progress: Progress | None = None) -> RunSummary:
+    """Run one input through the pipeline into the store."""
+    stream = open_input(source)
+    try:
+        pipeline = Pipeline(store, policy, clock=clock, batch_size=batch_size)
+        label = "stdin" if source.is_stdin else str(Path(source.path).resolve())
+        return pipeline.run(items(source, stream, parser, progress), label)
+    finally:
+        if not source.is_stdin:
+            stream.close()

@@ -1,0 +1,112 @@
+"""Read-side queries behind `tenure customers|decisions|rejects|stats|audit`."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import orjson
+from sqlalchemy import Connection, func, select
+
+from tenure.audit.chain import Break, verify
+from tenure.features.state import CustomerState
+from tenure.store import repo
+from tenure.store import schema as t
+
+
+def customer(conn: Connection, customer_id: str) -> dict[str, Any] | None:
+    """A customer's stored state, memory and decision count, or None."""
+    c = t.customers.c
+    row = conn.execute(select(c.state, c.memory, c.version).where(c.customer_id == customer_id)).first()
+    if row is None:
+        return None
+    state_rec, memory, version = row
+    return {
+        "customer_id": customer_id,
+        "state": CustomerState.from_record(state_rec),
+        "memory": memory,
+        "version": version,
+        "decisions": repo.count(conn, t.decisions, t.decisions.c.customer_id == customer_id),
+    }
+
+
+def decisions(conn: Connection, customer_id: str | None = None, limit: int = 50,
+              status: str | None = None) -> list[dict[str, Any]]:
+    """Newest decisions first, optionally for one customer or one status."""
+    d = t.decisions.c
+    query = select(d.decision_id, d.customer_id, d.decided_at, d.status, d.action_id, d.channel,
+                   d.guardrail, d.risk, d.reason, d.policy_id, d.trigger_event_id, d.audit_seq)
+    if customer_id is not None:
+        query = query.where(d.customer_id == customer_id)
+    if status is not None:
+        query = query.where(d.status == status)
+    query = query.order_by(d.decided_at.desc(), d.decision_id).limit(limit)
+    return repo.rows(conn, query)
+
+
+def decision_record(conn: Connection, decision_id: str) -> dict[str, Any] | None:
+    """The full stored decision record."""
+    d = t.decisions.c
+    return conn.execute(select(d.record).where(d.decision_id == decision_id)).scalar()
+
+
+def rejects(conn: Connection, limit: int = 100, run_id: str | None = None) -> list[dict[str, Any]]:
+    """Rejected lines, oldest first, with the raw input shown as text."""
+    r = t.rejects.c
+    query = select(r.id, r.run_id, r.source, r.line_no, r.field, r.reason, r.raw)
+    if run_id is not None:
+        query = query.where(r.run_id == run_id)
+    out = repo.rows(conn, query.order_by(r.id).limit(limit))
+    for row in out:
+        row["raw"] = bytes(row["raw"]).decode("utf-8", errors="backslashreplace")
+    return out
+
+
+def stats(conn: Connection) -> dict[str, Any]:
+    """Counts of everything the store holds."""
+    d = t.decisions.c
+    r = t.runs.c
+    by_status = dict(conn.execute(select(d.status, func.count()).group_by(d.status)).all())
+    by_guardrail = dict(conn.execute(
+        select(d.guardrail, func.count()).where(d.guardrail.is_not(None)).group_by(d.guardrail)
+    ).all())
+    by_action = dict(conn.execute(
+        select(d.action_id, func.count()).where(d.action_id.is_not(None)).group_by(d.action_id)
+    ).all())
+    read, duplicates = conn.execute(
+        select(func.coalesce(func.sum(r.read), 0), func.coalesce(func.sum(r.duplicates), 0))
+    ).one()
+    return {
+        "events": repo.count(conn, t.events),
+        "events_read": int(read),
+        "duplicates": int(duplicates),
+        "rejects": repo.count(conn, t.rejects),
+        "customers": repo.count(conn, t.customers),
+        "decisions": repo.count(conn, t.decisions),
+        "decisions_by_status": dict(sorted(by_status.items())),
+        "actions": dict(sorted(by_action.items())),
+        "suppressions": sum(by_guardrail.values()),
+        "suppressions_by_guardrail": dict(sorted(by_guardrail.items())),
+        "outbox": repo.count(conn, t.outbox),
+        "outbox_pending": repo.count(conn, t.outbox, t.outbox.c.dispatched_at.is_(None)),
+        "audit_records": repo.count(conn, t.audit),
+        "runs": repo.count(conn, t.runs),
+    }
+
+
+def verify_audit(conn: Connection) -> tuple[int, Break | None, int]:
+    """Recompute the whole chain: (records checked, first break, head seq)."""
+    checked, broken = verify(repo.audit_records(conn))
+    head_seq, head_hash = repo.lock_audit_head(conn)
+    if broken is None and checked != head_seq:
+        broken = Break(checked + 1, f"chain ends at record {checked} but its head says {head_seq}")
+    elif broken is None and head_seq:
+        last = conn.execute(select(t.audit.c.hash).where(t.audit.c.seq == head_seq)).scalar()
+        if last != head_hash:
+            broken = Break(head_seq, "the chain head's hash does not match the last record")
+    return checked, broken, head_seq
+
+
+def audit_body(conn: Connection, decision_id: str) -> dict[str, Any] | None:
+    """The audit record body of a decision, parsed."""
+    body = repo.audit_body(conn, "decision", decision_id)
+    return None if body is None else orjson.loads(body)

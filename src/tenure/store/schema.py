@@ -1,0 +1,150 @@
+"""Tables (SQLAlchemy Core). Alembic migrations under `migrations/` create and evolve them."""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Any
+
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    Column,
+    DateTime,
+    Dialect,
+    Float,
+    Integer,
+    LargeBinary,
+    MetaData,
+    String,
+    Table,
+    Text,
+)
+from sqlalchemy.dialects.postgresql import JSONB
+from sqlalchemy.types import TypeDecorator
+
+
+class UtcDateTime(TypeDecorator[dt.datetime]):
+    """A timezone-aware UTC time on every backend (SQLite has no time zones; we store UTC)."""
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: dt.datetime | None, dialect: Dialect) -> Any:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            raise ValueError("naive datetime refused by the store")
+        value = value.astimezone(dt.UTC)
+        return value.replace(tzinfo=None) if dialect.name == "sqlite" else value
+
+    def process_result_value(self, value: Any, dialect: Dialect) -> dt.datetime | None:
+        if value is None:
+            return None
+        return value.replace(tzinfo=dt.UTC) if value.tzinfo is None else value.astimezone(dt.UTC)
+
+
+Json = JSON().with_variant(JSONB(), "postgresql")
+
+metadata = MetaData()
+
+events = Table(
+    "events", metadata,
+    Column("event_id", String(200), primary_key=True),
+    Column("type", String(100), nullable=False),
+    Column("customer_id", String(200), nullable=False),
+    Column("occurred_at", UtcDateTime, nullable=False),
+    Column("source", String(100)),
+    Column("partner_id", String(200)),
+    Column("schema_version", Integer, nullable=False),
+    Column("payload", Json, nullable=False),
+)
+
+rejects = Table(
+    "rejects", metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("run_id", String(40), nullable=False, index=True),
+    Column("source", Text, nullable=False),
+    Column("line_no", Integer, nullable=False),
+    Column("field", String(200), nullable=False),
+    Column("reason", Text, nullable=False),
+    Column("raw", LargeBinary, nullable=False),
+)
+
+customers = Table(
+    "customers", metadata,
+    Column("customer_id", String(200), primary_key=True),
+    Column("state", Json, nullable=False),
+    Column("memory", Json, nullable=False),
+    Column("last_seen", UtcDateTime),
+    Column("version", Integer, nullable=False),
+)
+
+decisions = Table(
+    "decisions", metadata,
+    Column("decision_id", String(64), primary_key=True),
+    Column("customer_id", String(200), nullable=False, index=True),
+    Column("decided_at", UtcDateTime, nullable=False),
+    Column("status", String(20), nullable=False),
+    Column("action_id", String(100)),
+    Column("channel", String(50)),
+    Column("guardrail", String(50)),
+    Column("reason", Text, nullable=False),
+    Column("risk", Float, nullable=False),
+    Column("policy_id", String(100), nullable=False),
+    Column("policy_hash", String(64), nullable=False),
+    Column("trigger_event_id", String(200), nullable=False),
+    Column("mode", String(20), nullable=False),
+    Column("audit_seq", BigInteger, nullable=False),
+    Column("record", Json, nullable=False),
+)
+
+audit = Table(
+    "audit", metadata,
+    Column("seq", BigInteger, primary_key=True, autoincrement=False),
+    Column("kind", String(40), nullable=False),
+    Column("ref", String(200), nullable=False, index=True),
+    Column("prev_hash", String(64), nullable=False),
+    Column("hash", String(64), nullable=False),
+    Column("body", Text, nullable=False),
+)
+
+# One row: the head of the audit chain. Writers lock it, which serialises appends across workers.
+audit_head = Table(
+    "audit_head", metadata,
+    Column("id", Integer, primary_key=True, autoincrement=False),
+    Column("seq", BigInteger, nullable=False),
+    Column("hash", String(64), nullable=False),
+)
+
+policies = Table(
+    "policies", metadata,
+    Column("policy_hash", String(64), primary_key=True),
+    Column("policy_id", String(100), nullable=False),
+    Column("label", Text, nullable=False),
+    Column("content", Json, nullable=False),
+)
+
+outbox = Table(
+    "outbox", metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("idempotency_key", String(200), nullable=False, unique=True),
+    Column("decision_id", String(64), nullable=False, index=True),
+    Column("kind", String(40), nullable=False),
+    Column("payload", Json, nullable=False),
+    Column("created_at", UtcDateTime, nullable=False),
+    Column("dispatched_at", UtcDateTime),
+    Column("attempts", Integer, nullable=False, default=0),
+)
+
+runs = Table(
+    "runs", metadata,
+    Column("run_id", String(40), primary_key=True),
+    Column("source", Text, nullable=False),
+    Column("started_at", UtcDateTime, nullable=False),
+    Column("finished_at", UtcDateTime),
+    Column("read", Integer, nullable=False, default=0),
+    Column("accepted", Integer, nullable=False, default=0),
+    Column("duplicates", Integer, nullable=False, default=0),
+    Column("rejected", Integer, nullable=False, default=0),
+    Column("decisions", Integer, nullable=False, default=0),
+)
