@@ -31,19 +31,31 @@ def raw_insert(path: Path, db: Path, batch_size: int) -> float:
     with path.open("rb") as fh:
         for line in fh:
             e = orjson.loads(line)
-            rows.append((e["event_id"], e["type"], e["customer_id"], e["occurred_at"],
-                         e["source"], e["partner_id"], e["schema_version"],
-                         orjson.dumps(e["payload"]).decode()))
+            rows.append(
+                (
+                    e["event_id"],
+                    e["type"],
+                    e["customer_id"],
+                    e["occurred_at"],
+                    e["source"],
+                    e["partner_id"],
+                    e["schema_version"],
+                    orjson.dumps(e["payload"]).decode(),
+                )
+            )
     conn = sqlite3.connect(db)
     conn.execute("PRAGMA journal_mode=WAL")
     conn.execute("PRAGMA synchronous=NORMAL")
-    conn.execute("CREATE TABLE events (event_id TEXT PRIMARY KEY, type TEXT, customer_id TEXT, "
-                 "occurred_at TEXT, source TEXT, partner_id TEXT, schema_version INTEGER, "
-                 "payload TEXT)")
+    conn.execute(
+        "CREATE TABLE events (event_id TEXT PRIMARY KEY, type TEXT, customer_id TEXT, "
+        "occurred_at TEXT, source TEXT, partner_id TEXT, schema_version INTEGER, "
+        "payload TEXT)"
+    )
     start = time.perf_counter()
     for i in range(0, len(rows), batch_size):
-        conn.executemany("INSERT INTO events VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-                         rows[i : i + batch_size])
+        conn.executemany(
+            "INSERT INTO events VALUES (?, ?, ?, ?, ?, ?, ?, ?)", rows[i : i + batch_size]
+        )
         conn.commit()
     seconds = time.perf_counter() - start
     conn.close()
@@ -81,8 +93,10 @@ def main() -> None:
     p_rate, r_rate = n / p_seconds, n / r_seconds
     print(f"events                  {n}")
     print(f"batch size              {args.batch_size}")
-    print(f"pipeline                {p_seconds:8.2f} s  {p_rate:10,.0f} events/s "
-          f"({accepted} accepted, {decisions} decisions)")
+    print(
+        f"pipeline                {p_seconds:8.2f} s  {p_rate:10,.0f} events/s "
+        f"({accepted} accepted, {decisions} decisions)"
+    )
     print(f"raw sqlite executemany  {r_seconds:8.2f} s  {r_rate:10,.0f} events/s")
     print(f"ratio (pipeline / raw)  {p_rate / r_rate:8.3f}")
 

@@ -10,7 +10,13 @@ from typing import Annotated, Any
 import orjson
 import typer
 from rich.console import Console
-from rich.progress import BarColumn, DownloadColumn, Progress, TimeRemainingColumn, TransferSpeedColumn
+from rich.progress import (
+    BarColumn,
+    DownloadColumn,
+    Progress,
+    TimeRemainingColumn,
+    TransferSpeedColumn,
+)
 from rich.table import Table
 
 from tenure import __version__
@@ -35,8 +41,9 @@ events_app = typer.Typer(help="The event envelope.", no_args_is_help=True)
 audit_app = typer.Typer(help="The hash-chained audit of every decision.", no_args_is_help=True)
 customers_app = typer.Typer(help="What tenure knows about a customer.", no_args_is_help=True)
 decisions_app = typer.Typer(help="Decisions made by policies.", no_args_is_help=True)
-rejects_app = typer.Typer(help="Input lines that did not become events, with reasons.",
-                          no_args_is_help=True)
+rejects_app = typer.Typer(
+    help="Input lines that did not become events, with reasons.", no_args_is_help=True
+)
 app.add_typer(events_app, name="events")
 app.add_typer(audit_app, name="audit")
 app.add_typer(customers_app, name="customers")
@@ -48,16 +55,24 @@ err = Console(stderr=True)
 
 Workspace = Annotated[
     Path | None,
-    typer.Option("--workspace", "-w", help="Workspace directory (default ./.tenure or "
-                 "$TENURE_WORKSPACE). TENURE_DATABASE_URL selects PostgreSQL instead of the "
-                 "workspace's SQLite file.", show_default=False),
+    typer.Option(
+        "--workspace",
+        "-w",
+        help="Workspace directory (default ./.tenure or "
+        "$TENURE_WORKSPACE). TENURE_DATABASE_URL selects PostgreSQL instead of the "
+        "workspace's SQLite file.",
+        show_default=False,
+    ),
 ]
 JsonFlag = Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")]
 
 
 def _dump(obj: Any) -> None:
-    typer.echo(orjson.dumps(obj, option=orjson.OPT_INDENT_2 | orjson.OPT_NON_STR_KEYS,
-                            default=str).decode())
+    typer.echo(
+        orjson.dumps(
+            obj, option=orjson.OPT_INDENT_2 | orjson.OPT_NON_STR_KEYS, default=str
+        ).decode()
+    )
 
 
 def _fail(exc: TenureError) -> typer.Exit:
@@ -78,8 +93,12 @@ def _summary_tables(summary: RunSummary, seconds: float) -> None:
     counts = Table(title="events", show_header=False, title_justify="left")
     counts.add_column(style="bold")
     counts.add_column(justify="right")
-    for name, value in (("read", summary.read), ("accepted", summary.accepted),
-                        ("duplicate", summary.duplicates), ("rejected", summary.rejected)):
+    for name, value in (
+        ("read", summary.read),
+        ("accepted", summary.accepted),
+        ("duplicate", summary.duplicates),
+        ("rejected", summary.rejected),
+    ):
         counts.add_row(name, f"{value:,}")
     rate = summary.read / seconds if seconds > 0 else 0.0
     counts.add_row("time", f"{seconds:.1f} s ({rate:,.0f} events/s)")
@@ -98,8 +117,15 @@ def _summary_tables(summary: RunSummary, seconds: float) -> None:
     out.print(decisions)
 
 
-def _run(settings: Settings, store: Store, source: ingest.Source, policy: Policy,
-         batch_size: int, live: bool, quiet: bool) -> tuple[RunSummary, float]:
+def _run(
+    settings: Settings,
+    store: Store,
+    source: ingest.Source,
+    policy: Policy,
+    batch_size: int,
+    live: bool,
+    quiet: bool,
+) -> tuple[RunSummary, float]:
     parser = LineParser(settings.extra_event_types)
     clock = WallClock() if live else EventClock()
     start = time.perf_counter()
@@ -107,34 +133,68 @@ def _run(settings: Settings, store: Store, source: ingest.Source, policy: Policy
     if quiet or size is None:
         summary = ingest.run(store, policy, source, parser, clock, batch_size)
     else:
-        columns = ("[progress.description]{task.description}", BarColumn(), DownloadColumn(),
-                   TransferSpeedColumn(), TimeRemainingColumn())
+        columns = (
+            "[progress.description]{task.description}",
+            BarColumn(),
+            DownloadColumn(),
+            TransferSpeedColumn(),
+            TimeRemainingColumn(),
+        )
         with Progress(*columns, console=err, transient=True) as bar:
             task = bar.add_task(f"reading {Path(source.path).name}", total=size)
-            summary = ingest.run(store, policy, source, parser, clock, batch_size,
-                                 progress=lambda n: bar.advance(task, n))
+            summary = ingest.run(
+                store,
+                policy,
+                source,
+                parser,
+                clock,
+                batch_size,
+                progress=lambda n: bar.advance(task, n),
+            )
     return summary, time.perf_counter() - start
 
 
 @app.command()
 def run(
-    events: Annotated[str, typer.Option("--events", "-e", help="JSONL or CSV file of events, "
-                                        "or - for standard input.")],
-    policy: Annotated[Path | None, typer.Option(help="Policy YAML (default: the built-in "
-                                                "retention policy).")] = None,
+    events: Annotated[
+        str,
+        typer.Option(
+            "--events", "-e", help="JSONL or CSV file of events, or - for standard input."
+        ),
+    ],
+    policy: Annotated[
+        Path | None, typer.Option(help="Policy YAML (default: the built-in retention policy).")
+    ] = None,
     workspace: Workspace = None,
-    batch_size: Annotated[int, typer.Option(min=1, help="Events per transaction; each "
-                                            "customer with new events is evaluated once per "
-                                            "batch.")] = DEFAULT_BATCH_SIZE,
-    input_format: Annotated[str | None, typer.Option("--format", help="jsonl or csv (default: "
-                                                     "from the file extension).")] = None,
-    csv_map: Annotated[Path | None, typer.Option(help="YAML mapping of CSV columns: "
-                                                 "columns/payload/constants.")] = None,
-    map_: Annotated[list[str] | None, typer.Option("--map", help="CSV: FIELD=COLUMN, e.g. "
-                                                   "customer_id=member or payload.amount=total.")] = None,
-    set_: Annotated[list[str] | None, typer.Option("--set", help="CSV: FIELD=VALUE for every "
-                                                   "row, e.g. type=purchase.")] = None,
-    live: Annotated[bool, typer.Option(help="Decide at wall-clock time instead of event time.")] = False,
+    batch_size: Annotated[
+        int,
+        typer.Option(
+            min=1,
+            help="Events per transaction; each "
+            "customer with new events is evaluated once per "
+            "batch.",
+        ),
+    ] = DEFAULT_BATCH_SIZE,
+    input_format: Annotated[
+        str | None,
+        typer.Option("--format", help="jsonl or csv (default: from the file extension)."),
+    ] = None,
+    csv_map: Annotated[
+        Path | None, typer.Option(help="YAML mapping of CSV columns: columns/payload/constants.")
+    ] = None,
+    map_: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--map", help="CSV: FIELD=COLUMN, e.g. customer_id=member or payload.amount=total."
+        ),
+    ] = None,
+    set_: Annotated[
+        list[str] | None,
+        typer.Option("--set", help="CSV: FIELD=VALUE for every row, e.g. type=purchase."),
+    ] = None,
+    live: Annotated[
+        bool, typer.Option(help="Decide at wall-clock time instead of event time.")
+    ] = False,
     as_json: JsonFlag = False,
 ) -> None:
     """Process events: validate, deduplicate, update features, score, decide and audit."""
@@ -142,6 +202,7 @@ def run(
         fmt = ingest.detect_format(events, input_format)
         mapping = ingest.load_mapping(csv_map, map_ or [], set_ or []) if fmt == "csv" else None
         source = ingest.Source(events, fmt, mapping)
+        source.check()
         chosen = _policy(policy)
         settings, store = _open(workspace)
         summary, seconds = _run(settings, store, source, chosen, batch_size, live, as_json)
@@ -179,7 +240,9 @@ def generate(
 @app.command()
 def demo(
     workspace: Workspace = None,
-    customers: Annotated[int, typer.Option(min=1, help="Customers in the generated population.")] = 2000,
+    customers: Annotated[
+        int, typer.Option(min=1, help="Customers in the generated population.")
+    ] = 2000,
     days: Annotated[int, typer.Option(min=1, help="Days of generated history.")] = 90,
     seed: Annotated[int, typer.Option(help="Random seed.")] = 7,
 ) -> None:
@@ -195,8 +258,15 @@ def demo(
             write_jsonl(PopulationSpec(customers=customers, days=days, seed=seed), tmp)
             tmp.replace(path)
         store = Store(settings.database_url)
-        summary, seconds = _run(settings, store, ingest.Source(str(path)), default_policy(),
-                                DEFAULT_BATCH_SIZE, live=False, quiet=False)
+        summary, seconds = _run(
+            settings,
+            store,
+            ingest.Source(str(path)),
+            default_policy(),
+            DEFAULT_BATCH_SIZE,
+            live=False,
+            quiet=False,
+        )
     except TenureError as exc:
         raise _fail(exc) from None
     out.print(f"[bold]tenure demo[/bold]: {path}")
@@ -208,8 +278,10 @@ def demo(
     out.print(f"  tenure customers show CUSTOMER_ID{ws}")
     out.print(f"  tenure audit verify{ws}")
     if summary.duplicates == summary.read and summary.read:
-        out.print("\n(every event was already in this workspace: run with a fresh --workspace "
-                  "to see decisions made again)")
+        out.print(
+            "\n(every event was already in this workspace: run with a fresh --workspace "
+            "to see decisions made again)"
+        )
 
 
 @app.command()
@@ -255,16 +327,21 @@ def audit_verify(workspace: Workspace = None, as_json: JsonFlag = False) -> None
             checked, broken, head = queries.verify_audit(conn)
     except TenureError as exc:
         raise _fail(exc) from None
-    result = {"records": checked, "head": head, "ok": broken is None,
-              "first_broken": None if broken is None else {"seq": broken.seq,
-                                                           "problem": broken.problem}}
+    result = {
+        "records": checked,
+        "head": head,
+        "ok": broken is None,
+        "first_broken": None if broken is None else {"seq": broken.seq, "problem": broken.problem},
+    }
     if as_json:
         _dump(result)
     elif broken is None:
         out.print(f"audit chain ok: {checked:,} records verified")
     else:
-        err.print(f"[red]audit chain broken[/red] at record {broken.seq}: {broken.problem} "
-                  f"({checked:,} records before it verified)")
+        err.print(
+            f"[red]audit chain broken[/red] at record {broken.seq}: {broken.problem} "
+            f"({checked:,} records before it verified)"
+        )
     if broken is not None:
         raise typer.Exit(1)
 
@@ -291,14 +368,18 @@ def audit_replay(decision_id: str, workspace: Workspace = None, as_json: JsonFla
     if as_json:
         _dump({"decision_id": decision_id, "identical": same, "replayed": replayed.to_record()})
     else:
-        out.print(f"{decision_id}: replay {'identical' if same else 'DIFFERS'} "
-                  f"({replayed.status}, {replayed.action_id or replayed.guardrail or '-'})")
+        out.print(
+            f"{decision_id}: replay {'identical' if same else 'DIFFERS'} "
+            f"({replayed.status}, {replayed.action_id or replayed.guardrail or '-'})"
+        )
     if not same:
         raise typer.Exit(1)
 
 
 @customers_app.command("show")
-def customers_show(customer_id: str, workspace: Workspace = None, as_json: JsonFlag = False) -> None:
+def customers_show(
+    customer_id: str, workspace: Workspace = None, as_json: JsonFlag = False
+) -> None:
     """A customer's features now (as of their last event), risk with reasons, and decisions."""
     from tenure.features.snapshot import snapshot
     from tenure.scoring.baseline import score
@@ -317,13 +398,20 @@ def customers_show(customer_id: str, workspace: Workspace = None, as_json: JsonF
     as_of = dt.datetime.fromtimestamp(state.last_seen or 0, dt.UTC)
     features = snapshot(state, as_of)
     sc = score(features)
-    view = {"customer_id": customer_id, "features": features.to_record(),
-            "score": sc.to_record(), "memory": found["memory"], "decisions": recent}
+    view = {
+        "customer_id": customer_id,
+        "features": features.to_record(),
+        "score": sc.to_record(),
+        "memory": found["memory"],
+        "decisions": recent,
+    }
     if as_json:
         _dump(view)
         return
-    out.print(f"[bold]{customer_id}[/bold]  as of {features.as_of}  plan={features.plan} "
-              f"status={features.subscription_status} tz={features.timezone}")
+    out.print(
+        f"[bold]{customer_id}[/bold]  as of {features.as_of}  plan={features.plan} "
+        f"status={features.subscription_status} tz={features.timezone}"
+    )
     out.print(f"risk {sc.risk:.2f} ({sc.scorer} v{sc.version}), value {sc.value:,.2f}")
     for c in sc.contributions:
         out.print(f"  {'+' if c.weight > 0 else '-'} {c.feature} = {c.value} ({c.weight:+.2f})")
@@ -340,8 +428,14 @@ def _decision_table(rows: list[dict[str, Any]]) -> None:
     for col in ("decided_at", "decision_id", "customer_id", "status", "action / guardrail", "risk"):
         table.add_column(col)
     for r in rows:
-        table.add_row(str(r["decided_at"])[:19], r["decision_id"], r["customer_id"], r["status"],
-                      r["action_id"] or r["guardrail"] or "-", f"{r['risk']:.2f}")
+        table.add_row(
+            str(r["decided_at"])[:19],
+            r["decision_id"],
+            r["customer_id"],
+            r["status"],
+            r["action_id"] or r["guardrail"] or "-",
+            f"{r['risk']:.2f}",
+        )
     out.print(table)
 
 

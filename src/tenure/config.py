@@ -28,7 +28,7 @@ class Settings:
 
 
 def resolve(workspace: Path | None = None, database_url: str | None = None) -> Settings:
-    """Resolve settings from arguments, then TENURE_* variables, then defaults; create the workspace."""
+    """Resolve settings: arguments, then TENURE_* variables, then defaults; make the workspace."""
     ws = workspace or Path(os.environ.get("TENURE_WORKSPACE") or DEFAULT_WORKSPACE)
     try:
         ws.mkdir(parents=True, exist_ok=True)
@@ -41,7 +41,7 @@ def resolve(workspace: Path | None = None, database_url: str | None = None) -> S
 
 
 def _registered_types(path: Path) -> tuple[str, ...]:
-    """Event types the workspace registers beyond the built-in set (`event_types:` in tenure.yaml)."""
+    """Event types the workspace registers beyond the built-in ones (tenure.yaml)."""
     if not path.exists():
         return ()
     try:

@@ -58,8 +58,9 @@ class Break:
     problem: str
 
 
-def verify(records: Iterable[ChainedRecord], prev_hash: str = GENESIS,
-           expect_seq: int = 1) -> tuple[int, Break | None]:
+def verify(
+    records: Iterable[ChainedRecord], prev_hash: str = GENESIS, expect_seq: int = 1
+) -> tuple[int, Break | None]:
     """Recompute the chain; return (records checked, first break or None)."""
     checked = 0
     for rec in records:

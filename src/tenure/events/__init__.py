@@ -3,5 +3,14 @@
 from tenure.events.envelope import EVENT_TYPES, Event, json_schema
 from tenure.events.parse import CsvMapping, LineParser, RawLine, Reject, read_csv, read_lines
 
-__all__ = ["EVENT_TYPES", "CsvMapping", "Event", "LineParser", "RawLine", "Reject", "json_schema",
-           "read_csv", "read_lines"]
+__all__ = [
+    "EVENT_TYPES",
+    "CsvMapping",
+    "Event",
+    "LineParser",
+    "RawLine",
+    "Reject",
+    "json_schema",
+    "read_csv",
+    "read_lines",
+]

@@ -115,8 +115,9 @@ PAYLOADS: dict[str, type[Payload]] = {
 EVENT_TYPES: tuple[str, ...] = tuple(PAYLOADS)
 
 
-class Event(Struct, frozen=True, forbid_unknown_fields=True, kw_only=True, gc=False,
-            tag_field="type"):
+class Event(
+    Struct, frozen=True, forbid_unknown_fields=True, kw_only=True, gc=False, tag_field="type"
+):
     """The canonical envelope, v1. One subclass per type fixes the tag and the payload's type."""
 
     event_id: Id
@@ -142,12 +143,19 @@ def _variant(event_type: str, payload: Any) -> type[Event]:
         f.required for f in msgspec.structs.fields(payload)
     )
     field: tuple[str, Any] | tuple[str, Any, Any] = (
-        ("payload", payload) if required
+        ("payload", payload)
+        if required
         else ("payload", payload, msgspec.field(default_factory=payload))
     )
     return msgspec.defstruct(  # type: ignore[no-any-return]
-        _class_name(event_type), [field], bases=(Event,), tag=event_type, frozen=True,
-        forbid_unknown_fields=True, kw_only=True, gc=False,
+        _class_name(event_type),
+        [field],
+        bases=(Event,),
+        tag=event_type,
+        frozen=True,
+        forbid_unknown_fields=True,
+        kw_only=True,
+        gc=False,
     )
 
 

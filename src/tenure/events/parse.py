@@ -7,11 +7,10 @@ line number and a reason that names the field and what was expected.
 from __future__ import annotations
 
 import csv
-import io
 import re
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
-from typing import Any, BinaryIO
+from typing import Any
 
 import msgspec
 import orjson
@@ -72,6 +71,12 @@ def describe(error: msgspec.MsgspecError) -> tuple[str, str]:
     if (own := _OWN.match(msg)) and field:
         field = f"{field}.{own['name']}"
         return field, f"{field}: {own['msg']}"
+    if field == "schema_version":
+        return (
+            field,
+            f"schema_version: {msg.removeprefix('Invalid enum value ')} is not supported "
+            f"(this version of tenure reads schema_version 1)",
+        )
     if "with a timezone component" in msg:
         msg = "time has no time zone (naive times are refused; add Z or an offset)"
     elif msg.startswith("Expected `object`") and not field:
@@ -91,7 +96,9 @@ class LineParser:
         raw = line.raw
         if len(raw) > MAX_LINE_BYTES:
             return Reject(
-                line.line_no, raw, "payload",
+                line.line_no,
+                raw,
+                "payload",
                 f"payload: line is {len(raw)} bytes; an event may carry at most "
                 f"{MAX_PAYLOAD_BYTES} bytes of payload",
             )
@@ -112,7 +119,9 @@ class LineParser:
             size = len(msgspec.json.encode(event.payload))
             if size > MAX_PAYLOAD_BYTES:
                 return Reject(
-                    line.line_no, raw, "payload",
+                    line.line_no,
+                    raw,
+                    "payload",
                     f"payload: {size} bytes exceeds the limit of {MAX_PAYLOAD_BYTES} bytes",
                 )
         return event
@@ -126,8 +135,15 @@ class LineParser:
             return Reject(line_no, raw, field, reason)
 
 
-ENVELOPE_FIELDS = ("event_id", "type", "customer_id", "occurred_at", "source", "partner_id",
-                   "schema_version")
+ENVELOPE_FIELDS = (
+    "event_id",
+    "type",
+    "customer_id",
+    "occurred_at",
+    "source",
+    "partner_id",
+    "schema_version",
+)
 
 
 @dataclass(frozen=True)
@@ -177,24 +193,29 @@ def _row_object(row: Mapping[str, str], mapping: CsvMapping) -> dict[str, Any]:
 
 
 def read_csv(
-    stream: BinaryIO, parser: LineParser, mapping: CsvMapping
+    lines: Iterable[bytes], parser: LineParser, mapping: CsvMapping
 ) -> Iterator[Event | Reject]:
-    """Parse a CSV stream with a header row; line numbers count the header as line 1."""
-    text = io.TextIOWrapper(stream, encoding="utf-8", errors="strict", newline="")
+    """Parse CSV with a header row; line numbers count the header as line 1."""
+    # Decoding with surrogateescape lets one bad row be rejected without losing the rest.
+    text = (raw.decode("utf-8", errors="surrogateescape") for raw in lines)
     reader = csv.DictReader(text)
-    line_no = 1
-    try:
-        for row in reader:
-            line_no = reader.line_num
-            raw = ",".join(v or "" for v in row.values()).encode()
-            if None in row:
-                yield Reject(line_no, raw, "line", "line: more cells than header columns")
-                continue
-            try:
-                obj = _row_object(row, mapping)
-            except orjson.JSONDecodeError as exc:
-                yield Reject(line_no, raw, "payload", f"payload: invalid JSON ({exc})")
-                continue
-            yield parser.parse_object(line_no, raw, obj)
-    except UnicodeDecodeError as exc:
-        yield Reject(line_no + 1, b"", "line", f"line: invalid UTF-8 ({exc.reason}); rest of file unread")
+    for row in reader:
+        line_no = reader.line_num
+        cells = [v if isinstance(v, str) else "" for v in row.values()]
+        raw = ",".join(cells).encode("utf-8", errors="surrogateescape")
+        if None in row:
+            yield Reject(line_no, raw, "line", "line: more cells than header columns")
+            continue
+        if any(_has_surrogate(v) for v in cells):
+            yield Reject(line_no, raw, "line", "line: invalid UTF-8")
+            continue
+        try:
+            obj = _row_object(row, mapping)
+        except orjson.JSONDecodeError as exc:
+            yield Reject(line_no, raw, "payload", f"payload: invalid JSON ({exc})")
+            continue
+        yield parser.parse_object(line_no, raw, obj)
+
+
+def _has_surrogate(value: str) -> bool:
+    return any("\udc80" <= ch <= "\udcff" for ch in value)

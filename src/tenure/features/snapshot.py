@@ -15,8 +15,16 @@ from typing import Any
 from tenure.features.state import DAY_S, MICROS, CustomerState
 
 WINDOWS_DAYS = (7, 30, 90)
-FAMILIES = ("usage", "purchase", "subscription", "payment", "support", "channel", "consent",
-            "profile")
+FAMILIES = (
+    "usage",
+    "purchase",
+    "subscription",
+    "payment",
+    "support",
+    "channel",
+    "consent",
+    "profile",
+)
 
 
 def _utc(ts: int | None) -> str | None:
@@ -137,8 +145,11 @@ def snapshot(state: CustomerState, as_of: dt.datetime) -> Features:
     tickets_30d, sentiment_30d = support[2], support[3] / MICROS
     regs = state.registers
     open_tickets = sum(1 for k, r in regs.items() if k.startswith("ticket:") and r[2] == "open")
-    consent = {k.removeprefix("consent:"): bool(r[2])
-               for k, r in sorted(regs.items()) if k.startswith("consent:")}
+    consent = {
+        k.removeprefix("consent:"): bool(r[2])
+        for k, r in sorted(regs.items())
+        if k.startswith("consent:")
+    }
 
     days = state.purchase_days
     if days:

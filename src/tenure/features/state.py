@@ -46,8 +46,12 @@ class CustomerState:
     customer_id: str
     first_seen: int | None = None  # epoch seconds
     last_seen: int | None = None
-    totals: Mapping[str, Bucket] = field(default_factory=dict)  # lifetime count and amount per family
-    daily: Mapping[str, Mapping[int, Bucket]] = field(default_factory=dict)  # family -> day -> bucket
+    totals: Mapping[str, Bucket] = field(
+        default_factory=dict
+    )  # lifetime count and amount per family
+    daily: Mapping[str, Mapping[int, Bucket]] = field(
+        default_factory=dict
+    )  # family -> day -> bucket
     purchase_days: frozenset[int] = frozenset()
     registers: Mapping[str, Register] = field(default_factory=dict)
 
@@ -73,8 +77,10 @@ class CustomerState:
             first_seen=rec["first_seen"],
             last_seen=rec["last_seen"],
             totals={k: (int(v[0]), int(v[1])) for k, v in rec["totals"].items()},
-            daily={f: {int(d): (int(v[0]), int(v[1])) for d, v in days.items()}
-                   for f, days in rec["daily"].items()},
+            daily={
+                f: {int(d): (int(v[0]), int(v[1])) for d, v in days.items()}
+                for f, days in rec["daily"].items()
+            },
             purchase_days=frozenset(rec["purchase_days"]),
             registers={k: (int(v[0]), str(v[1]), v[2]) for k, v in rec["registers"].items()},
         )
@@ -108,7 +114,7 @@ def _registers(event: Event) -> Iterable[tuple[str, Any]]:
         key = f"consent:{p.channel}:{p.purpose}" + (f":{p.partner_id}" if p.partner_id else "")
         yield key, event.type == "consent.granted"
     elif isinstance(p, ChannelOutcome) and event.type == "channel.unsubscribed":
-        # An unsubscribe withdraws marketing consent on that channel, whatever said otherwise before.
+        # An unsubscribe withdraws marketing consent on that channel, whatever came before.
         yield f"consent:{p.channel}:marketing", False
     elif isinstance(p, SupportTicket):
         yield f"ticket:{p.ticket_id}", p.status
@@ -116,7 +122,10 @@ def _registers(event: Event) -> Iterable[tuple[str, Any]]:
 
 # Types whose events set last-writer-wins registers; others skip that work on the hot path.
 _REGISTER_TYPES = frozenset(SUBSCRIPTION_STATUS) | {
-    "profile.updated", "consent.granted", "consent.revoked", "channel.unsubscribed",
+    "profile.updated",
+    "consent.granted",
+    "consent.revoked",
+    "channel.unsubscribed",
     "support.ticket",
 }
 
@@ -191,8 +200,9 @@ def apply_all(state: CustomerState, events: Iterable[Event]) -> CustomerState:
                     for d in stale:
                         del daily[family][d]
             horizon_s = horizon_day * DAY_S
-            for name in [n for n, r in registers.items()
-                         if r[0] < horizon_s and n.startswith("ticket:")]:
+            for name in [
+                n for n, r in registers.items() if r[0] < horizon_s and n.startswith("ticket:")
+            ]:
                 del registers[name]
     return CustomerState(
         customer_id=state.customer_id,

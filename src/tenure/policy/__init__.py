@@ -10,5 +10,15 @@ from tenure.policy.decide import (
 )
 from tenure.policy.model import Policy, default_policy, load_policy, parse_policy
 
-__all__ = ["Candidate", "Decision", "DecisionMemory", "Outcome", "Policy", "TriggerContext",
-           "decide", "default_policy", "load_policy", "parse_policy"]
+__all__ = [
+    "Candidate",
+    "Decision",
+    "DecisionMemory",
+    "Outcome",
+    "Policy",
+    "TriggerContext",
+    "decide",
+    "default_policy",
+    "load_policy",
+    "parse_policy",
+]

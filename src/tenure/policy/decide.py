@@ -86,9 +86,13 @@ class Decision:
         """A JSON-ready form."""
         rec = {k: getattr(self, k) for k in self.__slots__}  # type: ignore[attr-defined]
         rec["candidates"] = [
-            {"action_id": c.action_id, "channel": c.channel,
-             "expected_net_value": c.expected_net_value, "blocked_by": c.blocked_by,
-             "detail": c.detail}
+            {
+                "action_id": c.action_id,
+                "channel": c.channel,
+                "expected_net_value": c.expected_net_value,
+                "blocked_by": c.blocked_by,
+                "detail": c.detail,
+            }
             for c in self.candidates
         ]
         return rec
@@ -140,7 +144,9 @@ def decide(
 
     decided_at = _iso(now)
     if memory.at_risk:
-        why = f"signal {sorted(trigger.seen_types & set(policy.trigger.on_events))[0]} while at risk"
+        why = (
+            f"signal {sorted(trigger.seen_types & set(policy.trigger.on_events))[0]} while at risk"
+        )
     else:
         why = f"risk {score.risk:.2f} reached {policy.trigger.risk_at_least:.2f}"
 
@@ -149,8 +155,10 @@ def decide(
         last = dt.datetime.fromisoformat(memory.last_intervention_at)
         since_days = (now - last).total_seconds() / 86_400
         if since_days < policy.guardrails.cooldown_days:
-            cooldown = (f"last intervention {since_days:.1f} days ago; cooldown is "
-                        f"{policy.guardrails.cooldown_days:g} days")
+            cooldown = (
+                f"last intervention {since_days:.1f} days ago; cooldown is "
+                f"{policy.guardrails.cooldown_days:g} days"
+            )
 
     candidates: list[Candidate] = []
     purpose = policy.guardrails.consent_purpose

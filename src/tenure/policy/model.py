@@ -21,7 +21,9 @@ class _Model(BaseModel):
 class Trigger(_Model):
     """When a customer is considered: on entering the at-risk band, or on a signal while in it."""
 
-    risk_at_least: float = Field(ge=0.0, le=1.0, description="Risk at or above which a customer is at risk.")
+    risk_at_least: float = Field(
+        ge=0.0, le=1.0, description="Risk at or above which a customer is at risk."
+    )
     on_events: tuple[str, ...] = Field(
         default=(),
         description="Event types that re-trigger a decision while the customer stays at risk.",
@@ -37,14 +39,15 @@ class Trigger(_Model):
 
 
 class Action(_Model):
-    """Something the engine can do for a customer, with what it costs and what it is expected to do."""
+    """Something the engine can do for a customer: its cost and its expected effect."""
 
     id: str = Field(min_length=1, max_length=100)
     channel: str = Field(min_length=1, max_length=50)
     cost: float = Field(ge=0.0, description="Cost of one action, in the value currency.")
     uplift: float = Field(
-        ge=0.0, le=1.0,
-        description="Prior: the share of at-risk customers this action keeps who would otherwise leave.",
+        ge=0.0,
+        le=1.0,
+        description="Prior: share of would-be churners this action keeps.",
     )
     journey: str | None = None
 
@@ -52,10 +55,12 @@ class Action(_Model):
 class Guardrails(_Model):
     """Limits every decision of this policy runs under; consent itself cannot be switched off."""
 
-    cooldown_days: float = Field(default=14.0, ge=0.0,
-                                 description="No new intervention this many days after the last.")
-    consent_purpose: str = Field(default="marketing",
-                                 description="Consent purpose required on the action's channel.")
+    cooldown_days: float = Field(
+        default=14.0, ge=0.0, description="No new intervention this many days after the last."
+    )
+    consent_purpose: str = Field(
+        default="marketing", description="Consent purpose required on the action's channel."
+    )
 
 
 class Policy(_Model):
@@ -91,8 +96,10 @@ def parse_policy(data: Any, origin: str = "policy") -> Policy:
     try:
         return Policy.model_validate(data)
     except ValidationError as exc:
-        lines = [f"{'.'.join(str(p) for p in e['loc']) or '(top)'}: {e['msg']}"
-                 for e in exc.errors(include_url=False)]
+        lines = [
+            f"{'.'.join(str(p) for p in e['loc']) or '(top)'}: {e['msg']}"
+            for e in exc.errors(include_url=False)
+        ]
         raise ConfigError(f"{origin} is not a valid policy: " + "; ".join(lines)) from None
 
 

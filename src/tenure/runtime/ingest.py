@@ -37,7 +37,16 @@ class Source:
 
     def size(self) -> int | None:
         """Size in bytes for a progress bar, when known."""
-        return None if self.is_stdin else os.path.getsize(self.path)
+        if self.is_stdin:
+            return None
+        try:
+            return os.path.getsize(self.path)
+        except OSError:
+            return None
+
+    def check(self) -> None:
+        """Fail early, with one line, when the input cannot be read at all."""
+        open_input(self).close() if not self.is_stdin else None
 
 
 def detect_format(path: str, given: str | None) -> str:
@@ -104,43 +113,28 @@ def _metered(stream: BinaryIO, progress: Progress | None) -> Iterator[bytes]:
         progress(pending)
 
 
-class _Meter:
-    """A binary stream that reports bytes read (for CSV, read through a text wrapper)."""
-
-    def __init__(self, stream: BinaryIO, progress: Progress | None) -> None:
-        self._stream = stream
-        self._progress = progress
-
-    def readable(self) -> bool:
-        return True
-
-    def read(self, n: int = -1) -> bytes:
-        data = self._stream.read(n)
-        if self._progress is not None:
-            self._progress(len(data))
-        return data
-
-    def read1(self, n: int = -1) -> bytes:
-        return self.read(n)
-
-    @property
-    def closed(self) -> bool:
-        return self._stream.closed
-
-
-def items(source: Source, stream: BinaryIO, parser: LineParser,
-          progress: Progress | None = None) -> Iterator[Event | Reject]:
+def items(
+    source: Source, stream: BinaryIO, parser: LineParser, progress: Progress | None = None
+) -> Iterator[Event | Reject]:
     """Parsed events and rejects from the stream, in input order."""
     if source.format == "csv":
-        yield from read_csv(_Meter(stream, progress), parser,  # type: ignore[arg-type]
-                            source.mapping or CsvMapping.identity())
+        yield from read_csv(
+            _metered(stream, progress), parser, source.mapping or CsvMapping.identity()
+        )
         return
     for raw in read_lines(_metered(stream, progress)):
         yield parser.parse(raw)
 
 
-def run(store: Store, policy: Policy, source: Source, parser: LineParser, clock: Clock,
-        batch_size: int = DEFAULT_BATCH_SIZE, progress: Progress | None = None) -> RunSummary:
+def run(
+    store: Store,
+    policy: Policy,
+    source: Source,
+    parser: LineParser,
+    clock: Clock,
+    batch_size: int = DEFAULT_BATCH_SIZE,
+    progress: Progress | None = None,
+) -> RunSummary:
     """Run one input through the pipeline into the store."""
     stream = open_input(source)
     try:

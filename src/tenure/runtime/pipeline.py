@@ -53,9 +53,14 @@ class RunSummary:
     def to_record(self) -> dict[str, Any]:
         """A JSON-ready form."""
         return {
-            "run_id": self.run_id, "source": self.source, "read": self.read,
-            "accepted": self.accepted, "duplicates": self.duplicates, "rejected": self.rejected,
-            "batches": self.batches, "decisions": dict(sorted(self.decisions.items())),
+            "run_id": self.run_id,
+            "source": self.source,
+            "read": self.read,
+            "accepted": self.accepted,
+            "duplicates": self.duplicates,
+            "rejected": self.rejected,
+            "batches": self.batches,
+            "decisions": dict(sorted(self.decisions.items())),
             "actions": dict(sorted(self.actions.items())),
             "suppressed": dict(sorted(self.suppressed.items())),
         }
@@ -92,8 +97,11 @@ def evaluate(
     if outcome.decision is not None:
         lineage = {
             "trigger_event_id": point.event_id,
-            "trigger": {"event_id": trigger.event_id, "event_type": trigger.event_type,
-                        "seen_types": sorted(trigger.seen_types)},
+            "trigger": {
+                "event_id": trigger.event_id,
+                "event_type": trigger.event_type,
+                "seen_types": sorted(trigger.seen_types),
+            },
             "now": now.isoformat(),
             "features": features.to_record(),
             "score": sc.to_record(),
@@ -133,8 +141,13 @@ def _collector_per_batch() -> Iterator[None]:
 class Pipeline:
     """Runs parsed input through perceive and decide into the store, a batch at a time."""
 
-    def __init__(self, store: Store, policy: Policy, clock: Clock | None = None,
-                 batch_size: int = DEFAULT_BATCH_SIZE) -> None:
+    def __init__(
+        self,
+        store: Store,
+        policy: Policy,
+        clock: Clock | None = None,
+        batch_size: int = DEFAULT_BATCH_SIZE,
+    ) -> None:
         if batch_size < 1:
             raise ValueError("batch size must be at least 1")
         self.store = store
@@ -162,15 +175,26 @@ class Pipeline:
             out[cid] = (CustomerState.from_record(state), dict(memory or {}), version)
         return out
 
-    def run(self, items: Iterable[Event | Reject], source: str,
-            on_batch: Callable[[RunSummary], None] | None = None) -> RunSummary:
+    def run(
+        self,
+        items: Iterable[Event | Reject],
+        source: str,
+        on_batch: Callable[[RunSummary], None] | None = None,
+    ) -> RunSummary:
         """Process everything in `items`; returns the run's summary."""
         summary = RunSummary(run_id="r-" + uuid.uuid4().hex[:16], source=source)
         with self.store.transaction() as conn:
-            repo.save_policy(conn, self.policy_hash, self.policy.id, self.policy.label,
-                             self.policy.model_dump(mode="json"))
-            repo.start_run(conn, {"run_id": summary.run_id, "source": source,
-                                  "started_at": dt.datetime.now(dt.UTC)})
+            repo.save_policy(
+                conn,
+                self.policy_hash,
+                self.policy.id,
+                self.policy.label,
+                self.policy.model_dump(mode="json"),
+            )
+            repo.start_run(
+                conn,
+                {"run_id": summary.run_id, "source": source, "started_at": dt.datetime.now(dt.UTC)},
+            )
         with _collector_per_batch():
             for batch in batched(items, self.batch_size):
                 self._pending = {}
@@ -187,8 +211,9 @@ class Pipeline:
             repo.add_run_counts(conn, summary.run_id, {}, finished_at=dt.datetime.now(dt.UTC))
         return summary
 
-    def _process(self, conn: Connection, batch: list[Event | Reject],
-                 summary: RunSummary) -> dict[str, int]:
+    def _process(
+        self, conn: Connection, batch: list[Event | Reject], summary: RunSummary
+    ) -> dict[str, int]:
         events: dict[str, Event] = {}
         rejects: list[Reject] = []
         duplicates = 0
@@ -220,15 +245,20 @@ class Pipeline:
             ev = evaluate(state, memory, by_customer[cid], self.policy, self.clock)
             memories = {**memories, self.policy.id: ev.memory.to_record()}
             written[cid] = (ev.state, memories, version + 1)
-            customer_rows.append({
-                "customer_id": cid, "state": ev.state.to_record(), "memory": memories,
-                "last_seen": dt.datetime.fromtimestamp(ev.state.last_seen or 0, dt.UTC),
-                "version": version + 1,
-            })
+            customer_rows.append(
+                {
+                    "customer_id": cid,
+                    "state": ev.state.to_record(),
+                    "memory": memories,
+                    "last_seen": dt.datetime.fromtimestamp(ev.state.last_seen or 0, dt.UTC),
+                    "version": version + 1,
+                }
+            )
             if ev.decision is not None:
                 decisions.append(ev.decision)
-                bodies.append({"kind": "decision", "decision": ev.decision.to_record(),
-                               "lineage": ev.lineage})
+                bodies.append(
+                    {"kind": "decision", "decision": ev.decision.to_record(), "lineage": ev.lineage}
+                )
                 refs.append(("decision", ev.decision.decision_id))
 
         if bodies:
@@ -246,18 +276,33 @@ class Pipeline:
                     summary.suppressed[d.guardrail] += 1
 
         repo.insert_events(conn, event_rows)
-        repo.insert_rejects(conn, [
-            {"run_id": summary.run_id, "source": summary.source, "line_no": r.line_no,
-             "field": r.field, "reason": r.reason, "raw": r.raw} for r in rejects
-        ])
+        repo.insert_rejects(
+            conn,
+            [
+                {
+                    "run_id": summary.run_id,
+                    "source": summary.source,
+                    "line_no": r.line_no,
+                    "field": r.field,
+                    "reason": r.reason,
+                    "raw": r.raw,
+                }
+                for r in rejects
+            ],
+        )
         repo.upsert_customers(conn, customer_rows)
         repo.insert_decisions(conn, decision_rows)
         repo.insert_outbox(conn, outbox_rows)
         # Only now is the batch certain to commit with these versions; a rollback raises first.
         self._pending = written
 
-        counts = {"read": len(batch), "accepted": len(event_rows), "duplicates": duplicates,
-                  "rejected": len(rejects), "decisions": len(decision_rows)}
+        counts = {
+            "read": len(batch),
+            "accepted": len(event_rows),
+            "duplicates": duplicates,
+            "rejected": len(rejects),
+            "decisions": len(decision_rows),
+        }
         summary.read += counts["read"]
         summary.accepted += counts["accepted"]
         summary.duplicates += duplicates
@@ -271,9 +316,14 @@ class Pipeline:
             "idempotency_key": f"{d.decision_id}:start",
             "decision_id": d.decision_id,
             "kind": "journey.start",
-            "payload": {"decision_id": d.decision_id, "customer_id": d.customer_id,
-                        "action_id": d.action_id, "channel": d.channel,
-                        "journey": action.journey, "decided_at": d.decided_at},
+            "payload": {
+                "decision_id": d.decision_id,
+                "customer_id": d.customer_id,
+                "action_id": d.action_id,
+                "channel": d.channel,
+                "journey": action.journey,
+                "decided_at": d.decided_at,
+            },
             "created_at": dt.datetime.fromisoformat(d.decided_at),
             "attempts": 0,
         }
@@ -281,10 +331,19 @@ class Pipeline:
 
 def _decision_row(d: Decision, audit_seq: int) -> dict[str, Any]:
     return {
-        "decision_id": d.decision_id, "customer_id": d.customer_id,
-        "decided_at": dt.datetime.fromisoformat(d.decided_at), "status": d.status,
-        "action_id": d.action_id, "channel": d.channel, "guardrail": d.guardrail,
-        "reason": d.reason, "risk": d.risk, "policy_id": d.policy_id,
-        "policy_hash": d.policy_hash, "trigger_event_id": d.trigger_event_id, "mode": d.mode,
-        "audit_seq": audit_seq, "record": d.to_record(),
+        "decision_id": d.decision_id,
+        "customer_id": d.customer_id,
+        "decided_at": dt.datetime.fromisoformat(d.decided_at),
+        "status": d.status,
+        "action_id": d.action_id,
+        "channel": d.channel,
+        "guardrail": d.guardrail,
+        "reason": d.reason,
+        "risk": d.risk,
+        "policy_id": d.policy_id,
+        "policy_hash": d.policy_hash,
+        "trigger_event_id": d.trigger_event_id,
+        "mode": d.mode,
+        "audit_seq": audit_seq,
+        "record": d.to_record(),
     }

@@ -37,19 +37,27 @@ def customer_value(f: Features) -> float:
 
 def score(f: Features) -> Score:
     """Churn risk in [0, 1] with its explanation, and the customer's value."""
-    inactive = min(f.days_since_last_activity if f.days_since_last_activity is not None
-                   else f.tenure_days, 30.0)
+    inactive = min(
+        f.days_since_last_activity if f.days_since_last_activity is not None else f.tenure_days,
+        30.0,
+    )
     drop = max(0.0, 1.0 - f.usage_trend) if f.usage_trend is not None else 0.0
     negative = max(0.0, -(f.mean_sentiment_30d or 0.0))
     weights = (
         ("days_since_last_activity", inactive, W_INACTIVE_PER_DAY * inactive),
         ("usage_trend", f.usage_trend, W_USAGE_DROP * drop),
-        ("payment_failures_30d", f.payment_failures_30d,
-         W_PAYMENT_FAILURE * min(f.payment_failures_30d, 3)),
+        (
+            "payment_failures_30d",
+            f.payment_failures_30d,
+            W_PAYMENT_FAILURE * min(f.payment_failures_30d, 3),
+        ),
         ("open_tickets", f.open_tickets, W_OPEN_TICKET * min(f.open_tickets, 3)),
         ("mean_sentiment_30d", f.mean_sentiment_30d, W_NEGATIVE_SENTIMENT * negative),
-        ("subscription_status", f.subscription_status,
-         W_CANCEL_REQUESTED if f.subscription_status == "cancel_requested" else 0.0),
+        (
+            "subscription_status",
+            f.subscription_status,
+            W_CANCEL_REQUESTED if f.subscription_status == "cancel_requested" else 0.0,
+        ),
     )
     logit = INTERCEPT + sum(w for _, _, w in weights)
     # Largest effect first; ties by name so the explanation is as deterministic as the score.

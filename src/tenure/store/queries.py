@@ -16,7 +16,9 @@ from tenure.store import schema as t
 def customer(conn: Connection, customer_id: str) -> dict[str, Any] | None:
     """A customer's stored state, memory and decision count, or None."""
     c = t.customers.c
-    row = conn.execute(select(c.state, c.memory, c.version).where(c.customer_id == customer_id)).first()
+    row = conn.execute(
+        select(c.state, c.memory, c.version).where(c.customer_id == customer_id)
+    ).first()
     if row is None:
         return None
     state_rec, memory, version = row
@@ -29,12 +31,25 @@ def customer(conn: Connection, customer_id: str) -> dict[str, Any] | None:
     }
 
 
-def decisions(conn: Connection, customer_id: str | None = None, limit: int = 50,
-              status: str | None = None) -> list[dict[str, Any]]:
+def decisions(
+    conn: Connection, customer_id: str | None = None, limit: int = 50, status: str | None = None
+) -> list[dict[str, Any]]:
     """Newest decisions first, optionally for one customer or one status."""
     d = t.decisions.c
-    query = select(d.decision_id, d.customer_id, d.decided_at, d.status, d.action_id, d.channel,
-                   d.guardrail, d.risk, d.reason, d.policy_id, d.trigger_event_id, d.audit_seq)
+    query = select(
+        d.decision_id,
+        d.customer_id,
+        d.decided_at,
+        d.status,
+        d.action_id,
+        d.channel,
+        d.guardrail,
+        d.risk,
+        d.reason,
+        d.policy_id,
+        d.trigger_event_id,
+        d.audit_seq,
+    )
     if customer_id is not None:
         query = query.where(d.customer_id == customer_id)
     if status is not None:
@@ -66,18 +81,19 @@ def stats(conn: Connection) -> dict[str, Any]:
     d = t.decisions.c
     r = t.runs.c
     by_status = dict(conn.execute(select(d.status, func.count()).group_by(d.status)).all())
-    by_guardrail = dict(conn.execute(
-        select(d.guardrail, func.count()).where(d.guardrail.is_not(None)).group_by(d.guardrail)
-    ).all())
-    by_action = dict(conn.execute(
-        select(d.action_id, func.count()).where(d.action_id.is_not(None)).group_by(d.action_id)
-    ).all())
-    read, duplicates = conn.execute(
-        select(func.coalesce(func.sum(r.read), 0), func.coalesce(func.sum(r.duplicates), 0))
-    ).one()
+    by_guardrail = dict(
+        conn.execute(
+            select(d.guardrail, func.count()).where(d.guardrail.is_not(None)).group_by(d.guardrail)
+        ).all()
+    )
+    by_action = dict(
+        conn.execute(
+            select(d.action_id, func.count()).where(d.action_id.is_not(None)).group_by(d.action_id)
+        ).all()
+    )
+    duplicates = conn.execute(select(func.coalesce(func.sum(r.duplicates), 0))).scalar_one()
     return {
         "events": repo.count(conn, t.events),
-        "events_read": int(read),
         "duplicates": int(duplicates),
         "rejects": repo.count(conn, t.rejects),
         "customers": repo.count(conn, t.customers),
@@ -89,7 +105,6 @@ def stats(conn: Connection) -> dict[str, Any]:
         "outbox": repo.count(conn, t.outbox),
         "outbox_pending": repo.count(conn, t.outbox, t.outbox.c.dispatched_at.is_(None)),
         "audit_records": repo.count(conn, t.audit),
-        "runs": repo.count(conn, t.runs),
     }
 
 

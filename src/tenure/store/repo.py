@@ -55,8 +55,16 @@ def existing_event_ids(conn: Connection, ids: Sequence[str]) -> set[str]:
     return set(conn.execute(select(col).where(_among(conn, col, ids))).scalars())
 
 
-_EVENT_COLUMNS = ("event_id", "type", "customer_id", "occurred_at", "source", "partner_id",
-                  "schema_version", "payload")
+_EVENT_COLUMNS = (
+    "event_id",
+    "type",
+    "customer_id",
+    "occurred_at",
+    "source",
+    "partner_id",
+    "schema_version",
+    "payload",
+)
 
 
 _encode = msgspec.json.Encoder().encode
@@ -81,20 +89,43 @@ def insert_events(conn: Connection, events: Sequence[Event]) -> None:
         # per row, which measured at twice the cost of the insert itself; here rows go to the
         # driver as tuples, with times written in exactly the format SQLAlchemy's SQLite
         # DateTime writes and reads (UTC, "YYYY-MM-DD HH:MM:SS.ffffff").
-        sql = (f"INSERT INTO events ({', '.join(_EVENT_COLUMNS)}) VALUES "
-               f"({', '.join('?' * len(_EVENT_COLUMNS))}) ON CONFLICT DO NOTHING")
-        conn.exec_driver_sql(sql, [
-            (e.event_id, e.type, e.customer_id, _sqlite_time(e.occurred_at),
-             e.source, e.partner_id, e.schema_version, _encode(e.payload).decode())
-            for e in events
-        ])
+        sql = (
+            f"INSERT INTO events ({', '.join(_EVENT_COLUMNS)}) VALUES "
+            f"({', '.join('?' * len(_EVENT_COLUMNS))}) ON CONFLICT DO NOTHING"
+        )
+        conn.exec_driver_sql(
+            sql,
+            [
+                (
+                    e.event_id,
+                    e.type,
+                    e.customer_id,
+                    _sqlite_time(e.occurred_at),
+                    e.source,
+                    e.partner_id,
+                    e.schema_version,
+                    _encode(e.payload).decode(),
+                )
+                for e in events
+            ],
+        )
         return
-    conn.execute(_insert(conn, t.events).on_conflict_do_nothing(), [
-        {"event_id": e.event_id, "type": e.type, "customer_id": e.customer_id,
-         "occurred_at": e.occurred_at, "source": e.source, "partner_id": e.partner_id,
-         "schema_version": e.schema_version, "payload": msgspec.to_builtins(e.payload)}
-        for e in events
-    ])
+    conn.execute(
+        _insert(conn, t.events).on_conflict_do_nothing(),
+        [
+            {
+                "event_id": e.event_id,
+                "type": e.type,
+                "customer_id": e.customer_id,
+                "occurred_at": e.occurred_at,
+                "source": e.source,
+                "partner_id": e.partner_id,
+                "schema_version": e.schema_version,
+                "payload": msgspec.to_builtins(e.payload),
+            }
+            for e in events
+        ],
+    )
 
 
 def insert_rejects(conn: Connection, rows: list[dict[str, Any]]) -> None:
@@ -117,8 +148,9 @@ def load_customers(conn: Connection, ids: Sequence[str]) -> dict[str, tuple[Any,
     if not ids:
         return {}
     c = t.customers.c
-    rows = conn.execute(select(c.customer_id, c.state, c.memory, c.version)
-                        .where(_among(conn, c.customer_id, ids)))
+    rows = conn.execute(
+        select(c.customer_id, c.state, c.memory, c.version).where(_among(conn, c.customer_id, ids))
+    )
     return {cid: (state, memory, int(version)) for cid, state, memory, version in rows}
 
 
@@ -134,15 +166,27 @@ def upsert_customers(conn: Connection, rows: list[dict[str, Any]]) -> None:
             "VALUES (?, ?, ?, ?, ?) ON CONFLICT (customer_id) DO UPDATE SET "
             "state = excluded.state, memory = excluded.memory, last_seen = excluded.last_seen, "
             "version = excluded.version",
-            [(r["customer_id"], _json_text(r["state"]), _json_text(r["memory"]),
-              _sqlite_time(r["last_seen"]), r["version"]) for r in rows],
+            [
+                (
+                    r["customer_id"],
+                    _json_text(r["state"]),
+                    _json_text(r["memory"]),
+                    _sqlite_time(r["last_seen"]),
+                    r["version"],
+                )
+                for r in rows
+            ],
         )
         return
     stmt = _insert(conn, t.customers)
     stmt = stmt.on_conflict_do_update(
         index_elements=[t.customers.c.customer_id],
-        set_={"state": stmt.excluded.state, "memory": stmt.excluded.memory,
-              "last_seen": stmt.excluded.last_seen, "version": stmt.excluded.version},
+        set_={
+            "state": stmt.excluded.state,
+            "memory": stmt.excluded.memory,
+            "last_seen": stmt.excluded.last_seen,
+            "version": stmt.excluded.version,
+        },
     )
     conn.execute(stmt, rows)
 
@@ -157,18 +201,30 @@ def lock_audit_head(conn: Connection) -> tuple[int, str]:
     return int(seq), str(head)
 
 
-def append_audit(conn: Connection, records: list[ChainedRecord], kinds: list[tuple[str, str]]) -> None:
+def append_audit(
+    conn: Connection, records: list[ChainedRecord], kinds: list[tuple[str, str]]
+) -> None:
     """Store chained records ((kind, ref) per record) and move the head to the last one."""
     if not records:
         return
-    conn.execute(t.audit.insert(), [
-        {"seq": r.seq, "kind": kind, "ref": ref, "prev_hash": r.prev_hash, "hash": r.hash,
-         "body": r.body.decode("utf-8")}
-        for r, (kind, ref) in zip(records, kinds, strict=True)
-    ])
+    conn.execute(
+        t.audit.insert(),
+        [
+            {
+                "seq": r.seq,
+                "kind": kind,
+                "ref": ref,
+                "prev_hash": r.prev_hash,
+                "hash": r.hash,
+                "body": r.body.decode("utf-8"),
+            }
+            for r, (kind, ref) in zip(records, kinds, strict=True)
+        ],
+    )
     last = records[-1]
-    conn.execute(update(t.audit_head).where(t.audit_head.c.id == 1)
-                 .values(seq=last.seq, hash=last.hash))
+    conn.execute(
+        update(t.audit_head).where(t.audit_head.c.id == 1).values(seq=last.seq, hash=last.hash)
+    )
 
 
 def insert_decisions(conn: Connection, rows: list[dict[str, Any]]) -> None:
@@ -183,12 +239,21 @@ def insert_outbox(conn: Connection, rows: list[dict[str, Any]]) -> None:
         conn.execute(_insert(conn, t.outbox).on_conflict_do_nothing(), rows)
 
 
-def save_policy(conn: Connection, policy_hash: str, policy_id: str, label: str,
-                content: Mapping[str, Any]) -> None:
+def save_policy(
+    conn: Connection, policy_hash: str, policy_id: str, label: str, content: Mapping[str, Any]
+) -> None:
     """Remember a policy version by its content hash (for replay)."""
-    conn.execute(_insert(conn, t.policies).on_conflict_do_nothing(),
-                 [{"policy_hash": policy_hash, "policy_id": policy_id, "label": label,
-                   "content": dict(content)}])
+    conn.execute(
+        _insert(conn, t.policies).on_conflict_do_nothing(),
+        [
+            {
+                "policy_hash": policy_hash,
+                "policy_id": policy_id,
+                "label": label,
+                "content": dict(content),
+            }
+        ],
+    )
 
 
 def policy_content(conn: Connection, policy_hash: str) -> Any | None:
@@ -202,8 +267,9 @@ def start_run(conn: Connection, row: dict[str, Any]) -> None:
     conn.execute(t.runs.insert(), [row])
 
 
-def add_run_counts(conn: Connection, run_id: str, counts: Mapping[str, int],
-                   finished_at: Any = None) -> None:
+def add_run_counts(
+    conn: Connection, run_id: str, counts: Mapping[str, int], finished_at: Any = None
+) -> None:
     """Add a batch's counts to its run."""
     r = t.runs.c
     values: dict[str, Any] = {k: getattr(r, k) + v for k, v in counts.items()}
@@ -212,12 +278,18 @@ def add_run_counts(conn: Connection, run_id: str, counts: Mapping[str, int],
     conn.execute(update(t.runs).where(r.run_id == run_id).values(**values))
 
 
-def audit_records(conn: Connection, after_seq: int = 0, page: int = 5_000) -> Iterator[ChainedRecord]:
+def audit_records(
+    conn: Connection, after_seq: int = 0, page: int = 5_000
+) -> Iterator[ChainedRecord]:
     """Every audit record in chain order, read a page at a time."""
     a = t.audit.c
     while True:
-        rows = conn.execute(select(a.seq, a.prev_hash, a.hash, a.body).where(a.seq > after_seq)
-                            .order_by(a.seq).limit(page)).all()
+        rows = conn.execute(
+            select(a.seq, a.prev_hash, a.hash, a.body)
+            .where(a.seq > after_seq)
+            .order_by(a.seq)
+            .limit(page)
+        ).all()
         for seq, prev, h, body in rows:
             yield ChainedRecord(int(seq), prev, h, body.encode("utf-8"))
         if len(rows) < page:

@@ -48,7 +48,8 @@ Json = JSON().with_variant(JSONB(), "postgresql")
 metadata = MetaData()
 
 events = Table(
-    "events", metadata,
+    "events",
+    metadata,
     Column("event_id", String(200), primary_key=True),
     Column("type", String(100), nullable=False),
     Column("customer_id", String(200), nullable=False),
@@ -60,7 +61,8 @@ events = Table(
 )
 
 rejects = Table(
-    "rejects", metadata,
+    "rejects",
+    metadata,
     Column("id", Integer, primary_key=True, autoincrement=True),
     Column("run_id", String(40), nullable=False, index=True),
     Column("source", Text, nullable=False),
@@ -71,7 +73,8 @@ rejects = Table(
 )
 
 customers = Table(
-    "customers", metadata,
+    "customers",
+    metadata,
     Column("customer_id", String(200), primary_key=True),
     Column("state", Json, nullable=False),
     Column("memory", Json, nullable=False),
@@ -80,7 +83,8 @@ customers = Table(
 )
 
 decisions = Table(
-    "decisions", metadata,
+    "decisions",
+    metadata,
     Column("decision_id", String(64), primary_key=True),
     Column("customer_id", String(200), nullable=False, index=True),
     Column("decided_at", UtcDateTime, nullable=False),
@@ -99,7 +103,8 @@ decisions = Table(
 )
 
 audit = Table(
-    "audit", metadata,
+    "audit",
+    metadata,
     Column("seq", BigInteger, primary_key=True, autoincrement=False),
     Column("kind", String(40), nullable=False),
     Column("ref", String(200), nullable=False, index=True),
@@ -110,14 +115,16 @@ audit = Table(
 
 # One row: the head of the audit chain. Writers lock it, which serialises appends across workers.
 audit_head = Table(
-    "audit_head", metadata,
+    "audit_head",
+    metadata,
     Column("id", Integer, primary_key=True, autoincrement=False),
     Column("seq", BigInteger, nullable=False),
     Column("hash", String(64), nullable=False),
 )
 
 policies = Table(
-    "policies", metadata,
+    "policies",
+    metadata,
     Column("policy_hash", String(64), primary_key=True),
     Column("policy_id", String(100), nullable=False),
     Column("label", Text, nullable=False),
@@ -125,7 +132,8 @@ policies = Table(
 )
 
 outbox = Table(
-    "outbox", metadata,
+    "outbox",
+    metadata,
     Column("id", Integer, primary_key=True, autoincrement=True),
     Column("idempotency_key", String(200), nullable=False, unique=True),
     Column("decision_id", String(64), nullable=False, index=True),
@@ -137,7 +145,8 @@ outbox = Table(
 )
 
 runs = Table(
-    "runs", metadata,
+    "runs",
+    metadata,
     Column("run_id", String(40), primary_key=True),
     Column("source", Text, nullable=False),
     Column("started_at", UtcDateTime, nullable=False),

@@ -112,6 +112,15 @@ def upgrade() -> None:
 
 
 def downgrade() -> None:
-    for table in ("runs", "outbox", "policies", "audit_head", "audit", "decisions", "customers",
-                  "rejects", "events"):
+    for table in (
+        "runs",
+        "outbox",
+        "policies",
+        "audit_head",
+        "audit",
+        "decisions",
+        "customers",
+        "rejects",
+        "events",
+    ):
         op.drop_table(table)

@@ -1,0 +1,146 @@
+"""Parsing: every valid line becomes an event, every bad line a reject naming the field."""
+
+from __future__ import annotations
+
+import io
+
+import orjson
+import pytest
+
+from tenure.events.envelope import EVENT_TYPES, Event, json_schema
+from tenure.events.parse import CsvMapping, LineParser, RawLine, Reject, read_csv, read_lines
+from tests.helpers import line
+
+parser = LineParser()
+
+
+def parse(raw: bytes) -> Event | Reject:
+    return parser.parse(RawLine(7, raw))
+
+
+def test_valid_line_becomes_typed_event() -> None:
+    e = parse(line("purchase", amount=59.9, currency="EUR"))
+    assert isinstance(e, Event)
+    assert e.type == "purchase"
+    assert e.payload.amount == 59.9
+    assert e.occurred_at.utcoffset().total_seconds() == 0
+
+
+def test_offsets_are_kept_aware() -> None:
+    e = parse(line("usage", at="2026-03-01T10:00:00+02:00", minutes=3.0))
+    assert isinstance(e, Event)
+    assert e.occurred_at.utcoffset().total_seconds() == 7200
+
+
+@pytest.mark.parametrize(
+    ("raw", "field", "words"),
+    [
+        (b"{not json", "line", "invalid JSON"),
+        (b"", "line", "blank"),
+        (b"   ", "line", "blank"),
+        (b"[1, 2]", "line", "JSON object"),
+        (b"\xff\xfe{}", "line", "UTF-8"),
+        (line("usage", at="2026-03-01T10:00:00"), "occurred_at", "time zone"),
+        (line("teleport"), "type", "unknown event type 'teleport'"),
+        (line("purchase", amount="12"), "payload.amount", "float"),
+        (line("purchase", amount=-1.0), "payload.amount", ">= 0"),
+        (line("purchase"), "payload.amount", "required"),
+        (line("support.ticket", ticket_id="t", sentiment=1.5), "payload.sentiment", "<= 1.0"),
+        (line("profile.updated", timezone="Mars/Olympus"), "payload.timezone", "IANA"),
+        (line("usage", minutes=1.0, colour="red"), "payload.colour", "unknown field"),
+        (
+            orjson.dumps({"event_id": "e", "type": "usage", "occurred_at": "2026-03-01T10:00:00Z"}),
+            "customer_id",
+            "required",
+        ),
+        (
+            orjson.dumps(
+                {
+                    "event_id": 5,
+                    "type": "usage",
+                    "customer_id": "c",
+                    "occurred_at": "2026-03-01T10:00:00Z",
+                }
+            ),
+            "event_id",
+            "str",
+        ),
+        (
+            orjson.dumps(
+                {
+                    "type": "usage",
+                    "customer_id": "c",
+                    "event_id": "e",
+                    "occurred_at": "2026-03-01T10:00:00Z",
+                    "schema_version": 2,
+                }
+            ),
+            "schema_version",
+            "1",
+        ),
+    ],
+)
+def test_bad_line_is_rejected_with_field_and_reason(raw: bytes, field: str, words: str) -> None:
+    r = parse(raw)
+    assert isinstance(r, Reject), r
+    assert r.field == field
+    assert words in r.reason
+    assert r.reason.startswith(field)
+    assert r.raw == raw and r.line_no == 7
+
+
+@pytest.mark.parametrize("size", [70_000, 200_000])
+def test_payload_over_64_kib_is_rejected(size: int) -> None:
+    custom = LineParser(["crm.note"])
+    r = custom.parse(RawLine(3, line("crm.note", text="a" * size)))
+    assert isinstance(r, Reject)
+    assert r.field == "payload"
+    assert "65536" in r.reason
+
+
+def test_payload_just_under_64_kib_is_kept() -> None:
+    custom = LineParser(["crm.note"])
+    assert isinstance(custom.parse(RawLine(3, line("crm.note", text="a" * 65_000))), Event)
+
+
+def test_read_lines_numbers_from_one_and_strips_terminators() -> None:
+    got = list(read_lines(io.BytesIO(b"a\r\nb\n\nc")))
+    assert [(r.line_no, r.raw) for r in got] == [(1, b"a"), (2, b"b"), (3, b""), (4, b"c")]
+
+
+def test_csv_with_mapping_and_constants() -> None:
+    data = (
+        b"id,member,ts,total,shop\n"
+        b"o-1,c-9,2026-03-01T10:00:00Z,12.50,dealer-1\n"
+        b"o-2,c-9,2026-03-02T10:00:00,7,dealer-1\n"
+    )
+    mapping = CsvMapping(
+        columns={
+            "event_id": "id",
+            "customer_id": "member",
+            "occurred_at": "ts",
+            "partner_id": "shop",
+        },
+        payload={"amount": "total"},
+        constants={"type": "purchase", "source": "pos"},
+    )
+    got = list(read_csv(io.BytesIO(data), parser, mapping))
+    assert len(got) == 2
+    assert isinstance(got[0], Event)
+    assert got[0].payload.amount == 12.5 and got[0].partner_id == "dealer-1"
+    assert isinstance(got[1], Reject) and got[1].line_no == 3 and got[1].field == "occurred_at"
+
+
+def test_registered_types_are_accepted_only_when_registered() -> None:
+    raw = line("loyalty.points_earned", points=10)
+    assert isinstance(parse(raw), Reject)
+    custom = LineParser(["loyalty.points_earned"]).parse(RawLine(1, raw))
+    assert isinstance(custom, Event) and custom.payload == {"points": 10}
+
+
+def test_json_schema_names_every_type() -> None:
+    schema = json_schema()
+    text = orjson.dumps(schema).decode()
+    for event_type in EVENT_TYPES:
+        assert f'"{event_type}"' in text
+    assert schema["discriminator"]["propertyName"] == "type"

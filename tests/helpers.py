@@ -1,0 +1,52 @@
+"""Small builders for tests."""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Any
+
+import orjson
+
+from tenure.events.envelope import Event, make_event
+
+T0 = dt.datetime(2026, 3, 1, 12, 0, tzinfo=dt.UTC)
+
+
+def ev(
+    event_type: str,
+    customer: str = "c-1",
+    *,
+    at: dt.datetime | float = T0,
+    event_id: str | None = None,
+    **payload: Any,
+) -> Event:
+    """An event; `at` is a datetime or days after T0."""
+    when = at if isinstance(at, dt.datetime) else T0 + dt.timedelta(days=at)
+    eid = event_id or f"{customer}-{event_type}-{when.isoformat()}-{sorted(payload.items())}"
+    return make_event(
+        event_type,
+        event_id=eid,
+        customer_id=customer,
+        occurred_at=when.isoformat(),
+        payload=payload,
+    )
+
+
+def line(
+    event_type: str,
+    customer: str = "c-1",
+    *,
+    event_id: str = "e-1",
+    at: str = "2026-03-01T10:00:00Z",
+    **payload: Any,
+) -> bytes:
+    """One JSONL line."""
+    return orjson.dumps(
+        {
+            "event_id": event_id,
+            "type": event_type,
+            "customer_id": customer,
+            "occurred_at": at,
+            "payload": payload,
+        }
+    )

@@ -1,0 +1,145 @@
+"""decide(): triggers, guardrails that name themselves, value-based choice, determinism."""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+
+import pytest
+
+from tenure.errors import ConfigError
+from tenure.features.snapshot import snapshot
+from tenure.features.state import CustomerState, apply_all
+from tenure.policy.decide import DecisionMemory, TriggerContext, decide
+from tenure.policy.model import default_policy, parse_policy
+from tenure.scoring.types import Score
+from tests.helpers import T0, ev
+
+NOW = T0 + dt.timedelta(days=40)
+POLICY = default_policy()
+
+
+def features(*consents: str, status: str = "renewed"):
+    events = [ev(f"subscription.{status}", at=0, plan="pro", mrr=49.0)]
+    events += [ev("consent.granted", at=1, channel=c, purpose="marketing") for c in consents]
+    return snapshot(apply_all(CustomerState("c-1"), events), NOW)
+
+
+def risky(risk: float = 0.9, value: float = 600.0) -> Score:
+    return Score("test", "1", risk, value, ())
+
+
+TRIGGER = TriggerContext("e-9", "usage", frozenset({"usage"}))
+
+
+def test_below_threshold_no_decision_and_rearms() -> None:
+    out = decide(features("email"), risky(0.1), POLICY, DecisionMemory(at_risk=True), TRIGGER, NOW)
+    assert out.decision is None
+    assert out.memory.at_risk is False
+
+
+def test_entering_the_risk_band_picks_best_expected_net_value() -> None:
+    out = decide(features("email", "sms"), risky(), POLICY, DecisionMemory(), TRIGGER, NOW)
+    d = out.decision
+    assert d is not None and d.status == "action"
+    values = {c.action_id: c.expected_net_value for c in d.candidates}
+    # sms: 0.9*0.08*600-4 = 39.2 beats email: 0.9*0.04*600-0.5 = 21.1
+    assert values["retention-sms-offer"] == pytest.approx(39.2)
+    assert d.action_id == "retention-sms-offer"
+    assert out.memory.last_intervention_at == d.decided_at
+
+
+def test_staying_at_risk_without_a_signal_decides_nothing() -> None:
+    out = decide(features("email"), risky(), POLICY, DecisionMemory(at_risk=True), TRIGGER, NOW)
+    assert out.decision is None
+
+
+def test_signal_event_retriggers_while_at_risk() -> None:
+    signal = TriggerContext("e-10", "payment.failed", frozenset({"payment.failed"}))
+    out = decide(features("email"), risky(), POLICY, DecisionMemory(at_risk=True), signal, NOW)
+    assert out.decision is not None and "payment.failed" in out.decision.reason
+
+
+def test_consent_blocks_and_is_named() -> None:
+    out = decide(features(), risky(), POLICY, DecisionMemory(), TRIGGER, NOW)
+    d = out.decision
+    assert d is not None and d.status == "suppressed" and d.guardrail == "consent"
+    assert "no marketing consent on sms" in d.reason
+    assert all(c.blocked_by == "consent" for c in d.candidates)
+
+
+def test_consent_falls_back_to_the_best_allowed_action() -> None:
+    out = decide(features("email"), risky(), POLICY, DecisionMemory(), TRIGGER, NOW)
+    assert out.decision is not None and out.decision.action_id == "winback-email"
+
+
+def test_cooldown_blocks_with_the_numbers() -> None:
+    last = (NOW - dt.timedelta(days=3)).isoformat()
+    out = decide(
+        features("email", "sms"),
+        risky(),
+        POLICY,
+        DecisionMemory(at_risk=False, last_intervention_at=last),
+        TRIGGER,
+        NOW,
+    )
+    d = out.decision
+    assert d is not None and d.status == "suppressed" and d.guardrail == "cooldown"
+    assert "3.0 days ago" in d.reason and "14 days" in d.reason
+    assert out.memory.last_intervention_at == last
+
+
+def test_no_positive_value_means_no_action() -> None:
+    out = decide(
+        features("email", "sms", "push"),
+        risky(0.61, value=1.0),
+        POLICY,
+        DecisionMemory(),
+        TRIGGER,
+        NOW,
+    )
+    assert out.decision is not None and out.decision.status == "none"
+
+
+def test_cancelled_customers_are_not_targeted() -> None:
+    f = features("email", status="cancelled")
+    assert decide(f, risky(), POLICY, DecisionMemory(), TRIGGER, NOW).decision is None
+
+
+def test_same_inputs_same_decision() -> None:
+    a = decide(features("email"), risky(), POLICY, DecisionMemory(), TRIGGER, NOW)
+    b = decide(features("email"), risky(), POLICY, DecisionMemory(), TRIGGER, NOW)
+    assert a == b
+    other = dataclasses.replace(TRIGGER, event_id="e-11")
+    c = decide(features("email"), risky(), POLICY, DecisionMemory(), other, NOW)
+    assert c.decision is not None and a.decision is not None
+    assert c.decision.decision_id != a.decision.decision_id
+
+
+def test_policy_errors_name_the_field() -> None:
+    with pytest.raises(ConfigError, match=r"trigger.risk_at_least"):
+        parse_policy(
+            {
+                "id": "p",
+                "trigger": {"risk_at_least": 2},
+                "actions": [{"id": "a", "channel": "email", "cost": 1, "uplift": 0.1}],
+            }
+        )
+    with pytest.raises(ConfigError, match=r"duplicate action ids \['a'\]"):
+        parse_policy(
+            {
+                "id": "p",
+                "trigger": {"risk_at_least": 0.5},
+                "actions": [
+                    {"id": "a", "channel": "email", "cost": 1, "uplift": 0.1},
+                    {"id": "a", "channel": "sms", "cost": 1, "uplift": 0.1},
+                ],
+            }
+        )
+
+
+def test_policy_version_is_its_content() -> None:
+    same = parse_policy(POLICY.model_dump(mode="json"))
+    assert same.content_hash == POLICY.content_hash
+    changed = parse_policy({**POLICY.model_dump(mode="json"), "label": "other"})
+    assert changed.content_hash != POLICY.content_hash

@@ -1,0 +1,189 @@
+"""The command line as a user meets it: exit codes, one-line errors, summaries, JSON."""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from tenure.cli import app
+
+runner = CliRunner()
+
+
+def tenure(*args: str) -> tuple[int, str, str]:
+    result = runner.invoke(app, list(args))
+    return result.exit_code, result.stdout, result.stderr
+
+
+@pytest.fixture
+def history(tmp_path: Path) -> Path:
+    path = tmp_path / "h.jsonl"
+    code, _, _ = tenure(
+        "generate", "--customers", "60", "--days", "45", "--seed", "4", "--out", str(path)
+    )
+    assert code == 0
+    return path
+
+
+def test_generate_is_deterministic(tmp_path: Path, history: Path) -> None:
+    again = tmp_path / "again.jsonl"
+    tenure("generate", "--customers", "60", "--days", "45", "--seed", "4", "--out", str(again))
+    assert again.read_bytes() == history.read_bytes()
+    other = tmp_path / "other.jsonl"
+    tenure("generate", "--customers", "60", "--days", "45", "--seed", "5", "--out", str(other))
+    assert other.read_bytes() != history.read_bytes()
+
+
+def test_run_prints_the_summary_and_stats_match(tmp_path: Path, history: Path) -> None:
+    ws = str(tmp_path / "ws")
+    code, out, _ = tenure("run", "--events", str(history), "--workspace", ws, "--json")
+    assert code == 0
+    summary = json.loads(out)
+    n = len(history.read_bytes().splitlines())
+    assert summary["read"] == summary["accepted"] == n
+    code, out, _ = tenure("stats", "--json", "--workspace", ws)
+    stats = json.loads(out)
+    assert stats["events"] == n and stats["decisions"] == sum(summary["decisions"].values())
+    assert stats["outbox"] == summary["decisions"].get("action", 0)
+    code, out, _ = tenure("run", "--events", str(history), "--workspace", ws)
+    assert code == 0 and "duplicate" in out and f"{n:,}" in out
+
+
+def test_missing_or_unusable_input_fails_with_one_line(tmp_path: Path) -> None:
+    code, _, err = tenure("run", "--events", str(tmp_path / "nope.jsonl"), "-w", str(tmp_path))
+    assert code == 2 and "events file not found" in err and len(err.strip().splitlines()) == 1
+    code, _, err = tenure("run", "--events", str(tmp_path), "-w", str(tmp_path / "ws"))
+    assert code == 2 and "is a directory" in err
+    events = tmp_path / "e.jsonl"
+    events.write_bytes(b"")
+    code, _, err = tenure(
+        "run",
+        "--events",
+        str(events),
+        "--policy",
+        str(tmp_path / "p.yaml"),
+        "-w",
+        str(tmp_path / "ws"),
+    )
+    assert code == 2 and "policy file not found" in err
+    bad_policy = tmp_path / "bad.yaml"
+    bad_policy.write_text("id: p\ntrigger: {risk_at_least: 3}\nactions: []\n")
+    code, _, err = tenure(
+        "run", "--events", str(events), "--policy", str(bad_policy), "-w", str(tmp_path / "ws")
+    )
+    assert code == 2 and "trigger.risk_at_least" in err and "actions" in err
+
+
+def test_rejected_lines_still_exit_zero_and_are_listed(tmp_path: Path, history: Path) -> None:
+    mixed = tmp_path / "mixed.jsonl"
+    lines = history.read_bytes().splitlines()[:50]
+    lines.insert(10, b'{"event_id": "z", "type": "usage"}')
+    mixed.write_bytes(b"\n".join(lines) + b"\n")
+    ws = str(tmp_path / "ws")
+    code, out, _ = tenure("run", "--events", str(mixed), "-w", ws, "--json")
+    assert code == 0 and json.loads(out)["rejected"] == 1
+    code, out, _ = tenure("rejects", "list", "--json", "-w", ws)
+    [reject] = json.loads(out)
+    assert reject["line_no"] == 11 and reject["field"] == "customer_id"
+
+
+def test_csv_input_with_column_mapping(tmp_path: Path) -> None:
+    csv = tmp_path / "sales.csv"
+    csv.write_text(
+        "order,member,when,total\n"
+        "o-1,c-1,2026-03-01T10:00:00Z,25.0\n"
+        "o-2,c-1,2026-03-02T10:00:00Z,abc\n"
+    )
+    ws = str(tmp_path / "ws")
+    code, out, err = tenure(
+        "run",
+        "--events",
+        str(csv),
+        "-w",
+        ws,
+        "--json",
+        "--map",
+        "event_id=order",
+        "--map",
+        "customer_id=member",
+        "--map",
+        "occurred_at=when",
+        "--map",
+        "payload.amount=total",
+        "--set",
+        "type=purchase",
+    )
+    assert code == 0, err
+    summary = json.loads(out)
+    assert (summary["accepted"], summary["rejected"]) == (1, 1)
+    code, out, _ = tenure("customers", "show", "c-1", "--json", "-w", ws)
+    assert json.loads(out)["features"]["spend_total"] == 25.0
+
+
+def test_audit_verify_names_a_tampered_record(tmp_path: Path, history: Path) -> None:
+    ws = tmp_path / "ws"
+    policy = tmp_path / "eager.yaml"
+    policy.write_text(
+        "id: eager\ntrigger: {risk_at_least: 0.05}\nactions:\n"
+        "  - {id: email, channel: email, cost: 0.1, uplift: 0.05}\n"
+    )
+    tenure("run", "--events", str(history), "-w", str(ws), "--policy", str(policy))
+    code, out, _ = tenure("audit", "verify", "-w", str(ws), "--json")
+    result = json.loads(out)
+    assert code == 0 and result["ok"] and result["records"] >= 3
+    db = sqlite3.connect(ws / "tenure.db")
+    db.execute(
+        'UPDATE audit SET body = replace(body, \'"status":"\', \'"status":"x\') WHERE seq = 3'
+    )
+    db.commit()
+    db.close()
+    code, _, err = tenure("audit", "verify", "-w", str(ws))
+    assert code == 1 and "record 3" in err and "altered" in err
+
+
+def test_decisions_customers_and_replay(tmp_path: Path, history: Path) -> None:
+    ws = str(tmp_path / "ws")
+    policy = tmp_path / "eager.yaml"
+    policy.write_text(
+        "id: eager\ntrigger: {risk_at_least: 0.05}\nactions:\n"
+        "  - {id: email, channel: email, cost: 0.1, uplift: 0.05}\n"
+    )
+    tenure("run", "--events", str(history), "-w", ws, "--policy", str(policy))
+    code, out, _ = tenure("decisions", "list", "--limit", "5", "--json", "-w", ws)
+    rows = json.loads(out)
+    assert code == 0 and 0 < len(rows) <= 5
+    first = rows[0]
+    code, out, _ = tenure(
+        "decisions", "list", "--customer", first["customer_id"], "--json", "-w", ws
+    )
+    assert {r["customer_id"] for r in json.loads(out)} == {first["customer_id"]}
+    code, out, _ = tenure("customers", "show", first["customer_id"], "--json", "-w", ws)
+    shown = json.loads(out)
+    assert code == 0 and 0 <= shown["score"]["risk"] <= 1 and shown["decisions"]
+    code, out, _ = tenure("audit", "replay", first["decision_id"], "-w", ws)
+    assert code == 0 and "identical" in out
+    code, _, err = tenure("customers", "show", "c-nobody", "-w", ws)
+    assert code == 1 and "no customer" in err
+
+
+def test_events_schema_is_json_schema() -> None:
+    code, out, _ = tenure("events", "schema")
+    schema = json.loads(out)
+    assert code == 0 and schema["$schema"].endswith("2020-12/schema")
+
+
+def test_demo_runs_end_to_end(tmp_path: Path) -> None:
+    code, out, _ = tenure("demo", "--customers", "80", "--days", "40", "-w", str(tmp_path / "ws"))
+    assert code == 0
+    assert "read" in out and "accepted" in out and "where to look next" in out
+
+
+def test_empty_input_is_fine(tmp_path: Path) -> None:
+    empty = tmp_path / "empty.jsonl"
+    empty.write_bytes(b"")
+    code, out, _ = tenure("run", "--events", str(empty), "-w", str(tmp_path / "ws"), "--json")
+    assert code == 0 and json.loads(out)["read"] == 0
