@@ -187,3 +187,11 @@ def test_empty_input_is_fine(tmp_path: Path) -> None:
     empty.write_bytes(b"")
     code, out, _ = tenure("run", "--events", str(empty), "-w", str(tmp_path / "ws"), "--json")
     assert code == 0 and json.loads(out)["read"] == 0
+
+
+def test_standard_input(tmp_path: Path, history: Path) -> None:
+    data = history.read_bytes()
+    result = runner.invoke(app, ["run", "--events", "-", "-w", str(tmp_path / "ws"), "--json"],
+                           input=data)
+    assert result.exit_code == 0
+    assert json.loads(result.stdout)["accepted"] == len(data.splitlines())

@@ -151,6 +151,9 @@ def _variant(event_type: str, payload: Any) -> type[Event]:
         _class_name(event_type),
         [field],
         bases=(Event,),
+        # A plain class attribute: `event.type` is read for every event on the hot path, and
+        # this is several times cheaper than the base class's property.
+        namespace={"type": event_type},
         tag=event_type,
         frozen=True,
         forbid_unknown_fields=True,

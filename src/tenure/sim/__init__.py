@@ -1,0 +1,1 @@
+"""Simulation: synthetic populations with ground truth (replay and off-policy evaluation later)."""

@@ -1,0 +1,1 @@
+"""Act: delivery adapters (file outbox, webhook, SMTP, CRM, human tasks). Not built yet."""

@@ -1,0 +1,1 @@
+"""Loyalty: the double-entry points ledger, tiers and partner contracts. Not built yet."""

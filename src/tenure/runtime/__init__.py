@@ -1,0 +1,1 @@
+"""The imperative shell: clocks, the batch pipeline and input handling."""

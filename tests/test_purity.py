@@ -1,0 +1,26 @@
+"""The functional core reads no clock and no global randomness (invariants 3 and 7)."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import pytest
+
+CORE = ["events", "features", "scoring", "policy", "audit"]
+SRC = Path(__file__).resolve().parents[1] / "src" / "tenure"
+FORBIDDEN = re.compile(
+    r"datetime\.now|datetime\.utcnow|date\.today|time\.time\(|time\.monotonic|"
+    r"perf_counter|\bimport random\b|from random import|np\.random|uuid\.uuid"
+)
+
+
+@pytest.mark.parametrize("room", CORE)
+def test_core_reads_no_clock_and_no_global_random(room: str) -> None:
+    offenders = [
+        f"{path.relative_to(SRC)}:{n}: {line.strip()}"
+        for path in sorted((SRC / room).rglob("*.py"))
+        for n, line in enumerate(path.read_text().splitlines(), start=1)
+        if FORBIDDEN.search(line)
+    ]
+    assert offenders == []
