@@ -26,7 +26,8 @@ from tenure.features.state import CustomerState, apply_all
 from tenure.policy.decide import Decision, DecisionMemory, TriggerContext, decide
 from tenure.policy.model import Policy
 from tenure.runtime.clock import Clock, EventClock
-from tenure.scoring.baseline import score
+from tenure.scoring.baseline import BaselineScorer
+from tenure.scoring.types import Scorer
 from tenure.store import repo
 from tenure.store.db import Store
 
@@ -80,38 +81,49 @@ def _event_order(e: Event) -> tuple[dt.datetime, str]:
     return e.occurred_at, e.event_id
 
 
-def evaluate(
-    state: CustomerState, memory: DecisionMemory, events: list[Event], policy: Policy, clock: Clock
-) -> Evaluated:
-    """Fold a customer's new events into its state and evaluate the policy at the newest one."""
-    new_state = apply_all(state, events)
-    # The decision point is the newest event (ties by id), whatever order the batch came in.
-    point = max(events, key=_event_order)
-    clock.observe(point.occurred_at)
-    now = clock.now()
-    features = snapshot(new_state, now)
-    sc = score(features)
-    trigger = TriggerContext(point.event_id, point.type, frozenset(e.type for e in events))
-    outcome = decide(features, sc, policy, memory, trigger, now)
-    lineage = None
-    if outcome.decision is not None:
-        lineage = {
-            "trigger_event_id": point.event_id,
-            "trigger": {
-                "event_id": trigger.event_id,
-                "event_type": trigger.event_type,
-                "seen_types": sorted(trigger.seen_types),
-            },
-            "now": now.isoformat(),
-            "features": features.to_record(),
-            "score": sc.to_record(),
-            "scorer": sc.scorer,
-            "scorer_version": sc.version,
-            "policy_id": policy.id,
-            "policy_hash": policy.content_hash,
-            "memory_before": memory.to_record(),
-        }
-    return Evaluated(new_state, outcome.memory, outcome.decision, lineage)
+def evaluate_many(
+    customers: list[tuple[CustomerState, DecisionMemory, list[Event]]],
+    policy: Policy,
+    scorer: Scorer,
+    clock: Clock,
+) -> list[Evaluated]:
+    """Fold each customer's new events, score them all at once, then decide for each.
+
+    Each customer is evaluated at its newest event (ties by id), whatever order the batch came
+    in; scoring is one call for the whole batch so a model pays its overhead once.
+    """
+    prepared = []
+    for state, memory, events in customers:
+        new_state = apply_all(state, events)
+        point = max(events, key=_event_order)
+        clock.observe(point.occurred_at)
+        now = clock.now()
+        trigger = TriggerContext(point.event_id, point.type, frozenset(e.type for e in events))
+        prepared.append((new_state, memory, trigger, now, snapshot(new_state, now)))
+    scores = scorer.score_many([p[4] for p in prepared])
+    out = []
+    for (new_state, memory, trigger, now, features), sc in zip(prepared, scores, strict=True):
+        outcome = decide(features, sc, policy, memory, trigger, now)
+        lineage = None
+        if outcome.decision is not None:
+            lineage = {
+                "trigger_event_id": trigger.event_id,
+                "trigger": {
+                    "event_id": trigger.event_id,
+                    "event_type": trigger.event_type,
+                    "seen_types": sorted(trigger.seen_types),
+                },
+                "now": now.isoformat(),
+                "features": features.to_record(),
+                "score": sc.to_record(),
+                "scorer": sc.scorer,
+                "scorer_version": sc.version,
+                "policy_id": policy.id,
+                "policy_hash": policy.content_hash,
+                "memory_before": memory.to_record(),
+            }
+        out.append(Evaluated(new_state, outcome.memory, outcome.decision, lineage))
+    return out
 
 
 def batched(items: Iterable[Event | Reject], size: int) -> Iterator[list[Event | Reject]]:
@@ -147,6 +159,7 @@ class Pipeline:
         policy: Policy,
         clock: Clock | None = None,
         batch_size: int = DEFAULT_BATCH_SIZE,
+        scorer: Scorer | None = None,
     ) -> None:
         if batch_size < 1:
             raise ValueError("batch size must be at least 1")
@@ -155,6 +168,7 @@ class Pipeline:
         self.policy_hash = policy.content_hash
         self.clock: Clock = clock or EventClock()
         self.batch_size = batch_size
+        self.scorer: Scorer = scorer or BaselineScorer()
         # Customers this pipeline last wrote, with the version it wrote. A cached entry is used
         # only while the store still holds that version, so another writer can never be undone.
         self._cache: dict[str, Known] = {}
@@ -239,10 +253,14 @@ class Pipeline:
         customer_rows, decision_rows, bodies, refs, outbox_rows = [], [], [], [], []
         decisions: list[Decision] = []
         written: dict[str, Known] = {}
+        inputs = []
         for cid in customer_ids:
             state, memories, version = known.get(cid) or (CustomerState(cid), {}, 0)
-            memory = DecisionMemory.from_record(memories.get(self.policy.id))
-            ev = evaluate(state, memory, by_customer[cid], self.policy, self.clock)
+            inputs.append((state, DecisionMemory.from_record(memories.get(self.policy.id)),
+                           by_customer[cid]))
+        evaluated = evaluate_many(inputs, self.policy, self.scorer, self.clock)
+        for cid, ev in zip(customer_ids, evaluated, strict=True):
+            _, memories, version = known.get(cid) or (None, {}, 0)
             memories = {**memories, self.policy.id: ev.memory.to_record()}
             written[cid] = (ev.state, memories, version + 1)
             customer_rows.append(

@@ -7,6 +7,7 @@ something to beat. Every point of risk it assigns is explained by a named contri
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 
 from tenure.features.snapshot import Features
 from tenure.scoring.types import Contribution, Score
@@ -69,3 +70,14 @@ def score(f: Features) -> Score:
         value=customer_value(f),
         contributions=tuple(Contribution(n, v, round(w, 6)) for n, v, w in ranked),
     )
+
+
+class BaselineScorer:
+    """The baseline heuristic as a batch scorer."""
+
+    name = SCORER
+    version = VERSION
+
+    def score_many(self, features: Sequence[Features]) -> list[Score]:
+        """Score each snapshot."""
+        return [score(f) for f in features]

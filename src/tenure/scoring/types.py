@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any, Protocol
+
+if TYPE_CHECKING:
+    from tenure.features.snapshot import Features
 
 
 @dataclass(frozen=True, slots=True)
@@ -37,3 +41,14 @@ class Score:
                 for c in self.contributions
             ],
         }
+
+
+class Scorer(Protocol):
+    """Scores many customers at once (so a model pays its per-call overhead once per batch)."""
+
+    name: str
+    version: str
+
+    def score_many(self, features: Sequence[Features]) -> list[Score]:
+        """One score per snapshot, in order."""
+        ...

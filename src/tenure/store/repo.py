@@ -311,3 +311,56 @@ def count(conn: Connection, table: Table, *where: Any) -> int:
 def rows(conn: Connection, query: Any) -> list[dict[str, Any]]:
     """Run a query and return plain dicts."""
     return [dict(r._mapping) for r in conn.execute(query)]
+
+
+def iter_events(conn: Connection, page: int = 20_000) -> Iterator[Event]:
+    """Every event in the log, oldest first, decoded back into typed events."""
+    from tenure.events.envelope import event_union
+
+    union = event_union()
+    e = t.events.c
+    last: tuple[Any, str] | None = None
+    while True:
+        query = select(e.event_id, e.type, e.customer_id, e.occurred_at, e.source, e.partner_id,
+                       e.schema_version, e.payload).order_by(e.occurred_at, e.event_id).limit(page)
+        if last is not None:
+            query = query.where(
+                (e.occurred_at > last[0]) | ((e.occurred_at == last[0]) & (e.event_id > last[1]))
+            )
+        rows = conn.execute(query).all()
+        for row in rows:
+            data = dict(row._mapping)
+            data["occurred_at"] = data["occurred_at"].isoformat()
+            yield msgspec.convert(data, union, strict=False)
+        if len(rows) < page:
+            return
+        last = (rows[-1].occurred_at, rows[-1].event_id)
+
+
+def insert_model(conn: Connection, row: dict[str, Any]) -> None:
+    """Register a trained model."""
+    conn.execute(t.models.insert(), [row])
+
+
+def models(conn: Connection) -> list[dict[str, Any]]:
+    """Every registered model, newest first, without artifacts."""
+    m = t.models.c
+    query = select(m.version, m.algorithm, m.status, m.created_at, m.params, m.training_window,
+                   m.data_fingerprint, m.metrics).order_by(m.created_at.desc(), m.version.desc())
+    return rows(conn, query)
+
+
+def model(conn: Connection, version: str | None = None, status: str | None = None) -> Any:
+    """One model row with its artifact, by version or by status (the newest)."""
+    m = t.models.c
+    query = select(t.models).order_by(m.created_at.desc(), m.version.desc()).limit(1)
+    if version is not None:
+        query = query.where(m.version == version)
+    if status is not None:
+        query = query.where(m.status == status)
+    return conn.execute(query).first()
+
+
+def set_model_status(conn: Connection, version: str, status: str) -> None:
+    """Move a model to a new status."""
+    conn.execute(update(t.models).where(t.models.c.version == version).values(status=status))

@@ -157,3 +157,19 @@ runs = Table(
     Column("rejected", Integer, nullable=False, default=0),
     Column("decisions", Integer, nullable=False, default=0),
 )
+
+# Trained models: one row per version. `artifact` holds everything needed to score (trees,
+# calibration, BG/NBD and Gamma-Gamma parameters, drift reference); the rest is for people.
+models = Table(
+    "models",
+    metadata,
+    Column("version", String(40), primary_key=True),
+    Column("algorithm", String(60), nullable=False),
+    Column("status", String(20), nullable=False),
+    Column("created_at", UtcDateTime, nullable=False),
+    Column("params", Json, nullable=False),
+    Column("training_window", Json, nullable=False),
+    Column("data_fingerprint", String(64), nullable=False),
+    Column("metrics", Json, nullable=False),
+    Column("artifact", Text, nullable=False),
+)
