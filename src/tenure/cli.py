@@ -48,7 +48,10 @@ app.add_typer(events_app, name="events")
 app.add_typer(audit_app, name="audit")
 app.add_typer(customers_app, name="customers")
 app.add_typer(decisions_app, name="decisions")
+model_app = typer.Typer(help="Churn and value models: train, compare, promote, watch.",
+                        no_args_is_help=True)
 app.add_typer(rejects_app, name="rejects")
+app.add_typer(model_app, name="model")
 
 out = Console()
 err = Console(stderr=True)
@@ -350,6 +353,7 @@ def audit_verify(workspace: Workspace = None, as_json: JsonFlag = False) -> None
 def audit_replay(decision_id: str, workspace: Workspace = None, as_json: JsonFlag = False) -> None:
     """Re-run a decision from its audit record and check the result is identical."""
     from tenure.audit.replay import replay
+    from tenure.runtime.models import scorer_named
     from tenure.store import repo
 
     try:
@@ -359,9 +363,11 @@ def audit_replay(decision_id: str, workspace: Workspace = None, as_json: JsonFla
             if body is None:
                 raise TenureError(f"no audit record for decision {decision_id}")
             content = repo.policy_content(conn, body["lineage"]["policy_hash"])
+            lineage = body["lineage"]
+            scorer = scorer_named(conn, lineage["scorer"], lineage["scorer_version"])
         if content is None:
             raise AuditError("the policy version of this decision is not stored")
-        replayed = replay(body, parse_policy(content, "stored policy"))
+        replayed = replay(body, parse_policy(content, "stored policy"), scorer)
     except TenureError as exc:
         raise _fail(exc) from None
     same = replayed.to_record() == body["decision"]
@@ -498,6 +504,186 @@ def rejects_list(
     for r in rows:
         raw = r["raw"] if len(r["raw"]) <= 60 else r["raw"][:57] + "..."
         table.add_row(str(r["line_no"]), r["field"], r["reason"], raw)
+    out.print(table)
+
+
+Churn = Annotated[str, typer.Option(help="Churn definition: no-activity (no purchase or usage in "
+                                     "the horizon) or cancelled (a cancellation in it).")]
+Horizon = Annotated[float, typer.Option(min=1, help="Days after a cut-off in which churn is "
+                                        "looked for.")]
+
+
+def _churn(value: str) -> Any:
+    from tenure.features.training import CHURN_DEFINITIONS
+
+    if value not in CHURN_DEFINITIONS:
+        raise TenureError(f"--churn must be one of {', '.join(CHURN_DEFINITIONS)}, got {value!r}")
+    return value
+
+
+def _file_events(path: str) -> list[Any]:
+    from tenure.events.envelope import Event
+
+    source = ingest.Source(path, ingest.detect_format(path, None))
+    stream = ingest.open_input(source)
+    try:
+        return [e for e in ingest.items(source, stream, LineParser()) if isinstance(e, Event)]
+    finally:
+        if not source.is_stdin:
+            stream.close()
+
+
+def _time(value: str, option: str) -> dt.datetime:
+    try:
+        parsed = dt.datetime.fromisoformat(value)
+    except ValueError:
+        raise TenureError(f"{option} must be an ISO date or time, got {value!r}") from None
+    return parsed if parsed.tzinfo else parsed.replace(tzinfo=dt.UTC)
+
+
+@model_app.command("train")
+def model_train(
+    events: Annotated[str | None, typer.Option(help="Train on this file instead of the "
+                                               "workspace's event log.")] = None,
+    horizon: Horizon = 30.0,
+    churn: Churn = "no-activity",
+    workspace: Workspace = None,
+    as_json: JsonFlag = False,
+) -> None:
+    """Train the classifier (rolling point-in-time cut-offs) and BG/NBD; register a candidate."""
+    from tenure.runtime import models
+    from tenure.store import repo
+
+    try:
+        definition = _churn(churn)
+        _, store = _open(workspace)
+        if events is not None:
+            history = _file_events(events)
+        else:
+            with store.reader() as conn:
+                history = list(repo.iter_events(conn))
+        with err.status(f"training on {len(history):,} events"):
+            trained = models.train(history, horizon, definition)
+        with store.transaction() as conn:
+            version = models.register(conn, trained, dt.datetime.now(dt.UTC))
+    except TenureError as exc:
+        raise _fail(exc) from None
+    m = trained.metrics
+    if as_json:
+        _dump({"version": version, "metrics": m, "training_window": trained.window})
+        return
+    out.print(f"registered [bold]{version}[/bold] (candidate): {m['examples']:,} examples, "
+              f"{m['customers']:,} customers, churn rate {m['churn_rate']:.1%}")
+    out.print(f"out-of-fold AUC {m['auc']:.3f}, Brier {m['brier']:.4f}")
+    out.print(f"promote it with: tenure model promote {version}")
+
+
+@model_app.command("list")
+def model_list(workspace: Workspace = None, as_json: JsonFlag = False) -> None:
+    """Registered models, newest first."""
+    from tenure.store import repo
+
+    try:
+        _, store = _open(workspace)
+        with store.reader() as conn:
+            rows = repo.models(conn)
+    except TenureError as exc:
+        raise _fail(exc) from None
+    if as_json:
+        _dump(rows)
+        return
+    table = Table()
+    for col in ("version", "status", "algorithm", "created", "examples", "auc", "brier", "window"):
+        table.add_column(col)
+    for r in rows:
+        m, w = r["metrics"], r["training_window"]
+        table.add_row(r["version"], r["status"], r["algorithm"], str(r["created_at"])[:19],
+                      str(m.get("examples")), str(m.get("auc")), str(m.get("brier")),
+                      f"{w['first_event'][:10]}..{w['last_event'][:10]}")
+    out.print(table)
+
+
+@model_app.command("promote")
+def model_promote(version: str, workspace: Workspace = None) -> None:
+    """Make VERSION the model the pipeline scores with; the previous active one is retired."""
+    from tenure.runtime import models
+
+    try:
+        _, store = _open(workspace)
+        with store.transaction() as conn:
+            previous = models.promote(conn, version)
+    except TenureError as exc:
+        raise _fail(exc) from None
+    out.print(f"{version} is active" + (f"; {previous} retired" if previous else ""))
+
+
+@model_app.command("backtest")
+def model_backtest(
+    events: Annotated[str, typer.Option(help="JSONL or CSV history to test on.")],
+    cutoff: Annotated[str, typer.Option(help="Features from before this time (ISO; UTC if no "
+                                        "zone), labels from the horizon after it.")],
+    horizon: Horizon = 30.0,
+    churn: Churn = "no-activity",
+    as_json: JsonFlag = False,
+) -> None:
+    """How well BG/NBD and the classifier would have predicted churn on your own history."""
+    from tenure.runtime.backtest import backtest
+
+    try:
+        at = _time(cutoff, "--cutoff")
+        definition = _churn(churn)
+        history = _file_events(events)
+        with err.status(f"backtesting on {len(history):,} events"):
+            result = backtest(history, at, horizon, definition)
+    except TenureError as exc:
+        raise _fail(exc) from None
+    if as_json:
+        _dump(result)
+        return
+    out.print(f"{result['customers']:,} customers at {result['cutoff']}, churn ({churn}) within "
+              f"{horizon:g} days: {result['churn_rate']:.1%}")
+    for name, m in result["models"].items():
+        out.print(f"  {name:6s} AUC {m['auc']:.3f}  Brier {m['brier']:.4f}")
+    ev = result["expected_vs_actual_purchases"]
+    out.print(f"  purchases in the horizon: expected {ev['expected']}, actual {ev['actual']}")
+
+
+@model_app.command("drift")
+def model_drift(
+    version: Annotated[str | None, typer.Option(help="Model to compare against (default: the "
+                                                "active one, else the newest).")] = None,
+    threshold: Annotated[float, typer.Option(help="PSI above which a feature is flagged.")] = 0.2,
+    workspace: Workspace = None,
+    as_json: JsonFlag = False,
+) -> None:
+    """Population stability of each feature and the score: training window against now."""
+    from tenure.features.snapshot import snapshot
+    from tenure.runtime import models
+    from tenure.store.queries import customer_states
+
+    try:
+        _, store = _open(workspace)
+        with store.reader() as conn:
+            states = customer_states(conn)
+            if not states:
+                raise TenureError("the workspace holds no customers yet")
+            newest = max(s.last_seen or 0 for s in states)
+            as_of = dt.datetime.fromtimestamp(newest, dt.UTC)
+            recent = [snapshot(s, as_of) for s in states
+                      if s.last_seen and newest - s.last_seen <= 30 * 86_400
+                      and s.registers.get("subscription", (0, "", ""))[2] != "cancelled"]
+            used, rows = models.drift(conn, recent, version, threshold)
+    except TenureError as exc:
+        raise _fail(exc) from None
+    if as_json:
+        _dump({"version": used, "as_of": as_of.isoformat(), "customers": len(recent),
+               "threshold": threshold, "features": rows})
+        return
+    table = Table(title=f"drift against {used} ({len(recent):,} customers as of {as_of:%Y-%m-%d})")
+    for col in ("feature", "psi", "flag"):
+        table.add_column(col)
+    for r in rows:
+        table.add_row(r["feature"], str(r["psi"]), "DRIFT" if r["drifted"] else "")
     out.print(table)
 
 

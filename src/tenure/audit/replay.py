@@ -10,21 +10,27 @@ from tenure.features.snapshot import Features
 from tenure.policy.decide import Decision, DecisionMemory, TriggerContext, decide
 from tenure.policy.model import Policy
 from tenure.scoring import baseline
+from tenure.scoring.types import Scorer
 
 
-def replay(body: dict[str, Any], policy: Policy) -> Decision:
-    """Re-run `decide()` on the inputs recorded in an audit body."""
+def replay(body: dict[str, Any], policy: Policy, scorer: Scorer | None = None) -> Decision:
+    """Re-run scoring and `decide()` on the inputs recorded in an audit body.
+
+    `scorer` must be the scorer and version the record names (the baseline when omitted).
+    """
     lineage = body["lineage"]
     if policy.content_hash != lineage["policy_hash"]:
         raise AuditError("the policy given is not the version the decision was made under")
-    if (lineage["scorer"], lineage["scorer_version"]) != (baseline.SCORER, baseline.VERSION):
-        raise AuditError(f"scorer {lineage['scorer']} {lineage['scorer_version']} is not available")
+    scorer = scorer or baseline.BaselineScorer()
+    if (lineage["scorer"], lineage["scorer_version"]) != (scorer.name, scorer.version):
+        raise AuditError(f"scorer {lineage['scorer']} {lineage['scorer_version']} is needed, "
+                         f"not {scorer.name} {scorer.version}")
     features = Features.from_record(lineage["features"])
     trig = lineage["trigger"]
     trigger = TriggerContext(trig["event_id"], trig["event_type"], frozenset(trig["seen_types"]))
     memory = DecisionMemory.from_record(lineage["memory_before"])
     now = dt.datetime.fromisoformat(lineage["now"])
-    outcome = decide(features, baseline.score(features), policy, memory, trigger, now)
+    outcome = decide(features, scorer.score_many([features])[0], policy, memory, trigger, now)
     if outcome.decision is None:
         raise AuditError("replay made no decision where the record has one")
     return outcome.decision

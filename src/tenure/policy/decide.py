@@ -14,7 +14,7 @@ from typing import Any, Literal
 
 from tenure.features.snapshot import Features
 from tenure.policy.model import Action, Policy
-from tenure.scoring.types import Score
+from tenure.scoring.types import Contribution, Score
 
 Status = Literal["action", "none", "suppressed"]
 
@@ -80,11 +80,15 @@ class Decision:
     scorer: str
     scorer_version: str
     seed: int
+    explanation: tuple[Contribution, ...] = ()
     mode: str = "live"
 
     def to_record(self) -> dict[str, Any]:
         """A JSON-ready form."""
         rec = {k: getattr(self, k) for k in self.__slots__}  # type: ignore[attr-defined]
+        rec["explanation"] = [
+            {"feature": c.feature, "value": c.value, "weight": c.weight} for c in self.explanation
+        ]
         rec["candidates"] = [
             {
                 "action_id": c.action_id,
@@ -208,6 +212,7 @@ def decide(
         scorer=score.scorer,
         scorer_version=score.version,
         seed=decision_seed(features.customer_id, did),
+        explanation=score.contributions,
     )
     new_memory = DecisionMemory(
         at_risk=True,

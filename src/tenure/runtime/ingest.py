@@ -136,9 +136,13 @@ def run(
     progress: Progress | None = None,
 ) -> RunSummary:
     """Run one input through the pipeline into the store."""
+    from tenure.runtime.models import scorer_for
+
+    with store.reader() as conn:
+        scorer = scorer_for(conn)
     stream = open_input(source)
     try:
-        pipeline = Pipeline(store, policy, clock=clock, batch_size=batch_size)
+        pipeline = Pipeline(store, policy, clock=clock, batch_size=batch_size, scorer=scorer)
         label = "stdin" if source.is_stdin else str(Path(source.path).resolve())
         return pipeline.run(items(source, stream, parser, progress), label)
     finally:

@@ -18,7 +18,7 @@ import lightgbm as lgb
 import numpy as np
 from sklearn.isotonic import IsotonicRegression
 from sklearn.metrics import brier_score_loss, roc_auc_score
-from sklearn.model_selection import StratifiedKFold
+from sklearn.model_selection import StratifiedGroupKFold, StratifiedKFold
 
 from tenure.features.snapshot import Features
 from tenure.scoring.types import Contribution
@@ -152,18 +152,24 @@ class ChurnClassifier:
         return hashlib.sha256(text.encode()).hexdigest()
 
 
-def _fit_booster(x: np.ndarray, y: np.ndarray, seed: int) -> lgb.Booster:
+def fit_booster(x: np.ndarray, y: np.ndarray, seed: int = 7) -> lgb.Booster:
+    """The trees, fitted on all rows."""
     params = {**PARAMS, "seed": seed}
     return lgb.train(params, lgb.Dataset(x, label=y, feature_name=list(FEATURES)),
                      num_boost_round=ROUNDS)
 
 
-def out_of_fold_margins(x: np.ndarray, y: np.ndarray, folds: int = 5, seed: int = 7) -> np.ndarray:
-    """Raw margins for every row from a model that did not see that row (stratified k-fold)."""
+def out_of_fold_margins(
+    x: np.ndarray, y: np.ndarray, folds: int = 5, seed: int = 7, groups: np.ndarray | None = None
+) -> np.ndarray:
+    """Raw margins for every row from a model that did not see that row's customer."""
+    _check(x, y, folds)
     margins = np.empty(len(y))
-    splitter = StratifiedKFold(n_splits=folds, shuffle=True, random_state=seed)
-    for train, test in splitter.split(x, y):
-        margins[test] = _fit_booster(x[train], y[train], seed).predict(x[test], raw_score=True)
+    # Grouped by customer when a customer has rows at several cut-offs: otherwise a model would
+    # be scored on a customer it has already seen a month earlier.
+    splitter = StratifiedGroupKFold(n_splits=folds, shuffle=True, random_state=seed)
+    for train, test in splitter.split(x, y, groups if groups is not None else np.arange(len(y))):
+        margins[test] = fit_booster(x[train], y[train], seed).predict(x[test], raw_score=True)
     return margins
 
 
@@ -190,7 +196,7 @@ def train(x: np.ndarray, y: np.ndarray, folds: int = 5, seed: int = 7) -> ChurnC
     """Fit on all rows, calibrated on out-of-fold predictions."""
     _check(x, y, folds)
     calibration = calibrate(out_of_fold_margins(x, y, folds, seed), y)
-    return ChurnClassifier(_fit_booster(x, y, seed), calibration)
+    return ChurnClassifier(fit_booster(x, y, seed), calibration)
 
 
 def reliability(p: np.ndarray, y: np.ndarray, bins: int = 10) -> list[dict[str, float]]:

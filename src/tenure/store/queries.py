@@ -55,7 +55,13 @@ def decisions(
     if status is not None:
         query = query.where(d.status == status)
     query = query.order_by(d.decided_at.desc(), d.decision_id).limit(limit)
-    return repo.rows(conn, query)
+    out = repo.rows(conn, query.add_columns(d.record))
+    for row in out:
+        record = row.pop("record")
+        row["scorer"] = record["scorer"]
+        row["scorer_version"] = record["scorer_version"]
+        row["explanation"] = record.get("explanation", [])
+    return out
 
 
 def decision_record(conn: Connection, decision_id: str) -> dict[str, Any] | None:
@@ -125,3 +131,9 @@ def audit_body(conn: Connection, decision_id: str) -> dict[str, Any] | None:
     """The audit record body of a decision, parsed."""
     body = repo.audit_body(conn, "decision", decision_id)
     return None if body is None else orjson.loads(body)
+
+
+def customer_states(conn: Connection) -> list[CustomerState]:
+    """Every customer's current state."""
+    c = t.customers.c
+    return [CustomerState.from_record(state) for state in conn.execute(select(c.state)).scalars()]

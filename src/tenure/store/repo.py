@@ -313,6 +313,10 @@ def rows(conn: Connection, query: Any) -> list[dict[str, Any]]:
     return [dict(r._mapping) for r in conn.execute(query)]
 
 
+_EVENT_COLUMNS_WITH_TYPE = ("event_id", "type", "customer_id", "occurred_at", "source",
+                            "partner_id", "schema_version", "payload")
+
+
 def iter_events(conn: Connection, page: int = 20_000) -> Iterator[Event]:
     """Every event in the log, oldest first, decoded back into typed events."""
     from tenure.events.envelope import event_union
@@ -329,7 +333,7 @@ def iter_events(conn: Connection, page: int = 20_000) -> Iterator[Event]:
             )
         rows = conn.execute(query).all()
         for row in rows:
-            data = dict(row._mapping)
+            data = {name: row[i] for i, name in enumerate(_EVENT_COLUMNS_WITH_TYPE)}
             data["occurred_at"] = data["occurred_at"].isoformat()
             yield msgspec.convert(data, union, strict=False)
         if len(rows) < page:

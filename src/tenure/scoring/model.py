@@ -1,0 +1,160 @@
+"""A registered model version: the classifier, the BG/NBD and Gamma-Gamma fits, drift reference.
+
+Also the scorers the pipeline uses: the active model's, a BG/NBD fallback for customers with
+purchases when no model is active, and the baseline heuristic for everyone else.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import orjson
+
+from tenure.features.snapshot import Features
+from tenure.scoring import bgnbd, gbm
+from tenure.scoring.baseline import BaselineScorer, customer_value
+from tenure.scoring.drift import Reference
+from tenure.scoring.types import Contribution, Score
+
+# Horizons the scorers speak in: churn risk over the next 30 days, value over 52 weeks.
+RISK_HORIZON_DAYS = 30.0
+CLV_HORIZON_WEEKS = 52.0
+CLV_DISCOUNT_PER_WEEK = 0.002  # about 11% a year
+
+
+@dataclass(frozen=True)
+class PurchaseModels:
+    """BG/NBD for purchase frequency and Gamma-Gamma for spend; time in weeks."""
+
+    bgnbd: bgnbd.BgNbdParams
+    gamma_gamma: bgnbd.GammaGammaParams | None
+
+    def summaries(self, features: Sequence[Features]) -> tuple[np.ndarray, ...]:
+        """(x, t_x, T, m) in weeks from the snapshots' BG/NBD fields."""
+        x = np.array([f.frequency for f in features], dtype=float)
+        t_x = np.array([f.recency_days for f in features], dtype=float) / bgnbd.DAYS_PER_WEEK
+        age = np.array([f.age_days for f in features], dtype=float) / bgnbd.DAYS_PER_WEEK
+        m = np.array([f.mean_order_value or 0.0 for f in features], dtype=float)
+        return x, t_x, np.maximum(age, t_x), m
+
+    def p_no_purchase(self, features: Sequence[Features], days: float) -> np.ndarray:
+        """P(no purchase in the next `days`): dropped out, or alive and quiet that long."""
+        x, t_x, age, _ = self.summaries(features)
+        p = self.bgnbd
+        alive = bgnbd.p_alive(p, x, t_x, age)
+        h = days / bgnbd.DAYS_PER_WEEK
+        # Given alive, the purchase rate's posterior is Gamma(r + x, alpha + T), so the chance of
+        # no purchase in h more weeks is ((alpha + T) / (alpha + T + h)) ** (r + x).
+        quiet = ((p.alpha + age) / (p.alpha + age + h)) ** (p.r + x)
+        return (1.0 - alive) + alive * quiet
+
+    def value(self, features: Sequence[Features]) -> np.ndarray:
+        """12-month CLV per customer (0 when no spend model)."""
+        if self.gamma_gamma is None:
+            return np.zeros(len(features))
+        x, t_x, age, m = self.summaries(features)
+        return bgnbd.clv(self.bgnbd, self.gamma_gamma, x, t_x, age, m,
+                         horizon_periods=CLV_HORIZON_WEEKS, discount_rate=CLV_DISCOUNT_PER_WEEK)
+
+    def to_record(self) -> dict[str, Any]:
+        """A JSON-ready form."""
+        return {"bgnbd": self.bgnbd.to_dict(),
+                "gamma_gamma": self.gamma_gamma.to_dict() if self.gamma_gamma else None}
+
+    @classmethod
+    def from_record(cls, rec: dict[str, Any]) -> PurchaseModels:
+        """Rebuild from `to_record()` output."""
+        gg = rec.get("gamma_gamma")
+        return cls(bgnbd.BgNbdParams.from_dict(rec["bgnbd"]),
+                   bgnbd.GammaGammaParams.from_dict(gg) if gg else None)
+
+
+@dataclass(frozen=True)
+class ModelBundle:
+    """Everything a registry version holds."""
+
+    classifier: gbm.ChurnClassifier
+    purchases: PurchaseModels | None
+    drift: dict[str, Reference]
+
+    def to_artifact(self) -> str:
+        """Serialized for the registry."""
+        return orjson.dumps({
+            "classifier": self.classifier.to_artifact(),
+            "purchases": self.purchases.to_record() if self.purchases else None,
+            "drift": {k: v.to_record() for k, v in self.drift.items()},
+        }).decode()
+
+    @classmethod
+    def from_artifact(cls, text: str) -> ModelBundle:
+        """Load from `to_artifact()` output."""
+        data = orjson.loads(text)
+        return cls(
+            gbm.ChurnClassifier.from_artifact(data["classifier"]),
+            PurchaseModels.from_record(data["purchases"]) if data["purchases"] else None,
+            {k: Reference.from_record(v) for k, v in data["drift"].items()},
+        )
+
+
+def _values(features: Sequence[Features], purchases: PurchaseModels | None) -> list[float]:
+    """Value per customer: subscription revenue plus CLV of purchases where a spend model exists."""
+    base = [customer_value(f) for f in features]
+    if purchases is None or purchases.gamma_gamma is None:
+        return base
+    clv = purchases.value(features)
+    out = []
+    for f, b, c in zip(features, base, clv, strict=True):
+        subscription = 12.0 * (f.mrr or 0.0)
+        out.append(round(subscription + float(c), 2) if f.purchases_total else b)
+    return out
+
+
+class ModelScorer:
+    """Scores with a registered model: calibrated risk, explained by tree contributions."""
+
+    name = "gbm"
+
+    def __init__(self, version: str, bundle: ModelBundle) -> None:
+        self.version = version
+        self.bundle = bundle
+
+    def score_many(self, features: Sequence[Features]) -> list[Score]:
+        """One call to the trees for the whole batch."""
+        if not features:
+            return []
+        x = gbm.matrix(features)
+        risk = self.bundle.classifier.predict(x)
+        reasons = self.bundle.classifier.explain(x)
+        values = _values(features, self.bundle.purchases)
+        return [Score(self.name, self.version, round(float(r), 6), v, why)
+                for r, v, why in zip(risk, values, reasons, strict=True)]
+
+
+class PurchaseScorer:
+    """No active model: BG/NBD for customers with purchases, the baseline for the others."""
+
+    name = "bgnbd"
+
+    def __init__(self, version: str, purchases: PurchaseModels) -> None:
+        self.version = version
+        self.purchases = purchases
+        self._baseline = BaselineScorer()
+
+    def score_many(self, features: Sequence[Features]) -> list[Score]:
+        """BG/NBD risk of no purchase in 30 days where there is purchase history."""
+        with_purchases = [i for i, f in enumerate(features) if f.purchases_total > 0]
+        out = self._baseline.score_many(features)
+        if not with_purchases:
+            return out
+        chosen = [features[i] for i in with_purchases]
+        quiet = self.purchases.p_no_purchase(chosen, RISK_HORIZON_DAYS)
+        values = _values(chosen, self.purchases)
+        for i, q, v, f in zip(with_purchases, quiet, values, chosen, strict=True):
+            why = (Contribution("frequency", f.frequency, 0.0),
+                   Contribution("recency_days", f.recency_days, 0.0),
+                   Contribution("age_days", f.age_days, 0.0))
+            out[i] = Score(self.name, self.version, round(float(q), 6), v, why)
+        return out
