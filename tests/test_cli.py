@@ -191,7 +191,8 @@ def test_empty_input_is_fine(tmp_path: Path) -> None:
 
 def test_standard_input(tmp_path: Path, history: Path) -> None:
     data = history.read_bytes()
-    result = runner.invoke(app, ["run", "--events", "-", "-w", str(tmp_path / "ws"), "--json"],
-                           input=data)
+    result = runner.invoke(
+        app, ["run", "--events", "-", "-w", str(tmp_path / "ws"), "--json"], input=data
+    )
     assert result.exit_code == 0
     assert json.loads(result.stdout)["accepted"] == len(data.splitlines())

@@ -48,8 +48,9 @@ app.add_typer(events_app, name="events")
 app.add_typer(audit_app, name="audit")
 app.add_typer(customers_app, name="customers")
 app.add_typer(decisions_app, name="decisions")
-model_app = typer.Typer(help="Churn and value models: train, compare, promote, watch.",
-                        no_args_is_help=True)
+model_app = typer.Typer(
+    help="Churn and value models: train, compare, promote, watch.", no_args_is_help=True
+)
 app.add_typer(rejects_app, name="rejects")
 app.add_typer(model_app, name="model")
 
@@ -507,10 +508,16 @@ def rejects_list(
     out.print(table)
 
 
-Churn = Annotated[str, typer.Option(help="Churn definition: no-activity (no purchase or usage in "
-                                     "the horizon) or cancelled (a cancellation in it).")]
-Horizon = Annotated[float, typer.Option(min=1, help="Days after a cut-off in which churn is "
-                                        "looked for.")]
+Churn = Annotated[
+    str,
+    typer.Option(
+        help="Churn definition: no-activity (no purchase or usage in "
+        "the horizon) or cancelled (a cancellation in it)."
+    ),
+]
+Horizon = Annotated[
+    float, typer.Option(min=1, help="Days after a cut-off in which churn is looked for.")
+]
 
 
 def _churn(value: str) -> Any:
@@ -543,8 +550,9 @@ def _time(value: str, option: str) -> dt.datetime:
 
 @model_app.command("train")
 def model_train(
-    events: Annotated[str | None, typer.Option(help="Train on this file instead of the "
-                                               "workspace's event log.")] = None,
+    events: Annotated[
+        str | None, typer.Option(help="Train on this file instead of the workspace's event log.")
+    ] = None,
     horizon: Horizon = 30.0,
     churn: Churn = "no-activity",
     workspace: Workspace = None,
@@ -572,8 +580,10 @@ def model_train(
     if as_json:
         _dump({"version": version, "metrics": m, "training_window": trained.window})
         return
-    out.print(f"registered [bold]{version}[/bold] (candidate): {m['examples']:,} examples, "
-              f"{m['customers']:,} customers, churn rate {m['churn_rate']:.1%}")
+    out.print(
+        f"registered [bold]{version}[/bold] (candidate): {m['examples']:,} examples, "
+        f"{m['customers']:,} customers, churn rate {m['churn_rate']:.1%}"
+    )
     out.print(f"out-of-fold AUC {m['auc']:.3f}, Brier {m['brier']:.4f}")
     out.print(f"promote it with: tenure model promote {version}")
 
@@ -597,9 +607,16 @@ def model_list(workspace: Workspace = None, as_json: JsonFlag = False) -> None:
         table.add_column(col)
     for r in rows:
         m, w = r["metrics"], r["training_window"]
-        table.add_row(r["version"], r["status"], r["algorithm"], str(r["created_at"])[:19],
-                      str(m.get("examples")), str(m.get("auc")), str(m.get("brier")),
-                      f"{w['first_event'][:10]}..{w['last_event'][:10]}")
+        table.add_row(
+            r["version"],
+            r["status"],
+            r["algorithm"],
+            str(r["created_at"])[:19],
+            str(m.get("examples")),
+            str(m.get("auc")),
+            str(m.get("brier")),
+            f"{w['first_event'][:10]}..{w['last_event'][:10]}",
+        )
     out.print(table)
 
 
@@ -620,8 +637,13 @@ def model_promote(version: str, workspace: Workspace = None) -> None:
 @model_app.command("backtest")
 def model_backtest(
     events: Annotated[str, typer.Option(help="JSONL or CSV history to test on.")],
-    cutoff: Annotated[str, typer.Option(help="Features from before this time (ISO; UTC if no "
-                                        "zone), labels from the horizon after it.")],
+    cutoff: Annotated[
+        str,
+        typer.Option(
+            help="Features from before this time (ISO; UTC if no "
+            "zone), labels from the horizon after it."
+        ),
+    ],
     horizon: Horizon = 30.0,
     churn: Churn = "no-activity",
     as_json: JsonFlag = False,
@@ -640,8 +662,10 @@ def model_backtest(
     if as_json:
         _dump(result)
         return
-    out.print(f"{result['customers']:,} customers at {result['cutoff']}, churn ({churn}) within "
-              f"{horizon:g} days: {result['churn_rate']:.1%}")
+    out.print(
+        f"{result['customers']:,} customers at {result['cutoff']}, churn ({churn}) within "
+        f"{horizon:g} days: {result['churn_rate']:.1%}"
+    )
     for name, m in result["models"].items():
         out.print(f"  {name:6s} AUC {m['auc']:.3f}  Brier {m['brier']:.4f}")
     ev = result["expected_vs_actual_purchases"]
@@ -650,8 +674,10 @@ def model_backtest(
 
 @model_app.command("drift")
 def model_drift(
-    version: Annotated[str | None, typer.Option(help="Model to compare against (default: the "
-                                                "active one, else the newest).")] = None,
+    version: Annotated[
+        str | None,
+        typer.Option(help="Model to compare against (default: the active one, else the newest)."),
+    ] = None,
     threshold: Annotated[float, typer.Option(help="PSI above which a feature is flagged.")] = 0.2,
     workspace: Workspace = None,
     as_json: JsonFlag = False,
@@ -669,15 +695,26 @@ def model_drift(
                 raise TenureError("the workspace holds no customers yet")
             newest = max(s.last_seen or 0 for s in states)
             as_of = dt.datetime.fromtimestamp(newest, dt.UTC)
-            recent = [snapshot(s, as_of) for s in states
-                      if s.last_seen and newest - s.last_seen <= 30 * 86_400
-                      and s.registers.get("subscription", (0, "", ""))[2] != "cancelled"]
+            recent = [
+                snapshot(s, as_of)
+                for s in states
+                if s.last_seen
+                and newest - s.last_seen <= 30 * 86_400
+                and s.registers.get("subscription", (0, "", ""))[2] != "cancelled"
+            ]
             used, rows = models.drift(conn, recent, version, threshold)
     except TenureError as exc:
         raise _fail(exc) from None
     if as_json:
-        _dump({"version": used, "as_of": as_of.isoformat(), "customers": len(recent),
-               "threshold": threshold, "features": rows})
+        _dump(
+            {
+                "version": used,
+                "as_of": as_of.isoformat(),
+                "customers": len(recent),
+                "threshold": threshold,
+                "features": rows,
+            }
+        )
         return
     table = Table(title=f"drift against {used} ({len(recent):,} customers as of {as_of:%Y-%m-%d})")
     for col in ("feature", "psi", "flag"):

@@ -21,8 +21,15 @@ def test_no_feature_sees_an_event_after_its_cutoff() -> None:
     events = [e for e in events]  # both histories belong to c-1: one dense customer
     base = training_set(events, [CUT], horizon_days=30)
     rng = random.Random(8)
-    future = [ev("purchase", at=CUT + dt.timedelta(hours=rng.randrange(1, 2000)),
-                 event_id=f"future-{i}", amount=500.0) for i in range(50)]
+    future = [
+        ev(
+            "purchase",
+            at=CUT + dt.timedelta(hours=rng.randrange(1, 2000)),
+            event_id=f"future-{i}",
+            amount=500.0,
+        )
+        for i in range(50)
+    ]
     future.append(ev("subscription.cancelled", at=CUT, event_id="at-cutoff"))
     with_future = training_set(events + future, [CUT], horizon_days=30)
     assert [x.features for x in base] == [x.features for x in with_future]
@@ -41,10 +48,14 @@ def test_incremental_cutoffs_equal_replays_from_scratch() -> None:
 
 def test_labels_follow_the_churn_definition() -> None:
     events = [
-        ev("usage", "a", at=1, minutes=1.0), ev("usage", "a", at=12, minutes=1.0),
-        ev("usage", "b", at=1, minutes=1.0), ev("subscription.cancelled", "b", at=11),
-        ev("usage", "c", at=1, minutes=1.0), ev("purchase", "c", at=13, amount=5.0),
-        ev("purchase", "c", at=13.2, amount=5.0), ev("purchase", "c", at=15, amount=5.0),
+        ev("usage", "a", at=1, minutes=1.0),
+        ev("usage", "a", at=12, minutes=1.0),
+        ev("usage", "b", at=1, minutes=1.0),
+        ev("subscription.cancelled", "b", at=11),
+        ev("usage", "c", at=1, minutes=1.0),
+        ev("purchase", "c", at=13, amount=5.0),
+        ev("purchase", "c", at=13.2, amount=5.0),
+        ev("purchase", "c", at=15, amount=5.0),
         ev("usage", "late", at=11, minutes=1.0),
     ]
     cut = T0 + dt.timedelta(days=10)

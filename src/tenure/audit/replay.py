@@ -23,8 +23,10 @@ def replay(body: dict[str, Any], policy: Policy, scorer: Scorer | None = None) -
         raise AuditError("the policy given is not the version the decision was made under")
     scorer = scorer or baseline.BaselineScorer()
     if (lineage["scorer"], lineage["scorer_version"]) != (scorer.name, scorer.version):
-        raise AuditError(f"scorer {lineage['scorer']} {lineage['scorer_version']} is needed, "
-                         f"not {scorer.name} {scorer.version}")
+        raise AuditError(
+            f"scorer {lineage['scorer']} {lineage['scorer_version']} is needed, "
+            f"not {scorer.name} {scorer.version}"
+        )
     features = Features.from_record(lineage["features"])
     trig = lineage["trigger"]
     trigger = TriggerContext(trig["event_id"], trig["event_type"], frozenset(trig["seen_types"]))

@@ -74,14 +74,20 @@ def training_set(
                 continue
             end = cutoff + horizon
             after = [e for e in history[used:] if e.occurred_at < end]
-            purchase_days = {int(e.occurred_at.timestamp()) // DAY_S
-                             for e in after if e.type == "purchase"}
+            purchase_days = {
+                int(e.occurred_at.timestamp()) // DAY_S for e in after if e.type == "purchase"
+            }
             out.append(Example(cid, cutoff, features, _label(after, churn), len(purchase_days)))
     return out
 
 
-def rolling_cutoffs(first: dt.datetime, last: dt.datetime, horizon_days: float,
-                    step_days: float = 14.0, warmup_days: float = 28.0) -> list[dt.datetime]:
+def rolling_cutoffs(
+    first: dt.datetime,
+    last: dt.datetime,
+    horizon_days: float,
+    step_days: float = 14.0,
+    warmup_days: float = 28.0,
+) -> list[dt.datetime]:
     """Cut-offs every `step_days` from `first + warmup` while a full horizon still follows."""
     out = []
     at = first + dt.timedelta(days=warmup_days)

@@ -7,6 +7,7 @@ from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
+from sklearn.model_selection import StratifiedKFold
 
 from tenure.errors import InputError
 from tenure.events.envelope import Event
@@ -16,14 +17,36 @@ from tenure.scoring import bgnbd, gbm
 from tenure.scoring.model import PurchaseModels
 
 
-def _bgnbd_scores(models: PurchaseModels, features: list[Any], horizon_days: float,
-                  y: np.ndarray, purchases_after: np.ndarray) -> dict[str, Any]:
-    risk = models.p_no_purchase(features, horizon_days)
+def _cross_calibrated(
+    score: np.ndarray, y: np.ndarray, folds: int = 5, seed: int = 7
+) -> np.ndarray:
+    """Isotonic calibration of a score to the churn label, each row mapped by the other folds."""
+    if min(y.sum(), len(y) - y.sum()) < folds:
+        return score
+    out = np.empty(len(y))
+    for train, test in StratifiedKFold(folds, shuffle=True, random_state=seed).split(score, y):
+        out[test] = gbm.calibrate(score[train], y[train])(score[test])
+    return out
+
+
+def _bgnbd_scores(
+    models: PurchaseModels,
+    features: list[Any],
+    horizon_days: float,
+    y: np.ndarray,
+    purchases_after: np.ndarray,
+) -> dict[str, Any]:
+    # BG/NBD predicts purchase silence, not churn as the user defines it; its probability is
+    # mapped to the churn label by cross-fitted isotonic calibration, and the raw Brier is kept.
+    raw = models.p_no_purchase(features, horizon_days)
+    risk = _cross_calibrated(raw, y)
     x, t_x, age, _ = models.summaries(features)
-    expected = bgnbd.expected_purchases(models.bgnbd, horizon_days / bgnbd.DAYS_PER_WEEK,
-                                        x, t_x, age)
+    expected = bgnbd.expected_purchases(
+        models.bgnbd, horizon_days / bgnbd.DAYS_PER_WEEK, x, t_x, age
+    )
     return {
         **gbm.evaluate(risk, y),
+        "brier_uncalibrated": round(float(np.mean((raw - y) ** 2)), 4),
         "customers": len(features),
         "params": {k: round(v, 6) for k, v in models.bgnbd.to_dict().items()},
         "expected": round(float(expected.sum()), 2),
@@ -31,19 +54,27 @@ def _bgnbd_scores(models: PurchaseModels, features: list[Any], horizon_days: flo
     }
 
 
-def backtest(events: Sequence[Event], cutoff: dt.datetime, horizon_days: float,
-             churn: Churn = "no-activity", seed: int = 7) -> dict[str, Any]:
+def backtest(
+    events: Sequence[Event],
+    cutoff: dt.datetime,
+    horizon_days: float,
+    churn: Churn = "no-activity",
+    seed: int = 7,
+) -> dict[str, Any]:
     """Evaluate BG/NBD and the classifier on what happened after `cutoff`."""
     if not events:
         raise InputError("the events file holds no valid events")
     first = min(e.occurred_at for e in events)
     last = max(e.occurred_at for e in events)
     if cutoff <= first:
-        raise InputError(f"cut-off {cutoff.isoformat()} is not after the first event "
-                         f"({first.isoformat()})")
+        raise InputError(
+            f"cut-off {cutoff.isoformat()} is not after the first event ({first.isoformat()})"
+        )
     if cutoff + dt.timedelta(days=horizon_days) > last + dt.timedelta(days=1):
-        raise InputError(f"the history ends {last.isoformat()}, before the {horizon_days:g}-day "
-                         f"horizon after the cut-off does; move the cut-off earlier")
+        raise InputError(
+            f"the history ends {last.isoformat()}, before the {horizon_days:g}-day "
+            f"horizon after the cut-off does; move the cut-off earlier"
+        )
     examples = training_set(events, [cutoff], horizon_days, churn)
     if not examples:
         raise InputError("no customer is active (seen and not cancelled) at the cut-off")
@@ -56,10 +87,13 @@ def backtest(events: Sequence[Event], cutoff: dt.datetime, horizon_days: float,
     train_cuts = rolling_cutoffs(first, cutoff, horizon_days)
     method = "cross-validation"
     if train_cuts:
-        past = training_set([e for e in events if e.occurred_at < cutoff], train_cuts,
-                            horizon_days, churn)
+        past = training_set(
+            [e for e in events if e.occurred_at < cutoff], train_cuts, horizon_days, churn
+        )
         py = np.array([e.churned for e in past], dtype=float)
-        if min(py.sum(), len(py) - py.sum()) >= 5:
+        # One earlier cut-off is too little to learn from (and too exposed to a shifting base
+        # rate); cross-validation answers better then.
+        if len(train_cuts) >= 3 and min(py.sum(), len(py) - py.sum()) >= 20:
             model = gbm.train(gbm.matrix([e.features for e in past]), py, seed=seed)
             p = model.predict(x)
             method = f"temporal ({len(train_cuts)} earlier cut-offs)"
@@ -75,8 +109,9 @@ def backtest(events: Sequence[Event], cutoff: dt.datetime, horizon_days: float,
     expected_vs_actual: dict[str, Any] = {"expected": None, "actual": int(after.sum())}
     if purchases is not None:
         idx = np.array(buyers)
-        scores = _bgnbd_scores(purchases, [examples[i].features for i in buyers], horizon_days,
-                               y[idx], after[idx])
+        scores = _bgnbd_scores(
+            purchases, [examples[i].features for i in buyers], horizon_days, y[idx], after[idx]
+        )
         expected_vs_actual = {"expected": scores.pop("expected"), "actual": scores.pop("actual")}
         models["bgnbd"] = scores
     return {

@@ -51,8 +51,10 @@ def final_snapshots(events: Sequence[Event], as_of: dt.datetime) -> list[Feature
     for e in events:
         if e.occurred_at <= as_of:
             by_customer.setdefault(e.customer_id, []).append(e)
-    return [snapshot(apply_all(CustomerState(cid), evs), as_of)
-            for cid, evs in sorted(by_customer.items())]
+    return [
+        snapshot(apply_all(CustomerState(cid), evs), as_of)
+        for cid, evs in sorted(by_customer.items())
+    ]
 
 
 def fit_purchases(features: Sequence[Features]) -> PurchaseModels | None:
@@ -72,8 +74,13 @@ def fit_purchases(features: Sequence[Features]) -> PurchaseModels | None:
     return PurchaseModels(fit.params, gg)
 
 
-def train(events: Sequence[Event], horizon_days: float = 30.0, churn: Churn = "no-activity",
-          step_days: float = 14.0, seed: int = 7) -> Trained:
+def train(
+    events: Sequence[Event],
+    horizon_days: float = 30.0,
+    churn: Churn = "no-activity",
+    step_days: float = 14.0,
+    seed: int = 7,
+) -> Trained:
     """Fit the classifier on rolling point-in-time examples and the purchase models on all."""
     if not events:
         raise InputError("no events to train on: run some history into the workspace first")
@@ -82,8 +89,10 @@ def train(events: Sequence[Event], horizon_days: float = 30.0, churn: Churn = "n
     cutoffs = rolling_cutoffs(first, last, horizon_days, step_days)
     if not cutoffs:
         days = (last - first).total_seconds() / 86_400
-        raise InputError(f"history spans {days:.0f} days; training needs at least "
-                         f"{28 + horizon_days:.0f} (28 days of warm-up plus the horizon)")
+        raise InputError(
+            f"history spans {days:.0f} days; training needs at least "
+            f"{28 + horizon_days:.0f} (28 days of warm-up plus the horizon)"
+        )
     examples = training_set(events, cutoffs, horizon_days, churn)
     x, y, groups = _xy(examples)
     try:
@@ -99,16 +108,26 @@ def train(events: Sequence[Event], horizon_days: float = 30.0, churn: Churn = "n
     purchases = fit_purchases(final_snapshots(events, last))
     digest = hashlib.sha256(x.tobytes() + y.tobytes()).hexdigest()
     metrics = {
-        "examples": len(y), "customers": len({e.customer_id for e in examples}),
-        "churn_rate": round(float(y.mean()), 4), **gbm.evaluate(oof, y),
+        "examples": len(y),
+        "customers": len({e.customer_id for e in examples}),
+        "churn_rate": round(float(y.mean()), 4),
+        **gbm.evaluate(oof, y),
     }
     return Trained(
         bundle=ModelBundle(classifier, purchases, drift),
-        params={"classifier": {**gbm.PARAMS, "rounds": gbm.ROUNDS, "seed": seed},
-                "purchases": purchases.to_record() if purchases else None},
-        window={"first_event": first.isoformat(), "last_event": last.isoformat(),
-                "first_cutoff": cutoffs[0].isoformat(), "last_cutoff": cutoffs[-1].isoformat(),
-                "cutoffs": len(cutoffs), "horizon_days": horizon_days, "churn": churn},
+        params={
+            "classifier": {**gbm.PARAMS, "rounds": gbm.ROUNDS, "seed": seed},
+            "purchases": purchases.to_record() if purchases else None,
+        },
+        window={
+            "first_event": first.isoformat(),
+            "last_event": last.isoformat(),
+            "first_cutoff": cutoffs[0].isoformat(),
+            "last_cutoff": cutoffs[-1].isoformat(),
+            "cutoffs": len(cutoffs),
+            "horizon_days": horizon_days,
+            "churn": churn,
+        },
         fingerprint=digest,
         metrics=metrics,
     )
@@ -117,12 +136,20 @@ def train(events: Sequence[Event], horizon_days: float = 30.0, churn: Churn = "n
 def register(conn: Connection, trained: Trained, now: dt.datetime) -> str:
     """Store a trained bundle as the next candidate version; returns the version."""
     version = f"v{len(repo.models(conn)) + 1}"
-    repo.insert_model(conn, {
-        "version": version, "algorithm": gbm.ALGORITHM, "status": "candidate", "created_at": now,
-        "params": trained.params, "training_window": trained.window,
-        "data_fingerprint": trained.fingerprint, "metrics": trained.metrics,
-        "artifact": trained.bundle.to_artifact(),
-    })
+    repo.insert_model(
+        conn,
+        {
+            "version": version,
+            "algorithm": gbm.ALGORITHM,
+            "status": "candidate",
+            "created_at": now,
+            "params": trained.params,
+            "training_window": trained.window,
+            "data_fingerprint": trained.fingerprint,
+            "metrics": trained.metrics,
+            "artifact": trained.bundle.to_artifact(),
+        },
+    )
     return version
 
 
@@ -154,11 +181,15 @@ def scorer_for(conn: Connection) -> Scorer:
     return BaselineScorer()
 
 
-def drift(conn: Connection, events_as_of: Sequence[Features], version: str | None,
-          threshold: float) -> tuple[str, list[dict[str, Any]]]:
+def drift(
+    conn: Connection, events_as_of: Sequence[Features], version: str | None, threshold: float
+) -> tuple[str, list[dict[str, Any]]]:
     """PSI of recent snapshots against a model's training reference."""
-    row = repo.model(conn, version=version) if version else (
-        repo.model(conn, status="active") or repo.model(conn))
+    row = (
+        repo.model(conn, version=version)
+        if version
+        else (repo.model(conn, status="active") or repo.model(conn))
+    )
     if row is None:
         raise ConfigError("no model registered: run `tenure model train` first")
     bundle = ModelBundle.from_artifact(row.artifact)

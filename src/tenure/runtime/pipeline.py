@@ -256,8 +256,9 @@ class Pipeline:
         inputs = []
         for cid in customer_ids:
             state, memories, version = known.get(cid) or (CustomerState(cid), {}, 0)
-            inputs.append((state, DecisionMemory.from_record(memories.get(self.policy.id)),
-                           by_customer[cid]))
+            inputs.append(
+                (state, DecisionMemory.from_record(memories.get(self.policy.id)), by_customer[cid])
+            )
         evaluated = evaluate_many(inputs, self.policy, self.scorer, self.clock)
         for cid, ev in zip(customer_ids, evaluated, strict=True):
             _, memories, version = known.get(cid) or (None, {}, 0)

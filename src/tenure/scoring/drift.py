@@ -38,8 +38,9 @@ class Reference:
 def _shares(values: np.ndarray, edges: tuple[float, ...]) -> np.ndarray:
     missing = np.isnan(values)
     present = values[~missing]
-    counts = np.bincount(np.searchsorted(np.asarray(edges), present, side="right"),
-                         minlength=len(edges) + 1).astype(float)
+    counts = np.bincount(
+        np.searchsorted(np.asarray(edges), present, side="right"), minlength=len(edges) + 1
+    ).astype(float)
     counts = np.append(counts, missing.sum())
     return counts / max(len(values), 1)
 
@@ -64,12 +65,18 @@ def psi(ref: Reference, values: np.ndarray) -> float:
     return float(np.sum((actual - expected) * np.log(actual / expected)))
 
 
-def report(refs: dict[str, Reference], recent: dict[str, np.ndarray],
-           threshold: float = DEFAULT_THRESHOLD) -> list[dict[str, Any]]:
+def report(
+    refs: dict[str, Reference], recent: dict[str, np.ndarray], threshold: float = DEFAULT_THRESHOLD
+) -> list[dict[str, Any]]:
     """PSI per feature, highest first, each flagged when over the threshold."""
     rows = []
     for name, ref in refs.items():
         value = psi(ref, recent[name]) if name in recent else math.nan
-        rows.append({"feature": name, "psi": None if math.isnan(value) else round(value, 4),
-                     "drifted": bool(value > threshold)})
+        rows.append(
+            {
+                "feature": name,
+                "psi": None if math.isnan(value) else round(value, 4),
+                "drifted": bool(value > threshold),
+            }
+        )
     return sorted(rows, key=lambda r: (-(r["psi"] or 0.0), r["feature"]))

@@ -28,11 +28,30 @@ ALGORITHM = "lightgbm-isotonic"
 # The model's inputs, in order. Missing values (no purchases yet, no tickets) stay NaN: the trees
 # learn where missing should go instead of being told a made-up number.
 FEATURES: tuple[str, ...] = (
-    "tenure_days", "days_since_last_seen", "days_since_last_activity", "frequency",
-    "recency_days", "age_days", "purchases_total", "spend_total", "mean_order_value", "usage_7d",
-    "usage_prev_21d", "usage_trend", "usage_minutes_30d", "payment_failures_30d", "tickets_30d",
-    "open_tickets", "mean_sentiment_30d", "mrr", "cancel_requested", "usage_count_90d",
-    "purchase_count_30d", "purchase_amount_90d", "support_count_90d", "channel_count_30d",
+    "tenure_days",
+    "days_since_last_seen",
+    "days_since_last_activity",
+    "frequency",
+    "recency_days",
+    "age_days",
+    "purchases_total",
+    "spend_total",
+    "mean_order_value",
+    "usage_7d",
+    "usage_prev_21d",
+    "usage_trend",
+    "usage_minutes_30d",
+    "payment_failures_30d",
+    "tickets_30d",
+    "open_tickets",
+    "mean_sentiment_30d",
+    "mrr",
+    "cancel_requested",
+    "usage_count_90d",
+    "purchase_count_30d",
+    "purchase_amount_90d",
+    "support_count_90d",
+    "channel_count_30d",
     "marketing_consents",
 )
 
@@ -61,13 +80,29 @@ def vector(f: Features) -> list[float]:
     """The classifier's input row for one snapshot."""
     w = f.windows
     return [
-        f.tenure_days, f.days_since_last_seen, _num(f.days_since_last_activity), f.frequency,
-        f.recency_days, f.age_days, f.purchases_total, f.spend_total, _num(f.mean_order_value),
-        f.usage_7d, f.usage_prev_21d, _num(f.usage_trend), f.usage_minutes_30d,
-        f.payment_failures_30d, f.tickets_30d, f.open_tickets, _num(f.mean_sentiment_30d),
-        _num(f.mrr), 1.0 if f.subscription_status == "cancel_requested" else 0.0,
-        w.get("usage_count_90d", 0.0), w.get("purchase_count_30d", 0.0),
-        w.get("purchase_amount_90d", 0.0), w.get("support_count_90d", 0.0),
+        f.tenure_days,
+        f.days_since_last_seen,
+        _num(f.days_since_last_activity),
+        f.frequency,
+        f.recency_days,
+        f.age_days,
+        f.purchases_total,
+        f.spend_total,
+        _num(f.mean_order_value),
+        f.usage_7d,
+        f.usage_prev_21d,
+        _num(f.usage_trend),
+        f.usage_minutes_30d,
+        f.payment_failures_30d,
+        f.tickets_30d,
+        f.open_tickets,
+        _num(f.mean_sentiment_30d),
+        _num(f.mrr),
+        1.0 if f.subscription_status == "cancel_requested" else 0.0,
+        w.get("usage_count_90d", 0.0),
+        w.get("purchase_count_30d", 0.0),
+        w.get("purchase_amount_90d", 0.0),
+        w.get("support_count_90d", 0.0),
         w.get("channel_count_30d", 0.0),
         float(sum(1 for k, v in f.consent.items() if v and k.split(":")[1:2] == ["marketing"])),
     ]
@@ -120,11 +155,16 @@ class ChurnClassifier:
             order = np.argsort(-parts, kind="stable")
             up = [i for i in order[:top] if parts[i] > 0]
             down = [i for i in order[::-1][:top] if parts[i] < 0]
-            out.append(tuple(
-                Contribution(FEATURES[i], None if math.isnan(values[i]) else float(values[i]),
-                             round(float(parts[i]), 6))
-                for i in [*up, *down]
-            ))
+            out.append(
+                tuple(
+                    Contribution(
+                        FEATURES[i],
+                        None if math.isnan(values[i]) else float(values[i]),
+                        round(float(parts[i]), 6),
+                    )
+                    for i in [*up, *down]
+                )
+            )
         return out
 
     def to_artifact(self) -> dict[str, Any]:
@@ -155,8 +195,9 @@ class ChurnClassifier:
 def fit_booster(x: np.ndarray, y: np.ndarray, seed: int = 7) -> lgb.Booster:
     """The trees, fitted on all rows."""
     params = {**PARAMS, "seed": seed}
-    return lgb.train(params, lgb.Dataset(x, label=y, feature_name=list(FEATURES)),
-                     num_boost_round=ROUNDS)
+    return lgb.train(
+        params, lgb.Dataset(x, label=y, feature_name=list(FEATURES)), num_boost_round=ROUNDS
+    )
 
 
 def out_of_fold_margins(
@@ -188,8 +229,9 @@ def calibrate(margins: np.ndarray, y: np.ndarray) -> Calibration:
     """Isotonic calibration from out-of-fold margins to observed churn."""
     iso = IsotonicRegression(out_of_bounds="clip", y_min=0.0, y_max=1.0)
     iso.fit(margins, y)
-    return Calibration(tuple(float(v) for v in iso.X_thresholds_),
-                       tuple(float(v) for v in iso.y_thresholds_))
+    return Calibration(
+        tuple(float(v) for v in iso.X_thresholds_), tuple(float(v) for v in iso.y_thresholds_)
+    )
 
 
 def train(x: np.ndarray, y: np.ndarray, folds: int = 5, seed: int = 7) -> ChurnClassifier:
@@ -207,17 +249,25 @@ def reliability(p: np.ndarray, y: np.ndarray, bins: int = 10) -> list[dict[str, 
     for b in range(bins):
         mask = index == b
         if mask.any():
-            table.append({"bin": f"{edges[b]:.1f}-{edges[b + 1]:.1f}", "customers": int(mask.sum()),
-                          "predicted": round(float(p[mask].mean()), 4),
-                          "observed": round(float(y[mask].mean()), 4)})
+            table.append(
+                {
+                    "bin": f"{edges[b]:.1f}-{edges[b + 1]:.1f}",
+                    "customers": int(mask.sum()),
+                    "predicted": round(float(p[mask].mean()), 4),
+                    "observed": round(float(y[mask].mean()), 4),
+                }
+            )
     return table
 
 
 def evaluate(p: np.ndarray, y: np.ndarray) -> dict[str, Any]:
     """AUC, Brier score and the reliability table of probabilities against outcomes."""
     auc = float(roc_auc_score(y, p)) if 0 < y.sum() < len(y) else float("nan")
-    return {"auc": round(auc, 4), "brier": round(float(brier_score_loss(y, p)), 4),
-            "reliability": reliability(p, y)}
+    return {
+        "auc": round(auc, 4),
+        "brier": round(float(brier_score_loss(y, p)), 4),
+        "reliability": reliability(p, y),
+    }
 
 
 def cross_validated(x: np.ndarray, y: np.ndarray, folds: int = 5, seed: int = 7) -> np.ndarray:

@@ -56,20 +56,32 @@ class PurchaseModels:
         if self.gamma_gamma is None:
             return np.zeros(len(features))
         x, t_x, age, m = self.summaries(features)
-        return bgnbd.clv(self.bgnbd, self.gamma_gamma, x, t_x, age, m,
-                         horizon_periods=CLV_HORIZON_WEEKS, discount_rate=CLV_DISCOUNT_PER_WEEK)
+        return bgnbd.clv(
+            self.bgnbd,
+            self.gamma_gamma,
+            x,
+            t_x,
+            age,
+            m,
+            horizon_periods=CLV_HORIZON_WEEKS,
+            discount_rate=CLV_DISCOUNT_PER_WEEK,
+        )
 
     def to_record(self) -> dict[str, Any]:
         """A JSON-ready form."""
-        return {"bgnbd": self.bgnbd.to_dict(),
-                "gamma_gamma": self.gamma_gamma.to_dict() if self.gamma_gamma else None}
+        return {
+            "bgnbd": self.bgnbd.to_dict(),
+            "gamma_gamma": self.gamma_gamma.to_dict() if self.gamma_gamma else None,
+        }
 
     @classmethod
     def from_record(cls, rec: dict[str, Any]) -> PurchaseModels:
         """Rebuild from `to_record()` output."""
         gg = rec.get("gamma_gamma")
-        return cls(bgnbd.BgNbdParams.from_dict(rec["bgnbd"]),
-                   bgnbd.GammaGammaParams.from_dict(gg) if gg else None)
+        return cls(
+            bgnbd.BgNbdParams.from_dict(rec["bgnbd"]),
+            bgnbd.GammaGammaParams.from_dict(gg) if gg else None,
+        )
 
 
 @dataclass(frozen=True)
@@ -82,11 +94,13 @@ class ModelBundle:
 
     def to_artifact(self) -> str:
         """Serialized for the registry."""
-        return orjson.dumps({
-            "classifier": self.classifier.to_artifact(),
-            "purchases": self.purchases.to_record() if self.purchases else None,
-            "drift": {k: v.to_record() for k, v in self.drift.items()},
-        }).decode()
+        return orjson.dumps(
+            {
+                "classifier": self.classifier.to_artifact(),
+                "purchases": self.purchases.to_record() if self.purchases else None,
+                "drift": {k: v.to_record() for k, v in self.drift.items()},
+            }
+        ).decode()
 
     @classmethod
     def from_artifact(cls, text: str) -> ModelBundle:
@@ -129,8 +143,10 @@ class ModelScorer:
         risk = self.bundle.classifier.predict(x)
         reasons = self.bundle.classifier.explain(x)
         values = _values(features, self.bundle.purchases)
-        return [Score(self.name, self.version, round(float(r), 6), v, why)
-                for r, v, why in zip(risk, values, reasons, strict=True)]
+        return [
+            Score(self.name, self.version, round(float(r), 6), v, why)
+            for r, v, why in zip(risk, values, reasons, strict=True)
+        ]
 
 
 class PurchaseScorer:
@@ -153,8 +169,10 @@ class PurchaseScorer:
         quiet = self.purchases.p_no_purchase(chosen, RISK_HORIZON_DAYS)
         values = _values(chosen, self.purchases)
         for i, q, v, f in zip(with_purchases, quiet, values, chosen, strict=True):
-            why = (Contribution("frequency", f.frequency, 0.0),
-                   Contribution("recency_days", f.recency_days, 0.0),
-                   Contribution("age_days", f.age_days, 0.0))
+            why = (
+                Contribution("frequency", f.frequency, 0.0),
+                Contribution("recency_days", f.recency_days, 0.0),
+                Contribution("age_days", f.age_days, 0.0),
+            )
             out[i] = Score(self.name, self.version, round(float(q), 6), v, why)
         return out

@@ -372,7 +372,7 @@ def _purchases(
     # BG/NBD-style: Poisson purchasing at a gamma-distributed rate while "alive", with a
     # beta-distributed chance of silently dropping out after every purchase.
     rate = float(rng.gamma(1.1, (0.04 + 0.16 * who.engagement) / 1.1))
-    drop = float(rng.beta(1.3, 9.0))
+    drop = float(rng.beta(0.6, 24.0))
     basket = float(rng.lognormal(3.4, 0.45))
     t = who.start_day + float(rng.exponential(1.0 / max(rate, 1e-6)))
     order = 0

@@ -313,8 +313,16 @@ def rows(conn: Connection, query: Any) -> list[dict[str, Any]]:
     return [dict(r._mapping) for r in conn.execute(query)]
 
 
-_EVENT_COLUMNS_WITH_TYPE = ("event_id", "type", "customer_id", "occurred_at", "source",
-                            "partner_id", "schema_version", "payload")
+_EVENT_COLUMNS_WITH_TYPE = (
+    "event_id",
+    "type",
+    "customer_id",
+    "occurred_at",
+    "source",
+    "partner_id",
+    "schema_version",
+    "payload",
+)
 
 
 def iter_events(conn: Connection, page: int = 20_000) -> Iterator[Event]:
@@ -325,8 +333,20 @@ def iter_events(conn: Connection, page: int = 20_000) -> Iterator[Event]:
     e = t.events.c
     last: tuple[Any, str] | None = None
     while True:
-        query = select(e.event_id, e.type, e.customer_id, e.occurred_at, e.source, e.partner_id,
-                       e.schema_version, e.payload).order_by(e.occurred_at, e.event_id).limit(page)
+        query = (
+            select(
+                e.event_id,
+                e.type,
+                e.customer_id,
+                e.occurred_at,
+                e.source,
+                e.partner_id,
+                e.schema_version,
+                e.payload,
+            )
+            .order_by(e.occurred_at, e.event_id)
+            .limit(page)
+        )
         if last is not None:
             query = query.where(
                 (e.occurred_at > last[0]) | ((e.occurred_at == last[0]) & (e.event_id > last[1]))
@@ -349,8 +369,16 @@ def insert_model(conn: Connection, row: dict[str, Any]) -> None:
 def models(conn: Connection) -> list[dict[str, Any]]:
     """Every registered model, newest first, without artifacts."""
     m = t.models.c
-    query = select(m.version, m.algorithm, m.status, m.created_at, m.params, m.training_window,
-                   m.data_fingerprint, m.metrics).order_by(m.created_at.desc(), m.version.desc())
+    query = select(
+        m.version,
+        m.algorithm,
+        m.status,
+        m.created_at,
+        m.params,
+        m.training_window,
+        m.data_fingerprint,
+        m.metrics,
+    ).order_by(m.created_at.desc(), m.version.desc())
     return rows(conn, query)
 
 
