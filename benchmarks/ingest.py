@@ -18,9 +18,13 @@ from pathlib import Path
 
 import orjson
 
+from tenure.events.envelope import Event
 from tenure.events.parse import LineParser, read_lines
 from tenure.policy.model import default_policy
+from tenure.runtime import models
 from tenure.runtime.pipeline import DEFAULT_BATCH_SIZE, Pipeline
+from tenure.scoring.model import ModelScorer
+from tenure.scoring.types import Scorer
 from tenure.sim.population import PopulationSpec, write_jsonl
 from tenure.store.db import Store
 
@@ -62,10 +66,12 @@ def raw_insert(path: Path, db: Path, batch_size: int) -> float:
     return seconds
 
 
-def pipeline_run(path: Path, workspace: Path, batch_size: int) -> tuple[float, int, int]:
+def pipeline_run(
+    path: Path, workspace: Path, batch_size: int, scorer: Scorer | None = None
+) -> tuple[float, int, int]:
     """Seconds for the full pipeline, events accepted, decisions made."""
     store = Store(f"sqlite:///{workspace / 'tenure.db'}")
-    pipeline = Pipeline(store, default_policy(), batch_size=batch_size)
+    pipeline = Pipeline(store, default_policy(), batch_size=batch_size, scorer=scorer)
     parser = LineParser()
     start = time.perf_counter()
     with path.open("rb") as fh:
@@ -75,11 +81,22 @@ def pipeline_run(path: Path, workspace: Path, batch_size: int) -> tuple[float, i
     return seconds, summary.accepted, sum(summary.decisions.values())
 
 
+def trained_scorer(path: Path) -> Scorer:
+    """A classifier trained on the file's own history, as the pipeline would use when active."""
+    parser = LineParser()
+    with path.open("rb") as fh:
+        events = [
+            e for e in (parser.parse(line) for line in read_lines(fh)) if isinstance(e, Event)
+        ]
+    return ModelScorer("bench", models.train(events, horizon_days=30).bundle)
+
+
 def main() -> None:
     """Run both and print figures and the ratio."""
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--events", type=int, default=200_000)
     ap.add_argument("--batch-size", type=int, default=DEFAULT_BATCH_SIZE)
+    ap.add_argument("--baseline-only", action="store_true", help="skip the model-scored run")
     args = ap.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(tmp)
@@ -90,15 +107,29 @@ def main() -> None:
         (root / "ws").mkdir()
         p_seconds, accepted, decisions = pipeline_run(path, root / "ws", args.batch_size)
         r_seconds = raw_insert(path, root / "raw.db", args.batch_size)
-    p_rate, r_rate = n / p_seconds, n / r_seconds
-    print(f"events                  {n}")
-    print(f"batch size              {args.batch_size}")
+        model_run = None
+        if not args.baseline_only:
+            # The same input scored by a classifier trained on it beforehand (not timed).
+            scorer = trained_scorer(path)
+            (root / "ws-model").mkdir()
+            model_run = pipeline_run(path, root / "ws-model", args.batch_size, scorer)
+    r_rate = n / r_seconds
+    print(f"events                   {n}")
+    print(f"batch size               {args.batch_size}")
+    print(f"raw sqlite executemany   {r_seconds:8.2f} s  {r_rate:10,.0f} events/s")
     print(
-        f"pipeline                {p_seconds:8.2f} s  {p_rate:10,.0f} events/s "
+        f"pipeline, baseline       {p_seconds:8.2f} s  {n / p_seconds:10,.0f} events/s "
         f"({accepted} accepted, {decisions} decisions)"
     )
-    print(f"raw sqlite executemany  {r_seconds:8.2f} s  {r_rate:10,.0f} events/s")
-    print(f"ratio (pipeline / raw)  {p_rate / r_rate:8.3f}")
+    if model_run is not None:
+        m_seconds, _, m_decisions = model_run
+        print(
+            f"pipeline, gbm model      {m_seconds:8.2f} s  {n / m_seconds:10,.0f} events/s "
+            f"({m_decisions} decisions)"
+        )
+    print(f"ratio baseline / raw     {n / p_seconds / r_rate:8.3f}")
+    if model_run is not None:
+        print(f"ratio gbm model / raw    {n / model_run[0] / r_rate:8.3f}")
 
 
 if __name__ == "__main__":

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
-import dataclasses
 import math
+
+import msgspec
 
 from tenure.features.snapshot import snapshot
 from tenure.features.state import CustomerState, apply_all
@@ -20,14 +21,14 @@ def base():
 def test_signals_raise_risk() -> None:
     f = base()
     calm = score(f).risk
-    assert score(dataclasses.replace(f, payment_failures_30d=2)).risk > calm
-    assert score(dataclasses.replace(f, usage_trend=0.2)).risk > calm
-    assert score(dataclasses.replace(f, subscription_status="cancel_requested")).risk > calm
-    assert score(dataclasses.replace(f, mean_sentiment_30d=-0.9)).risk > calm
+    assert score(msgspec.structs.replace(f, payment_failures_30d=2)).risk > calm
+    assert score(msgspec.structs.replace(f, usage_trend=0.2)).risk > calm
+    assert score(msgspec.structs.replace(f, subscription_status="cancel_requested")).risk > calm
+    assert score(msgspec.structs.replace(f, mean_sentiment_30d=-0.9)).risk > calm
 
 
 def test_explanation_adds_up_to_the_score() -> None:
-    f = dataclasses.replace(base(), payment_failures_30d=1, open_tickets=2)
+    f = msgspec.structs.replace(base(), payment_failures_30d=1, open_tickets=2)
     s = score(f)
     logit = INTERCEPT + sum(c.weight for c in s.contributions)
     assert math.isclose(1 / (1 + math.exp(-logit)), s.risk, abs_tol=1e-5)
