@@ -18,6 +18,7 @@ from rich.progress import (
     TransferSpeedColumn,
 )
 from rich.table import Table
+from sqlalchemy.exc import SQLAlchemyError
 
 from tenure import __version__
 from tenure.config import Settings, resolve
@@ -79,8 +80,20 @@ def _dump(obj: Any) -> None:
     )
 
 
-def _fail(exc: TenureError) -> typer.Exit:
-    err.print(f"[red]error:[/red] {exc}", highlight=False, soft_wrap=True)
+# What a command turns into a one-line error and exit 2 instead of a traceback: our own errors,
+# a database that refuses (read-only file, lost connection), and the file system.
+FAILURES = (TenureError, SQLAlchemyError, OSError)
+
+
+def _fail(exc: BaseException) -> typer.Exit:
+    if isinstance(exc, SQLAlchemyError):
+        detail = str(getattr(exc, "orig", None) or exc).splitlines()[0]
+        message = f"the store refused the operation: {detail}"
+    elif isinstance(exc, OSError) and not isinstance(exc, TenureError):
+        message = f"{exc.strerror or exc}: {exc.filename}" if exc.filename else str(exc)
+    else:
+        message = str(exc)
+    err.print(f"[red]error:[/red] {message}", highlight=False, soft_wrap=True)
     return typer.Exit(2)
 
 
@@ -210,7 +223,7 @@ def run(
         chosen = _policy(policy)
         settings, store = _open(workspace)
         summary, seconds = _run(settings, store, source, chosen, batch_size, live, as_json)
-    except TenureError as exc:
+    except FAILURES as exc:
         raise _fail(exc) from None
     if as_json:
         _dump({**summary.to_record(), "seconds": round(seconds, 3)})
@@ -271,7 +284,7 @@ def demo(
             live=False,
             quiet=False,
         )
-    except TenureError as exc:
+    except FAILURES as exc:
         raise _fail(exc) from None
     out.print(f"[bold]tenure demo[/bold]: {path}")
     _summary_tables(summary, seconds)
@@ -295,7 +308,7 @@ def stats(workspace: Workspace = None, as_json: JsonFlag = False) -> None:
         _, store = _open(workspace)
         with store.reader() as conn:
             figures = queries.stats(conn)
-    except TenureError as exc:
+    except FAILURES as exc:
         raise _fail(exc) from None
     if as_json:
         _dump(figures)
@@ -317,7 +330,7 @@ def events_schema(workspace: Workspace = None) -> None:
     """Print the JSON Schema of the event envelope (with the workspace's registered types)."""
     try:
         settings = resolve(workspace) if workspace else None
-    except TenureError as exc:
+    except FAILURES as exc:
         raise _fail(exc) from None
     _dump(json_schema(settings.extra_event_types if settings else ()))
 
@@ -329,7 +342,7 @@ def audit_verify(workspace: Workspace = None, as_json: JsonFlag = False) -> None
         _, store = _open(workspace)
         with store.reader() as conn:
             checked, broken, head = queries.verify_audit(conn)
-    except TenureError as exc:
+    except FAILURES as exc:
         raise _fail(exc) from None
     result = {
         "records": checked,
@@ -344,7 +357,7 @@ def audit_verify(workspace: Workspace = None, as_json: JsonFlag = False) -> None
     else:
         err.print(
             f"[red]audit chain broken[/red] at record {broken.seq}: {broken.problem} "
-            f"({checked:,} records before it verified)"
+            f"({checked:,} chain records checked)"
         )
     if broken is not None:
         raise typer.Exit(1)
@@ -369,7 +382,7 @@ def audit_replay(decision_id: str, workspace: Workspace = None, as_json: JsonFla
         if content is None:
             raise AuditError("the policy version of this decision is not stored")
         replayed = replay(body, parse_policy(content, "stored policy"), scorer)
-    except TenureError as exc:
+    except FAILURES as exc:
         raise _fail(exc) from None
     same = replayed.to_record() == body["decision"]
     if as_json:
@@ -396,7 +409,7 @@ def customers_show(
         with store.reader() as conn:
             found = queries.customer(conn, customer_id)
             recent = queries.decisions(conn, customer_id=customer_id, limit=10)
-    except TenureError as exc:
+    except FAILURES as exc:
         raise _fail(exc) from None
     if found is None:
         err.print(f"[red]error:[/red] no customer {customer_id!r} in this workspace")
@@ -432,7 +445,9 @@ def customers_show(
 
 def _decision_table(rows: list[dict[str, Any]]) -> None:
     table = Table(title="decisions", title_justify="left")
-    for col in ("decided_at", "decision_id", "customer_id", "status", "action / guardrail", "risk"):
+    table.add_column("decided_at")
+    table.add_column("decision_id", no_wrap=True, min_width=26)  # copied into other commands
+    for col in ("customer_id", "status", "action / guardrail", "risk"):
         table.add_column(col)
     for r in rows:
         table.add_row(
@@ -455,11 +470,13 @@ def decisions_list(
     as_json: JsonFlag = False,
 ) -> None:
     """List decisions, newest first."""
+    if status is not None and status not in ("action", "none", "suppressed"):
+        raise _fail(TenureError(f"--status must be action, none or suppressed, got {status!r}"))
     try:
         _, store = _open(workspace)
         with store.reader() as conn:
             rows = queries.decisions(conn, customer_id=customer, limit=limit, status=status)
-    except TenureError as exc:
+    except FAILURES as exc:
         raise _fail(exc) from None
     if as_json:
         _dump(rows)
@@ -474,7 +491,7 @@ def decisions_show(decision_id: str, workspace: Workspace = None) -> None:
         _, store = _open(workspace)
         with store.reader() as conn:
             body = queries.audit_body(conn, decision_id)
-    except TenureError as exc:
+    except FAILURES as exc:
         raise _fail(exc) from None
     if body is None:
         err.print(f"[red]error:[/red] no decision {decision_id!r}")
@@ -494,7 +511,7 @@ def rejects_list(
         _, store = _open(workspace)
         with store.reader() as conn:
             rows = queries.rejects(conn, limit=limit, run_id=run_id)
-    except TenureError as exc:
+    except FAILURES as exc:
         raise _fail(exc) from None
     if as_json:
         _dump(rows)
@@ -574,7 +591,7 @@ def model_train(
             trained = models.train(history, horizon, definition)
         with store.transaction() as conn:
             version = models.register(conn, trained, dt.datetime.now(dt.UTC))
-    except TenureError as exc:
+    except FAILURES as exc:
         raise _fail(exc) from None
     m = trained.metrics
     if as_json:
@@ -597,7 +614,7 @@ def model_list(workspace: Workspace = None, as_json: JsonFlag = False) -> None:
         _, store = _open(workspace)
         with store.reader() as conn:
             rows = repo.models(conn)
-    except TenureError as exc:
+    except FAILURES as exc:
         raise _fail(exc) from None
     if as_json:
         _dump(rows)
@@ -629,7 +646,7 @@ def model_promote(version: str, workspace: Workspace = None) -> None:
         _, store = _open(workspace)
         with store.transaction() as conn:
             previous = models.promote(conn, version)
-    except TenureError as exc:
+    except FAILURES as exc:
         raise _fail(exc) from None
     out.print(f"{version} is active" + (f"; {previous} retired" if previous else ""))
 
@@ -657,7 +674,7 @@ def model_backtest(
         history = _file_events(events)
         with err.status(f"backtesting on {len(history):,} events"):
             result = backtest(history, at, horizon, definition)
-    except TenureError as exc:
+    except FAILURES as exc:
         raise _fail(exc) from None
     if as_json:
         _dump(result)
@@ -703,7 +720,7 @@ def model_drift(
                 and s.registers.get("subscription", (0, "", ""))[2] != "cancelled"
             ]
             used, rows = models.drift(conn, recent, version, threshold)
-    except TenureError as exc:
+    except FAILURES as exc:
         raise _fail(exc) from None
     if as_json:
         _dump(

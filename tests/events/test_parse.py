@@ -7,6 +7,7 @@ import io
 import orjson
 import pytest
 
+from tenure.errors import InputError
 from tenure.events.envelope import EVENT_TYPES, Event, json_schema
 from tenure.events.parse import CsvMapping, LineParser, RawLine, Reject, read_csv, read_lines
 from tests.helpers import line
@@ -44,6 +45,11 @@ def test_offsets_are_kept_aware() -> None:
         (line("teleport"), "type", "unknown event type 'teleport'"),
         (line("purchase", amount="12"), "payload.amount", "float"),
         (line("purchase", amount=-1.0), "payload.amount", ">= 0"),
+        (line("purchase", amount=1e308), "payload.amount", "<="),
+        (line("purchase", amount=1e20), "payload.amount", "<="),
+        (line("usage", at="0001-01-01T00:00:00+01:00"), "occurred_at", "outside"),
+        (line("usage", at="9999-12-31T23:59:59-01:00"), "occurred_at", "outside"),
+        (line("usage", customer="c-XX").replace(b"XX", b"\xff"), "line", "UTF-8"),
         (line("purchase"), "payload.amount", "required"),
         (line("support.ticket", ticket_id="t", sentiment=1.5), "payload.sentiment", "<= 1.0"),
         (line("profile.updated", timezone="Mars/Olympus"), "payload.timezone", "IANA"),
@@ -144,3 +150,46 @@ def test_json_schema_names_every_type() -> None:
     for event_type in EVENT_TYPES:
         assert f'"{event_type}"' in text
     assert schema["discriminator"]["propertyName"] == "type"
+
+
+def test_byte_order_mark_on_the_first_line_is_ignored() -> None:
+    got = list(read_lines(io.BytesIO(b"\xef\xbb\xbf" + line("usage") + b"\n")))
+    assert isinstance(parser.parse(got[0]), Event)
+
+
+def test_csv_accounts_for_every_line() -> None:
+    data = (
+        b"\xef\xbb\xbfid,member,ts,total,payload\n"
+        b"o-1,c-9,2026-03-01T10:00:00Z,12.50,\n"
+        b"\n"
+        b"o-2,c-9,2026-03-01T10:00:00Z,1,[1]\n"
+        b"o-3,c-9,2026-03-01T10:00:00Z,1,,extra\n"
+        b'o-4,c-9,2026-03-01T10:00:00Z,inf,"{""items"": 2}"\n'
+        b'o-5,c-9,2026-03-01T10:00:00Z,3,"{""items"": 2}"\n'
+    )
+    mapping = CsvMapping(
+        columns={"event_id": "id", "customer_id": "member", "occurred_at": "ts"},
+        payload={"amount": "total"},
+        constants={"type": "purchase", "payload.currency": "USD"},
+    )
+    got = list(read_csv(io.BytesIO(data), parser, mapping))
+    assert [type(g).__name__ for g in got] == [
+        "PurchaseEvent",
+        "Reject",
+        "Reject",
+        "Reject",
+        "Reject",
+        "PurchaseEvent",
+    ]
+    assert got[0].payload.currency == "USD" and got[5].payload.items == 2
+    blank, not_object, extra, infinite = got[1:5]
+    assert (blank.line_no, blank.reason) == (3, "line: blank")
+    assert not_object.field == "payload" and "JSON object" in not_object.reason
+    assert extra.raw == b"o-3,c-9,2026-03-01T10:00:00Z,1,,extra" and "cells" in extra.reason
+    assert infinite.field == "payload.amount"
+
+
+def test_csv_mapping_to_a_missing_column_fails_up_front() -> None:
+    mapping = CsvMapping(columns={"event_id": "order_no"}, payload={}, constants={})
+    with pytest.raises(InputError, match="no column 'order_no'"):
+        list(read_csv(io.BytesIO(b"id,member\n1,2\n"), parser, mapping))

@@ -143,3 +143,21 @@ def test_policy_version_is_its_content() -> None:
     assert same.content_hash == POLICY.content_hash
     changed = parse_policy({**POLICY.model_dump(mode="json"), "label": "other"})
     assert changed.content_hash != POLICY.content_hash
+
+
+def test_cooldown_is_per_customer_across_policies() -> None:
+    other = parse_policy({**POLICY.model_dump(mode="json"), "id": "another-team"})
+    first = decide(features("email"), risky(), POLICY, DecisionMemory(), TRIGGER, NOW)
+    assert first.decision is not None and first.decision.status == "action"
+    customer = first.memory.into_customer({}, POLICY.id)
+    later = NOW + dt.timedelta(days=2)
+    second = decide(
+        features("email"),
+        risky(),
+        other,
+        DecisionMemory.of_customer(customer, other.id),
+        TRIGGER,
+        later,
+    )
+    assert second.decision is not None and second.decision.guardrail == "cooldown"
+    assert DecisionMemory.of_customer(customer, "third").at_risk is False

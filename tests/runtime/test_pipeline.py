@@ -62,17 +62,20 @@ def snapshot_of(store: Store) -> dict:
 def test_running_the_same_input_twice_changes_nothing_but_duplicates(store_url: str) -> None:
     store = Store(store_url)
     lines = population_lines()
+    bad = [b"{oops", b'{"type": "usage"}', b""]
+    lines = lines[:100] + bad + lines[100:]
     first = run_lines(store, lines, batch_size=500, policy=EAGER)
-    assert first.accepted == len(lines) and sum(first.decisions.values()) > 0
+    assert first.accepted == len(lines) - len(bad) and sum(first.decisions.values()) > 0
     with store.reader() as conn:
         before = queries.stats(conn)
     after_first = snapshot_of(store)
     second = run_lines(store, lines, batch_size=500, policy=EAGER)
-    assert second.duplicates == second.read == len(lines)
+    assert second.duplicates == second.read - len(bad) == len(lines) - len(bad)
+    assert second.rejected == len(bad)
     assert second.accepted == 0 and not second.decisions
     with store.reader() as conn:
         after = queries.stats(conn)
-    assert after.pop("duplicates") == len(lines)
+    assert after.pop("duplicates") == len(lines) - len(bad)
     before.pop("duplicates")
     assert after == before
     assert snapshot_of(store) == after_first
@@ -184,3 +187,30 @@ def test_any_permutation_of_a_batch_or_feeding_it_twice_gives_the_same_result(
     assert snapshot_of(a) == snapshot_of(b)
     a.close()
     b.close()
+
+
+def test_a_late_event_is_decided_at_the_customers_newest_time(tmp_path: Path) -> None:
+    store = Store(f"sqlite:///{tmp_path / 'late.db'}")
+
+    def line(eid: str, at: str, etype: str = "usage") -> bytes:
+        return orjson.dumps(
+            {"event_id": eid, "type": etype, "customer_id": "c-1", "occurred_at": at, "payload": {}}
+        )
+
+    run_lines(
+        store,
+        [
+            line("a", "2026-03-10T00:00:00Z"),
+            line("s", "2026-03-01T00:00:00Z", "subscription.started"),
+        ],
+        policy=EAGER,
+    )
+    run_lines(store, [line("late", "2026-03-02T00:00:00Z", "payment.failed")], policy=EAGER)
+    with store.reader() as conn:
+        rows = repo.rows(conn, select(t.decisions.c.decided_at, t.decisions.c.trigger_event_id))
+        bodies = [
+            queries.audit_body(conn, d)
+            for d in conn.execute(select(t.decisions.c.decision_id)).scalars()
+        ]
+    assert rows and all(r["decided_at"] >= dt.datetime(2026, 3, 10, tzinfo=dt.UTC) for r in rows)
+    assert all(b["lineage"]["features"]["days_since_last_seen"] >= 0 for b in bodies)

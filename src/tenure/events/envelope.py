@@ -20,12 +20,15 @@ import msgspec
 from msgspec import Meta, Struct
 
 SCHEMA_VERSION = 1
+MIN_YEAR, MAX_YEAR = 1970, 2200
 MAX_PAYLOAD_BYTES = 64 * 1024
 
 Id = Annotated[str, Meta(min_length=1, max_length=200)]
 Name = Annotated[str, Meta(min_length=1, max_length=100)]
 Text = Annotated[str, Meta(max_length=500)]
-Money = Annotated[float, Meta(ge=0)]
+# Upper bounds keep every amount representable in the state's integer millionths (int64) and
+# refuse infinities, which JSON cannot carry but CSV text ("inf") can.
+Money = Annotated[float, Meta(ge=0, le=1e12)]
 Currency = Annotated[str, Meta(pattern=r"^[A-Z]{3}$")]
 AwareTime = Annotated[dt.datetime, Meta(tz=True)]
 
@@ -40,8 +43,8 @@ class Payload(Struct, frozen=True, forbid_unknown_fields=True, gc=False):
 
 
 class Usage(Payload, frozen=True):
-    sessions: Annotated[int, Meta(ge=0)] = 1
-    minutes: Annotated[float, Meta(ge=0)] = 0.0
+    sessions: Annotated[int, Meta(ge=0, le=1_000_000)] = 1
+    minutes: Annotated[float, Meta(ge=0, le=1e7)] = 0.0
     feature: Name | None = None
 
 
@@ -49,7 +52,7 @@ class Purchase(Payload, frozen=True):
     amount: Money
     currency: Currency = "EUR"
     order_id: Id | None = None
-    items: Annotated[int, Meta(ge=0)] = 1
+    items: Annotated[int, Meta(ge=0, le=1_000_000)] = 1
 
 
 class Subscription(Payload, frozen=True):
@@ -61,7 +64,7 @@ class Subscription(Payload, frozen=True):
 class PaymentFailed(Payload, frozen=True):
     amount: Money | None = None
     reason: Text | None = None
-    attempt: Annotated[int, Meta(ge=1)] = 1
+    attempt: Annotated[int, Meta(ge=1, le=1000)] = 1
 
 
 class SupportTicket(Payload, frozen=True):
@@ -127,6 +130,14 @@ class Event(
     partner_id: Id | None = None
     schema_version: Literal[1] = 1
     payload: Any = None
+
+    def __post_init__(self) -> None:
+        # Times far outside any customer history are typos, and years 1 or 9999 with an offset
+        # cannot even be converted to UTC.
+        if not MIN_YEAR <= self.occurred_at.year <= MAX_YEAR:
+            raise ValueError(
+                f"occurred_at: year {self.occurred_at.year} is outside {MIN_YEAR}-{MAX_YEAR}"
+            )
 
     @property
     def type(self) -> str:

@@ -8,13 +8,14 @@ from __future__ import annotations
 
 import csv
 import re
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 import msgspec
 import orjson
 
+from tenure.errors import InputError
 from tenure.events.envelope import MAX_PAYLOAD_BYTES, Event, event_union
 
 # A line longer than this cannot hold a payload under the limit; it is refused before parsing so
@@ -41,8 +42,16 @@ class Reject:
 
 
 def read_lines(stream: Iterable[bytes]) -> Iterator[RawLine]:
-    """Split a binary stream (or any iterable of lines) into numbered lines, terminators removed."""
-    for line_no, line in enumerate(stream, start=1):
+    """Split a binary stream (or any iterable of lines) into numbered lines, terminators removed.
+
+    A UTF-8 byte-order mark at the start of the stream is dropped (spreadsheet exports add one).
+    """
+    lines = iter(stream)
+    first = next(lines, None)
+    if first is None:
+        return
+    yield RawLine(1, first.removeprefix(b"\xef\xbb\xbf").rstrip(b"\r\n"))
+    for line_no, line in enumerate(lines, start=2):
         yield RawLine(line_no, line.rstrip(b"\r\n"))
 
 
@@ -68,8 +77,8 @@ def describe(error: msgspec.MsgspecError) -> tuple[str, str]:
     if field == "type" and msg.startswith("Invalid value"):
         tag = msg.removeprefix("Invalid value ").strip()
         return "type", f"type: unknown event type {tag} (see `tenure events schema` for the list)"
-    if (own := _OWN.match(msg)) and field:
-        field = f"{field}.{own['name']}"
+    if own := _OWN.match(msg):
+        field = f"{field}.{own['name']}" if field else own["name"]
         return field, f"{field}: {own['msg']}"
     if field == "schema_version":
         return (
@@ -104,7 +113,7 @@ class LineParser:
             )
         try:
             event: Event = self._decoder.decode(raw)
-        except msgspec.MsgspecError as exc:
+        except (msgspec.MsgspecError, UnicodeDecodeError) as exc:
             # The happy path pays for none of these checks; they only sharpen the reason.
             if not raw.strip():
                 return Reject(line.line_no, raw, "line", "line: blank")
@@ -112,6 +121,8 @@ class LineParser:
                 raw.decode("utf-8")
             except UnicodeDecodeError as bad:
                 return Reject(line.line_no, raw, "line", f"line: invalid UTF-8 at byte {bad.start}")
+            if isinstance(exc, UnicodeDecodeError):  # a string msgspec could not decode
+                return Reject(line.line_no, raw, "line", f"line: invalid text ({exc.reason})")
             field, reason = describe(exc)
             return Reject(line.line_no, raw, field, reason)
         if len(raw) > MAX_PAYLOAD_BYTES:
@@ -180,41 +191,105 @@ def _row_object(row: Mapping[str, str], mapping: CsvMapping) -> dict[str, Any]:
         if row.get(column, "") != "":
             payload[field] = row[column]
     for column, value in row.items():
-        if column in used or value == "" or column is None:
+        if column in used or value == "":
             continue
         if column == "payload":
-            payload.update(orjson.loads(value))
+            extra = orjson.loads(value)
+            if not isinstance(extra, dict):
+                raise ValueError("payload: the payload column must hold a JSON object")
+            payload.update(extra)
         elif column.startswith("payload."):
             payload[column.removeprefix("payload.")] = value
     for field, value in mapping.constants.items():
-        obj[field] = value
+        if field.startswith("payload."):
+            payload[field.removeprefix("payload.")] = value
+        else:
+            obj[field] = value
     obj["payload"] = payload
     return obj
+
+
+def check_header(header: Sequence[str], mapping: CsvMapping) -> None:
+    """Refuse a mapping that names columns the file does not have (every row would fail)."""
+    missing = sorted(
+        {c for c in (*mapping.columns.values(), *mapping.payload.values()) if c not in header}
+    )
+    if missing:
+        raise InputError(
+            f"CSV header has no column {', '.join(map(repr, missing))} "
+            f"(columns are: {', '.join(header)})"
+        )
+
+
+class _LineTap:
+    """Feeds lines to the csv reader and keeps the raw bytes of the current record."""
+
+    def __init__(self, lines: Iterable[bytes]) -> None:
+        self._lines = iter(lines)
+        self.taken: list[bytes] = []
+
+    def __iter__(self) -> _LineTap:
+        return self
+
+    def __next__(self) -> str:
+        raw = next(self._lines)
+        if not self.taken and raw.startswith(_BOM):
+            raw = raw[len(_BOM) :]
+        self.taken.append(raw)
+        # surrogateescape lets one bad row be rejected without losing the rest of the file.
+        return raw.decode("utf-8", errors="surrogateescape")
+
+
+_BOM = b"\xef\xbb\xbf"
 
 
 def read_csv(
     lines: Iterable[bytes], parser: LineParser, mapping: CsvMapping
 ) -> Iterator[Event | Reject]:
-    """Parse CSV with a header row; line numbers count the header as line 1."""
-    # Decoding with surrogateescape lets one bad row be rejected without losing the rest.
-    text = (raw.decode("utf-8", errors="surrogateescape") for raw in lines)
-    reader = csv.DictReader(text)
-    for row in reader:
+    """Parse CSV with a header row; line numbers count the header as line 1.
+
+    Every line after the header is accounted for: blank lines and malformed rows become rejects
+    carrying the exact bytes read.
+    """
+    tap = _LineTap(lines)
+    reader = csv.reader(tap)
+    try:
+        header = next(reader)
+    except StopIteration:
+        return
+    check_header(header, mapping)
+    line_no = 1
+    while True:
+        tap.taken = []
+        start = line_no + 1
+        try:
+            cells = next(reader)
+        except StopIteration:
+            return
+        except csv.Error as exc:
+            line_no = reader.line_num
+            yield Reject(start, b"".join(tap.taken), "line", f"line: malformed CSV ({exc})")
+            continue
         line_no = reader.line_num
-        cells = [v if isinstance(v, str) else "" for v in row.values()]
-        raw = ",".join(cells).encode("utf-8", errors="surrogateescape")
-        if None in row:
-            yield Reject(line_no, raw, "line", "line: more cells than header columns")
+        raw = b"".join(tap.taken).rstrip(b"\r\n")
+        if not cells or all(c == "" for c in cells):
+            yield Reject(start, raw, "line", "line: blank")
+            continue
+        if len(cells) != len(header):
+            yield Reject(start, raw, "line", f"line: {len(cells)} cells, header has {len(header)}")
             continue
         if any(_has_surrogate(v) for v in cells):
-            yield Reject(line_no, raw, "line", "line: invalid UTF-8")
+            yield Reject(start, raw, "line", "line: invalid UTF-8")
             continue
         try:
-            obj = _row_object(row, mapping)
+            obj = _row_object(dict(zip(header, cells, strict=True)), mapping)
         except orjson.JSONDecodeError as exc:
-            yield Reject(line_no, raw, "payload", f"payload: invalid JSON ({exc})")
+            yield Reject(start, raw, "payload", f"payload: invalid JSON ({exc})")
             continue
-        yield parser.parse_object(line_no, raw, obj)
+        except ValueError as exc:
+            yield Reject(start, raw, "payload", str(exc))
+            continue
+        yield parser.parse_object(start, raw, obj)
 
 
 def _has_surrogate(value: str) -> bool:

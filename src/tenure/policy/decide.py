@@ -31,6 +31,28 @@ class DecisionMemory:
         return {"at_risk": self.at_risk, "last_intervention_at": self.last_intervention_at}
 
     @classmethod
+    def of_customer(cls, customer_memory: dict[str, Any] | None, policy_id: str) -> DecisionMemory:
+        """This policy's view of a customer's memory.
+
+        The last intervention is the customer's, whichever policy made it: a cooldown is a
+        guardrail, and a second policy must not get round it. Only the at-risk band is per policy.
+        """
+        rec = customer_memory or {}
+        return cls(
+            bool(rec.get("at_risk", {}).get(policy_id, False)), rec.get("last_intervention_at")
+        )
+
+    def into_customer(
+        self, customer_memory: dict[str, Any] | None, policy_id: str
+    ) -> dict[str, Any]:
+        """The customer's memory with this policy's evaluation folded in."""
+        rec = customer_memory or {}
+        return {
+            "at_risk": {**rec.get("at_risk", {}), policy_id: self.at_risk},
+            "last_intervention_at": self.last_intervention_at,
+        }
+
+    @classmethod
     def from_record(cls, rec: dict[str, Any] | None) -> DecisionMemory:
         """Rebuild from `to_record()` output; None means a customer never evaluated."""
         if not rec:

@@ -85,9 +85,14 @@ def load_mapping(path: Path | None, pairs: list[str], constants: list[str]) -> C
             raise ConfigError(f"cannot read CSV mapping {path}: {exc}") from None
         if not isinstance(data, dict):
             raise ConfigError(f"{path}: expected a mapping with columns/payload/constants")
-        columns.update({str(k): str(v) for k, v in (data.get("columns") or {}).items()})
-        payload.update({str(k): str(v) for k, v in (data.get("payload") or {}).items()})
-        fixed.update({str(k): str(v) for k, v in (data.get("constants") or {}).items()})
+        unknown = sorted(set(data) - {"columns", "payload", "constants"})
+        if unknown:
+            raise ConfigError(f"{path}: unknown sections {unknown} (use columns/payload/constants)")
+        for section, target in (("columns", columns), ("payload", payload), ("constants", fixed)):
+            value = data.get(section) or {}
+            if not isinstance(value, dict):
+                raise ConfigError(f"{path}: {section} must map names to columns or values")
+            target.update({str(k): str(v) for k, v in value.items()})
     for pair, target in [(p, "map") for p in pairs] + [(c, "set") for c in constants]:
         name, sep, value = pair.partition("=")
         if not sep or not name or not value:

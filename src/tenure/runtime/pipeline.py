@@ -96,7 +96,12 @@ def evaluate_many(
     for state, memory, events in customers:
         new_state = apply_all(state, events)
         point = max(events, key=_event_order)
-        clock.observe(point.occurred_at)
+        # A late event (older than what the customer already showed) is decided at the
+        # customer's newest known time: features never look back from before their own data.
+        at = point.occurred_at
+        if state.last_seen is not None and state.last_seen > at.timestamp():
+            at = dt.datetime.fromtimestamp(state.last_seen, dt.UTC)
+        clock.observe(at)
         now = clock.now()
         trigger = TriggerContext(point.event_id, point.type, frozenset(e.type for e in events))
         prepared.append((new_state, memory, trigger, now, snapshot(new_state, now)))
@@ -257,12 +262,12 @@ class Pipeline:
         for cid in customer_ids:
             state, memories, version = known.get(cid) or (CustomerState(cid), {}, 0)
             inputs.append(
-                (state, DecisionMemory.from_record(memories.get(self.policy.id)), by_customer[cid])
+                (state, DecisionMemory.of_customer(memories, self.policy.id), by_customer[cid])
             )
         evaluated = evaluate_many(inputs, self.policy, self.scorer, self.clock)
         for cid, ev in zip(customer_ids, evaluated, strict=True):
             _, memories, version = known.get(cid) or (None, {}, 0)
-            memories = {**memories, self.policy.id: ev.memory.to_record()}
+            memories = ev.memory.into_customer(memories, self.policy.id)
             written[cid] = (ev.state, memories, version + 1)
             customer_rows.append(
                 {

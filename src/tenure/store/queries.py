@@ -115,16 +115,83 @@ def stats(conn: Connection) -> dict[str, Any]:
 
 
 def verify_audit(conn: Connection) -> tuple[int, Break | None, int]:
-    """Recompute the whole chain: (records checked, first break, head seq)."""
+    """Recompute the chain and check the decisions table against it.
+
+    Returns (records checked, first break, head seq). Besides every link, it checks that the
+    chain head row matches the last record and that each stored decision is exactly the one its
+    audit record holds (an edit to the decisions table alone is caught too).
+    """
     checked, broken = verify(repo.audit_records(conn))
-    head_seq, head_hash = repo.lock_audit_head(conn)
-    if broken is None and checked != head_seq:
-        broken = Break(checked + 1, f"chain ends at record {checked} but its head says {head_seq}")
-    elif broken is None and head_seq:
+    head = conn.execute(select(t.audit_head.c.seq, t.audit_head.c.hash)).first()
+    if head is None:
+        return checked, broken or Break(checked + 1, "the chain head row is missing"), checked
+    head_seq, head_hash = int(head[0]), str(head[1])
+    if broken is not None:
+        return checked, broken, head_seq
+    if checked != head_seq:
+        return (
+            checked,
+            Break(
+                min(checked, head_seq) + 1,
+                f"chain ends at record {checked} but its head says {head_seq}",
+            ),
+            head_seq,
+        )
+    if head_seq:
         last = conn.execute(select(t.audit.c.hash).where(t.audit.c.seq == head_seq)).scalar()
         if last != head_hash:
-            broken = Break(head_seq, "the chain head's hash does not match the last record")
-    return checked, broken, head_seq
+            return (
+                checked,
+                Break(head_seq, "the chain head's hash does not match the record"),
+                head_seq,
+            )
+    return checked, _check_decisions(conn), head_seq
+
+
+_DECISION_COLUMNS = (
+    "customer_id",
+    "status",
+    "action_id",
+    "channel",
+    "guardrail",
+    "reason",
+    "risk",
+    "policy_id",
+    "policy_hash",
+    "trigger_event_id",
+    "mode",
+)
+
+
+def _check_decisions(conn: Connection, page: int = 2_000) -> Break | None:
+    """The first decision row that differs from (or is missing from) its audit record."""
+    d, a = t.decisions.c, t.audit.c
+    audited = repo.count(conn, t.audit, a.kind == "decision")
+    stored = repo.count(conn, t.decisions)
+    after = 0
+    while True:
+        rows = conn.execute(
+            select(a.seq, a.body, d.record, *(d[c] for c in _DECISION_COLUMNS))
+            .select_from(t.audit.outerjoin(t.decisions, d.decision_id == a.ref))
+            .where(a.kind == "decision", a.seq > after)
+            .order_by(a.seq)
+            .limit(page)
+        ).all()
+        for seq, body, record, *columns in rows:
+            if record is None:
+                return Break(int(seq), "its decision row is missing from the decisions table")
+            decision = orjson.loads(body)["decision"]
+            if decision != record:
+                return Break(int(seq), "the decisions table differs from this audit record")
+            for name, value in zip(_DECISION_COLUMNS, columns, strict=True):
+                if decision[name] != value:
+                    return Break(int(seq), f"decisions.{name} differs from this audit record")
+        if len(rows) < page:
+            break
+        after = int(rows[-1][0])
+    if stored != audited:
+        return Break(audited + 1, f"{stored - audited} decision rows have no audit record")
+    return None
 
 
 def audit_body(conn: Connection, decision_id: str) -> dict[str, Any] | None:

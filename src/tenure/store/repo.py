@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import hashlib
 from collections.abc import Iterator, Mapping, Sequence
 from typing import Any
 
@@ -131,7 +132,9 @@ def insert_events(conn: Connection, events: Sequence[Event]) -> None:
 def insert_rejects(conn: Connection, rows: list[dict[str, Any]]) -> None:
     """Keep rejected input with its reason."""
     if rows:
-        conn.execute(t.rejects.insert(), rows)
+        for row in rows:
+            row["raw_sha256"] = hashlib.sha256(row["raw"]).hexdigest()
+        conn.execute(_insert(conn, t.rejects).on_conflict_do_nothing(), rows)
 
 
 def customer_versions(conn: Connection, ids: Sequence[str]) -> dict[str, int]:

@@ -18,6 +18,7 @@ from sqlalchemy import (
     String,
     Table,
     Text,
+    UniqueConstraint,
 )
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.types import TypeDecorator
@@ -70,6 +71,9 @@ rejects = Table(
     Column("field", String(200), nullable=False),
     Column("reason", Text, nullable=False),
     Column("raw", LargeBinary, nullable=False),
+    Column("raw_sha256", String(64), nullable=False),
+    # The same bad line read again (a rerun of the same file) is kept once.
+    UniqueConstraint("source", "line_no", "raw_sha256", name="uq_rejects_line"),
 )
 
 customers = Table(

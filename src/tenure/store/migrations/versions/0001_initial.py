@@ -36,6 +36,8 @@ def upgrade() -> None:
         sa.Column("field", sa.String(200), nullable=False),
         sa.Column("reason", sa.Text, nullable=False),
         sa.Column("raw", sa.LargeBinary, nullable=False),
+        sa.Column("raw_sha256", sa.String(64), nullable=False),
+        sa.UniqueConstraint("source", "line_no", "raw_sha256", name="uq_rejects_line"),
     )
     op.create_table(
         "customers",
