@@ -161,3 +161,20 @@ def test_cooldown_is_per_customer_across_policies() -> None:
     )
     assert second.decision is not None and second.decision.guardrail == "cooldown"
     assert DecisionMemory.of_customer(customer, "third").at_risk is False
+
+
+def test_a_policy_cannot_loosen_the_guardrails() -> None:
+    data = POLICY.model_dump(mode="json")
+    with pytest.raises(ConfigError, match="cooldown_days"):
+        parse_policy({**data, "guardrails": {"cooldown_days": 0}})
+    with pytest.raises(ConfigError, match="consent_purpose"):
+        parse_policy({**data, "guardrails": {"consent_purpose": "service"}})
+
+
+def test_the_example_policy_is_the_built_in_one() -> None:
+    from pathlib import Path
+
+    from tenure.policy.model import load_policy
+
+    example = load_policy(Path(__file__).resolve().parents[2] / "examples" / "policy.yaml")
+    assert example.content_hash == POLICY.content_hash

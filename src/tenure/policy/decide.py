@@ -13,7 +13,7 @@ from dataclasses import dataclass, replace
 from typing import Any, Literal
 
 from tenure.features.snapshot import Features
-from tenure.policy.model import Action, Policy
+from tenure.policy.model import CONSENT_PURPOSE, Action, Policy
 from tenure.scoring.types import Contribution, Score
 
 Status = Literal["action", "none", "suppressed"]
@@ -187,7 +187,7 @@ def decide(
             )
 
     candidates: list[Candidate] = []
-    purpose = policy.guardrails.consent_purpose
+    purpose = CONSENT_PURPOSE
     for action in policy.actions:
         blocked_by, detail = None, None
         if cooldown is not None:

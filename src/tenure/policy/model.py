@@ -52,14 +52,20 @@ class Action(_Model):
     journey: str | None = None
 
 
+# Guardrails a policy cannot loosen (ARCHITECTURE, invariant 8). A retention action is marketing,
+# so it needs marketing consent on its channel; a policy may lengthen the cooldown, not remove it.
+CONSENT_PURPOSE = "marketing"
+MIN_COOLDOWN_DAYS = 1.0
+
+
 class Guardrails(_Model):
-    """Limits every decision of this policy runs under; consent itself cannot be switched off."""
+    """Limits a policy adds; consent and a minimum cooldown apply whatever it says."""
 
     cooldown_days: float = Field(
-        default=14.0, ge=0.0, description="No new intervention this many days after the last."
-    )
-    consent_purpose: str = Field(
-        default="marketing", description="Consent purpose required on the action's channel."
+        default=14.0,
+        ge=MIN_COOLDOWN_DAYS,
+        description="No new intervention this many days after the customer's last one "
+        f"(at least {MIN_COOLDOWN_DAYS:g}).",
     )
 
 
@@ -123,7 +129,6 @@ trigger:
   on_events: [subscription.cancel_requested, payment.failed]
 guardrails:
   cooldown_days: 14
-  consent_purpose: marketing
 actions:
   - id: winback-email
     channel: email
