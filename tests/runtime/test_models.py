@@ -77,8 +77,11 @@ def test_model_scores_are_calibrated_probabilities_with_reasons(events, trained)
     scores = scorer.score_many(snaps)
     assert all(0.0 <= s.risk <= 1.0 for s in scores)
     assert all(s.scorer == "gbm" and s.version == "v1" for s in scores)
-    assert any(c.weight > 0 for s in scores for c in s.contributions)
-    assert scorer.score_many(snaps) == scores  # deterministic
+    assert not any(s.contributions for s in scores)  # explained only when asked
+    reasons = scorer.explain_many(snaps)
+    assert any(c.weight > 0 for why in reasons for c in why)
+    assert all(len(why) <= 6 for why in reasons)
+    assert scorer.score_many(snaps) == scores and scorer.explain_many(snaps) == reasons
 
 
 def test_backtest_beats_chance_for_both_models(events) -> None:

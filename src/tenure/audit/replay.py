@@ -10,7 +10,7 @@ from tenure.features.snapshot import Features
 from tenure.policy.decide import Decision, DecisionMemory, TriggerContext, decide
 from tenure.policy.model import Policy
 from tenure.scoring import baseline
-from tenure.scoring.types import Scorer
+from tenure.scoring.types import Scorer, explained
 
 
 def replay(body: dict[str, Any], policy: Policy, scorer: Scorer | None = None) -> Decision:
@@ -32,7 +32,8 @@ def replay(body: dict[str, Any], policy: Policy, scorer: Scorer | None = None) -
     trigger = TriggerContext(trig["event_id"], trig["event_type"], frozenset(trig["seen_types"]))
     memory = DecisionMemory.from_record(lineage["memory_before"])
     now = dt.datetime.fromisoformat(lineage["now"])
-    outcome = decide(features, scorer.score_many([features])[0], policy, memory, trigger, now)
+    score = explained(scorer, [features], scorer.score_many([features]))[0]
+    outcome = decide(features, score, policy, memory, trigger, now)
     if outcome.decision is None:
         raise AuditError("replay made no decision where the record has one")
     return outcome.decision

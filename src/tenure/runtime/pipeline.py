@@ -27,7 +27,7 @@ from tenure.policy.decide import Decision, DecisionMemory, TriggerContext, decid
 from tenure.policy.model import Policy
 from tenure.runtime.clock import Clock, EventClock
 from tenure.scoring.baseline import BaselineScorer
-from tenure.scoring.types import Scorer
+from tenure.scoring.types import Scorer, explained
 from tenure.store import repo
 from tenure.store.db import Store
 
@@ -105,10 +105,26 @@ def evaluate_many(
         now = clock.now()
         trigger = TriggerContext(point.event_id, point.type, frozenset(e.type for e in events))
         prepared.append((new_state, memory, trigger, now, snapshot(new_state, now)))
-    scores = scorer.score_many([p[4] for p in prepared])
+    snapshots = [p[4] for p in prepared]
+    scores = scorer.score_many(snapshots)
+    outcomes = [
+        decide(features, sc, policy, memory, trigger, now)
+        for (_, memory, trigger, now, features), sc in zip(prepared, scores, strict=True)
+    ]
+    # Explanations are made only for customers a decision was made for, all in one call; decide()
+    # runs again on the explained score so the decision carries its reasons (same result
+    # otherwise: explanations do not enter the choice).
+    decided = [i for i, o in enumerate(outcomes) if o.decision is not None]
+    if decided:
+        full = explained(scorer, [snapshots[i] for i in decided], [scores[i] for i in decided])
+        for i, sc in zip(decided, full, strict=True):
+            _, memory, trigger, now, features = prepared[i]
+            scores[i] = sc
+            outcomes[i] = decide(features, sc, policy, memory, trigger, now)
     out = []
-    for (new_state, memory, trigger, now, features), sc in zip(prepared, scores, strict=True):
-        outcome = decide(features, sc, policy, memory, trigger, now)
+    for (new_state, memory, trigger, now, features), sc, outcome in zip(
+        prepared, scores, outcomes, strict=True
+    ):
         lineage = None
         if outcome.decision is not None:
             lineage = {

@@ -50,5 +50,25 @@ class Scorer(Protocol):
     version: str
 
     def score_many(self, features: Sequence[Features]) -> list[Score]:
-        """One score per snapshot, in order."""
+        """One score per snapshot, in order (explanations may be left empty when costly)."""
         ...
+
+    def explain_many(self, features: Sequence[Features]) -> list[tuple[Contribution, ...]]:
+        """The explanation of each snapshot's score."""
+        ...
+
+
+def explained(scorer: Scorer, features: Sequence[Features], scores: Sequence[Score]) -> list[Score]:
+    """The scores with explanations filled in, in one call for all that lack one.
+
+    A model explains lazily: per-customer tree contributions cost far more than the score, and
+    only customers a decision is made for need them.
+    """
+    missing = [i for i, s in enumerate(scores) if not s.contributions]
+    out = list(scores)
+    if missing:
+        reasons = scorer.explain_many([features[i] for i in missing])
+        for i, why in zip(missing, reasons, strict=True):
+            s = scores[i]
+            out[i] = Score(s.scorer, s.version, s.risk, s.value, why)
+    return out
