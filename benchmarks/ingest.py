@@ -75,7 +75,7 @@ def pipeline_run(
     parser = LineParser()
     start = time.perf_counter()
     with path.open("rb") as fh:
-        summary = pipeline.run((parser.parse(line) for line in read_lines(fh)), str(path))
+        summary = pipeline.run(parser.parse_stream(fh), str(path))
     seconds = time.perf_counter() - start
     store.close()
     return seconds, summary.accepted, sum(summary.decisions.values())

@@ -193,3 +193,14 @@ def test_csv_mapping_to_a_missing_column_fails_up_front() -> None:
     mapping = CsvMapping(columns={"event_id": "order_no"}, payload={}, constants={})
     with pytest.raises(InputError, match="no column 'order_no'"):
         list(read_csv(io.BytesIO(b"id,member\n1,2\n"), parser, mapping))
+
+
+def test_the_stream_fast_path_agrees_with_line_by_line_parsing() -> None:
+    lines = [b"\xef\xbb\xbf" + line("usage", event_id="a"), b"", b"{bad", line("teleport"),
+             line("purchase", event_id="b", amount=2.5), line("usage", event_id="x" * 300)]
+    data = b"\r\n".join(lines) + b"\n"
+    slow = [parser.parse(r) for r in read_lines(io.BytesIO(data))]
+    fast = list(parser.parse_stream(io.BytesIO(data)))
+    assert fast == slow
+    assert [type(x).__name__ for x in fast] == ["UsageEvent", "Reject", "Reject", "Reject",
+                                                "PurchaseEvent", "Reject"]

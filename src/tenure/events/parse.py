@@ -21,6 +21,7 @@ from tenure.events.envelope import MAX_PAYLOAD_BYTES, Event, event_union
 # A line longer than this cannot hold a payload under the limit; it is refused before parsing so
 # one runaway line cannot exhaust memory.
 MAX_LINE_BYTES = MAX_PAYLOAD_BYTES + 8 * 1024
+_BOM = b"\xef\xbb\xbf"  # spreadsheet exports start files with one
 
 
 @dataclass(frozen=True, slots=True)
@@ -50,7 +51,7 @@ def read_lines(stream: Iterable[bytes]) -> Iterator[RawLine]:
     first = next(lines, None)
     if first is None:
         return
-    yield RawLine(1, first.removeprefix(b"\xef\xbb\xbf").rstrip(b"\r\n"))
+    yield RawLine(1, first.removeprefix(_BOM).rstrip(b"\r\n"))
     for line_no, line in enumerate(lines, start=2):
         yield RawLine(line_no, line.rstrip(b"\r\n"))
 
@@ -99,6 +100,26 @@ class LineParser:
     def __init__(self, extra_types: Iterable[str] = ()) -> None:
         self._union = event_union(tuple(sorted(extra_types)))
         self._decoder = msgspec.json.Decoder(self._union)
+
+    def parse_stream(self, lines: Iterable[bytes]) -> Iterator[Event | Reject]:
+        """Parse a stream of raw lines (numbered from 1), in order: the ingest hot path.
+
+        A line that decodes and is short enough to hold no oversized payload is yielded at once;
+        anything else goes through `parse`, which works out the reason.
+        """
+        decode = self._decoder.decode
+        errors = (msgspec.MsgspecError, UnicodeDecodeError)
+        for line_no, line in enumerate(lines, start=1):
+            raw = line.rstrip(b"\r\n")
+            if line_no == 1:
+                raw = raw.removeprefix(_BOM)
+            if len(raw) <= MAX_PAYLOAD_BYTES:
+                try:
+                    yield decode(raw)
+                    continue
+                except errors:
+                    pass
+            yield self.parse(RawLine(line_no, raw))
 
     def parse(self, line: RawLine) -> Event | Reject:
         """Parse one line into an event, or a reject naming the field and the reason."""
@@ -238,9 +259,6 @@ class _LineTap:
         self.taken.append(raw)
         # surrogateescape lets one bad row be rejected without losing the rest of the file.
         return raw.decode("utf-8", errors="surrogateescape")
-
-
-_BOM = b"\xef\xbb\xbf"
 
 
 def read_csv(

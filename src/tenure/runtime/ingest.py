@@ -13,7 +13,7 @@ import yaml
 
 from tenure.errors import ConfigError, InputError
 from tenure.events.envelope import Event
-from tenure.events.parse import CsvMapping, LineParser, Reject, read_csv, read_lines
+from tenure.events.parse import CsvMapping, LineParser, Reject, read_csv
 from tenure.policy.model import Policy
 from tenure.runtime.clock import Clock
 from tenure.runtime.pipeline import DEFAULT_BATCH_SIZE, Pipeline, RunSummary
@@ -127,8 +127,7 @@ def items(
             _metered(stream, progress), parser, source.mapping or CsvMapping.identity()
         )
         return
-    for raw in read_lines(_metered(stream, progress)):
-        yield parser.parse(raw)
+    yield from parser.parse_stream(_metered(stream, progress))
 
 
 def run(
