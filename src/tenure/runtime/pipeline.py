@@ -31,7 +31,7 @@ from tenure.scoring.types import Scorer, explained
 from tenure.store import repo
 from tenure.store.db import Store
 
-DEFAULT_BATCH_SIZE = 25_000
+DEFAULT_BATCH_SIZE = 40_000
 
 Known = tuple[CustomerState, dict[str, Any], int]  # state, memory per policy, stored version
 

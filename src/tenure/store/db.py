@@ -33,6 +33,9 @@ def _sqlite_setup(engine: Engine) -> None:
         cur.execute("PRAGMA journal_mode=WAL")
         cur.execute("PRAGMA synchronous=NORMAL")
         cur.execute("PRAGMA busy_timeout=30000")
+        # Checkpoint the WAL every 64 MB instead of every 4 MB: a batch writes tens of MB, and
+        # fewer, larger checkpoints measured ~5% faster ingest (see benchmarks/ingest.py).
+        cur.execute("PRAGMA wal_autocheckpoint=16384")
         cur.close()
 
     @event.listens_for(engine, "begin")
