@@ -150,7 +150,9 @@ def _run(
     start = time.perf_counter()
     size = source.size()
     if quiet or size is None:
-        summary = ingest.run(store, policy, source, parser, clock, batch_size)
+        summary = ingest.run(
+            store, policy, source, parser, clock, batch_size, guardrails=settings.guardrails
+        )
     else:
         columns = (
             "[progress.description]{task.description}",
@@ -169,6 +171,7 @@ def _run(
                 clock,
                 batch_size,
                 progress=lambda n: bar.advance(task, n),
+                guardrails=settings.guardrails,
             )
     return summary, time.perf_counter() - start
 

@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import yaml
+from pydantic import ValidationError
 
 from tenure.errors import ConfigError, InputError
+from tenure.policy.guardrails import GuardrailSettings
 
 DEFAULT_WORKSPACE = Path(".tenure")
 
@@ -20,6 +23,7 @@ class Settings:
     workspace: Path
     database_url: str
     extra_event_types: tuple[str, ...] = ()
+    guardrails: GuardrailSettings = field(default_factory=GuardrailSettings)
 
     @property
     def is_embedded(self) -> bool:
@@ -37,18 +41,45 @@ def resolve(workspace: Path | None = None, database_url: str | None = None) -> S
     if not os.access(ws, os.R_OK | os.W_OK | os.X_OK):
         raise InputError(f"workspace {ws} is not readable and writable")
     url = database_url or os.environ.get("TENURE_DATABASE_URL") or f"sqlite:///{ws / 'tenure.db'}"
-    return Settings(ws, url, _registered_types(ws / "tenure.yaml"))
+    config = _workspace_config(ws / "tenure.yaml")
+    return Settings(
+        ws,
+        url,
+        _registered_types(config, ws / "tenure.yaml"),
+        _guardrails(config, ws / "tenure.yaml"),
+    )
 
 
-def _registered_types(path: Path) -> tuple[str, ...]:
-    """Event types the workspace registers beyond the built-in ones (tenure.yaml)."""
+def _workspace_config(path: Path) -> dict[str, Any]:
     if not path.exists():
-        return ()
+        return {}
     try:
         data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
     except (OSError, yaml.YAMLError) as exc:
         raise ConfigError(f"cannot read {path}: {exc}") from None
-    types = data.get("event_types", []) if isinstance(data, dict) else None
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path}: expected a mapping (event_types, guardrails)")
+    unknown = sorted(set(data) - {"event_types", "guardrails"})
+    if unknown:
+        raise ConfigError(f"{path}: unknown settings {unknown} (known: event_types, guardrails)")
+    return data
+
+
+def _registered_types(config: dict[str, Any], path: Path) -> tuple[str, ...]:
+    """Event types the workspace registers beyond the built-in ones (`event_types:`)."""
+    types = config.get("event_types", [])
     if not isinstance(types, list) or not all(isinstance(t, str) and t for t in types):
         raise ConfigError(f"{path}: event_types must be a list of type names")
     return tuple(sorted(set(types)))
+
+
+def _guardrails(config: dict[str, Any], path: Path) -> GuardrailSettings:
+    """The workspace's guardrails (`guardrails:`), defaults for what it leaves out."""
+    try:
+        return GuardrailSettings.model_validate(config.get("guardrails") or {})
+    except ValidationError as exc:
+        problems = "; ".join(
+            f"{'.'.join(str(p) for p in e['loc']) or '(top)'}: {e['msg']}"
+            for e in exc.errors(include_url=False)
+        )
+        raise ConfigError(f"{path}: invalid guardrails: {problems}") from None

@@ -196,11 +196,23 @@ def test_csv_mapping_to_a_missing_column_fails_up_front() -> None:
 
 
 def test_the_stream_fast_path_agrees_with_line_by_line_parsing() -> None:
-    lines = [b"\xef\xbb\xbf" + line("usage", event_id="a"), b"", b"{bad", line("teleport"),
-             line("purchase", event_id="b", amount=2.5), line("usage", event_id="x" * 300)]
+    lines = [
+        b"\xef\xbb\xbf" + line("usage", event_id="a"),
+        b"",
+        b"{bad",
+        line("teleport"),
+        line("purchase", event_id="b", amount=2.5),
+        line("usage", event_id="x" * 300),
+    ]
     data = b"\r\n".join(lines) + b"\n"
     slow = [parser.parse(r) for r in read_lines(io.BytesIO(data))]
     fast = list(parser.parse_stream(io.BytesIO(data)))
     assert fast == slow
-    assert [type(x).__name__ for x in fast] == ["UsageEvent", "Reject", "Reject", "Reject",
-                                                "PurchaseEvent", "Reject"]
+    assert [type(x).__name__ for x in fast] == [
+        "UsageEvent",
+        "Reject",
+        "Reject",
+        "Reject",
+        "PurchaseEvent",
+        "Reject",
+    ]

@@ -8,6 +8,7 @@ from typing import Any
 from tenure.errors import AuditError
 from tenure.features.snapshot import Features
 from tenure.policy.decide import Decision, DecisionMemory, TriggerContext, decide
+from tenure.policy.guardrails import GuardrailSettings
 from tenure.policy.model import Policy
 from tenure.scoring import baseline
 from tenure.scoring.types import Scorer, explained
@@ -33,7 +34,10 @@ def replay(body: dict[str, Any], policy: Policy, scorer: Scorer | None = None) -
     memory = DecisionMemory.from_record(lineage["memory_before"])
     now = dt.datetime.fromisoformat(lineage["now"])
     score = explained(scorer, [features], scorer.score_many([features]))[0]
-    outcome = decide(features, score, policy, memory, trigger, now)
+    guardrails = GuardrailSettings.model_validate(lineage.get("guardrails") or {})
+    outcome = decide(
+        features, score, policy, memory, trigger, now, guardrails, lineage.get("budget_spent", 0.0)
+    )
     if outcome.decision is None:
         raise AuditError("replay made no decision where the record has one")
     return outcome.decision

@@ -13,8 +13,19 @@ from dataclasses import dataclass, replace
 from typing import Any, Literal
 
 from tenure.features.snapshot import Features
+from tenure.policy.guardrails import (
+    Contact,
+    GuardrailSettings,
+    cap_block,
+    delivery_time,
+    in_control_group,
+    recent,
+    zone,
+)
 from tenure.policy.model import CONSENT_PURPOSE, Action, Policy
 from tenure.scoring.types import Contribution, Score
+
+DEFAULT_GUARDRAILS = GuardrailSettings()
 
 Status = Literal["action", "none", "suppressed"]
 
@@ -25,10 +36,15 @@ class DecisionMemory:
 
     at_risk: bool = False
     last_intervention_at: str | None = None  # ISO-8601 UTC of the last action taken
+    contacts: tuple[Contact, ...] = ()  # recent deliveries, for the caps
 
     def to_record(self) -> dict[str, Any]:
         """A JSON-ready form."""
-        return {"at_risk": self.at_risk, "last_intervention_at": self.last_intervention_at}
+        return {
+            "at_risk": self.at_risk,
+            "last_intervention_at": self.last_intervention_at,
+            "contacts": [[c.at, c.channel] for c in self.contacts],
+        }
 
     @classmethod
     def of_customer(cls, customer_memory: dict[str, Any] | None, policy_id: str) -> DecisionMemory:
@@ -39,7 +55,9 @@ class DecisionMemory:
         """
         rec = customer_memory or {}
         return cls(
-            bool(rec.get("at_risk", {}).get(policy_id, False)), rec.get("last_intervention_at")
+            bool(rec.get("at_risk", {}).get(policy_id, False)),
+            rec.get("last_intervention_at"),
+            _contacts(rec.get("contacts")),
         )
 
     def into_customer(
@@ -50,6 +68,7 @@ class DecisionMemory:
         return {
             "at_risk": {**rec.get("at_risk", {}), policy_id: self.at_risk},
             "last_intervention_at": self.last_intervention_at,
+            "contacts": [[c.at, c.channel] for c in self.contacts],
         }
 
     @classmethod
@@ -57,7 +76,13 @@ class DecisionMemory:
         """Rebuild from `to_record()` output; None means a customer never evaluated."""
         if not rec:
             return cls()
-        return cls(bool(rec["at_risk"]), rec.get("last_intervention_at"))
+        return cls(
+            bool(rec["at_risk"]), rec.get("last_intervention_at"), _contacts(rec.get("contacts"))
+        )
+
+
+def _contacts(rows: Any) -> tuple[Contact, ...]:
+    return tuple(Contact(int(at), str(channel)) for at, channel in rows or ())
 
 
 @dataclass(frozen=True, slots=True)
@@ -103,6 +128,10 @@ class Decision:
     scorer_version: str
     seed: int
     explanation: tuple[Contribution, ...] = ()
+    deliver_at: str | None = (
+        None  # when the action may go out (later than decided_at in quiet hours)
+    )
+    cost: float = 0.0  # reserved against the policy's budget
     mode: str = "live"
 
     def to_record(self) -> dict[str, Any]:
@@ -159,8 +188,15 @@ def decide(
     memory: DecisionMemory,
     trigger: TriggerContext,
     now: dt.datetime,
+    guardrails: GuardrailSettings = DEFAULT_GUARDRAILS,
+    budget_spent: float = 0.0,
 ) -> Outcome:
-    """Evaluate the policy for one customer at `now`; pure and deterministic."""
+    """Evaluate the policy for one customer at `now`; pure and deterministic.
+
+    `guardrails` are the workspace's; `budget_spent` is what the policy has already reserved in
+    the current budget period. Guardrails are checked in a fixed order of precedence: suppression
+    list, control group, cooldown, then per action consent, quiet hours, caps and budget.
+    """
     at_risk = score.risk >= policy.trigger.risk_at_least
     if features.subscription_status == "cancelled" or not at_risk:
         return Outcome(None, replace(memory, at_risk=False))
@@ -186,14 +222,40 @@ def decide(
                 f"{policy.guardrails.cooldown_days:g} days"
             )
 
+    customer_block: tuple[str, str] | None = None
+    if features.customer_id in guardrails.suppressed_customers:
+        customer_block = ("suppression_list", "customer is on the suppression list")
+    elif in_control_group(features.customer_id, guardrails):
+        customer_block = (
+            "control_group",
+            f"customer is in the global control group ({guardrails.control_share:.0%})",
+        )
+    elif cooldown is not None:
+        customer_block = ("cooldown", cooldown)
+
+    tz = zone(features.timezone, guardrails)
+    deliver_at, deferral = delivery_time(now, tz, guardrails.quiet_hours)
+    budget = policy.budget
     candidates: list[Candidate] = []
     purpose = CONSENT_PURPOSE
     for action in policy.actions:
-        blocked_by, detail = None, None
-        if cooldown is not None:
-            blocked_by, detail = "cooldown", cooldown
+        blocked_by, detail = customer_block or (None, None)
+        if blocked_by is not None:
+            pass
         elif not features.consented(action.channel, purpose):
             blocked_by, detail = "consent", f"no {purpose} consent on {action.channel}"
+        elif deliver_at is None:
+            blocked_by, detail = "quiet_hours", deferral
+        elif cap := cap_block(memory.contacts, action.channel, deliver_at, tz, guardrails.caps):
+            blocked_by, detail = "frequency_cap", cap
+        elif budget is not None and budget_spent + action.cost > budget.amount + 1e-9:
+            blocked_by, detail = (
+                "budget",
+                (
+                    f"budget {budget.amount:g} per {budget.period}: {budget_spent:g} reserved, "
+                    f"{action.cost:g} more would exceed it"
+                ),
+            )
         candidates.append(
             Candidate(action.id, action.channel, _net_value(action, score), blocked_by, detail)
         )
@@ -208,6 +270,8 @@ def decide(
     if allowed:
         chosen = allowed[0]
         status, reason = "action", f"{why}; best expected net value {chosen.expected_net_value:.2f}"
+        if deferral:
+            reason += f"; {deferral}"
     elif positive:
         status, guardrail = "suppressed", positive[0].blocked_by
         reason = f"{why}; {positive[0].detail}"
@@ -235,9 +299,15 @@ def decide(
         scorer_version=score.version,
         seed=decision_seed(features.customer_id, did),
         explanation=score.contributions,
+        deliver_at=_iso(deliver_at) if chosen and deliver_at else None,
+        cost=next(a.cost for a in policy.actions if a.id == chosen.action_id) if chosen else 0.0,
     )
+    contacts = recent(memory.contacts, now)
+    if chosen is not None and deliver_at is not None:
+        contacts = (*contacts, Contact(int(deliver_at.timestamp()), chosen.channel))
     new_memory = DecisionMemory(
         at_risk=True,
         last_intervention_at=decided_at if status == "action" else memory.last_intervention_at,
+        contacts=contacts,
     )
     return Outcome(decision, new_memory)

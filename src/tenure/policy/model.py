@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import hashlib
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import orjson
 import yaml
@@ -69,6 +70,23 @@ class Guardrails(_Model):
     )
 
 
+class Budget(_Model):
+    """Spend a policy may reserve per period (cost is reserved when an action is decided)."""
+
+    amount: float = Field(ge=0.0)
+    period: Literal["day", "week", "month", "total"] = "month"
+
+    def period_key(self, at: dt.datetime) -> str:
+        """The budget period `at` falls in (UTC)."""
+        u = at.astimezone(dt.UTC)
+        if self.period == "day":
+            return f"{u:%Y-%m-%d}"
+        if self.period == "week":
+            year, week, _ = u.isocalendar()
+            return f"{year}-W{week:02d}"
+        return f"{u:%Y-%m}" if self.period == "month" else "total"
+
+
 class Policy(_Model):
     """A retention policy: who is considered, which actions exist, under which guardrails."""
 
@@ -76,6 +94,7 @@ class Policy(_Model):
     label: str = Field(default="", max_length=200)
     trigger: Trigger
     guardrails: Guardrails = Guardrails()
+    budget: Budget | None = None
     actions: tuple[Action, ...] = Field(min_length=1)
 
     @field_validator("actions")

@@ -14,6 +14,8 @@ import yaml
 from tenure.errors import ConfigError, InputError
 from tenure.events.envelope import Event
 from tenure.events.parse import CsvMapping, LineParser, Reject, read_csv
+from tenure.policy.decide import DEFAULT_GUARDRAILS
+from tenure.policy.guardrails import GuardrailSettings
 from tenure.policy.model import Policy
 from tenure.runtime.clock import Clock
 from tenure.runtime.pipeline import DEFAULT_BATCH_SIZE, Pipeline, RunSummary
@@ -138,6 +140,7 @@ def run(
     clock: Clock,
     batch_size: int = DEFAULT_BATCH_SIZE,
     progress: Progress | None = None,
+    guardrails: GuardrailSettings = DEFAULT_GUARDRAILS,
 ) -> RunSummary:
     """Run one input through the pipeline into the store."""
     from tenure.runtime.models import scorer_for
@@ -146,7 +149,9 @@ def run(
         scorer = scorer_for(conn)
     stream = open_input(source)
     try:
-        pipeline = Pipeline(store, policy, clock=clock, batch_size=batch_size, scorer=scorer)
+        pipeline = Pipeline(
+            store, policy, clock=clock, batch_size=batch_size, scorer=scorer, guardrails=guardrails
+        )
         label = "stdin" if source.is_stdin else str(Path(source.path).resolve())
         return pipeline.run(items(source, stream, parser, progress), label)
     finally:

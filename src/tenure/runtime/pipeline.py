@@ -23,7 +23,14 @@ from tenure.events.envelope import Event
 from tenure.events.parse import Reject
 from tenure.features.snapshot import snapshot
 from tenure.features.state import CustomerState, apply_all
-from tenure.policy.decide import Decision, DecisionMemory, TriggerContext, decide
+from tenure.policy.decide import (
+    DEFAULT_GUARDRAILS,
+    Decision,
+    DecisionMemory,
+    TriggerContext,
+    decide,
+)
+from tenure.policy.guardrails import GuardrailSettings
 from tenure.policy.model import Policy
 from tenure.runtime.clock import Clock, EventClock
 from tenure.scoring.baseline import BaselineScorer
@@ -86,12 +93,17 @@ def evaluate_many(
     policy: Policy,
     scorer: Scorer,
     clock: Clock,
+    guardrails: GuardrailSettings = DEFAULT_GUARDRAILS,
+    budget_spent: dict[str, float] | None = None,
 ) -> list[Evaluated]:
     """Fold each customer's new events, score them all at once, then decide for each.
 
     Each customer is evaluated at its newest event (ties by id), whatever order the batch came
-    in; scoring is one call for the whole batch so a model pays its overhead once.
+    in; scoring is one call for the whole batch so a model pays its overhead once. Customers are
+    decided in the order given (sorted by the caller), each action reserving its cost in
+    `budget_spent` (budget period -> amount), which is updated in place.
     """
+    spent = budget_spent if budget_spent is not None else {}
     prepared = []
     for state, memory, events in customers:
         new_state = apply_all(state, events)
@@ -107,10 +119,15 @@ def evaluate_many(
         prepared.append((new_state, memory, trigger, now, snapshot(new_state, now)))
     snapshots = [p[4] for p in prepared]
     scores = scorer.score_many(snapshots)
-    outcomes = [
-        decide(features, sc, policy, memory, trigger, now)
-        for (_, memory, trigger, now, features), sc in zip(prepared, scores, strict=True)
-    ]
+    outcomes = []
+    spent_before = []
+    for (_, memory, trigger, now, features), sc in zip(prepared, scores, strict=True):
+        period = policy.budget.period_key(now) if policy.budget else ""
+        spent_before.append(spent.get(period, 0.0))
+        outcome = decide(features, sc, policy, memory, trigger, now, guardrails, spent_before[-1])
+        if outcome.decision is not None and outcome.decision.status == "action":
+            spent[period] = spent_before[-1] + outcome.decision.cost
+        outcomes.append(outcome)
     # Explanations are made only for customers a decision was made for, all in one call; decide()
     # runs again on the explained score so the decision carries its reasons (same result
     # otherwise: explanations do not enter the choice).
@@ -120,10 +137,12 @@ def evaluate_many(
         for i, sc in zip(decided, full, strict=True):
             _, memory, trigger, now, features = prepared[i]
             scores[i] = sc
-            outcomes[i] = decide(features, sc, policy, memory, trigger, now)
+            outcomes[i] = decide(
+                features, sc, policy, memory, trigger, now, guardrails, spent_before[i]
+            )
     out = []
-    for (new_state, memory, trigger, now, features), sc, outcome in zip(
-        prepared, scores, outcomes, strict=True
+    for (new_state, memory, trigger, now, features), sc, outcome, budget_before in zip(
+        prepared, scores, outcomes, spent_before, strict=True
     ):
         lineage = None
         if outcome.decision is not None:
@@ -142,6 +161,8 @@ def evaluate_many(
                 "policy_id": policy.id,
                 "policy_hash": policy.content_hash,
                 "memory_before": memory.to_record(),
+                "guardrails": guardrails.model_dump(mode="json"),
+                "budget_spent": budget_before,
             }
         out.append(Evaluated(new_state, outcome.memory, outcome.decision, lineage))
     return out
@@ -181,6 +202,7 @@ class Pipeline:
         clock: Clock | None = None,
         batch_size: int = DEFAULT_BATCH_SIZE,
         scorer: Scorer | None = None,
+        guardrails: GuardrailSettings = DEFAULT_GUARDRAILS,
     ) -> None:
         if batch_size < 1:
             raise ValueError("batch size must be at least 1")
@@ -190,6 +212,7 @@ class Pipeline:
         self.clock: Clock = clock or EventClock()
         self.batch_size = batch_size
         self.scorer: Scorer = scorer or BaselineScorer()
+        self.guardrails = guardrails
         # Customers this pipeline last wrote, with the version it wrote. A cached entry is used
         # only while the store still holds that version, so another writer can never be undone.
         self._cache: dict[str, Known] = {}
@@ -280,7 +303,13 @@ class Pipeline:
             inputs.append(
                 (state, DecisionMemory.of_customer(memories, self.policy.id), by_customer[cid])
             )
-        evaluated = evaluate_many(inputs, self.policy, self.scorer, self.clock)
+        spent = repo.budget_spent(conn, self.policy.id) if self.policy.budget else {}
+        before = dict(spent)
+        evaluated = evaluate_many(
+            inputs, self.policy, self.scorer, self.clock, self.guardrails, spent
+        )
+        if spent != before:
+            repo.save_budget_spent(conn, self.policy.id, spent)
         for cid, ev in zip(customer_ids, evaluated, strict=True):
             _, memories, version = known.get(cid) or (None, {}, 0)
             memories = ev.memory.into_customer(memories, self.policy.id)
@@ -363,6 +392,8 @@ class Pipeline:
                 "channel": d.channel,
                 "journey": action.journey,
                 "decided_at": d.decided_at,
+                "deliver_at": d.deliver_at,
+                "cost": d.cost,
             },
             "created_at": dt.datetime.fromisoformat(d.decided_at),
             "attempts": 0,

@@ -400,3 +400,26 @@ def model(conn: Connection, version: str | None = None, status: str | None = Non
 def set_model_status(conn: Connection, version: str, status: str) -> None:
     """Move a model to a new status."""
     conn.execute(update(t.models).where(t.models.c.version == version).values(status=status))
+
+
+def budget_spent(conn: Connection, policy_id: str) -> dict[str, float]:
+    """What a policy has reserved per budget period, locked until the transaction ends."""
+    b = t.budgets.c
+    query = select(b.period, b.spent).where(b.policy_id == policy_id)
+    if conn.dialect.name == "postgresql":
+        query = query.with_for_update()
+    return {period: float(spent) for period, spent in conn.execute(query)}
+
+
+def save_budget_spent(conn: Connection, policy_id: str, spent: Mapping[str, float]) -> None:
+    """Write a policy's reserved amounts per period."""
+    if not spent:
+        return
+    stmt = _insert(conn, t.budgets)
+    stmt = stmt.on_conflict_do_update(
+        index_elements=[t.budgets.c.policy_id, t.budgets.c.period],
+        set_={"spent": stmt.excluded.spent},
+    )
+    conn.execute(
+        stmt, [{"policy_id": policy_id, "period": p, "spent": v} for p, v in spent.items()]
+    )

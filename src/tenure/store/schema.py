@@ -177,3 +177,12 @@ models = Table(
     Column("metrics", Json, nullable=False),
     Column("artifact", Text, nullable=False),
 )
+
+# Budget reserved per policy and period (a decided action reserves its cost).
+budgets = Table(
+    "budgets",
+    metadata,
+    Column("policy_id", String(100), primary_key=True),
+    Column("period", String(20), primary_key=True),
+    Column("spent", Float, nullable=False),
+)
