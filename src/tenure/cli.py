@@ -416,13 +416,15 @@ def customers_show(
 ) -> None:
     """A customer's features now (as of their last event), risk with reasons, and decisions."""
     from tenure.features.snapshot import snapshot
-    from tenure.scoring.baseline import score
+    from tenure.runtime.models import scorer_for
+    from tenure.scoring.types import explained
 
     try:
         _, store = _open(workspace)
         with store.reader() as conn:
             found = queries.customer(conn, customer_id)
             recent = queries.decisions(conn, customer_id=customer_id, limit=10)
+            scorer = scorer_for(conn)
     except FAILURES as exc:
         raise _fail(exc) from None
     if found is None:
@@ -431,7 +433,7 @@ def customers_show(
     state = found["state"]
     as_of = dt.datetime.fromtimestamp(state.last_seen or 0, dt.UTC)
     features = snapshot(state, as_of)
-    sc = score(features)
+    sc = explained(scorer, [features], scorer.score_many([features]))[0]
     view = {
         "customer_id": customer_id,
         "features": features.to_record(),
@@ -699,6 +701,8 @@ def model_backtest(
     )
     for name, m in result["models"].items():
         out.print(f"  {name:6s} AUC {m['auc']:.3f}  Brier {m['brier']:.4f}")
+    for warning in result["warnings"]:
+        err.print(f"[yellow]warning:[/yellow] {warning}")
     ev = result["expected_vs_actual_purchases"]
     out.print(f"  purchases in the horizon: expected {ev['expected']}, actual {ev['actual']}")
 
@@ -726,13 +730,7 @@ def model_drift(
                 raise TenureError("the workspace holds no customers yet")
             newest = max(s.last_seen or 0 for s in states)
             as_of = dt.datetime.fromtimestamp(newest, dt.UTC)
-            recent = [
-                snapshot(s, as_of)
-                for s in states
-                if s.last_seen
-                and newest - s.last_seen <= 30 * 86_400
-                and s.registers.get("subscription", (0, "", ""))[2] != "cancelled"
-            ]
+            recent = models.recent_window([snapshot(s, as_of) for s in states], as_of)
             used, rows = models.drift(conn, recent, version, threshold)
     except FAILURES as exc:
         raise _fail(exc) from None

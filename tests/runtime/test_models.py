@@ -6,6 +6,7 @@ import datetime as dt
 import json
 from pathlib import Path
 
+import msgspec
 import orjson
 import pytest
 from typer.testing import CliRunner
@@ -15,6 +16,7 @@ from tenure.errors import ConfigError, InputError
 from tenure.events.parse import LineParser, RawLine
 from tenure.runtime import models
 from tenure.runtime.backtest import backtest
+from tenure.scoring import drift, gbm
 from tenure.scoring.baseline import BaselineScorer
 from tenure.scoring.model import ModelScorer, PurchaseScorer
 from tenure.sim.population import PopulationSpec, generate
@@ -161,3 +163,43 @@ def test_cli_errors_are_one_line(tmp_path: Path) -> None:
     result = runner.invoke(app, ["model", "drift", "-w", ws])
     assert result.exit_code == 2 and "no customers" in result.stderr
     assert len(result.stderr.strip().splitlines()) == 1
+
+
+def test_drift_right_after_training_is_quiet(events, trained) -> None:
+    last = max(e.occurred_at for e in events)
+    recent = models.recent_window(models.final_snapshots(events, last), last)
+    x = gbm.matrix(recent)
+    psi = {
+        name: drift.psi(trained.bundle.drift[name], x[:, j]) for j, name in enumerate(gbm.FEATURES)
+    }
+    assert max(psi.values()) < 0.01
+
+
+def test_no_purchase_model_without_repeat_buyers(events) -> None:
+    last = max(e.occurred_at for e in events)
+    snaps = models.final_snapshots(events, last)
+    one_timers = [msgspec.structs.replace(f, frequency=0, recency_days=0.0) for f in snaps]
+    assert models.fit_purchases(one_timers) is None
+    assert models.fit_purchases(snaps) is not None
+
+
+def test_purchase_fallback_is_calibrated_to_churn(events, trained) -> None:
+    purchases = trained.bundle.purchases
+    assert purchases is not None and purchases.calibration is not None
+    last = max(e.occurred_at for e in events)
+    buyers = [f for f in models.final_snapshots(events, last) if f.purchases_total]
+    risk = purchases.churn_risk(buyers)
+    raw = purchases.p_no_purchase(buyers, purchases.horizon_days)
+    assert risk.mean() < raw.mean()  # silence is far commoner than churn
+    assert ((risk >= 0) & (risk <= 1)).all()
+
+
+def test_unknown_version_and_late_cutoff_are_named(tmp_path: Path, events) -> None:
+    ws = tmp_path / "ws"
+    ws.mkdir()
+    store = Store(f"sqlite:///{ws / 'tenure.db'}")
+    with store.reader() as conn, pytest.raises(ConfigError, match="no model version 'v5'"):
+        models.drift(conn, [], "v5", 0.2)
+    last = max(e.occurred_at for e in events)
+    with pytest.raises(InputError, match="horizon"):
+        backtest(events, last - dt.timedelta(days=29, hours=12), 30)

@@ -7,7 +7,6 @@ from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
-from sklearn.model_selection import StratifiedKFold
 
 from tenure.errors import InputError
 from tenure.events.envelope import Event
@@ -15,18 +14,6 @@ from tenure.features.training import Churn, rolling_cutoffs, training_set
 from tenure.runtime.models import fit_purchases
 from tenure.scoring import bgnbd, gbm
 from tenure.scoring.model import PurchaseModels
-
-
-def _cross_calibrated(
-    score: np.ndarray, y: np.ndarray, folds: int = 5, seed: int = 7
-) -> np.ndarray:
-    """Isotonic calibration of a score to the churn label, each row mapped by the other folds."""
-    if min(y.sum(), len(y) - y.sum()) < folds:
-        return score
-    out = np.empty(len(y))
-    for train, test in StratifiedKFold(folds, shuffle=True, random_state=seed).split(score, y):
-        out[test] = gbm.calibrate(score[train], y[train])(score[test])
-    return out
 
 
 def _bgnbd_scores(
@@ -39,7 +26,7 @@ def _bgnbd_scores(
     # BG/NBD predicts purchase silence, not churn as the user defines it; its probability is
     # mapped to the churn label by cross-fitted isotonic calibration, and the raw Brier is kept.
     raw = models.p_no_purchase(features, horizon_days)
-    risk = _cross_calibrated(raw, y)
+    risk = gbm.cross_calibrated(raw, y)
     x, t_x, age, _ = models.summaries(features)
     expected = bgnbd.expected_purchases(
         models.bgnbd, horizon_days / bgnbd.DAYS_PER_WEEK, x, t_x, age
@@ -70,7 +57,7 @@ def backtest(
         raise InputError(
             f"cut-off {cutoff.isoformat()} is not after the first event ({first.isoformat()})"
         )
-    if cutoff + dt.timedelta(days=horizon_days) > last + dt.timedelta(days=1):
+    if cutoff + dt.timedelta(days=horizon_days) > last:
         raise InputError(
             f"the history ends {last.isoformat()}, before the {horizon_days:g}-day "
             f"horizon after the cut-off does; move the cut-off earlier"
@@ -94,7 +81,10 @@ def backtest(
         # One earlier cut-off is too little to learn from (and too exposed to a shifting base
         # rate); cross-validation answers better then.
         if len(train_cuts) >= 3 and min(py.sum(), len(py) - py.sum()) >= 20:
-            model = gbm.train(gbm.matrix([e.features for e in past]), py, seed=seed)
+            _, past_groups = np.unique([e.customer_id for e in past], return_inverse=True)
+            model = gbm.train(
+                gbm.matrix([e.features for e in past]), py, seed=seed, groups=past_groups
+            )
             p = model.predict(x)
             method = f"temporal ({len(train_cuts)} earlier cut-offs)"
     if method == "cross-validation":
@@ -114,10 +104,19 @@ def backtest(
         )
         expected_vs_actual = {"expected": scores.pop("expected"), "actual": scores.pop("actual")}
         models["bgnbd"] = scores
+    churned = int(y.sum())
+    warnings = []
+    if churned < 30:
+        warnings.append(
+            f"only {churned} customers churned in the horizon: AUC and calibration are noisy; "
+            "use a later cut-off, a longer horizon or more customers"
+        )
     return {
         "customers": len(examples),
+        "churned": churned,
         "churn": churn,
         "churn_rate": round(float(y.mean()), 4),
+        "warnings": warnings,
         "cutoff": cutoff.isoformat(),
         "horizon_days": horizon_days,
         "models": models,

@@ -5,7 +5,7 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import numpy as np
@@ -45,6 +45,23 @@ def _xy(examples: Sequence[Example]) -> tuple[np.ndarray, np.ndarray, np.ndarray
     return x, y, groups
 
 
+RECENT_DAYS = 30.0
+
+
+def recent_window(
+    snapshots: Sequence[Features], as_of: dt.datetime, days: float = RECENT_DAYS
+) -> list[Features]:
+    """Customers seen in the last `days` before `as_of` and not cancelled: the drift population."""
+    horizon = as_of - dt.timedelta(days=days)
+    return [
+        f
+        for f in snapshots
+        if f.last_seen is not None
+        and dt.datetime.fromisoformat(f.last_seen) >= horizon
+        and f.subscription_status != "cancelled"
+    ]
+
+
 def final_snapshots(events: Sequence[Event], as_of: dt.datetime) -> list[Features]:
     """Every customer's snapshot as of `as_of`, from events before it."""
     by_customer: dict[str, list[Event]] = {}
@@ -60,18 +77,32 @@ def final_snapshots(events: Sequence[Event], as_of: dt.datetime) -> list[Feature
 def fit_purchases(features: Sequence[Features]) -> PurchaseModels | None:
     """BG/NBD and Gamma-Gamma on customers with at least one purchase (None if too few)."""
     buyers = [f for f in features if f.purchases_total > 0]
-    if len(buyers) < 20:
+    # Without enough repeat buyers the likelihood is flat in the dropout parameters and the
+    # optimiser "converges" to its starting point: no fit is better than a meaningless one.
+    if len(buyers) < 20 or sum(1 for f in buyers if f.frequency > 0) < 10:
         return None
-    x = np.array([f.frequency for f in buyers], dtype=float)
-    t_x = np.array([f.recency_days for f in buyers], dtype=float) / bgnbd.DAYS_PER_WEEK
-    age = np.array([f.age_days for f in buyers], dtype=float) / bgnbd.DAYS_PER_WEEK
-    fit = bgnbd.fit_bgnbd(x, t_x, np.maximum(age, t_x))
-    m = np.array([f.mean_order_value or 0.0 for f in buyers], dtype=float)
+    placeholder = PurchaseModels(bgnbd.BgNbdParams(1.0, 1.0, 1.0, 1.0), None)
+    x, t_x, age, m = placeholder.summaries(buyers)
+    fit = bgnbd.fit_bgnbd(x, t_x, age)
+    if not fit.converged:
+        return None
     try:
         gg = bgnbd.fit_gamma_gamma(x, m)
     except ValueError:
         gg = None
     return PurchaseModels(fit.params, gg)
+
+
+def calibrate_purchases(
+    purchases: PurchaseModels, examples: Sequence[Example], horizon_days: float
+) -> PurchaseModels:
+    """Map BG/NBD's purchase-silence probability to the training churn label (buyers only)."""
+    buyers = [e for e in examples if e.features.purchases_total > 0]
+    y = np.array([e.churned for e in buyers], dtype=float)
+    if min(y.sum(), len(y) - y.sum()) < 5:
+        return purchases
+    raw = purchases.p_no_purchase([e.features for e in buyers], horizon_days)
+    return replace(purchases, calibration=gbm.calibrate(raw, y), horizon_days=horizon_days)
 
 
 def train(
@@ -94,18 +125,24 @@ def train(
             f"{28 + horizon_days:.0f} (28 days of warm-up plus the horizon)"
         )
     examples = training_set(events, cutoffs, horizon_days, churn)
+    finals = final_snapshots(events, last)
     x, y, groups = _xy(examples)
     try:
         margins = gbm.out_of_fold_margins(x, y, seed=seed, groups=groups)
     except ValueError as exc:
         raise InputError(str(exc)) from None
     calibration = gbm.calibrate(margins, y)
-    oof = calibration(margins)
+    # Metrics from a calibration that did not see the rows it is scored on.
+    oof = gbm.cross_calibrated(margins, y, seed=seed, groups=groups)
     classifier = gbm.ChurnClassifier(gbm.fit_booster(x, y, seed), calibration)
-    latest = x[[i for i, e in enumerate(examples) if e.cutoff == cutoffs[-1]]]
+    # The drift reference is the population the drift check will compare with, as of the end of
+    # training: customers active in the last window and not cancelled (same filter, same time).
+    latest = gbm.matrix(recent_window(finals, last))
     drift = {name: reference(latest[:, j]) for j, name in enumerate(gbm.FEATURES)}
     drift["score"] = reference(classifier.predict(latest))
-    purchases = fit_purchases(final_snapshots(events, last))
+    purchases = fit_purchases(finals)
+    if purchases is not None:
+        purchases = calibrate_purchases(purchases, examples, horizon_days)
     digest = hashlib.sha256(x.tobytes() + y.tobytes()).hexdigest()
     metrics = {
         "examples": len(y),
@@ -190,6 +227,9 @@ def drift(
         if version
         else (repo.model(conn, status="active") or repo.model(conn))
     )
+    if row is None and version:
+        known = ", ".join(m["version"] for m in repo.models(conn)) or "none"
+        raise ConfigError(f"no model version {version!r} (registered: {known})")
     if row is None:
         raise ConfigError("no model registered: run `tenure model train` first")
     bundle = ModelBundle.from_artifact(row.artifact)

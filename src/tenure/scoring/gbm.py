@@ -147,7 +147,12 @@ class ChurnClassifier:
         return self.calibration(self.margin(x))
 
     def explain(self, x: np.ndarray, top: int = 3) -> list[tuple[Contribution, ...]]:
-        """Per row: the `top` features that raised risk most, then the `top` that lowered it."""
+        """Per row: the `top` features that raised risk most, then the `top` that lowered it.
+
+        Weights are each feature's exact contribution to the trees' log-odds, before calibration;
+        the calibrated risk is a monotone function of their sum, so they rank and sign the reasons
+        but do not add up to the probability shown.
+        """
         if len(x) == 0:
             return []
         contrib = np.asarray(self.booster.predict(x, pred_contrib=True), dtype=np.float64)
@@ -236,11 +241,36 @@ def calibrate(margins: np.ndarray, y: np.ndarray) -> Calibration:
     )
 
 
-def train(x: np.ndarray, y: np.ndarray, folds: int = 5, seed: int = 7) -> ChurnClassifier:
-    """Fit on all rows, calibrated on out-of-fold predictions."""
+def train(
+    x: np.ndarray, y: np.ndarray, folds: int = 5, seed: int = 7, groups: np.ndarray | None = None
+) -> ChurnClassifier:
+    """Fit on all rows, calibrated on out-of-fold predictions (folds grouped by customer)."""
     _check(x, y, folds)
-    calibration = calibrate(out_of_fold_margins(x, y, folds, seed), y)
+    calibration = calibrate(out_of_fold_margins(x, y, folds, seed, groups), y)
     return ChurnClassifier(fit_booster(x, y, seed), calibration)
+
+
+def cross_calibrated(
+    score: np.ndarray,
+    y: np.ndarray,
+    folds: int = 5,
+    seed: int = 7,
+    groups: np.ndarray | None = None,
+) -> np.ndarray:
+    """Isotonic-calibrated probabilities for every row, each mapped by a fit on the other folds.
+
+    What a calibration is worth has to be measured on rows it was not fitted on; evaluating an
+    isotonic map on its own training rows makes every reliability bin look perfect.
+    """
+    if min(y.sum(), len(y) - y.sum()) < folds:
+        return np.clip(score, 0.0, 1.0)
+    out = np.empty(len(y))
+    splitter = StratifiedGroupKFold(n_splits=folds, shuffle=True, random_state=seed + 2)
+    for train_idx, test_idx in splitter.split(
+        score, y, groups if groups is not None else np.arange(len(y))
+    ):
+        out[test_idx] = calibrate(score[train_idx], y[train_idx])(score[test_idx])
+    return out
 
 
 def reliability(p: np.ndarray, y: np.ndarray, bins: int = 10) -> list[dict[str, float]]:

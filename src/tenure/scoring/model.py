@@ -28,17 +28,25 @@ CLV_DISCOUNT_PER_STEP = 0.008  # about 11% a year
 
 @dataclass(frozen=True)
 class PurchaseModels:
-    """BG/NBD for purchase frequency and Gamma-Gamma for spend; time in weeks."""
+    """BG/NBD for purchase frequency and Gamma-Gamma for spend; time in weeks.
+
+    BG/NBD predicts purchase silence, not churn as the user defines it; `calibration` maps its
+    probability of no purchase in `horizon_days` to the churn label seen in training.
+    """
 
     bgnbd: bgnbd.BgNbdParams
     gamma_gamma: bgnbd.GammaGammaParams | None
+    calibration: gbm.Calibration | None = None
+    horizon_days: float = RISK_HORIZON_DAYS
 
     def summaries(self, features: Sequence[Features]) -> tuple[np.ndarray, ...]:
         """(x, t_x, T, m) in weeks from the snapshots' BG/NBD fields."""
         x = np.array([f.frequency for f in features], dtype=float)
         t_x = np.array([f.recency_days for f in features], dtype=float) / bgnbd.DAYS_PER_WEEK
         age = np.array([f.age_days for f in features], dtype=float) / bgnbd.DAYS_PER_WEEK
-        m = np.array([f.mean_order_value or 0.0 for f in features], dtype=float)
+        # Spend per purchase day: x counts distinct purchase days, so the average the
+        # Gamma-Gamma model takes must be per purchase day too, not per purchase event.
+        m = np.array([f.spend_total / (f.frequency + 1) for f in features], dtype=float)
         return x, t_x, np.maximum(age, t_x), m
 
     def p_no_purchase(self, features: Sequence[Features], days: float) -> np.ndarray:
@@ -51,6 +59,11 @@ class PurchaseModels:
         # no purchase in h more weeks is ((alpha + T) / (alpha + T + h)) ** (r + x).
         quiet = ((p.alpha + age) / (p.alpha + age + h)) ** (p.r + x)
         return (1.0 - alive) + alive * quiet
+
+    def churn_risk(self, features: Sequence[Features]) -> np.ndarray:
+        """Calibrated churn probability over the training horizon (raw silence if uncalibrated)."""
+        raw = self.p_no_purchase(features, self.horizon_days)
+        return self.calibration(raw) if self.calibration is not None else raw
 
     def value(self, features: Sequence[Features]) -> np.ndarray:
         """12-month CLV per customer (0 when no spend model)."""
@@ -74,15 +87,24 @@ class PurchaseModels:
         return {
             "bgnbd": self.bgnbd.to_dict(),
             "gamma_gamma": self.gamma_gamma.to_dict() if self.gamma_gamma else None,
+            "calibration": (
+                {"x": list(self.calibration.x), "y": list(self.calibration.y)}
+                if self.calibration
+                else None
+            ),
+            "horizon_days": self.horizon_days,
         }
 
     @classmethod
     def from_record(cls, rec: dict[str, Any]) -> PurchaseModels:
         """Rebuild from `to_record()` output."""
         gg = rec.get("gamma_gamma")
+        cal = rec.get("calibration")
         return cls(
             bgnbd.BgNbdParams.from_dict(rec["bgnbd"]),
             bgnbd.GammaGammaParams.from_dict(gg) if gg else None,
+            gbm.Calibration(tuple(cal["x"]), tuple(cal["y"])) if cal else None,
+            float(rec.get("horizon_days", RISK_HORIZON_DAYS)),
         )
 
 
@@ -170,7 +192,7 @@ class PurchaseScorer:
         if not with_purchases:
             return out
         chosen = [features[i] for i in with_purchases]
-        quiet = self.purchases.p_no_purchase(chosen, RISK_HORIZON_DAYS)
+        quiet = self.purchases.churn_risk(chosen)
         values = _values(chosen, self.purchases)
         for i, q, v, f in zip(with_purchases, quiet, values, chosen, strict=True):
             why = (
