@@ -128,10 +128,12 @@ class Decision:
     scorer_version: str
     seed: int
     explanation: tuple[Contribution, ...] = ()
-    deliver_at: str | None = (
-        None  # when the action may go out (later than decided_at in quiet hours)
-    )
+    deliver_at: str | None = None  # when it may go out: after decided_at in quiet hours
     cost: float = 0.0  # reserved against the policy's budget
+    # How the action was chosen and the probability this policy had of choosing it: what an
+    # off-line evaluation of another policy on these logs needs. Best-value is deterministic.
+    selection: str = "best-value"
+    propensity: float | None = None
     mode: str = "live"
 
     def to_record(self) -> dict[str, Any]:
@@ -300,6 +302,7 @@ def decide(
         seed=decision_seed(features.customer_id, did),
         explanation=score.contributions,
         deliver_at=_iso(deliver_at) if chosen and deliver_at else None,
+        propensity=1.0 if chosen else None,
         cost=next(a.cost for a in policy.actions if a.id == chosen.action_id) if chosen else 0.0,
     )
     contacts = recent(memory.contacts, now)
