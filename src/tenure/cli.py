@@ -25,6 +25,7 @@ from tenure.config import Settings, resolve
 from tenure.errors import AuditError, TenureError
 from tenure.events.envelope import json_schema
 from tenure.events.parse import LineParser
+from tenure.policy.decide import DEFAULT_GUARDRAILS
 from tenure.policy.model import Policy, default_policy, load_policy, parse_policy
 from tenure.runtime import ingest
 from tenure.runtime.clock import EventClock, WallClock
@@ -51,6 +52,10 @@ app.add_typer(events_app, name="events")
 app.add_typer(audit_app, name="audit")
 app.add_typer(customers_app, name="customers")
 app.add_typer(decisions_app, name="decisions")
+policy_app = typer.Typer(
+    help="Policies: validate, test against cases, compare on history.", no_args_is_help=True
+)
+app.add_typer(policy_app, name="policy")
 model_app = typer.Typer(
     help="Churn and value models: train, compare, promote, watch.", no_args_is_help=True
 )
@@ -562,15 +567,7 @@ def _churn(value: str) -> Any:
 
 
 def _file_events(path: str) -> list[Any]:
-    from tenure.events.envelope import Event
-
-    source = ingest.Source(path, ingest.detect_format(path, None))
-    stream = ingest.open_input(source)
-    try:
-        return [e for e in ingest.items(source, stream, LineParser()) if isinstance(e, Event)]
-    finally:
-        if not source.is_stdin:
-            stream.close()
+    return ingest.load_events(path)
 
 
 def _time(value: str, option: str) -> dt.datetime:
@@ -750,6 +747,125 @@ def model_drift(
         table.add_column(col)
     for r in rows:
         table.add_row(r["feature"], str(r["psi"]), "DRIFT" if r["drifted"] else "")
+    out.print(table)
+
+
+@policy_app.command("validate")
+def policy_validate(path: Path) -> None:
+    """Check a policy file; print its id, version (content hash) and actions."""
+    try:
+        p = load_policy(path)
+    except FAILURES as exc:
+        raise _fail(exc) from None
+    out.print(f"{p.id} ({p.label or 'no label'}) version {p.content_hash[:12]}: valid")
+    out.print(
+        f"  trigger: risk >= {p.trigger.risk_at_least:g}"
+        + (f", or {', '.join(p.trigger.on_events)} while at risk" if p.trigger.on_events else "")
+    )
+    for a in p.actions:
+        out.print(f"  action {a.id}: {a.channel}, cost {a.cost:g}, prior uplift {a.uplift:g}")
+
+
+@policy_app.command("schema")
+def policy_schema() -> None:
+    """Print the JSON Schema of policy files."""
+    from tenure.policy.model import Policy
+
+    _dump(Policy.model_json_schema())
+
+
+@policy_app.command("test")
+def policy_test(
+    path: Path,
+    cases: Annotated[Path, typer.Option(help="YAML file of cases and the decision each must get.")],
+    workspace: Workspace = None,
+    as_json: JsonFlag = False,
+) -> None:
+    """Run a policy on test cases; exit 1 if any case gets another decision than expected."""
+    from tenure.policy.cases import load_cases, run_cases
+
+    try:
+        settings = resolve(workspace) if workspace else None
+        results = run_cases(
+            load_cases(cases),
+            load_policy(path),
+            settings.guardrails if settings else DEFAULT_GUARDRAILS,
+        )
+    except FAILURES as exc:
+        raise _fail(exc) from None
+    failed = [r for r in results if not r.passed]
+    if as_json:
+        _dump(
+            [
+                {"name": r.name, "passed": r.passed, "got": r.got, "expected": r.expected}
+                for r in results
+            ]
+        )
+    else:
+        table = Table()
+        for col in ("case", "result", "expected", "got"):
+            table.add_column(col)
+        for r in results:
+            got = {k: r.got.get(k) for k in r.expected}
+            table.add_row(
+                r.name,
+                "[green]pass[/green]" if r.passed else "[red]FAIL[/red]",
+                str(r.expected),
+                str(got),
+            )
+        out.print(table)
+        out.print(f"{len(results) - len(failed)} passed, {len(failed)} failed")
+    if failed:
+        raise typer.Exit(1)
+
+
+@policy_app.command("diff")
+def policy_diff(
+    old: Path,
+    new: Path,
+    events: Annotated[str, typer.Option(help="JSONL or CSV history to replay through both.")],
+    batch_size: Annotated[int, typer.Option(min=1, help="Events per batch in both replays.")] = (
+        DEMO_BATCH_SIZE
+    ),
+    workspace: Workspace = None,
+    as_json: JsonFlag = False,
+) -> None:
+    """Replay events through two policies and list the customers whose decisions differ."""
+    from tenure.runtime.policy_diff import diff
+
+    try:
+        settings = resolve(workspace) if workspace else None
+        a, b = load_policy(old), load_policy(new)
+        history = _file_events(events)
+        with err.status(f"replaying {len(history):,} events through both policies"):
+            result = diff(
+                history, a, b, settings.guardrails if settings else DEFAULT_GUARDRAILS, batch_size
+            )
+    except FAILURES as exc:
+        raise _fail(exc) from None
+    if as_json:
+        _dump(result)
+        return
+    out.print(f"old {result['old']['policy_id']}: {result['old']['decisions']}")
+    out.print(f"new {result['new']['policy_id']}: {result['new']['decisions']}")
+    out.print(
+        f"{len(result['differing']):,} of {result['customers']:,} customers decided differently"
+    )
+    table = Table()
+    for col in ("customer", "old", "new"):
+        table.add_column(col)
+
+    def brief(ds: list[dict[str, Any]]) -> str:
+        return (
+            "; ".join(
+                f"{d['decided_at'][:10]} {d['action_id'] or d['guardrail'] or d['status']}"
+                for d in ds
+            )
+            or "-"
+        )
+
+    for row in result["differing"][:50]:
+        table.add_row(row["customer_id"], brief(row["old"]), brief(row["new"]))
     out.print(table)
 
 

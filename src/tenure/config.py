@@ -10,7 +10,7 @@ from typing import Any
 import yaml
 from pydantic import ValidationError
 
-from tenure.errors import ConfigError, InputError
+from tenure.errors import ConfigError, InputError, field_errors
 from tenure.policy.guardrails import GuardrailSettings
 
 DEFAULT_WORKSPACE = Path(".tenure")
@@ -78,8 +78,4 @@ def _guardrails(config: dict[str, Any], path: Path) -> GuardrailSettings:
     try:
         return GuardrailSettings.model_validate(config.get("guardrails") or {})
     except ValidationError as exc:
-        problems = "; ".join(
-            f"{'.'.join(str(p) for p in e['loc']) or '(top)'}: {e['msg']}"
-            for e in exc.errors(include_url=False)
-        )
-        raise ConfigError(f"{path}: invalid guardrails: {problems}") from None
+        raise ConfigError(f"{path}: invalid guardrails: {field_errors(exc)}") from None

@@ -9,6 +9,8 @@
 A malformed *line* of input is not an exception: it becomes a reject record and the run goes on.
 """
 
+from pydantic import ValidationError
+
 
 class TenureError(Exception):
     """Base of every error tenure raises on purpose; its message tells the user what to do."""
@@ -28,3 +30,11 @@ class StoreError(TenureError):
 
 class AuditError(TenureError):
     """The audit chain does not verify."""
+
+
+def field_errors(exc: ValidationError) -> str:
+    """A pydantic validation error as one line: `field.path: message; ...`."""
+    return "; ".join(
+        f"{'.'.join(str(p) for p in e['loc']) or '(top)'}: {e['msg']}"
+        for e in exc.errors(include_url=False)
+    )

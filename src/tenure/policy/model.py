@@ -11,7 +11,7 @@ import orjson
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
-from tenure.errors import ConfigError
+from tenure.errors import ConfigError, field_errors
 from tenure.events.envelope import EVENT_TYPES
 
 
@@ -121,11 +121,7 @@ def parse_policy(data: Any, origin: str = "policy") -> Policy:
     try:
         return Policy.model_validate(data)
     except ValidationError as exc:
-        lines = [
-            f"{'.'.join(str(p) for p in e['loc']) or '(top)'}: {e['msg']}"
-            for e in exc.errors(include_url=False)
-        ]
-        raise ConfigError(f"{origin} is not a valid policy: " + "; ".join(lines)) from None
+        raise ConfigError(f"{origin} is not a valid policy: {field_errors(exc)}") from None
 
 
 def load_policy(path: Path) -> Policy:

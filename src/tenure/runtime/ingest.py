@@ -157,3 +157,14 @@ def run(
     finally:
         if not source.is_stdin:
             stream.close()
+
+
+def load_events(path: str, parser: LineParser | None = None) -> list[Event]:
+    """Every valid event of a JSONL or CSV file (bad lines are skipped here, not stored)."""
+    source = Source(path, detect_format(path, None))
+    stream = open_input(source)
+    try:
+        return [e for e in items(source, stream, parser or LineParser()) if isinstance(e, Event)]
+    finally:
+        if not source.is_stdin:
+            stream.close()

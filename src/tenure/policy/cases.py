@@ -1,0 +1,142 @@
+"""Policy test cases: customer situations and the decision each must get (`tenure policy test`).
+
+A case names a customer's features (over a neutral default), a score (or the baseline scorer on
+those features), the policy's memory of the customer, the triggering event and the time, and what
+the decision must be. Cases run `decide()` itself, so they test the policy exactly as it will run.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal
+
+import msgspec
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from tenure.errors import ConfigError
+from tenure.features.snapshot import Features, snapshot
+from tenure.features.state import CustomerState
+from tenure.policy.decide import DEFAULT_GUARDRAILS, DecisionMemory, TriggerContext, decide
+from tenure.policy.guardrails import GuardrailSettings
+from tenure.policy.model import Policy
+from tenure.scoring.baseline import score as baseline_score
+from tenure.scoring.types import Score
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+
+class Expectation(_Model):
+    """What the decision must be; fields left out are not checked."""
+
+    status: Literal["action", "none", "suppressed", "no-decision"]
+    action_id: str | None = None
+    guardrail: str | None = None
+
+
+class Case(_Model):
+    """One situation and its expected decision."""
+
+    name: str
+    now: dt.datetime = dt.datetime(2026, 3, 1, 12, tzinfo=dt.UTC)
+    features: dict[str, Any] = Field(default_factory=dict)
+    consent: dict[str, bool] = Field(default_factory=dict)
+    risk: float | None = Field(default=None, ge=0.0, le=1.0)
+    value: float | None = Field(default=None, ge=0.0)
+    at_risk_before: bool = False
+    last_intervention_at: dt.datetime | None = None
+    trigger: str = "usage"
+    expect: Expectation
+
+
+class CaseFile(_Model):
+    """A file of cases."""
+
+    cases: tuple[Case, ...] = Field(min_length=1)
+
+
+@dataclass(frozen=True)
+class CaseResult:
+    """A case and how its decision compared with the expectation."""
+
+    name: str
+    passed: bool
+    got: dict[str, Any]
+    expected: dict[str, Any]
+
+
+def load_cases(path: Path) -> CaseFile:
+    """Read and validate a cases YAML file; errors name the case and field."""
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise ConfigError(f"cases file not found: {path}") from None
+    except (OSError, yaml.YAMLError) as exc:
+        raise ConfigError(f"cannot read cases {path}: {exc}") from None
+    try:
+        return CaseFile.model_validate(data)
+    except ValidationError as exc:
+        problems = "; ".join(
+            f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']}"
+            for e in exc.errors(include_url=False)
+        )
+        raise ConfigError(f"{path}: {problems}") from None
+
+
+def _features(case: Case) -> Features:
+    base = snapshot(CustomerState("case"), case.now)
+    fields = set(Features.__struct_fields__)
+    unknown = sorted(set(case.features) - fields)
+    if unknown:
+        raise ConfigError(f"case {case.name!r}: unknown features {unknown}")
+    return msgspec.structs.replace(base, **case.features, consent=dict(case.consent))
+
+
+def run_case(
+    case: Case, policy: Policy, guardrails: GuardrailSettings = DEFAULT_GUARDRAILS
+) -> CaseResult:
+    """Decide the case and compare."""
+    f = _features(case)
+    sc = baseline_score(f)
+    if case.risk is not None or case.value is not None:
+        sc = Score(
+            "case",
+            "1",
+            case.risk if case.risk is not None else sc.risk,
+            case.value if case.value is not None else sc.value,
+            sc.contributions,
+        )
+    memory = DecisionMemory(
+        at_risk=case.at_risk_before,
+        last_intervention_at=case.last_intervention_at.isoformat()
+        if case.last_intervention_at
+        else None,
+    )
+    trigger = TriggerContext(f"case:{case.name}", case.trigger, frozenset({case.trigger}))
+    outcome = decide(f, sc, policy, memory, trigger, case.now, guardrails)
+    d = outcome.decision
+    got = (
+        {"status": "no-decision", "action_id": None, "guardrail": None}
+        if d is None
+        else {
+            "status": d.status,
+            "action_id": d.action_id,
+            "guardrail": d.guardrail,
+            "reason": d.reason,
+            "risk": sc.risk,
+        }
+    )
+    expected = case.expect.model_dump(exclude_none=True)
+    passed = all(got.get(k) == v for k, v in expected.items())
+    return CaseResult(case.name, passed, got, expected)
+
+
+def run_cases(
+    cases: CaseFile, policy: Policy, guardrails: GuardrailSettings = DEFAULT_GUARDRAILS
+) -> list[CaseResult]:
+    """Every case, in file order."""
+    return [run_case(c, policy, guardrails) for c in cases.cases]
