@@ -196,3 +196,22 @@ def test_standard_input(tmp_path: Path, history: Path) -> None:
     )
     assert result.exit_code == 0
     assert json.loads(result.stdout)["accepted"] == len(data.splitlines())
+
+
+def test_lift_report(tmp_path: Path, history: Path) -> None:
+    ws = str(tmp_path / "ws")
+    config = tmp_path / "ws" / "tenure.yaml"
+    config.parent.mkdir()
+    config.write_text("guardrails:\n  control_share: 0.3\n")
+    policy = tmp_path / "eager.yaml"
+    policy.write_text(
+        "id: eager\ntrigger: {risk_at_least: 0.05}\nactions:\n"
+        "  - {id: email, channel: email, cost: 0.1, uplift: 0.05}\n"
+    )
+    tenure("run", "--events", str(history), "-w", ws, "--policy", str(policy))
+    code, out, _ = tenure("report", "lift", "--json", "-w", ws, "--window", "7")
+    report = json.loads(out)
+    assert code == 0 and report["rows"]
+    row = report["rows"][0]
+    assert row["action_id"] == "email" and row["control"]["customers"] > 0
+    assert row["treated"]["customers"] > 0

@@ -52,6 +52,8 @@ app.add_typer(events_app, name="events")
 app.add_typer(audit_app, name="audit")
 app.add_typer(customers_app, name="customers")
 app.add_typer(decisions_app, name="decisions")
+report_app = typer.Typer(help="Reports on what the decisions achieved.", no_args_is_help=True)
+app.add_typer(report_app, name="report")
 policy_app = typer.Typer(
     help="Policies: validate, test against cases, compare on history.", no_args_is_help=True
 )
@@ -866,6 +868,59 @@ def policy_diff(
 
     for row in result["differing"][:50]:
         table.add_row(row["customer_id"], brief(row["old"]), brief(row["new"]))
+    out.print(table)
+
+
+@report_app.command("lift")
+def report_lift(
+    window: Annotated[
+        float,
+        typer.Option(min=1, help="Days after a decision in which a cancellation counts as churn."),
+    ] = 30.0,
+    workspace: Workspace = None,
+    as_json: JsonFlag = False,
+) -> None:
+    """Churn of treated customers against the control group, per policy version and action."""
+    from tenure.policy.lift import report
+
+    try:
+        _, store = _open(workspace)
+        with store.reader() as conn:
+            decided, cancels, observed, budgets = queries.lift_inputs(conn)
+    except FAILURES as exc:
+        raise _fail(exc) from None
+    rows = report(decided, cancels, observed, window) if observed else []
+    if as_json:
+        _dump({"window_days": window, "observed_until": observed, "rows": rows, "budgets": budgets})
+        return
+    if not rows:
+        out.print("no treated customers yet: run some events with a policy first")
+        return
+    table = Table(title=f"churn within {window:g} days of the decision (95% intervals)")
+    for col in ("policy", "action", "treated", "control", "reduction", "saved", "cost/saved"):
+        table.add_column(col)
+
+    def rate(r: dict[str, Any]) -> str:
+        if r["churn_rate"] is None:
+            return f"n={r['customers']} (no outcome yet)"
+        return f"{r['churn_rate']:.1%} of {r['known']} [{r['ci95'][0]:.1%}, {r['ci95'][1]:.1%}]"
+
+    for r in rows:
+        lift = r["lift"]
+        reduction = (
+            "-"
+            if lift["churn_reduction"] is None
+            else f"{lift['churn_reduction']:+.1%} [{lift['ci95'][0]:+.1%}, {lift['ci95'][1]:+.1%}]"
+        )
+        table.add_row(
+            f"{r['policy_id']} {r['policy_version']}",
+            r["action_id"],
+            rate(r["treated"]),
+            rate(r["control"]),
+            reduction,
+            "-" if lift["saved"] is None else f"{lift['saved']:.1f}",
+            "-" if lift["cost_per_saved"] is None else f"{lift['cost_per_saved']:.2f}",
+        )
     out.print(table)
 
 

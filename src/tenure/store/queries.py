@@ -204,3 +204,30 @@ def customer_states(conn: Connection) -> list[CustomerState]:
     """Every customer's current state."""
     c = t.customers.c
     return [CustomerState.from_record(state) for state in conn.execute(select(c.state)).scalars()]
+
+
+def lift_inputs(
+    conn: Connection,
+) -> tuple[list[Any], dict[str, list[Any]], Any, list[dict[str, Any]]]:
+    """Treated and control decisions, cancellations of those customers, the newest event time,
+    and the budget reserved per policy and period."""
+    from tenure.policy.lift import Decided
+
+    d, e = t.decisions.c, t.events.c
+    rows = conn.execute(
+        select(d.customer_id, d.decided_at, d.policy_id, d.policy_hash, d.action_id, d.record)
+        .where(d.mode == "live")
+        .where((d.status == "action") | (d.guardrail == "control_group"))
+    ).all()
+    decided = [
+        Decided(cid, at, pid, ph, action, float(rec.get("cost", 0.0)))
+        for cid, at, pid, ph, action, rec in rows
+    ]
+    cancels: dict[str, list[Any]] = {}
+    for cid, at in conn.execute(
+        select(e.customer_id, e.occurred_at).where(e.type == "subscription.cancelled")
+    ):
+        cancels.setdefault(cid, []).append(at)
+    observed = conn.execute(select(func.max(e.occurred_at))).scalar()
+    budgets = repo.rows(conn, select(t.budgets).order_by(t.budgets.c.policy_id, t.budgets.c.period))
+    return decided, cancels, observed, budgets

@@ -1,0 +1,130 @@
+"""Outcomes and lift: did treated customers churn less than the control group?
+
+Each decision gets an outcome from the events after it: `churned` when the customer cancelled within
+the outcome window, `saved` when the window passed without a cancellation, `unknown` while the
+window is still open. Treated customers (an action was decided) are compared with the global control
+group (customers the same policy would have treated but the control group held back).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import math
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any, Literal
+
+Outcome = Literal["saved", "churned", "unknown"]
+Z95 = 1.959963984540054
+
+
+@dataclass(frozen=True, slots=True)
+class Decided:
+    """What lift needs of one decision."""
+
+    customer_id: str
+    decided_at: dt.datetime
+    policy_id: str
+    policy_hash: str
+    action_id: str | None  # None for a control-group customer
+    cost: float
+
+
+def outcome(
+    decided_at: dt.datetime,
+    cancellations: Sequence[dt.datetime],
+    observed_until: dt.datetime,
+    window_days: float,
+) -> Outcome:
+    """The outcome of one decision given the customer's cancellation times."""
+    end = decided_at + dt.timedelta(days=window_days)
+    if any(decided_at < c <= end for c in cancellations):
+        return "churned"
+    return "saved" if observed_until >= end else "unknown"
+
+
+def wilson(k: int, n: int) -> tuple[float, float]:
+    """95% Wilson score interval of a proportion k/n."""
+    if n == 0:
+        return (math.nan, math.nan)
+    p = k / n
+    centre = (p + Z95**2 / (2 * n)) / (1 + Z95**2 / n)
+    half = Z95 * math.sqrt(p * (1 - p) / n + Z95**2 / (4 * n * n)) / (1 + Z95**2 / n)
+    return (max(0.0, centre - half), min(1.0, centre + half))
+
+
+def difference_ci(k1: int, n1: int, k2: int, n2: int) -> tuple[float, float]:
+    """95% interval of p2 - p1 by Newcombe's hybrid score method (two Wilson intervals)."""
+    if n1 == 0 or n2 == 0:
+        return (math.nan, math.nan)
+    p1, p2 = k1 / n1, k2 / n2
+    l1, u1 = wilson(k1, n1)
+    l2, u2 = wilson(k2, n2)
+    d = p2 - p1
+    return (
+        d - math.sqrt((p2 - l2) ** 2 + (u1 - p1) ** 2),
+        d + math.sqrt((u2 - p2) ** 2 + (p1 - l1) ** 2),
+    )
+
+
+def _rate(outcomes: list[Outcome]) -> dict[str, Any]:
+    known = [o for o in outcomes if o != "unknown"]
+    churned = sum(1 for o in known if o == "churned")
+    low, high = wilson(churned, len(known))
+    return {
+        "customers": len(outcomes),
+        "known": len(known),
+        "churned": churned,
+        "churn_rate": round(churned / len(known), 4) if known else None,
+        "ci95": [round(low, 4), round(high, 4)] if known else None,
+    }
+
+
+def report(
+    decisions: Iterable[Decided],
+    cancellations: Mapping[str, Sequence[dt.datetime]],
+    observed_until: dt.datetime,
+    window_days: float = 30.0,
+) -> list[dict[str, Any]]:
+    """Treated against control churn per policy version and action, with 95% intervals."""
+    control: dict[str, list[Outcome]] = {}
+    treated: dict[tuple[str, str, str], list[tuple[Outcome, float]]] = {}
+    for d in decisions:
+        o = outcome(d.decided_at, cancellations.get(d.customer_id, ()), observed_until, window_days)
+        if d.action_id is None:
+            control.setdefault(d.policy_hash, []).append(o)
+        else:
+            treated.setdefault((d.policy_id, d.policy_hash, d.action_id), []).append((o, d.cost))
+    rows = []
+    for (policy_id, policy_hash, action_id), items in sorted(treated.items()):
+        t = _rate([o for o, _ in items])
+        c = _rate(control.get(policy_hash, []))
+        cost = sum(cost for _, cost in items)
+        lift: dict[str, Any] = {
+            "churn_reduction": None,
+            "ci95": None,
+            "saved": None,
+            "cost_per_saved": None,
+        }
+        if t["known"] and c["known"]:
+            reduction = c["churn_rate"] - t["churn_rate"]
+            low, high = difference_ci(t["churned"], t["known"], c["churned"], c["known"])
+            saved = reduction * t["known"]
+            lift = {
+                "churn_reduction": round(reduction, 4),
+                "ci95": [round(low, 4), round(high, 4)],
+                "saved": round(saved, 2),
+                "cost_per_saved": round(cost / saved, 2) if saved > 0 else None,
+            }
+        rows.append(
+            {
+                "policy_id": policy_id,
+                "policy_version": policy_hash[:12],
+                "action_id": action_id,
+                "treated": t,
+                "control": c,
+                "cost": round(cost, 2),
+                "lift": lift,
+            }
+        )
+    return rows
