@@ -36,7 +36,15 @@ def replay(body: dict[str, Any], policy: Policy, scorer: Scorer | None = None) -
     score = explained(scorer, [features], scorer.score_many([features]))[0]
     guardrails = GuardrailSettings.model_validate(lineage.get("guardrails") or {})
     outcome = decide(
-        features, score, policy, memory, trigger, now, guardrails, lineage.get("budget_spent", 0.0)
+        features,
+        score,
+        policy,
+        memory,
+        trigger,
+        now,
+        guardrails,
+        lineage.get("budget_spent", 0.0),
+        lineage.get("mode", "live"),
     )
     if outcome.decision is None:
         raise AuditError("replay made no decision where the record has one")

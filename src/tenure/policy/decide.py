@@ -192,6 +192,7 @@ def decide(
     now: dt.datetime,
     guardrails: GuardrailSettings = DEFAULT_GUARDRAILS,
     budget_spent: float = 0.0,
+    mode: str = "live",
 ) -> Outcome:
     """Evaluate the policy for one customer at `now`; pure and deterministic.
 
@@ -280,7 +281,9 @@ def decide(
     else:
         status, reason = "none", f"{why}; no action has a positive expected net value"
 
-    did = decision_id(policy.id, features.customer_id, trigger.event_id)
+    did = decision_id(
+        f"{policy.id}\x1f{policy.content_hash}", features.customer_id, trigger.event_id
+    )
     decision = Decision(
         decision_id=did,
         customer_id=features.customer_id,
@@ -303,6 +306,7 @@ def decide(
         explanation=score.contributions,
         deliver_at=_iso(deliver_at) if chosen and deliver_at else None,
         propensity=1.0 if chosen else None,
+        mode=mode,
         cost=next(a.cost for a in policy.actions if a.id == chosen.action_id) if chosen else 0.0,
     )
     contacts = recent(memory.contacts, now)

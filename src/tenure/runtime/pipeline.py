@@ -11,7 +11,7 @@ import datetime as dt
 import gc
 import uuid
 from collections import Counter
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
@@ -21,20 +21,22 @@ from sqlalchemy import Connection
 from tenure.audit.chain import chain
 from tenure.events.envelope import Event
 from tenure.events.parse import Reject
-from tenure.features.snapshot import snapshot
+from tenure.features.snapshot import Features, snapshot
 from tenure.features.state import CustomerState, apply_all
 from tenure.policy.decide import (
     DEFAULT_GUARDRAILS,
     Decision,
     DecisionMemory,
+    Outcome,
     TriggerContext,
     decide,
 )
 from tenure.policy.guardrails import GuardrailSettings
+from tenure.policy.lifecycle import PolicySet
 from tenure.policy.model import Policy
 from tenure.runtime.clock import Clock, EventClock
 from tenure.scoring.baseline import BaselineScorer
-from tenure.scoring.types import Scorer, explained
+from tenure.scoring.types import Score, Scorer, explained
 from tenure.store import repo
 from tenure.store.db import Store
 
@@ -57,6 +59,7 @@ class RunSummary:
     decisions: Counter[str] = field(default_factory=Counter)  # by status
     actions: Counter[str] = field(default_factory=Counter)  # by action id
     suppressed: Counter[str] = field(default_factory=Counter)  # by guardrail
+    shadow: Counter[str] = field(default_factory=Counter)  # shadow decisions by status
 
     def to_record(self) -> dict[str, Any]:
         """A JSON-ready form."""
@@ -71,16 +74,26 @@ class RunSummary:
             "decisions": dict(sorted(self.decisions.items())),
             "actions": dict(sorted(self.actions.items())),
             "suppressed": dict(sorted(self.suppressed.items())),
+            "shadow": dict(sorted(self.shadow.items())),
         }
 
 
 @dataclass(frozen=True)
-class Evaluated:
-    """One customer after a batch: new state and memory, and the decision if one was made."""
+class Perceived:
+    """One customer after a batch's events: new state, when and why it is evaluated, its score."""
 
     state: CustomerState
-    memory: DecisionMemory
-    decision: Decision | None
+    trigger: TriggerContext
+    now: dt.datetime
+    features: Features
+    score: Score
+
+
+@dataclass(frozen=True)
+class Decided:
+    """One policy's evaluation of one customer: the outcome and, for a decision, its lineage."""
+
+    outcome: Outcome
     lineage: dict[str, Any] | None
 
 
@@ -88,24 +101,16 @@ def _event_order(e: Event) -> tuple[dt.datetime, str]:
     return e.occurred_at, e.event_id
 
 
-def evaluate_many(
-    customers: list[tuple[CustomerState, DecisionMemory, list[Event]]],
-    policy: Policy,
-    scorer: Scorer,
-    clock: Clock,
-    guardrails: GuardrailSettings = DEFAULT_GUARDRAILS,
-    budget_spent: dict[str, float] | None = None,
-) -> list[Evaluated]:
-    """Fold each customer's new events, score them all at once, then decide for each.
+def perceive_many(
+    customers: list[tuple[CustomerState, list[Event]]], scorer: Scorer, clock: Clock
+) -> list[Perceived]:
+    """Fold each customer's new events and score them all at once.
 
     Each customer is evaluated at its newest event (ties by id), whatever order the batch came
-    in; scoring is one call for the whole batch so a model pays its overhead once. Customers are
-    decided in the order given (sorted by the caller), each action reserving its cost in
-    `budget_spent` (budget period -> amount), which is updated in place.
+    in; scoring is one call for the whole batch so a model pays its overhead once.
     """
-    spent = budget_spent if budget_spent is not None else {}
     prepared = []
-    for state, memory, events in customers:
+    for state, events in customers:
         new_state = apply_all(state, events)
         point = max(events, key=_event_order)
         # A late event (older than what the customer already showed) is decided at the
@@ -116,45 +121,82 @@ def evaluate_many(
         clock.observe(at)
         now = clock.now()
         trigger = TriggerContext(point.event_id, point.type, frozenset(e.type for e in events))
-        prepared.append((new_state, memory, trigger, now, snapshot(new_state, now)))
-    snapshots = [p[4] for p in prepared]
-    scores = scorer.score_many(snapshots)
-    outcomes = []
+        prepared.append((new_state, trigger, now, snapshot(new_state, now)))
+    scores = scorer.score_many([p[3] for p in prepared])
+    return [Perceived(*p, sc) for p, sc in zip(prepared, scores, strict=True)]
+
+
+def decide_many(
+    perceived: Sequence[Perceived],
+    memories: Sequence[DecisionMemory],
+    policy: Policy,
+    scorer: Scorer,
+    guardrails: GuardrailSettings = DEFAULT_GUARDRAILS,
+    budget_spent: dict[str, float] | None = None,
+    mode: str = "live",
+) -> list[Decided]:
+    """Decide for each customer under one policy, in the order given (sorted by the caller).
+
+    Each action reserves its cost in `budget_spent` (budget period -> amount), updated in place.
+    """
+    spent = budget_spent if budget_spent is not None else {}
+    outcomes: list[Outcome] = []
     spent_before = []
-    for (_, memory, trigger, now, features), sc in zip(prepared, scores, strict=True):
-        period = policy.budget.period_key(now) if policy.budget else ""
+    for p, memory in zip(perceived, memories, strict=True):
+        period = policy.budget.period_key(p.now) if policy.budget else ""
         spent_before.append(spent.get(period, 0.0))
-        outcome = decide(features, sc, policy, memory, trigger, now, guardrails, spent_before[-1])
+        outcome = decide(
+            p.features,
+            p.score,
+            policy,
+            memory,
+            p.trigger,
+            p.now,
+            guardrails,
+            spent_before[-1],
+            mode,
+        )
         if outcome.decision is not None and outcome.decision.status == "action":
             spent[period] = spent_before[-1] + outcome.decision.cost
         outcomes.append(outcome)
     # Explanations are made only for customers a decision was made for, all in one call; decide()
     # runs again on the explained score so the decision carries its reasons (same result
     # otherwise: explanations do not enter the choice).
+    scores = [p.score for p in perceived]
     decided = [i for i, o in enumerate(outcomes) if o.decision is not None]
     if decided:
-        full = explained(scorer, [snapshots[i] for i in decided], [scores[i] for i in decided])
+        full = explained(
+            scorer, [perceived[i].features for i in decided], [scores[i] for i in decided]
+        )
         for i, sc in zip(decided, full, strict=True):
-            _, memory, trigger, now, features = prepared[i]
+            p = perceived[i]
             scores[i] = sc
             outcomes[i] = decide(
-                features, sc, policy, memory, trigger, now, guardrails, spent_before[i]
+                p.features,
+                sc,
+                policy,
+                memories[i],
+                p.trigger,
+                p.now,
+                guardrails,
+                spent_before[i],
+                mode,
             )
     out = []
-    for (new_state, memory, trigger, now, features), sc, outcome, budget_before in zip(
-        prepared, scores, outcomes, spent_before, strict=True
+    for p, memory, sc, outcome, budget_before in zip(
+        perceived, memories, scores, outcomes, spent_before, strict=True
     ):
         lineage = None
         if outcome.decision is not None:
             lineage = {
-                "trigger_event_id": trigger.event_id,
+                "trigger_event_id": p.trigger.event_id,
                 "trigger": {
-                    "event_id": trigger.event_id,
-                    "event_type": trigger.event_type,
-                    "seen_types": sorted(trigger.seen_types),
+                    "event_id": p.trigger.event_id,
+                    "event_type": p.trigger.event_type,
+                    "seen_types": sorted(p.trigger.seen_types),
                 },
-                "now": now.isoformat(),
-                "features": features.to_record(),
+                "now": p.now.isoformat(),
+                "features": p.features.to_record(),
                 "score": sc.to_record(),
                 "scorer": sc.scorer,
                 "scorer_version": sc.version,
@@ -163,8 +205,9 @@ def evaluate_many(
                 "memory_before": memory.to_record(),
                 "guardrails": guardrails.model_dump(mode="json"),
                 "budget_spent": budget_before,
+                "mode": mode,
             }
-        out.append(Evaluated(new_state, outcome.memory, outcome.decision, lineage))
+        out.append(Decided(outcome, lineage))
     return out
 
 
@@ -198,7 +241,7 @@ class Pipeline:
     def __init__(
         self,
         store: Store,
-        policy: Policy,
+        policy: Policy | PolicySet,
         clock: Clock | None = None,
         batch_size: int = DEFAULT_BATCH_SIZE,
         scorer: Scorer | None = None,
@@ -207,8 +250,8 @@ class Pipeline:
         if batch_size < 1:
             raise ValueError("batch size must be at least 1")
         self.store = store
-        self.policy = policy
-        self.policy_hash = policy.content_hash
+        self.policies = policy if isinstance(policy, PolicySet) else PolicySet(policy)
+        self.policy = self.policies.active
         self.clock: Clock = clock or EventClock()
         self.batch_size = batch_size
         self.scorer: Scorer = scorer or BaselineScorer()
@@ -242,13 +285,8 @@ class Pipeline:
         """Process everything in `items`; returns the run's summary."""
         summary = RunSummary(run_id="r-" + uuid.uuid4().hex[:16], source=source)
         with self.store.transaction() as conn:
-            repo.save_policy(
-                conn,
-                self.policy_hash,
-                self.policy.id,
-                self.policy.label,
-                self.policy.model_dump(mode="json"),
-            )
+            for p in self.policies.all():
+                repo.save_policy(conn, p.content_hash, p.id, p.label, p.model_dump(mode="json"))
             repo.start_run(
                 conn,
                 {"run_id": summary.run_id, "source": source, "started_at": dt.datetime.now(dt.UTC)},
@@ -297,38 +335,83 @@ class Pipeline:
         customer_rows, decision_rows, bodies, refs, outbox_rows = [], [], [], [], []
         decisions: list[Decision] = []
         written: dict[str, Known] = {}
-        inputs = []
-        for cid in customer_ids:
-            state, memories, version = known.get(cid) or (CustomerState(cid), {}, 0)
-            inputs.append(
-                (state, DecisionMemory.of_customer(memories, self.policy.id), by_customer[cid])
-            )
-        spent = repo.budget_spent(conn, self.policy.id) if self.policy.budget else {}
-        before = dict(spent)
-        evaluated = evaluate_many(
-            inputs, self.policy, self.scorer, self.clock, self.guardrails, spent
+        current = [known.get(cid) or (CustomerState(cid), {}, 0) for cid in customer_ids]
+        perceived = perceive_many(
+            [
+                (state, by_customer[cid])
+                for cid, (state, _, _) in zip(customer_ids, current, strict=True)
+            ],
+            self.scorer,
+            self.clock,
         )
-        if spent != before:
-            repo.save_budget_spent(conn, self.policy.id, spent)
-        for cid, ev in zip(customer_ids, evaluated, strict=True):
-            _, memories, version = known.get(cid) or (None, {}, 0)
-            memories = ev.memory.into_customer(memories, self.policy.id)
-            written[cid] = (ev.state, memories, version + 1)
+        memories = [mem for _, mem, _ in current]
+        results: list[list[Decided]] = [[] for _ in customer_ids]
+        # Live: each customer under the active policy, or the canary for the canary's share.
+        live: dict[str, list[int]] = {}
+        for i, cid in enumerate(customer_ids):
+            live.setdefault(self.policies.live_for(cid).content_hash, []).append(i)
+        for policy in self.policies.live_policies():
+            idx = live.get(policy.content_hash, [])
+            if not idx:
+                continue
+            spent = repo.budget_spent(conn, policy.id) if policy.budget else {}
+            before = dict(spent)
+            mode = "canary" if policy is self.policies.canary else "live"
+            got = decide_many(
+                [perceived[i] for i in idx],
+                [DecisionMemory.of_customer(memories[i], policy.id) for i in idx],
+                policy,
+                self.scorer,
+                self.guardrails,
+                spent,
+                mode,
+            )
+            if spent != before:
+                repo.save_budget_spent(conn, policy.id, spent)
+            for i, d in zip(idx, got, strict=True):
+                memories[i] = d.outcome.memory.into_customer(memories[i], policy.id)
+                results[i].append(d)
+        # Shadow: the same customers, decided with no effect; only its own at-risk band is kept.
+        for policy in self.policies.shadows:
+            got = decide_many(
+                perceived,
+                [DecisionMemory.of_customer(m, policy.id) for m in memories],
+                policy,
+                self.scorer,
+                self.guardrails,
+                {},
+                "shadow",
+            )
+            for i, d in enumerate(got):
+                memories[i] = {
+                    **memories[i],
+                    "at_risk": {
+                        **memories[i].get("at_risk", {}),
+                        policy.id: d.outcome.memory.at_risk,
+                    },
+                }
+                results[i].append(d)
+        for i, cid in enumerate(customer_ids):
+            state, version = perceived[i].state, current[i][2]
+            written[cid] = (state, memories[i], version + 1)
             customer_rows.append(
                 {
                     "customer_id": cid,
-                    "state": ev.state.to_record(),
-                    "memory": memories,
-                    "last_seen": dt.datetime.fromtimestamp(ev.state.last_seen or 0, dt.UTC),
+                    "state": state.to_record(),
+                    "memory": memories[i],
+                    "last_seen": dt.datetime.fromtimestamp(state.last_seen or 0, dt.UTC),
                     "version": version + 1,
                 }
             )
-            if ev.decision is not None:
-                decisions.append(ev.decision)
+            for d in results[i]:
+                decision = d.outcome.decision
+                if decision is None:
+                    continue
+                decisions.append(decision)
                 bodies.append(
-                    {"kind": "decision", "decision": ev.decision.to_record(), "lineage": ev.lineage}
+                    {"kind": "decision", "decision": decision.to_record(), "lineage": d.lineage}
                 )
-                refs.append(("decision", ev.decision.decision_id))
+                refs.append(("decision", decision.decision_id))
 
         if bodies:
             head_seq, head_hash = repo.lock_audit_head(conn)
@@ -336,6 +419,9 @@ class Pipeline:
             repo.append_audit(conn, records, refs)
             for d, rec in zip(decisions, records, strict=True):
                 decision_rows.append(_decision_row(d, rec.seq))
+                if d.mode == "shadow":
+                    summary.shadow[d.status] += 1
+                    continue
                 if d.status == "action":
                     outbox_rows.append(self._outbox_row(d))
                 summary.decisions[d.status] += 1
@@ -380,7 +466,8 @@ class Pipeline:
         return counts
 
     def _outbox_row(self, d: Decision) -> dict[str, Any]:
-        action = next(a for a in self.policy.actions if a.id == d.action_id)
+        policy = self.policies.by_hash[d.policy_hash]
+        action = next(a for a in policy.actions if a.id == d.action_id)
         return {
             "idempotency_key": f"{d.decision_id}:start",
             "decision_id": d.decision_id,
