@@ -26,6 +26,7 @@ from tenure.errors import AuditError, TenureError
 from tenure.events.envelope import json_schema
 from tenure.events.parse import LineParser
 from tenure.policy.decide import DEFAULT_GUARDRAILS
+from tenure.policy.lifecycle import PolicySet
 from tenure.policy.model import Policy, default_policy, load_policy, parse_policy
 from tenure.runtime import ingest
 from tenure.runtime.clock import EventClock, WallClock
@@ -115,6 +116,16 @@ def _policy(path: Path | None) -> Policy:
     return load_policy(path) if path is not None else default_policy()
 
 
+def _policies(path: Path | None, store: Store) -> Any:
+    """The file given, else the registry's live set (active, canary, shadows)."""
+    if path is not None:
+        return load_policy(path)
+    from tenure.runtime import policies
+
+    with store.reader() as conn:
+        return policies.live_set(conn)
+
+
 def _summary_tables(summary: RunSummary, seconds: float) -> None:
     counts = Table(title="events", show_header=False, title_justify="left")
     counts.add_column(style="bold")
@@ -147,7 +158,7 @@ def _run(
     settings: Settings,
     store: Store,
     source: ingest.Source,
-    policy: Policy,
+    policy: Policy | PolicySet,
     batch_size: int,
     live: bool,
     quiet: bool,
@@ -232,8 +243,10 @@ def run(
         mapping = ingest.load_mapping(csv_map, map_ or [], set_ or []) if fmt == "csv" else None
         source = ingest.Source(events, fmt, mapping)
         source.check()
-        chosen = _policy(policy)
+        if policy is not None:
+            load_policy(policy)  # a bad policy file fails before the workspace is touched
         settings, store = _open(workspace)
+        chosen = _policies(policy, store)
         summary, seconds = _run(settings, store, source, chosen, batch_size, live, as_json)
     except FAILURES as exc:
         raise _fail(exc) from None
@@ -766,6 +779,88 @@ def policy_validate(path: Path) -> None:
     )
     for a in p.actions:
         out.print(f"  action {a.id}: {a.channel}, cost {a.cost:g}, prior uplift {a.uplift:g}")
+
+
+@policy_app.command("add")
+def policy_add(
+    path: Path,
+    by: Annotated[str, typer.Option(help="Who wrote this version (an approver must differ).")],
+    workspace: Workspace = None,
+) -> None:
+    """Register a policy file as a draft version in the workspace."""
+    from tenure.runtime import policies
+
+    try:
+        policy = load_policy(path)
+        _, store = _open(workspace)
+        with store.transaction() as conn:
+            version, new = policies.register(conn, policy, by, dt.datetime.now(dt.UTC))
+    except FAILURES as exc:
+        raise _fail(exc) from None
+    state = "registered as draft" if new else "already registered"
+    out.print(f"{policy.id} version {version[:12]} {state}")
+
+
+@policy_app.command("list")
+def policy_list(workspace: Workspace = None, as_json: JsonFlag = False) -> None:
+    """Registered policy versions with their status, author and approver."""
+    from tenure.runtime import policies
+
+    try:
+        _, store = _open(workspace)
+        with store.reader() as conn:
+            rows = policies.listing(conn)
+    except FAILURES as exc:
+        raise _fail(exc) from None
+    if as_json:
+        _dump(rows)
+        return
+    table = Table()
+    for col in ("version", "policy", "label", "status", "author", "approved by", "changed"):
+        table.add_column(col, no_wrap=col == "version")
+    for r in rows:
+        status = r["status"] + (f" {r['canary_percent']:g}%" if r["status"] == "canary" else "")
+        table.add_row(
+            r["policy_hash"][:12],
+            r["policy_id"],
+            r["label"],
+            status,
+            r["author"] or "-",
+            r["approved_by"] or "-",
+            str(r["changed_at"])[:19],
+        )
+    out.print(table)
+
+
+@policy_app.command("promote")
+def policy_promote(
+    version: str,
+    to: Annotated[str, typer.Option("--to", help="shadow, canary, active or retired.")],
+    by: Annotated[
+        str,
+        typer.Option(
+            help="Who makes the change (for active: the approver, who must not be the author)."
+        ),
+    ],
+    percent: Annotated[float | None, typer.Option(help="Canary share of customers, 0-100.")] = None,
+    workspace: Workspace = None,
+) -> None:
+    """Move a policy version through draft -> shadow -> canary -> active -> retired."""
+    from tenure.runtime import policies
+
+    try:
+        _, store = _open(workspace)
+        with store.transaction() as conn:
+            plan = policies.promote(conn, version, to, by, percent, dt.datetime.now(dt.UTC))
+    except FAILURES as exc:
+        raise _fail(exc) from None
+    share = f" for {plan.percent:g}% of customers" if plan.percent else ""
+    out.print(
+        f"{plan.policy_id} {plan.version[:12]}: {plan.from_status} -> {plan.to_status}"
+        f"{share} (by {plan.by})"
+    )
+    for retired in plan.retired:
+        out.print(f"  {retired[:12]} retired")
 
 
 @policy_app.command("schema")

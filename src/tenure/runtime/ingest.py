@@ -16,6 +16,7 @@ from tenure.events.envelope import Event
 from tenure.events.parse import CsvMapping, LineParser, Reject, read_csv
 from tenure.policy.decide import DEFAULT_GUARDRAILS
 from tenure.policy.guardrails import GuardrailSettings
+from tenure.policy.lifecycle import PolicySet
 from tenure.policy.model import Policy
 from tenure.runtime.clock import Clock
 from tenure.runtime.pipeline import DEFAULT_BATCH_SIZE, Pipeline, RunSummary
@@ -134,7 +135,7 @@ def items(
 
 def run(
     store: Store,
-    policy: Policy,
+    policy: Policy | PolicySet,
     source: Source,
     parser: LineParser,
     clock: Clock,

@@ -38,6 +38,7 @@ def decisions(
     d = t.decisions.c
     query = select(
         d.decision_id,
+        d.mode,
         d.customer_id,
         d.decided_at,
         d.status,
@@ -86,15 +87,22 @@ def stats(conn: Connection) -> dict[str, Any]:
     """Counts of everything the store holds."""
     d = t.decisions.c
     r = t.runs.c
-    by_status = dict(conn.execute(select(d.status, func.count()).group_by(d.status)).all())
+    live = d.mode != "shadow"
+    by_status = dict(
+        conn.execute(select(d.status, func.count()).where(live).group_by(d.status)).all()
+    )
     by_guardrail = dict(
         conn.execute(
-            select(d.guardrail, func.count()).where(d.guardrail.is_not(None)).group_by(d.guardrail)
+            select(d.guardrail, func.count())
+            .where(live, d.guardrail.is_not(None))
+            .group_by(d.guardrail)
         ).all()
     )
     by_action = dict(
         conn.execute(
-            select(d.action_id, func.count()).where(d.action_id.is_not(None)).group_by(d.action_id)
+            select(d.action_id, func.count())
+            .where(live, d.action_id.is_not(None))
+            .group_by(d.action_id)
         ).all()
     )
     duplicates = conn.execute(select(func.coalesce(func.sum(r.duplicates), 0))).scalar_one()
@@ -103,7 +111,8 @@ def stats(conn: Connection) -> dict[str, Any]:
         "duplicates": int(duplicates),
         "rejects": repo.count(conn, t.rejects),
         "customers": repo.count(conn, t.customers),
-        "decisions": repo.count(conn, t.decisions),
+        "decisions": repo.count(conn, t.decisions, live),
+        "shadow_decisions": repo.count(conn, t.decisions, d.mode == "shadow"),
         "decisions_by_status": dict(sorted(by_status.items())),
         "actions": dict(sorted(by_action.items())),
         "suppressions": sum(by_guardrail.values()),
@@ -216,7 +225,7 @@ def lift_inputs(
     d, e = t.decisions.c, t.events.c
     rows = conn.execute(
         select(d.customer_id, d.decided_at, d.policy_id, d.policy_hash, d.action_id, d.record)
-        .where(d.mode == "live")
+        .where(d.mode.in_(("live", "canary")))
         .where((d.status == "action") | (d.guardrail == "control_group"))
     ).all()
     decided = [

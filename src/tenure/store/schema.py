@@ -133,6 +133,12 @@ policies = Table(
     Column("policy_id", String(100), nullable=False),
     Column("label", Text, nullable=False),
     Column("content", Json, nullable=False),
+    Column("status", String(20), nullable=False, server_default="draft"),
+    Column("canary_percent", Float),
+    Column("author", String(100)),
+    Column("approved_by", String(100)),
+    Column("registered_at", UtcDateTime),
+    Column("changed_at", UtcDateTime),
 )
 
 outbox = Table(
