@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 import datetime as dt
 
+import msgspec
 import pytest
 
 from tenure.errors import ConfigError
@@ -178,3 +179,34 @@ def test_the_example_policy_is_the_built_in_one() -> None:
 
     example = load_policy(Path(__file__).resolve().parents[2] / "examples" / "policy.yaml")
     assert example.content_hash == POLICY.content_hash
+
+
+def test_conditions_select_the_audience_and_the_actions() -> None:
+    data = POLICY.model_dump(mode="json")
+    data["eligibility"] = ['features.plan == "pro"']
+    data["actions"][2]["when"] = "value > 1000"  # the sms offer only for valuable customers
+    policy = parse_policy(data)
+    f = features("email", "sms")  # plan "pro"
+    out = decide(f, risky(value=600), policy, DecisionMemory(), TRIGGER, NOW)
+    assert out.decision is not None and out.decision.action_id == "winback-email"
+    sms = next(c for c in out.decision.candidates if c.action_id == "retention-sms-offer")
+    assert sms.blocked_by == "condition" and "value > 1000" in sms.detail
+    rich = decide(f, risky(value=5000), policy, DecisionMemory(), TRIGGER, NOW)
+    assert rich.decision is not None and rich.decision.action_id == "retention-sms-offer"
+    basic = msgspec.structs.replace(f, plan="basic")
+    left_out = decide(basic, risky(), policy, DecisionMemory(), TRIGGER, NOW)
+    assert left_out.decision is None and left_out.memory.at_risk is False
+
+
+def test_a_bad_expression_fails_the_policy_with_the_field_named() -> None:
+    data = POLICY.model_dump(mode="json")
+    data["eligibility"] = ["risk >"]
+    with pytest.raises(ConfigError, match=r"eligibility\.0.*invalid expression"):
+        parse_policy(data)
+
+
+def test_an_expression_that_cannot_be_evaluated_counts_as_false() -> None:
+    data = POLICY.model_dump(mode="json")
+    data["eligibility"] = ["features.mean_order_value > 10"]  # None for customers with no orders
+    out = decide(features("email"), risky(), parse_policy(data), DecisionMemory(), TRIGGER, NOW)
+    assert out.decision is None

@@ -13,6 +13,7 @@ from dataclasses import dataclass, replace
 from typing import Any, Literal
 
 from tenure.features.snapshot import Features
+from tenure.policy.conditions import holds
 from tenure.policy.guardrails import (
     Contact,
     GuardrailSettings,
@@ -206,6 +207,19 @@ def decide(
     signalled = bool(trigger.seen_types & set(policy.trigger.on_events))
     if memory.at_risk and not signalled:
         return Outcome(None, memory)
+    context: dict[str, Any] | None = None
+    if policy.eligibility or policy.trigger.when or any(a.when for a in policy.actions):
+        context = {
+            "risk": score.risk,
+            "value": score.value,
+            "features": features.to_record(),
+            "event": {"type": trigger.event_type, "id": trigger.event_id},
+        }
+    # Not in the policy's audience (or the trigger's condition fails): not considered, and the
+    # band re-arms so the customer is considered when they do qualify.
+    for condition in (*policy.eligibility, *([policy.trigger.when] if policy.trigger.when else [])):
+        if not holds(condition, context or {})[0]:
+            return Outcome(None, replace(memory, at_risk=False))
 
     decided_at = _iso(now)
     if memory.at_risk:
@@ -245,6 +259,9 @@ def decide(
         blocked_by, detail = customer_block or (None, None)
         if blocked_by is not None:
             pass
+        elif action.when and not (met := holds(action.when, context or {}))[0]:
+            blocked_by = "condition"
+            detail = f"condition {action.when!r} " + (f"failed: {met[1]}" if met[1] else "is false")
         elif not features.consented(action.channel, purpose):
             blocked_by, detail = "consent", f"no {purpose} consent on {action.channel}"
         elif deliver_at is None:
@@ -264,7 +281,9 @@ def decide(
         )
     # Best value first; ties broken by action id so the choice never depends on file order.
     ranked = sorted(candidates, key=lambda c: (-c.expected_net_value, c.action_id))
-    positive = [c for c in ranked if c.expected_net_value > 0]
+    # An action whose own condition fails is not a candidate at all (unlike a guardrail block,
+    # it does not make the decision "suppressed"); it stays in the record with the reason.
+    positive = [c for c in ranked if c.expected_net_value > 0 and c.blocked_by != "condition"]
     allowed = [c for c in positive if c.blocked_by is None]
 
     status: Status

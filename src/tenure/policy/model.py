@@ -5,18 +5,28 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 import orjson
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from tenure.errors import ConfigError, field_errors
 from tenure.events.envelope import EVENT_TYPES
+from tenure.policy.conditions import check
 
 
 class _Model(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
+
+
+def _condition(value: str | None) -> str | None:
+    if value is not None and (problem := check(value)):
+        raise ValueError(f"invalid expression {value!r}: {problem}")
+    return value
+
+
+Condition = Annotated[str, AfterValidator(_condition)]
 
 
 class Trigger(_Model):
@@ -28,6 +38,9 @@ class Trigger(_Model):
     on_events: tuple[str, ...] = Field(
         default=(),
         description="Event types that re-trigger a decision while the customer stays at risk.",
+    )
+    when: Condition | None = Field(
+        default=None, description="An extra condition (zen expression) the trigger needs."
     )
 
     @field_validator("on_events")
@@ -51,6 +64,9 @@ class Action(_Model):
         description="Prior: share of would-be churners this action keeps.",
     )
     journey: str | None = None
+    when: Condition | None = Field(
+        default=None, description="Condition (zen expression) for this action to be considered."
+    )
 
 
 # Guardrails a policy cannot loosen (ARCHITECTURE, invariant 8). A retention action is marketing,
@@ -93,6 +109,10 @@ class Policy(_Model):
     id: str = Field(min_length=1, max_length=100)
     label: str = Field(default="", max_length=200)
     trigger: Trigger
+    eligibility: tuple[Condition, ...] = Field(
+        default=(),
+        description="Conditions (zen expressions) a customer must meet to be considered at all.",
+    )
     guardrails: Guardrails = Guardrails()
     budget: Budget | None = None
     actions: tuple[Action, ...] = Field(min_length=1)
