@@ -8,6 +8,7 @@ from typing import Any
 from tenure.errors import AuditError
 from tenure.features.snapshot import Features
 from tenure.policy.decide import Decision, DecisionMemory, TriggerContext, decide
+from tenure.policy.experiments import Evidence
 from tenure.policy.guardrails import GuardrailSettings
 from tenure.policy.model import Policy
 from tenure.scoring import baseline
@@ -45,6 +46,7 @@ def replay(body: dict[str, Any], policy: Policy, scorer: Scorer | None = None) -
         guardrails,
         lineage.get("budget_spent", 0.0),
         lineage.get("mode", "live"),
+        Evidence.from_record(lineage.get("evidence")),
     )
     if outcome.decision is None:
         raise AuditError("replay made no decision where the record has one")

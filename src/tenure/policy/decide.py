@@ -12,8 +12,11 @@ import hashlib
 from dataclasses import dataclass, replace
 from typing import Any, Literal
 
+import numpy as np
+
 from tenure.features.snapshot import Features
 from tenure.policy.conditions import holds
+from tenure.policy.experiments import NO_EVIDENCE, PROPENSITY_DRAWS, Evidence, ab_arm, rng_for
 from tenure.policy.guardrails import (
     Contact,
     GuardrailSettings,
@@ -104,6 +107,8 @@ class Candidate:
     expected_net_value: float
     blocked_by: str | None
     detail: str | None
+    uplift: float = 0.0  # the uplift the value was computed with
+    uplift_source: str = "prior"  # "prior" (the policy's) or "posterior" (its outcomes)
 
 
 @dataclass(frozen=True, slots=True)
@@ -134,6 +139,7 @@ class Decision:
     # How the action was chosen and the probability this policy had of choosing it: what an
     # off-line evaluation of another policy on these logs needs. Best-value is deterministic.
     selection: str = "best-value"
+    arm: str | None = None  # the experiment arm (A/B or Thompson), when there is one
     propensity: float | None = None
     mode: str = "live"
 
@@ -150,6 +156,8 @@ class Decision:
                 "expected_net_value": c.expected_net_value,
                 "blocked_by": c.blocked_by,
                 "detail": c.detail,
+                "uplift": c.uplift,
+                "uplift_source": c.uplift_source,
             }
             for c in self.candidates
         ]
@@ -162,6 +170,42 @@ class Outcome:
 
     decision: Decision | None
     memory: DecisionMemory
+
+
+def _thompson(
+    allowed: list[Candidate], policy: Policy, score: Score, evidence: Evidence, seed: int
+) -> tuple[Candidate, float]:
+    """Choose by drawn uplift; estimate how often this choice would be made (the propensity)."""
+    rng = rng_for(seed)
+    costs = {a.id: a.cost for a in policy.actions}
+
+    def draws(size: int | None) -> dict[str, Any]:
+        return {
+            c.action_id: (
+                evidence.draw_uplift(c.action_id, rng, size)
+                if c.uplift_source == "posterior"
+                else c.uplift
+            )
+            for c in allowed
+        }
+
+    first = draws(None)
+    value = {
+        c.action_id: score.risk * first[c.action_id] * score.value - costs[c.action_id]
+        for c in allowed
+    }
+    best = max(allowed, key=lambda c: (value[c.action_id], c.action_id))
+    many = draws(PROPENSITY_DRAWS)
+    values = np.array(
+        [
+            np.broadcast_to(
+                score.risk * many[c.action_id] * score.value - costs[c.action_id], PROPENSITY_DRAWS
+            )
+            for c in allowed
+        ]
+    )
+    wins = np.mean(np.argmax(values, axis=0) == allowed.index(best))
+    return best, round(float(wins), 4)
 
 
 def decision_id(policy_id: str, customer_id: str, trigger_event_id: str) -> str:
@@ -180,8 +224,8 @@ def _iso(t: dt.datetime) -> str:
     return t.astimezone(dt.UTC).isoformat().replace("+00:00", "Z")
 
 
-def _net_value(action: Action, score: Score) -> float:
-    return round(score.risk * action.uplift * score.value - action.cost, 6)
+def _net_value(action: Action, score: Score, uplift: float) -> float:
+    return round(score.risk * uplift * score.value - action.cost, 6)
 
 
 def decide(
@@ -194,6 +238,7 @@ def decide(
     guardrails: GuardrailSettings = DEFAULT_GUARDRAILS,
     budget_spent: float = 0.0,
     mode: str = "live",
+    evidence: Evidence = NO_EVIDENCE,
 ) -> Outcome:
     """Evaluate the policy for one customer at `now`; pure and deterministic.
 
@@ -250,6 +295,17 @@ def decide(
     elif cooldown is not None:
         customer_block = ("cooldown", cooldown)
 
+    did = decision_id(
+        f"{policy.id}\x1f{policy.content_hash}", features.customer_id, trigger.event_id
+    )
+    seed = decision_seed(features.customer_id, did)
+    selection = policy.selection.mode
+
+    def uplift_of(action: Action) -> tuple[float, str]:
+        if evidence.learned(action.id):
+            return round(evidence.mean_uplift(action.id), 6), "posterior"
+        return action.uplift, "prior"
+
     tz = zone(features.timezone, guardrails)
     deliver_at, deferral = delivery_time(now, tz, guardrails.quiet_hours)
     budget = policy.budget
@@ -276,8 +332,17 @@ def decide(
                     f"{action.cost:g} more would exceed it"
                 ),
             )
+        uplift, source = uplift_of(action)
         candidates.append(
-            Candidate(action.id, action.channel, _net_value(action, score), blocked_by, detail)
+            Candidate(
+                action.id,
+                action.channel,
+                _net_value(action, score, uplift),
+                blocked_by,
+                detail,
+                uplift,
+                source,
+            )
         )
     # Best value first; ties broken by action id so the choice never depends on file order.
     ranked = sorted(candidates, key=lambda c: (-c.expected_net_value, c.action_id))
@@ -289,20 +354,44 @@ def decide(
     status: Status
     chosen: Candidate | None = None
     guardrail: str | None = None
-    if allowed:
-        chosen = allowed[0]
+    propensity: float | None = None
+    arm: str | None = None
+    if selection == "ab":
+        # A fixed split: the customer's arm is decided by a hash, whatever its value; the
+        # guardrails still apply to that arm.
+        weights = [
+            (a.id, policy.selection.weights.get(a.id, 1.0))
+            for a in policy.actions
+            if policy.selection.weights.get(a.id, 1.0) > 0
+        ]
+        arm, share = ab_arm(features.customer_id, policy.content_hash, weights)
+        pick = next(c for c in ranked if c.action_id == arm)
+        if pick.blocked_by is None:
+            chosen, propensity = pick, share
+            status, reason = "action", f"{why}; A/B arm {arm} ({share:.0%} of customers)"
+        elif pick.blocked_by == "condition":
+            status, reason = "none", f"{why}; A/B arm {arm}: {pick.detail}"
+        else:
+            status, guardrail = "suppressed", pick.blocked_by
+            reason = f"{why}; A/B arm {arm}: {pick.detail}"
+    elif allowed and selection == "thompson":
+        chosen, propensity = _thompson(allowed, policy, score, evidence, seed)
+        arm = chosen.action_id
+        status, reason = (
+            "action",
+            (f"{why}; Thompson sampling chose {arm} ({propensity:.0%} of draws choose it)"),
+        )
+    elif allowed:
+        chosen, propensity = allowed[0], 1.0
         status, reason = "action", f"{why}; best expected net value {chosen.expected_net_value:.2f}"
-        if deferral:
-            reason += f"; {deferral}"
     elif positive:
         status, guardrail = "suppressed", positive[0].blocked_by
         reason = f"{why}; {positive[0].detail}"
     else:
         status, reason = "none", f"{why}; no action has a positive expected net value"
+    if chosen is not None and deferral:
+        reason += f"; {deferral}"
 
-    did = decision_id(
-        f"{policy.id}\x1f{policy.content_hash}", features.customer_id, trigger.event_id
-    )
     decision = Decision(
         decision_id=did,
         customer_id=features.customer_id,
@@ -321,10 +410,12 @@ def decide(
         trigger_type=trigger.event_type,
         scorer=score.scorer,
         scorer_version=score.version,
-        seed=decision_seed(features.customer_id, did),
+        seed=seed,
         explanation=score.contributions,
         deliver_at=_iso(deliver_at) if chosen and deliver_at else None,
-        propensity=1.0 if chosen else None,
+        selection=selection,
+        arm=arm,
+        propensity=propensity,
         mode=mode,
         cost=next(a.cost for a in policy.actions if a.id == chosen.action_id) if chosen else 0.0,
     )

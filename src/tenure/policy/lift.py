@@ -128,3 +128,29 @@ def report(
             }
         )
     return rows
+
+
+def evidence_by_policy(
+    decisions: Iterable[Decided],
+    cancellations: Mapping[str, Sequence[dt.datetime]],
+    observed_until: dt.datetime,
+    window_days: float = 30.0,
+) -> dict[str, Any]:
+    """Known outcomes per policy id, as experiment evidence: control and each action."""
+    from tenure.policy.experiments import Evidence
+
+    counts: dict[str, dict[str | None, list[int]]] = {}
+    for d in decisions:
+        o = outcome(d.decided_at, cancellations.get(d.customer_id, ()), observed_until, window_days)
+        if o == "unknown":
+            continue
+        k_n = counts.setdefault(d.policy_id, {}).setdefault(d.action_id, [0, 0])
+        k_n[0] += o == "churned"
+        k_n[1] += 1
+    return {
+        pid: Evidence(
+            tuple(arms.get(None, [0, 0])),  # type: ignore[arg-type]
+            {a: (k, n) for a, (k, n) in arms.items() if a is not None},
+        )
+        for pid, arms in counts.items()
+    }

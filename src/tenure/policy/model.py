@@ -86,6 +86,15 @@ class Guardrails(_Model):
     )
 
 
+class Selection(_Model):
+    """How an action is chosen among those the guardrails allow (see policy.experiments)."""
+
+    mode: Literal["best-value", "thompson", "ab"] = "best-value"
+    weights: dict[str, float] = Field(
+        default_factory=dict, description="ab only: action id -> share (equal when empty)."
+    )
+
+
 class Budget(_Model):
     """Spend a policy may reserve per period (cost is reserved when an action is decided)."""
 
@@ -115,6 +124,7 @@ class Policy(_Model):
     )
     guardrails: Guardrails = Guardrails()
     budget: Budget | None = None
+    selection: Selection = Selection()
     actions: tuple[Action, ...] = Field(min_length=1)
 
     @field_validator("actions")

@@ -144,14 +144,24 @@ def run(
     guardrails: GuardrailSettings = DEFAULT_GUARDRAILS,
 ) -> RunSummary:
     """Run one input through the pipeline into the store."""
+    from tenure.policy.lift import evidence_by_policy
     from tenure.runtime.models import scorer_for
+    from tenure.store.queries import lift_inputs
 
     with store.reader() as conn:
         scorer = scorer_for(conn)
+        decided, cancels, observed, _ = lift_inputs(conn)
+    evidence = evidence_by_policy(decided, cancels, observed) if observed else {}
     stream = open_input(source)
     try:
         pipeline = Pipeline(
-            store, policy, clock=clock, batch_size=batch_size, scorer=scorer, guardrails=guardrails
+            store,
+            policy,
+            clock=clock,
+            batch_size=batch_size,
+            scorer=scorer,
+            guardrails=guardrails,
+            evidence=evidence,
         )
         label = "stdin" if source.is_stdin else str(Path(source.path).resolve())
         return pipeline.run(items(source, stream, parser, progress), label)

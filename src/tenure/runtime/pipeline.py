@@ -11,7 +11,7 @@ import datetime as dt
 import gc
 import uuid
 from collections import Counter
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
@@ -31,6 +31,7 @@ from tenure.policy.decide import (
     TriggerContext,
     decide,
 )
+from tenure.policy.experiments import NO_EVIDENCE, Evidence
 from tenure.policy.guardrails import GuardrailSettings
 from tenure.policy.lifecycle import PolicySet
 from tenure.policy.model import Policy
@@ -134,6 +135,7 @@ def decide_many(
     guardrails: GuardrailSettings = DEFAULT_GUARDRAILS,
     budget_spent: dict[str, float] | None = None,
     mode: str = "live",
+    evidence: Evidence = NO_EVIDENCE,
 ) -> list[Decided]:
     """Decide for each customer under one policy, in the order given (sorted by the caller).
 
@@ -206,6 +208,7 @@ def decide_many(
                 "guardrails": guardrails.model_dump(mode="json"),
                 "budget_spent": budget_before,
                 "mode": mode,
+                "evidence": evidence.to_record(),
             }
         out.append(Decided(outcome, lineage))
     return out
@@ -246,6 +249,7 @@ class Pipeline:
         batch_size: int = DEFAULT_BATCH_SIZE,
         scorer: Scorer | None = None,
         guardrails: GuardrailSettings = DEFAULT_GUARDRAILS,
+        evidence: Mapping[str, Evidence] | None = None,
     ) -> None:
         if batch_size < 1:
             raise ValueError("batch size must be at least 1")
@@ -256,6 +260,7 @@ class Pipeline:
         self.batch_size = batch_size
         self.scorer: Scorer = scorer or BaselineScorer()
         self.guardrails = guardrails
+        self.evidence: Mapping[str, Evidence] = evidence or {}
         # Customers this pipeline last wrote, with the version it wrote. A cached entry is used
         # only while the store still holds that version, so another writer can never be undone.
         self._cache: dict[str, Known] = {}
