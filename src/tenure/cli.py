@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import datetime as dt
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, TypeVar
 
 import orjson
 import typer
@@ -18,6 +19,7 @@ from rich.progress import (
     TransferSpeedColumn,
 )
 from rich.table import Table
+from sqlalchemy import Connection
 from sqlalchemy.exc import SQLAlchemyError
 
 from tenure import __version__
@@ -35,6 +37,7 @@ from tenure.store import queries
 from tenure.store.db import Store
 
 DEMO_BATCH_SIZE = 5_000
+T = TypeVar("T")
 
 app = typer.Typer(
     help="tenure keeps customers: events in, governed and audited retention actions out.",
@@ -110,6 +113,16 @@ def _fail(exc: BaseException) -> typer.Exit:
 def _open(workspace: Path | None) -> tuple[Settings, Store]:
     settings = resolve(workspace)
     return settings, Store(settings.database_url)
+
+
+def _query(workspace: Path | None, read: Callable[[Connection], T]) -> T:
+    """Run one read against the workspace's store; any failure is a one-line error."""
+    try:
+        _, store = _open(workspace)
+        with store.reader() as conn:
+            return read(conn)
+    except FAILURES as exc:
+        raise _fail(exc) from None
 
 
 def _policy(path: Path | None) -> Policy:
@@ -338,12 +351,7 @@ def demo(
 @app.command()
 def stats(workspace: Workspace = None, as_json: JsonFlag = False) -> None:
     """Counts of events, duplicates, rejects, decisions, suppressions and outbox rows."""
-    try:
-        _, store = _open(workspace)
-        with store.reader() as conn:
-            figures = queries.stats(conn)
-    except FAILURES as exc:
-        raise _fail(exc) from None
+    figures = _query(workspace, queries.stats)
     if as_json:
         _dump(figures)
         return
@@ -508,12 +516,10 @@ def decisions_list(
     """List decisions, newest first."""
     if status is not None and status not in ("action", "none", "suppressed"):
         raise _fail(TenureError(f"--status must be action, none or suppressed, got {status!r}"))
-    try:
-        _, store = _open(workspace)
-        with store.reader() as conn:
-            rows = queries.decisions(conn, customer_id=customer, limit=limit, status=status)
-    except FAILURES as exc:
-        raise _fail(exc) from None
+    rows = _query(
+        workspace,
+        lambda conn: queries.decisions(conn, customer_id=customer, limit=limit, status=status),
+    )
     if as_json:
         _dump(rows)
     else:
@@ -523,12 +529,7 @@ def decisions_list(
 @decisions_app.command("show")
 def decisions_show(decision_id: str, workspace: Workspace = None) -> None:
     """One decision with its candidates, guardrail verdicts and lineage (JSON)."""
-    try:
-        _, store = _open(workspace)
-        with store.reader() as conn:
-            body = queries.audit_body(conn, decision_id)
-    except FAILURES as exc:
-        raise _fail(exc) from None
+    body = _query(workspace, lambda conn: queries.audit_body(conn, decision_id))
     if body is None:
         err.print(f"[red]error:[/red] no decision {decision_id!r}")
         raise typer.Exit(1)
@@ -543,12 +544,7 @@ def rejects_list(
     as_json: JsonFlag = False,
 ) -> None:
     """List rejected input lines with their line number and reason."""
-    try:
-        _, store = _open(workspace)
-        with store.reader() as conn:
-            rows = queries.rejects(conn, limit=limit, run_id=run_id)
-    except FAILURES as exc:
-        raise _fail(exc) from None
+    rows = _query(workspace, lambda conn: queries.rejects(conn, limit=limit, run_id=run_id))
     if as_json:
         _dump(rows)
         return
@@ -638,12 +634,7 @@ def model_list(workspace: Workspace = None, as_json: JsonFlag = False) -> None:
     """Registered models, newest first."""
     from tenure.store import repo
 
-    try:
-        _, store = _open(workspace)
-        with store.reader() as conn:
-            rows = repo.models(conn)
-    except FAILURES as exc:
-        raise _fail(exc) from None
+    rows = _query(workspace, repo.models)
     if as_json:
         _dump(rows)
         return
@@ -806,12 +797,7 @@ def policy_list(workspace: Workspace = None, as_json: JsonFlag = False) -> None:
     """Registered policy versions with their status, author and approver."""
     from tenure.runtime import policies
 
-    try:
-        _, store = _open(workspace)
-        with store.reader() as conn:
-            rows = policies.listing(conn)
-    except FAILURES as exc:
-        raise _fail(exc) from None
+    rows = _query(workspace, policies.listing)
     if as_json:
         _dump(rows)
         return
@@ -978,12 +964,7 @@ def report_lift(
     """Churn of treated customers against the control group, per policy version and action."""
     from tenure.policy.lift import report
 
-    try:
-        _, store = _open(workspace)
-        with store.reader() as conn:
-            decided, cancels, observed, budgets = queries.lift_inputs(conn)
-    except FAILURES as exc:
-        raise _fail(exc) from None
+    decided, cancels, observed, budgets = _query(workspace, queries.lift_inputs)
     rows = report(decided, cancels, observed, window) if observed else []
     if as_json:
         _dump({"window_days": window, "observed_until": observed, "rows": rows, "budgets": budgets})
