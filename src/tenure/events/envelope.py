@@ -116,6 +116,17 @@ PAYLOADS: dict[str, type[Payload]] = {
     "profile.updated": ProfileUpdated,
 }
 EVENT_TYPES: tuple[str, ...] = tuple(PAYLOADS)
+# The envelope's fields in their canonical order (also the event log's columns).
+ENVELOPE_FIELDS = (
+    "event_id",
+    "type",
+    "customer_id",
+    "occurred_at",
+    "source",
+    "partner_id",
+    "schema_version",
+    "payload",
+)
 
 
 class Event(

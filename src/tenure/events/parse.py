@@ -16,7 +16,7 @@ import msgspec
 import orjson
 
 from tenure.errors import InputError
-from tenure.events.envelope import MAX_PAYLOAD_BYTES, Event, event_union
+from tenure.events.envelope import ENVELOPE_FIELDS, MAX_PAYLOAD_BYTES, Event, event_union
 
 # A line longer than this cannot hold a payload under the limit; it is refused before parsing so
 # one runaway line cannot exhaust memory.
@@ -167,17 +167,6 @@ class LineParser:
             return Reject(line_no, raw, field, reason)
 
 
-ENVELOPE_FIELDS = (
-    "event_id",
-    "type",
-    "customer_id",
-    "occurred_at",
-    "source",
-    "partner_id",
-    "schema_version",
-)
-
-
 @dataclass(frozen=True)
 class CsvMapping:
     """How CSV columns become envelope fields.
@@ -201,7 +190,7 @@ def _row_object(row: Mapping[str, str], mapping: CsvMapping) -> dict[str, Any]:
     obj: dict[str, Any] = {}
     payload: dict[str, Any] = {}
     used: set[str] = set()
-    for field in ENVELOPE_FIELDS:
+    for field in ENVELOPE_FIELDS[:-1]:  # the payload is built from its own columns
         column = mapping.columns.get(field, field)
         if column in row:
             used.add(column)

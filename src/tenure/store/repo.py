@@ -24,7 +24,7 @@ from sqlalchemy import (
 from sqlalchemy.dialects import postgresql, sqlite
 
 from tenure.audit.chain import ChainedRecord
-from tenure.events.envelope import Event
+from tenure.events.envelope import ENVELOPE_FIELDS, Event
 from tenure.store import schema as t
 
 
@@ -56,16 +56,7 @@ def existing_event_ids(conn: Connection, ids: Sequence[str]) -> set[str]:
     return set(conn.execute(select(col).where(_among(conn, col, ids))).scalars())
 
 
-_EVENT_COLUMNS = (
-    "event_id",
-    "type",
-    "customer_id",
-    "occurred_at",
-    "source",
-    "partner_id",
-    "schema_version",
-    "payload",
-)
+_EVENT_COLUMNS = ENVELOPE_FIELDS
 
 
 _encode = msgspec.json.Encoder().encode
@@ -317,18 +308,6 @@ def rows(conn: Connection, query: Any) -> list[dict[str, Any]]:
     return [dict(r._mapping) for r in conn.execute(query)]
 
 
-_EVENT_COLUMNS_WITH_TYPE = (
-    "event_id",
-    "type",
-    "customer_id",
-    "occurred_at",
-    "source",
-    "partner_id",
-    "schema_version",
-    "payload",
-)
-
-
 def iter_events(conn: Connection, page: int = 20_000) -> Iterator[Event]:
     """Every event in the log, oldest first, decoded back into typed events."""
     from tenure.events.envelope import event_union
@@ -357,7 +336,7 @@ def iter_events(conn: Connection, page: int = 20_000) -> Iterator[Event]:
             )
         rows = conn.execute(query).all()
         for row in rows:
-            data = {name: row[i] for i, name in enumerate(_EVENT_COLUMNS_WITH_TYPE)}
+            data = {name: row[i] for i, name in enumerate(_EVENT_COLUMNS)}
             data["occurred_at"] = data["occurred_at"].isoformat()
             yield msgspec.convert(data, union, strict=False)
         if len(rows) < page:
