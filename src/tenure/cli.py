@@ -37,6 +37,7 @@ from tenure.store import queries
 from tenure.store.db import Store
 
 DEMO_BATCH_SIZE = 5_000
+STDIN_BATCH_SIZE = 1_000
 T = TypeVar("T")
 
 app = typer.Typer(
@@ -220,14 +221,15 @@ def run(
     ] = None,
     workspace: Workspace = None,
     batch_size: Annotated[
-        int,
+        int | None,
         typer.Option(
             min=1,
-            help="Events per transaction; each "
-            "customer with new events is evaluated once per "
-            "batch.",
+            help="Events per transaction; each customer with new events is evaluated once per "
+            f"batch (default {DEFAULT_BATCH_SIZE:,} for files, {STDIN_BATCH_SIZE:,} for standard "
+            "input, so a pipe is not held until a large batch fills).",
+            show_default=False,
         ),
-    ] = DEFAULT_BATCH_SIZE,
+    ] = None,
     input_format: Annotated[
         str | None,
         typer.Option("--format", help="jsonl or csv (default: from the file extension)."),
@@ -260,7 +262,8 @@ def run(
             load_policy(policy)  # a bad policy file fails before the workspace is touched
         settings, store = _open(workspace)
         chosen = _policies(policy, store)
-        summary, seconds = _run(settings, store, source, chosen, batch_size, live, as_json)
+        size = batch_size or (STDIN_BATCH_SIZE if source.is_stdin else DEFAULT_BATCH_SIZE)
+        summary, seconds = _run(settings, store, source, chosen, size, live, as_json)
     except FAILURES as exc:
         raise _fail(exc) from None
     if as_json:
