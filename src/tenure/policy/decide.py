@@ -173,7 +173,12 @@ class Outcome:
 
 
 def _thompson(
-    allowed: list[Candidate], policy: Policy, score: Score, evidence: Evidence, seed: int
+    allowed: list[Candidate],
+    policy: Policy,
+    score: Score,
+    evidence: Evidence,
+    seed: int,
+    segment: str | None,
 ) -> tuple[Candidate, float]:
     """Choose by drawn uplift; estimate how often this choice would be made (the propensity)."""
     rng = rng_for(seed)
@@ -182,7 +187,7 @@ def _thompson(
     def draws(size: int | None) -> dict[str, Any]:
         return {
             c.action_id: (
-                evidence.draw_uplift(c.action_id, rng, size)
+                evidence.draw_uplift(c.action_id, rng, size, segment)
                 if c.uplift_source == "posterior"
                 else c.uplift
             )
@@ -302,8 +307,8 @@ def decide(
     selection = policy.selection.mode
 
     def uplift_of(action: Action) -> tuple[float, str]:
-        if evidence.learned(action.id):
-            return round(evidence.mean_uplift(action.id), 6), "posterior"
+        if evidence.learned(action.id, features.segment):
+            return round(evidence.mean_uplift(action.id, features.segment), 6), "posterior"
         return action.uplift, "prior"
 
     tz = zone(features.timezone, guardrails)
@@ -375,7 +380,7 @@ def decide(
             status, guardrail = "suppressed", pick.blocked_by
             reason = f"{why}; A/B arm {arm}: {pick.detail}"
     elif allowed and selection == "thompson":
-        chosen, propensity = _thompson(allowed, policy, score, evidence, seed)
+        chosen, propensity = _thompson(allowed, policy, score, evidence, seed, features.segment)
         arm = chosen.action_id
         status, reason = (
             "action",

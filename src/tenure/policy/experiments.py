@@ -1,8 +1,11 @@
 """Experiments: what outcomes say about each action's uplift, and how actions are chosen.
 
 Evidence is counted per policy: churned / known outcomes of customers treated with each action,
-and of the control group. Uplift is the control's churn rate minus the action's, with a Beta(1, 1)
-prior on each rate. Three ways to choose among the actions that pass the guardrails:
+and of the control group, overall and per customer segment. Uplift means what a policy's prior
+means: the share of would-be churners an action keeps, 1 - churn(treated) / churn(control), with a
+Beta(1, 1) prior on each rate. A segment's own evidence is used once it has enough outcomes.
+
+Three ways to choose among the actions that pass the guardrails:
 
 - `best-value`: the highest expected net value with uplift at its posterior mean (or the policy's
   prior while an action has too few outcomes) — deterministic, propensity 1;
@@ -19,6 +22,7 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 
@@ -26,50 +30,68 @@ MIN_OUTCOMES = 20  # below this, an arm's churn rate is too noisy to replace the
 PROPENSITY_DRAWS = 256
 
 
+def segment_key(arm: str, segment: str | None) -> str:
+    """The evidence key of an arm ("control" or an action id) within a segment."""
+    return f"{arm}|{segment}" if segment else arm
+
+
 @dataclass(frozen=True)
 class Evidence:
-    """Outcome counts (churned, known) for the control group and for each action."""
+    """Outcome counts (churned, known) per arm: "control" or an action id, and
+    "<arm>|<segment>" for the same counts within one customer segment."""
 
-    control: tuple[int, int] = (0, 0)
-    actions: Mapping[str, tuple[int, int]] = field(default_factory=dict)
+    arms: Mapping[str, tuple[int, int]] = field(default_factory=dict)
 
-    def learned(self, action_id: str) -> bool:
-        """Whether both this action and the control have enough outcomes to be used."""
-        n_t = self.actions.get(action_id, (0, 0))[1]
-        return n_t >= MIN_OUTCOMES and self.control[1] >= MIN_OUTCOMES
+    @property
+    def control(self) -> tuple[int, int]:
+        """The control group's counts over all segments."""
+        return self.arms.get("control", (0, 0))
 
-    def mean_uplift(self, action_id: str) -> float:
-        """Posterior mean of control churn minus treated churn."""
-        kc, nc = self.control
-        kt, nt = self.actions.get(action_id, (0, 0))
-        return (1 + kc) / (2 + nc) - (1 + kt) / (2 + nt)
+    def _keys(self, action_id: str, segment: str | None) -> tuple[str, str] | None:
+        for seg in (segment, None) if segment else (None,):
+            t, c = segment_key(action_id, seg), segment_key("control", seg)
+            if (
+                self.arms.get(t, (0, 0))[1] >= MIN_OUTCOMES
+                and self.arms.get(c, (0, 0))[1] >= MIN_OUTCOMES
+            ):
+                return t, c
+        return None
+
+    def learned(self, action_id: str, segment: str | None = None) -> bool:
+        """Whether this action (in this segment, else overall) and its control have enough."""
+        return self._keys(action_id, segment) is not None
+
+    def _counts(self, action_id: str, segment: str | None) -> tuple[int, int, int, int]:
+        t, c = self._keys(action_id, segment) or (action_id, "control")
+        kt, nt = self.arms.get(t, (0, 0))
+        kc, nc = self.arms.get(c, (0, 0))
+        return kt, nt, kc, nc
+
+    def mean_uplift(self, action_id: str, segment: str | None = None) -> float:
+        """Posterior-mean share of would-be churners the action keeps (can be negative)."""
+        kt, nt, kc, nc = self._counts(action_id, segment)
+        return 1.0 - ((1 + kt) / (2 + nt)) / ((1 + kc) / (2 + nc))
 
     def draw_uplift(
-        self, action_id: str, rng: np.random.Generator, size: int | None = None
+        self,
+        action_id: str,
+        rng: np.random.Generator,
+        size: int | None = None,
+        segment: str | None = None,
     ) -> float | np.ndarray:
-        """Draws of control churn minus treated churn from the Beta posteriors."""
-        kc, nc = self.control
-        kt, nt = self.actions.get(action_id, (0, 0))
-        return rng.beta(1 + kc, 1 + nc - kc, size) - rng.beta(1 + kt, 1 + nt - kt, size)
+        """Draws of that share from the Beta posteriors."""
+        kt, nt, kc, nc = self._counts(action_id, segment)
+        return 1.0 - rng.beta(1 + kt, 1 + nt - kt, size) / rng.beta(1 + kc, 1 + nc - kc, size)
 
     def to_record(self) -> dict[str, object]:
         """A JSON-ready form (kept in the decision's lineage for replay)."""
-        return {
-            "control": list(self.control),
-            "actions": {k: list(v) for k, v in sorted(self.actions.items())},
-        }
+        return {"arms": {k: list(v) for k, v in sorted(self.arms.items())}}
 
     @classmethod
     def from_record(cls, rec: Mapping[str, object] | None) -> Evidence:
         """Rebuild from `to_record()` output."""
-        if not rec:
-            return cls()
-        control = rec.get("control") or (0, 0)
-        actions = rec.get("actions") or {}
-        return cls(
-            (int(control[0]), int(control[1])),  # type: ignore[index]
-            {k: (int(v[0]), int(v[1])) for k, v in actions.items()},
-        )  # type: ignore[union-attr]
+        arms: Any = (rec or {}).get("arms") or {}
+        return cls({k: (int(v[0]), int(v[1])) for k, v in arms.items()})
 
 
 NO_EVIDENCE = Evidence()

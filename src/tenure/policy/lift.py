@@ -135,22 +135,22 @@ def evidence_by_policy(
     cancellations: Mapping[str, Sequence[dt.datetime]],
     observed_until: dt.datetime,
     window_days: float = 30.0,
+    segments: Mapping[str, str | None] | None = None,
 ) -> dict[str, Any]:
-    """Known outcomes per policy id, as experiment evidence: control and each action."""
-    from tenure.policy.experiments import Evidence
+    """Known outcomes per policy id as experiment evidence: per arm, overall and per segment."""
+    from tenure.policy.experiments import Evidence, segment_key
 
-    counts: dict[str, dict[str | None, list[int]]] = {}
+    counts: dict[str, dict[str, list[int]]] = {}
     for d in decisions:
         o = outcome(d.decided_at, cancellations.get(d.customer_id, ()), observed_until, window_days)
         if o == "unknown":
             continue
-        k_n = counts.setdefault(d.policy_id, {}).setdefault(d.action_id, [0, 0])
-        k_n[0] += o == "churned"
-        k_n[1] += 1
+        arm = d.action_id or "control"
+        segment = (segments or {}).get(d.customer_id)
+        for key in {segment_key(arm, None), segment_key(arm, segment)}:
+            k_n = counts.setdefault(d.policy_id, {}).setdefault(key, [0, 0])
+            k_n[0] += o == "churned"
+            k_n[1] += 1
     return {
-        pid: Evidence(
-            tuple(arms.get(None, [0, 0])),  # type: ignore[arg-type]
-            {a: (k, n) for a, (k, n) in arms.items() if a is not None},
-        )
-        for pid, arms in counts.items()
+        pid: Evidence({k: (v[0], v[1]) for k, v in arms.items()}) for pid, arms in counts.items()
     }

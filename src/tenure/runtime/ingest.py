@@ -146,12 +146,15 @@ def run(
     """Run one input through the pipeline into the store."""
     from tenure.policy.lift import evidence_by_policy
     from tenure.runtime.models import scorer_for
-    from tenure.store.queries import lift_inputs
+    from tenure.store.queries import lift_inputs, segments
 
     with store.reader() as conn:
         scorer = scorer_for(conn)
         decided, cancels, observed, _ = lift_inputs(conn)
-    evidence = evidence_by_policy(decided, cancels, observed) if observed else {}
+        segment_of = segments(conn, sorted({d.customer_id for d in decided}))
+    evidence = (
+        evidence_by_policy(decided, cancels, observed, segments=segment_of) if observed else {}
+    )
     stream = open_input(source)
     try:
         pipeline = Pipeline(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 import orjson
@@ -240,3 +241,12 @@ def lift_inputs(
     observed = conn.execute(select(func.max(e.occurred_at))).scalar()
     budgets = repo.rows(conn, select(t.budgets).order_by(t.budgets.c.policy_id, t.budgets.c.period))
     return decided, cancels, observed, budgets
+
+
+def segments(conn: Connection, customer_ids: Sequence[str]) -> dict[str, str | None]:
+    """Each customer's current segment (from the state's registers)."""
+    out: dict[str, str | None] = {}
+    for cid, (state, _, _) in repo.load_customers(conn, list(customer_ids)).items():
+        register = (state.get("registers") or {}).get("segment")
+        out[cid] = register[2] if register else None
+    return out
