@@ -955,6 +955,69 @@ def policy_diff(
     out.print(table)
 
 
+@app.command()
+def simulate(
+    customers: Annotated[int, typer.Option(min=100, help="Synthetic customers.")] = 20_000,
+    days: Annotated[int, typer.Option(min=35, help="Days simulated (weekly cohorts).")] = 196,
+    seed: Annotated[int, typer.Option(help="Random seed: same seed, same result.")] = 7,
+    policy: Annotated[
+        Path | None, typer.Option(help="Policy to run for best-value (default: one offer).")
+    ] = None,
+    targeting: Annotated[
+        str, typer.Option(help="best-value, riskiest, random, oracle, or all.")
+    ] = "all",
+    budget: Annotated[
+        float | None, typer.Option(min=0, help="Total budget (default: a tenth of customers).")
+    ] = None,
+    control_share: Annotated[
+        float, typer.Option(min=0.0, max=0.5, help="Control group share for best-value.")
+    ] = 0.2,
+    as_json: JsonFlag = False,
+) -> None:
+    """Closed loop: a policy decides for customers whose churn and response are known."""
+    from tenure.sim.closed_loop import TARGETINGS, SimSpec, compare
+
+    modes = TARGETINGS if targeting == "all" else (targeting,)
+    if any(m not in TARGETINGS for m in modes):
+        raise _fail(TenureError(f"--targeting must be all or one of {', '.join(TARGETINGS)}"))
+    try:
+        chosen = load_policy(policy) if policy else None
+        spec = SimSpec(
+            customers=customers, days=days, seed=seed, budget=budget, control_share=control_share
+        )
+        with err.status(f"simulating {customers:,} customers over {days} days"):
+            result = compare(spec, modes, chosen)  # type: ignore[arg-type]
+    except FAILURES as exc:
+        raise _fail(exc) from None
+    if as_json:
+        _dump(result)
+        return
+    table = Table(title="same budget for every mode; 'learned' = the second half of the run")
+    for col in (
+        "targeting",
+        "treated",
+        "saved",
+        "saved value",
+        "cost/saved",
+        "oracle share",
+        "learned: saved (exp.)",
+        "learned: oracle share",
+    ):
+        table.add_column(col)
+    for mode, r in result["modes"].items():
+        table.add_row(
+            mode,
+            str(r["treated"]),
+            str(r["saved"]),
+            f"{r['saved_value']:,.0f}",
+            "-" if r["cost_per_saved"] is None else f"{r['cost_per_saved']:.2f}",
+            f"{r['oracle_share']:.0%}",
+            f"{r['learned']['expected_saved']:.1f}",
+            f"{r['learned']['oracle_share']:.0%}",
+        )
+    out.print(table)
+
+
 @report_app.command("lift")
 def report_lift(
     window: Annotated[

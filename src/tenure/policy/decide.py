@@ -16,7 +16,14 @@ import numpy as np
 
 from tenure.features.snapshot import Features
 from tenure.policy.conditions import holds
-from tenure.policy.experiments import NO_EVIDENCE, PROPENSITY_DRAWS, Evidence, ab_arm, rng_for
+from tenure.policy.experiments import (
+    NO_EVIDENCE,
+    PROPENSITY_DRAWS,
+    Evidence,
+    ab_arm,
+    cell,
+    rng_for,
+)
 from tenure.policy.guardrails import (
     Contact,
     GuardrailSettings,
@@ -292,11 +299,6 @@ def decide(
     customer_block: tuple[str, str] | None = None
     if features.customer_id in guardrails.suppressed_customers:
         customer_block = ("suppression_list", "customer is on the suppression list")
-    elif in_control_group(features.customer_id, guardrails):
-        customer_block = (
-            "control_group",
-            f"customer is in the global control group ({guardrails.control_share:.0%})",
-        )
     elif cooldown is not None:
         customer_block = ("cooldown", cooldown)
 
@@ -306,9 +308,11 @@ def decide(
     seed = decision_seed(features.customer_id, did)
     selection = policy.selection.mode
 
+    where = cell(features.segment, score.risk)
+
     def uplift_of(action: Action) -> tuple[float, str]:
-        if evidence.learned(action.id, features.segment):
-            return round(evidence.mean_uplift(action.id, features.segment), 6), "posterior"
+        if evidence.learned(action.id, where):
+            return round(evidence.mean_uplift(action.id, where), 6), "posterior"
         return action.uplift, "prior"
 
     tz = zone(features.timezone, guardrails)
@@ -380,7 +384,7 @@ def decide(
             status, guardrail = "suppressed", pick.blocked_by
             reason = f"{why}; A/B arm {arm}: {pick.detail}"
     elif allowed and selection == "thompson":
-        chosen, propensity = _thompson(allowed, policy, score, evidence, seed, features.segment)
+        chosen, propensity = _thompson(allowed, policy, score, evidence, seed, where)
         arm = chosen.action_id
         status, reason = (
             "action",
@@ -394,6 +398,15 @@ def decide(
         reason = f"{why}; {positive[0].detail}"
     else:
         status, reason = "none", f"{why}; no action has a positive expected net value"
+    if chosen is not None and in_control_group(features.customer_id, guardrails):
+        # Held back only once an action would have been taken: the control group is then made
+        # of customers the policy would have treated, which is what lift must compare against.
+        status, guardrail = "suppressed", "control_group"
+        reason = (
+            f"{why}; would have taken {chosen.action_id}, but the customer is in the "
+            f"global control group ({guardrails.control_share:.0%})"
+        )
+        chosen, propensity = None, None
     if chosen is not None and deferral:
         reason += f"; {deferral}"
 

@@ -3,7 +3,7 @@
 Evidence is counted per policy: churned / known outcomes of customers treated with each action,
 and of the control group, overall and per customer segment. Uplift means what a policy's prior
 means: the share of would-be churners an action keeps, 1 - churn(treated) / churn(control), with a
-Beta(1, 1) prior on each rate. A segment's own evidence is used once it has enough outcomes.
+Beta(1, 1) prior on each rate; within a segment, the rate is shrunk toward the arm's overall rate.
 
 Three ways to choose among the actions that pass the guardrails:
 
@@ -27,7 +27,21 @@ from typing import Any
 import numpy as np
 
 MIN_OUTCOMES = 20  # below this, an arm's churn rate is too noisy to replace the policy's prior
+SHRINK_WEIGHT = 10.0  # how many outcomes the arm's overall rate counts for within a segment
 PROPENSITY_DRAWS = 256
+
+
+RISK_BANDS = ((0.3, "low"), (0.7, "mid"), (1.01, "high"))
+
+
+def cell(segment: str | None, risk: float) -> str:
+    """The cell uplift is learned in: the customer's segment and risk band.
+
+    Risk band matters as much as segment: the riskiest customers are often lost causes and the
+    safest would stay anyway, so an offer's effect is rarely the same across bands.
+    """
+    band = next(name for upper, name in RISK_BANDS if risk < upper)
+    return f"{segment or '-'}/{band}"
 
 
 def segment_key(arm: str, segment: str | None) -> str:
@@ -47,30 +61,31 @@ class Evidence:
         """The control group's counts over all segments."""
         return self.arms.get("control", (0, 0))
 
-    def _keys(self, action_id: str, segment: str | None) -> tuple[str, str] | None:
-        for seg in (segment, None) if segment else (None,):
-            t, c = segment_key(action_id, seg), segment_key("control", seg)
-            if (
-                self.arms.get(t, (0, 0))[1] >= MIN_OUTCOMES
-                and self.arms.get(c, (0, 0))[1] >= MIN_OUTCOMES
-            ):
-                return t, c
-        return None
-
     def learned(self, action_id: str, segment: str | None = None) -> bool:
-        """Whether this action (in this segment, else overall) and its control have enough."""
-        return self._keys(action_id, segment) is not None
+        """Whether the action and the control each have enough outcomes overall."""
+        return (
+            self.arms.get(action_id, (0, 0))[1] >= MIN_OUTCOMES and self.control[1] >= MIN_OUTCOMES
+        )
 
-    def _counts(self, action_id: str, segment: str | None) -> tuple[int, int, int, int]:
-        t, c = self._keys(action_id, segment) or (action_id, "control")
-        kt, nt = self.arms.get(t, (0, 0))
-        kc, nc = self.arms.get(c, (0, 0))
-        return kt, nt, kc, nc
+    def _beta(self, arm: str, segment: str | None) -> tuple[float, float]:
+        """Beta posterior of an arm's churn rate in a segment, shrunk toward the arm overall.
+
+        A segment's few outcomes are pooled with the arm's overall rate (worth SHRINK_WEIGHT
+        outcomes), so segments are told apart as soon as they differ, without trusting a
+        handful of customers.
+        """
+        k, n = self.arms.get(arm, (0, 0))
+        overall = (1 + k) / (2 + n)
+        if segment is None:
+            return 1 + k, 1 + n - k
+        ks, ns = self.arms.get(segment_key(arm, segment), (0, 0))
+        return ks + SHRINK_WEIGHT * overall, ns - ks + SHRINK_WEIGHT * (1 - overall)
 
     def mean_uplift(self, action_id: str, segment: str | None = None) -> float:
         """Posterior-mean share of would-be churners the action keeps (can be negative)."""
-        kt, nt, kc, nc = self._counts(action_id, segment)
-        return 1.0 - ((1 + kt) / (2 + nt)) / ((1 + kc) / (2 + nc))
+        at, bt = self._beta(action_id, segment)
+        ac, bc = self._beta("control", segment)
+        return 1.0 - (at / (at + bt)) / (ac / (ac + bc))
 
     def draw_uplift(
         self,
@@ -80,8 +95,9 @@ class Evidence:
         segment: str | None = None,
     ) -> float | np.ndarray:
         """Draws of that share from the Beta posteriors."""
-        kt, nt, kc, nc = self._counts(action_id, segment)
-        return 1.0 - rng.beta(1 + kt, 1 + nt - kt, size) / rng.beta(1 + kc, 1 + nc - kc, size)
+        at, bt = self._beta(action_id, segment)
+        ac, bc = self._beta("control", segment)
+        return 1.0 - rng.beta(at, bt, size) / rng.beta(ac, bc, size)
 
     def to_record(self) -> dict[str, object]:
         """A JSON-ready form (kept in the decision's lineage for replay)."""

@@ -28,6 +28,7 @@ class Decided:
     policy_hash: str
     action_id: str | None  # None for a control-group customer
     cost: float
+    risk: float = 0.0
 
 
 def outcome(
@@ -138,7 +139,7 @@ def evidence_by_policy(
     segments: Mapping[str, str | None] | None = None,
 ) -> dict[str, Any]:
     """Known outcomes per policy id as experiment evidence: per arm, overall and per segment."""
-    from tenure.policy.experiments import Evidence, segment_key
+    from tenure.policy.experiments import Evidence, cell, segment_key
 
     counts: dict[str, dict[str, list[int]]] = {}
     for d in decisions:
@@ -146,8 +147,8 @@ def evidence_by_policy(
         if o == "unknown":
             continue
         arm = d.action_id or "control"
-        segment = (segments or {}).get(d.customer_id)
-        for key in {segment_key(arm, None), segment_key(arm, segment)}:
+        where = cell((segments or {}).get(d.customer_id), d.risk)
+        for key in {segment_key(arm, None), segment_key(arm, where)}:
             k_n = counts.setdefault(d.policy_id, {}).setdefault(key, [0, 0])
             k_n[0] += o == "churned"
             k_n[1] += 1

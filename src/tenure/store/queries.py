@@ -225,13 +225,15 @@ def lift_inputs(
 
     d, e = t.decisions.c, t.events.c
     rows = conn.execute(
-        select(d.customer_id, d.decided_at, d.policy_id, d.policy_hash, d.action_id, d.record)
+        select(
+            d.customer_id, d.decided_at, d.policy_id, d.policy_hash, d.action_id, d.record, d.risk
+        )
         .where(d.mode.in_(("live", "canary")))
         .where((d.status == "action") | (d.guardrail == "control_group"))
     ).all()
     decided = [
-        Decided(cid, at, pid, ph, action, float(rec.get("cost", 0.0)))
-        for cid, at, pid, ph, action, rec in rows
+        Decided(cid, at, pid, ph, action, float(rec.get("cost", 0.0)), float(risk))
+        for cid, at, pid, ph, action, rec, risk in rows
     ]
     cancels: dict[str, list[Any]] = {}
     for cid, at in conn.execute(
