@@ -161,6 +161,8 @@ def _summary_tables(summary: RunSummary, seconds: float) -> None:
         decisions.add_row(f"action: {action}", f"{n:,}")
     for guardrail, n in sorted(summary.suppressed.items()):
         decisions.add_row(f"suppressed: {guardrail}", f"{n:,}")
+    if summary.decisions.get("human"):
+        decisions.add_row("handed to a person", f"{summary.decisions['human']:,}")
     if summary.decisions.get("none"):
         decisions.add_row("none (no positive expected value)", f"{summary.decisions['none']:,}")
     if not summary.decisions:

@@ -210,3 +210,25 @@ def test_an_expression_that_cannot_be_evaluated_counts_as_false() -> None:
     data["eligibility"] = ["features.mean_order_value > 10"]  # None for customers with no orders
     out = decide(features("email"), risky(), parse_policy(data), DecisionMemory(), TRIGGER, NOW)
     assert out.decision is None
+
+
+def test_escalation_hands_valuable_customers_to_a_person() -> None:
+    data = POLICY.model_dump(mode="json")
+    data["escalations"] = [{"when": "value > 5000 and risk > 0.8", "queue": "key-accounts"}]
+    policy = parse_policy(data)
+    out = decide(features("email"), risky(value=9000), policy, DecisionMemory(), TRIGGER, NOW)
+    d = out.decision
+    assert d is not None and d.status == "human" and d.human_queue == "key-accounts"
+    assert d.action_id is None and out.memory.last_intervention_at == d.decided_at
+    ordinary = decide(features("email"), risky(value=600), policy, DecisionMemory(), TRIGGER, NOW)
+    assert ordinary.decision is not None and ordinary.decision.status == "action"
+    # The cooldown still holds for people too.
+    later = decide(
+        features("email"),
+        risky(value=9000),
+        policy,
+        out.memory,
+        dataclasses.replace(TRIGGER, event_id="e-2", seen_types=frozenset({"payment.failed"})),
+        NOW + dt.timedelta(days=2),
+    )
+    assert later.decision is not None and later.decision.guardrail == "cooldown"

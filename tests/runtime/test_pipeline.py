@@ -214,3 +214,14 @@ def test_a_late_event_is_decided_at_the_customers_newest_time(tmp_path: Path) ->
         ]
     assert rows and all(r["decided_at"] >= dt.datetime(2026, 3, 10, tzinfo=dt.UTC) for r in rows)
     assert all(b["lineage"]["features"]["days_since_last_seen"] >= 0 for b in bodies)
+
+
+def test_escalations_become_human_tasks_in_the_outbox(tmp_path: Path) -> None:
+    store = Store(f"sqlite:///{tmp_path / 'h.db'}")
+    data = EAGER.model_dump(mode="json")
+    data["escalations"] = [{"when": "true", "queue": "retention-desk"}]
+    run_lines(store, population_lines(customers=30, days=40), policy=parse_policy(data))
+    with store.reader() as conn:
+        kinds = {r["kind"] for r in repo.rows(conn, select(t.outbox))}
+        statuses = set(conn.execute(select(t.decisions.c.status)).scalars())
+    assert kinds == {"human.task"} and "human" in statuses and "action" not in statuses

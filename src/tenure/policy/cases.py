@@ -33,7 +33,7 @@ class _Model(BaseModel):
 class Expectation(_Model):
     """What the decision must be; fields left out are not checked."""
 
-    status: Literal["action", "none", "suppressed", "no-decision"]
+    status: Literal["action", "none", "suppressed", "human", "no-decision"]
     action_id: str | None = None
     guardrail: str | None = None
 

@@ -38,7 +38,7 @@ from tenure.scoring.types import Contribution, Score
 
 DEFAULT_GUARDRAILS = GuardrailSettings()
 
-Status = Literal["action", "none", "suppressed"]
+Status = Literal["action", "none", "suppressed", "human"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -147,6 +147,7 @@ class Decision:
     # off-line evaluation of another policy on these logs needs. Best-value is deterministic.
     selection: str = "best-value"
     arm: str | None = None  # the experiment arm (A/B or Thompson), when there is one
+    human_queue: str | None = None  # for status "human": the queue the task goes to
     propensity: float | None = None
     mode: str = "live"
 
@@ -265,7 +266,12 @@ def decide(
     if memory.at_risk and not signalled:
         return Outcome(None, memory)
     context: dict[str, Any] | None = None
-    if policy.eligibility or policy.trigger.when or any(a.when for a in policy.actions):
+    if (
+        policy.eligibility
+        or policy.trigger.when
+        or policy.escalations
+        or any(a.when for a in policy.actions)
+    ):
         context = {
             "risk": score.risk,
             "value": score.value,
@@ -296,6 +302,7 @@ def decide(
                 f"{policy.guardrails.cooldown_days:g} days"
             )
 
+    escalation = next((e for e in policy.escalations if holds(e.when, context or {})[0]), None)
     customer_block: tuple[str, str] | None = None
     if features.customer_id in guardrails.suppressed_customers:
         customer_block = ("suppression_list", "customer is on the suppression list")
@@ -398,6 +405,14 @@ def decide(
         reason = f"{why}; {positive[0].detail}"
     else:
         status, reason = "none", f"{why}; no action has a positive expected net value"
+    human_queue: str | None = None
+    if escalation is not None and customer_block is None:
+        # A person decides instead: no automatic contact, so consent and contact caps do not
+        # apply here, but the suppression list and the cooldown do, and it counts as an
+        # intervention for the next cooldown.
+        status, guardrail, chosen, propensity = "human", None, None, None
+        human_queue = escalation.queue
+        reason = f"{why}; escalated to {escalation.queue}: {escalation.when}"
     if chosen is not None and in_control_group(features.customer_id, guardrails):
         # Held back only once an action would have been taken: the control group is then made
         # of customers the policy would have treated, which is what lift must compare against.
@@ -434,6 +449,7 @@ def decide(
         selection=selection,
         arm=arm,
         propensity=propensity,
+        human_queue=human_queue,
         mode=mode,
         cost=next(a.cost for a in policy.actions if a.id == chosen.action_id) if chosen else 0.0,
     )
@@ -442,7 +458,9 @@ def decide(
         contacts = (*contacts, Contact(int(deliver_at.timestamp()), chosen.channel))
     new_memory = DecisionMemory(
         at_risk=True,
-        last_intervention_at=decided_at if status == "action" else memory.last_intervention_at,
+        last_intervention_at=(
+            decided_at if status in ("action", "human") else memory.last_intervention_at
+        ),
         contacts=contacts,
     )
     return Outcome(decision, new_memory)

@@ -86,6 +86,13 @@ class Guardrails(_Model):
     )
 
 
+class Escalation(_Model):
+    """Send the customer to a person instead of an automatic action when a condition holds."""
+
+    when: Condition
+    queue: str = Field(min_length=1, max_length=100, description="Human task queue.")
+
+
 class Selection(_Model):
     """How an action is chosen among those the guardrails allow (see policy.experiments)."""
 
@@ -118,6 +125,11 @@ class Policy(_Model):
     id: str = Field(min_length=1, max_length=100)
     label: str = Field(default="", max_length=200)
     trigger: Trigger
+    escalations: tuple[Escalation, ...] = Field(
+        default=(),
+        description="Checked in order once the trigger fires; the first that holds hands the "
+        "customer to a person.",
+    )
     eligibility: tuple[Condition, ...] = Field(
         default=(),
         description="Conditions (zen expressions) a customer must meet to be considered at all.",

@@ -427,7 +427,7 @@ class Pipeline:
                 if d.mode == "shadow":
                     summary.shadow[d.status] += 1
                     continue
-                if d.status == "action":
+                if d.status in ("action", "human"):
                     outbox_rows.append(self._outbox_row(d))
                 summary.decisions[d.status] += 1
                 if d.action_id:
@@ -471,6 +471,21 @@ class Pipeline:
         return counts
 
     def _outbox_row(self, d: Decision) -> dict[str, Any]:
+        if d.status == "human":
+            return {
+                "idempotency_key": f"{d.decision_id}:human",
+                "decision_id": d.decision_id,
+                "kind": "human.task",
+                "payload": {
+                    "decision_id": d.decision_id,
+                    "customer_id": d.customer_id,
+                    "queue": d.human_queue,
+                    "reason": d.reason,
+                    "decided_at": d.decided_at,
+                },
+                "created_at": dt.datetime.fromisoformat(d.decided_at),
+                "attempts": 0,
+            }
         policy = self.policies.by_hash[d.policy_hash]
         action = next(a for a in policy.actions if a.id == d.action_id)
         return {
