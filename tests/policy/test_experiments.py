@@ -78,7 +78,7 @@ def test_ab_splits_by_weight_and_respects_guardrails() -> None:
     assert 0.7 < arms["winback-email"] / len(treated) < 0.8
     d = run(pol, "c-7")
     assert d.propensity in (0.75, 0.25) and d.arm == d.action_id
-    arm, _ = ab_arm("c-7", pol.content_hash, [("winback-email", 3), ("retention-push", 1)])
+    arm, _ = ab_arm("c-7", f"ab:{pol.content_hash}", [("winback-email", 3), ("retention-push", 1)])
     blocked = run(pol, "c-7", consents=())
     assert blocked.status == "suppressed" and blocked.guardrail == "consent" and blocked.arm == arm
 

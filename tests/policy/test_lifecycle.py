@@ -33,6 +33,13 @@ V2 = parse_policy(
 def test_approval_needs_a_second_person() -> None:
     with pytest.raises(ConfigError, match="someone else must approve"):
         plan_transition("h", "p", "ana", "draft", "active", "ana", None, {})
+    with pytest.raises(ConfigError, match="someone else must approve it going canary"):
+        plan_transition("h", "p", "ana", "shadow", "canary", "ana", 99.9, {})
+    with pytest.raises(ConfigError, match="take it out of service"):
+        plan_transition("h", "p", "ana", "active", "retired", "ana", None, {})
+    assert (
+        plan_transition("h", "p", "ana", "draft", "shadow", "ana", None, {}).to_status == "shadow"
+    )
     plan = plan_transition(
         "h",
         "p",
@@ -97,7 +104,7 @@ def test_shadow_and_canary_end_to_end(tmp_path: Path) -> None:
 
     assert (
         invoke(
-            "policy", "promote", v2, "--to", "canary", "--percent", "30", "--by", "ana", "-w", ws
+            "policy", "promote", v2, "--to", "canary", "--percent", "30", "--by", "ben", "-w", ws
         )[0]
         == 0
     )

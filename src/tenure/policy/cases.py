@@ -14,9 +14,10 @@ from typing import Any, Literal
 
 import msgspec
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, ValidationError, field_validator
 
-from tenure.errors import ConfigError
+from tenure.errors import ConfigError, field_errors
+from tenure.events.envelope import EVENT_TYPES
 from tenure.features.snapshot import Features, snapshot
 from tenure.features.state import CustomerState
 from tenure.policy.decide import DEFAULT_GUARDRAILS, DecisionMemory, TriggerContext, decide
@@ -42,15 +43,34 @@ class Case(_Model):
     """One situation and its expected decision."""
 
     name: str
-    now: dt.datetime = dt.datetime(2026, 3, 1, 12, tzinfo=dt.UTC)
+    now: AwareDatetime = dt.datetime(2026, 3, 1, 12, tzinfo=dt.UTC)
     features: dict[str, Any] = Field(default_factory=dict)
     consent: dict[str, bool] = Field(default_factory=dict)
     risk: float | None = Field(default=None, ge=0.0, le=1.0)
     value: float | None = Field(default=None, ge=0.0)
     at_risk_before: bool = False
-    last_intervention_at: dt.datetime | None = None
+    last_intervention_at: AwareDatetime | None = None
     trigger: str = "usage"
+    in_control_group: bool = False  # cases test the policy; the random holdout is opt-in
     expect: Expectation
+
+    @field_validator("trigger")
+    @classmethod
+    def _known_type(cls, value: str) -> str:
+        if value not in EVENT_TYPES:
+            raise ValueError(f"unknown event type {value!r}")
+        return value
+
+
+def _salt_holding(customer_id: str) -> str:
+    """A control-group salt under which `customer_id` falls in a 50% control group."""
+    from tenure.policy.guardrails import in_control_group
+
+    for n in range(1000):
+        salt = f"case-{n}"
+        if in_control_group(customer_id, GuardrailSettings(control_share=0.5, control_salt=salt)):
+            return salt
+    raise AssertionError("no salt found")  # a 50% share makes this unreachable in practice
 
 
 class CaseFile(_Model):
@@ -80,11 +100,7 @@ def load_cases(path: Path) -> CaseFile:
     try:
         return CaseFile.model_validate(data)
     except ValidationError as exc:
-        problems = "; ".join(
-            f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']}"
-            for e in exc.errors(include_url=False)
-        )
-        raise ConfigError(f"{path}: {problems}") from None
+        raise ConfigError(f"{path}: {field_errors(exc)}") from None
 
 
 def _features(case: Case) -> Features:
@@ -117,7 +133,12 @@ def run_case(
         else None,
     )
     trigger = TriggerContext(f"case:{case.name}", case.trigger, frozenset({case.trigger}))
-    outcome = decide(f, sc, policy, memory, trigger, case.now, guardrails)
+    guards = guardrails.model_copy(
+        update={"control_share": 0.5 if case.in_control_group else 0.0, "control_salt": "case"}
+    )
+    if case.in_control_group:
+        guards = guards.model_copy(update={"control_salt": _salt_holding(f.customer_id)})
+    outcome = decide(f, sc, policy, memory, trigger, case.now, guards)
     d = outcome.decision
     got = (
         {"status": "no-decision", "action_id": None, "guardrail": None}

@@ -207,7 +207,8 @@ def _thompson(
         c.action_id: score.risk * first[c.action_id] * score.value - costs[c.action_id]
         for c in allowed
     }
-    best = max(allowed, key=lambda c: (value[c.action_id], c.action_id))
+    # The first best in `allowed` order, the same tie-break np.argmax uses for the propensity.
+    best = allowed[int(np.argmax([value[c.action_id] for c in allowed]))]
     many = draws(PROPENSITY_DRAWS)
     values = np.array(
         [
@@ -380,7 +381,8 @@ def decide(
             for a in policy.actions
             if policy.selection.weights.get(a.id, 1.0) > 0
         ]
-        arm, share = ab_arm(features.customer_id, policy.content_hash, weights)
+        # Salted apart from the canary hash, so a canary A/B test still splits its customers.
+        arm, share = ab_arm(features.customer_id, f"ab:{policy.content_hash}", weights)
         pick = next(c for c in ranked if c.action_id == arm)
         if pick.blocked_by is None:
             chosen, propensity = pick, share
@@ -404,8 +406,17 @@ def decide(
         status, guardrail = "suppressed", positive[0].blocked_by
         reason = f"{why}; {positive[0].detail}"
     else:
-        status, reason = "none", f"{why}; no action has a positive expected net value"
+        excluded = all(c.blocked_by == "condition" for c in ranked)
+        status, reason = (
+            "none",
+            (
+                f"{why}; no action's condition holds"
+                if excluded
+                else f"{why}; no action has a positive expected net value"
+            ),
+        )
     human_queue: str | None = None
+    held_back = False
     if escalation is not None and customer_block is None:
         # A person decides instead: no automatic contact, so consent and contact caps do not
         # apply here, but the suppression list and the cooldown do, and it counts as an
@@ -413,15 +424,20 @@ def decide(
         status, guardrail, chosen, propensity = "human", None, None, None
         human_queue = escalation.queue
         reason = f"{why}; escalated to {escalation.queue}: {escalation.when}"
-    if chosen is not None and in_control_group(features.customer_id, guardrails):
-        # Held back only once an action would have been taken: the control group is then made
-        # of customers the policy would have treated, which is what lift must compare against.
-        status, guardrail = "suppressed", "control_group"
+    if (chosen is not None or status == "human") and in_control_group(
+        features.customer_id, guardrails
+    ):
+        # Held back only once the policy would have acted (an action or a hand-off to a person):
+        # the control group is then made of customers the policy would have treated, which is
+        # what lift must compare against. It starts the cooldown like a treatment would, so a
+        # held-back customer is not decided again (and counted twice) days later.
+        would = chosen.action_id if chosen is not None else f"a hand-off to {human_queue}"
+        status, guardrail, held_back = "suppressed", "control_group", True
         reason = (
-            f"{why}; would have taken {chosen.action_id}, but the customer is in the "
-            f"global control group ({guardrails.control_share:.0%})"
+            f"{why}; would have taken {would}, but the customer is in the global control "
+            f"group ({guardrails.control_share:.0%})"
         )
-        chosen, propensity = None, None
+        chosen, propensity, human_queue = None, None, None
     if chosen is not None and deferral:
         reason += f"; {deferral}"
 
@@ -459,7 +475,9 @@ def decide(
     new_memory = DecisionMemory(
         at_risk=True,
         last_intervention_at=(
-            decided_at if status in ("action", "human") else memory.last_intervention_at
+            decided_at
+            if status in ("action", "human") or held_back
+            else memory.last_intervention_at
         ),
         contacts=contacts,
     )

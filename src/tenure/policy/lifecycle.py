@@ -86,8 +86,15 @@ def plan_transition(
         raise ConfigError("a canary needs --percent between 0 and 100 (exclusive)")
     if to != "canary" and percent is not None:
         raise ConfigError("--percent only applies to --to canary")
-    if to == "active" and by.strip() == author:
-        raise ConfigError(f"{author} wrote this version; someone else must approve it")
+    # Anything that changes what customers live with needs a second person: making a version
+    # decide for real (canary or active), or taking the active version out of service.
+    if to in ("canary", "active") and by.strip() == author:
+        raise ConfigError(f"{author} wrote this version; someone else must approve it going {to}")
+    if current == "active" and to != "active" and by.strip() == author:
+        raise ConfigError(
+            f"{author} wrote the active version; someone else must take it out of "
+            "service (or promote a replacement)"
+        )
     if current == to and to != "canary":
         raise ConfigError(f"version {version[:12]} is already {to}")
     retired: list[str] = []

@@ -101,9 +101,13 @@ def report(
         t = _rate([o for o, _ in items])
         c = _rate(control.get(policy_hash, []))
         cost = sum(cost for _, cost in items)
+        # Cost per saved customer compares like with like: the cost of the treated customers
+        # whose outcome is known, against the savings measured on them.
+        known_cost = sum(cost for o, cost in items if o != "unknown")
         lift: dict[str, Any] = {
             "churn_reduction": None,
             "ci95": None,
+            "uplift": None,
             "saved": None,
             "cost_per_saved": None,
         }
@@ -112,10 +116,13 @@ def report(
             low, high = difference_ci(t["churned"], t["known"], c["churned"], c["known"])
             saved = reduction * t["known"]
             lift = {
+                # Absolute, in churn-rate points; `uplift` is relative, as in policies: the share
+                # of would-be churners kept.
                 "churn_reduction": round(reduction, 4),
                 "ci95": [round(low, 4), round(high, 4)],
+                "uplift": round(reduction / c["churn_rate"], 4) if c["churn_rate"] else None,
                 "saved": round(saved, 2),
-                "cost_per_saved": round(cost / saved, 2) if saved > 0 else None,
+                "cost_per_saved": round(known_cost / saved, 2) if saved > 0 else None,
             }
         rows.append(
             {

@@ -9,7 +9,15 @@ from typing import Annotated, Any, Literal
 
 import orjson
 import yaml
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 from tenure.errors import ConfigError, field_errors
 from tenure.events.envelope import EVENT_TYPES
@@ -101,6 +109,15 @@ class Selection(_Model):
         default_factory=dict, description="ab only: action id -> share (equal when empty)."
     )
 
+    @field_validator("weights")
+    @classmethod
+    def _shares(cls, value: dict[str, float]) -> dict[str, float]:
+        if any(w < 0 for w in value.values()):
+            raise ValueError("A/B weights cannot be negative")
+        if value and not any(w > 0 for w in value.values()):
+            raise ValueError("at least one A/B weight must be positive")
+        return value
+
 
 class Budget(_Model):
     """Spend a policy may reserve per period (cost is reserved when an action is decided)."""
@@ -138,6 +155,13 @@ class Policy(_Model):
     budget: Budget | None = None
     selection: Selection = Selection()
     actions: tuple[Action, ...] = Field(min_length=1)
+
+    @model_validator(mode="after")
+    def _weights_name_actions(self) -> Policy:
+        unknown = sorted(set(self.selection.weights) - {a.id for a in self.actions})
+        if unknown:
+            raise ValueError(f"selection.weights names unknown actions {unknown}")
+        return self
 
     @field_validator("actions")
     @classmethod

@@ -102,6 +102,11 @@ def _event_order(e: Event) -> tuple[dt.datetime, str]:
     return e.occurred_at, e.event_id
 
 
+def shadow_key(policy: Policy) -> str:
+    """Where a shadow version keeps its at-risk band in the customer's memory."""
+    return f"{policy.id}@{policy.content_hash[:12]}:shadow"
+
+
 def perceive_many(
     customers: list[tuple[CustomerState, list[Event]]], scorer: Scorer, clock: Clock
 ) -> list[Perceived]:
@@ -157,8 +162,9 @@ def decide_many(
             guardrails,
             spent_before[-1],
             mode,
+            evidence,
         )
-        if outcome.decision is not None and outcome.decision.status == "action":
+        if policy.budget and outcome.decision is not None and outcome.decision.status == "action":
             spent[period] = spent_before[-1] + outcome.decision.cost
         outcomes.append(outcome)
     # Explanations are made only for customers a decision was made for, all in one call; decide()
@@ -183,6 +189,7 @@ def decide_many(
                 guardrails,
                 spent_before[i],
                 mode,
+                evidence,
             )
     out = []
     for p, memory, sc, outcome, budget_before in zip(
@@ -261,6 +268,7 @@ class Pipeline:
         self.scorer: Scorer = scorer or BaselineScorer()
         self.guardrails = guardrails
         self.evidence: Mapping[str, Evidence] = evidence or {}
+        self._shadow_budget: dict[str, dict[str, float]] = {}
         # Customers this pipeline last wrote, with the version it wrote. A cached entry is used
         # only while the store still holds that version, so another writer can never be undone.
         self._cache: dict[str, Known] = {}
@@ -350,6 +358,8 @@ class Pipeline:
             self.clock,
         )
         memories = [mem for _, mem, _ in current]
+        # Shadows see the customer as they were before this batch's live decisions.
+        before_live = list(memories)
         results: list[list[Decided]] = [[] for _ in customer_ids]
         # Live: each customer under the active policy, or the canary for the canary's share.
         live: dict[str, list[int]] = {}
@@ -370,30 +380,32 @@ class Pipeline:
                 self.guardrails,
                 spent,
                 mode,
+                self.evidence.get(policy.id, NO_EVIDENCE),
             )
-            if spent != before:
+            if policy.budget and spent != before:
                 repo.save_budget_spent(conn, policy.id, spent)
             for i, d in zip(idx, got, strict=True):
                 memories[i] = d.outcome.memory.into_customer(memories[i], policy.id)
                 results[i].append(d)
-        # Shadow: the same customers, decided with no effect; only its own at-risk band is kept.
+        # Shadow: the same customers, decided with no effect. A shadow keeps only its own
+        # at-risk band, under a key of its own version, so it never re-arms a live policy.
         for policy in self.policies.shadows:
+            key = shadow_key(policy)
             got = decide_many(
                 perceived,
-                [DecisionMemory.of_customer(m, policy.id) for m in memories],
+                [DecisionMemory.of_customer(m, key) for m in before_live],
                 policy,
                 self.scorer,
                 self.guardrails,
-                {},
+                # What a shadow would have reserved, kept for the run (it spends nothing real).
+                self._shadow_budget.setdefault(policy.content_hash, {}),
                 "shadow",
+                self.evidence.get(policy.id, NO_EVIDENCE),
             )
             for i, d in enumerate(got):
                 memories[i] = {
                     **memories[i],
-                    "at_risk": {
-                        **memories[i].get("at_risk", {}),
-                        policy.id: d.outcome.memory.at_risk,
-                    },
+                    "at_risk": {**memories[i].get("at_risk", {}), key: d.outcome.memory.at_risk},
                 }
                 results[i].append(d)
         for i, cid in enumerate(customer_ids):

@@ -87,15 +87,18 @@ def population(spec: SimSpec) -> Population:
     return Population(segment, value, churn, np.clip(response, 0, 1), risk, arrival, rng.random(n))
 
 
-def _features(i: int, segment: str, now: dt.datetime) -> Any:
+def _features(i: int, segment: str, now: dt.datetime, channels: frozenset[str]) -> Any:
     base = snapshot(CustomerState(f"s-{i:06d}"), now)
     return msgspec.structs.replace(
         base,
         segment=segment,
         subscription_status="active",
         timezone="UTC",
-        consent={"email:marketing": True},
+        consent={f"{c}:marketing": True for c in sorted(channels)},
     )
+
+
+Candidate = tuple[float, int, bool, str]  # priority, customer, held back as control, action
 
 
 def _choose(
@@ -106,18 +109,21 @@ def _choose(
     evidence: Evidence,
     guardrails: GuardrailSettings,
     rng: np.random.Generator,
-) -> list[tuple[float, int, bool]]:
-    """Candidates of one cohort as (priority, customer, held back as control)."""
+) -> list[Candidate]:
+    """Candidates of one cohort. The baselines use the policy's first action."""
+    first = policy.actions[0].id
     if mode == "oracle":
-        return [(pop.churn[i] * pop.response[i] * pop.value[i], i, False) for i in idx]
+        return [(pop.churn[i] * pop.response[i] * pop.value[i], i, False, first) for i in idx]
     if mode == "riskiest":
-        return [(pop.risk[i], i, False) for i in idx]
+        return [(pop.risk[i], i, False, first) for i in idx]
     if mode == "random":
-        return [(float(r), i, False) for r, i in zip(rng.random(len(idx)), idx, strict=True)]
+        draws = rng.random(len(idx))
+        return [(float(r), i, False, first) for r, i in zip(draws, idx, strict=True)]
+    channels = frozenset(a.channel for a in policy.actions)
     ranked = []
     for i in idx:
         now = START + dt.timedelta(days=int(pop.arrival[i]))
-        features = _features(int(i), str(pop.segment[i]), now)
+        features = _features(int(i), str(pop.segment[i]), now, channels)
         score = Score(
             "simulated", "1", round(float(pop.risk[i]), 6), round(float(pop.value[i]), 2), ()
         )
@@ -129,57 +135,69 @@ def _choose(
             continue
         held_back = d.guardrail == "control_group"
         if d.status == "action" or held_back:
-            best = max(d.candidates, key=lambda c: c.expected_net_value)
-            ranked.append((best.expected_net_value, int(i), held_back))
+            pick = next((c for c in d.candidates if c.action_id == d.action_id), None) or max(
+                d.candidates, key=lambda c: c.expected_net_value
+            )
+            ranked.append((pick.expected_net_value, int(i), held_back, pick.action_id))
     return ranked
 
 
 def run(spec: SimSpec, mode: Targeting, policy: Policy | None = None) -> dict[str, Any]:
-    """Simulate one targeting mode; saved customers and value, overall and once learned."""
+    """Simulate one targeting mode; saved customers and value, overall and once learned.
+
+    The offer's true effect is the same whichever of the policy's actions carries it; what the
+    policy has to find out is whom it works for.
+    """
     policy = policy or parse_policy(SIM_POLICY)
     pop = population(spec)
-    cost = min(a.cost for a in policy.actions)
-    budget = spec.budget if spec.budget is not None else 0.1 * spec.customers * cost
+    costs = {a.id: a.cost for a in policy.actions}
+    first_cost = costs[policy.actions[0].id]
+    budget = spec.budget if spec.budget is not None else 0.1 * spec.customers * first_cost
     guardrails = GuardrailSettings(
         caps=(), quiet_hours=None, control_share=spec.control_share, control_salt=f"sim-{spec.seed}"
     )
     rng = np.random.default_rng(spec.seed + 1)
     treated = np.zeros(spec.customers, dtype=bool)
     control = np.zeros(spec.customers, dtype=bool)
-    arms: dict[str, list[int]] = {}
+    action_of: dict[int, str] = {}
+    spent = np.zeros(spec.customers)
     cohorts = range(0, max(1, spec.days - spec.horizon_days), spec.cohort_days)
     for start in cohorts:
         idx = np.flatnonzero((pop.arrival >= start) & (pop.arrival < start + spec.cohort_days))
         # Outcomes of cohorts whose horizon has passed are known: that is all the policy learns.
         known = np.flatnonzero((treated | control) & (pop.arrival + spec.horizon_days <= start))
-        arms = {}
+        arms: dict[str, list[int]] = {}
         for j in known:
             churned = int(pop.draw[j] < _churn_probability(pop, j, treated[j]))
-            for arm in ("offer" if treated[j] else "control",):
-                where = cell(str(pop.segment[j]), float(round(pop.risk[j], 6)))
-                for key in (segment_key(arm, None), segment_key(arm, where)):
-                    k_n = arms.setdefault(key, [0, 0])
-                    k_n[0] += churned
-                    k_n[1] += 1
+            arm = action_of[int(j)] if treated[j] else "control"
+            where = cell(str(pop.segment[j]), float(round(pop.risk[j], 6)))
+            for key in (segment_key(arm, None), segment_key(arm, where)):
+                k_n = arms.setdefault(key, [0, 0])
+                k_n[0] += churned
+                k_n[1] += 1
         evidence = Evidence({k: (v[0], v[1]) for k, v in arms.items()})
         ranked = _choose(mode, idx, pop, policy, evidence, guardrails, rng)
         allowance = budget * len(idx) / spec.customers
         # Walk down the ranking; a control customer is held back where it stands (so treated and
         # control are alike), costing nothing.
-        for _, i, held_back in sorted(ranked, key=lambda x: (-x[0], x[1])):
-            if allowance < cost:
+        for _, i, held_back, action in sorted(ranked, key=lambda x: (-x[0], x[1])):
+            if allowance < min(costs.values()):
                 break
             if held_back:
                 control[i] = True
                 continue
+            if costs[action] > allowance:
+                continue
             treated[i] = True
-            allowance -= cost
+            action_of[int(i)] = action
+            spent[i] = costs[action]
+            allowance -= costs[action]
     # "Once learned": the second half of the run, when every cell has had outcomes to learn from.
     learned_from = max(spec.horizon_days + spec.cohort_days, spec.days // 2)
     return {
         "targeting": mode,
-        **_tally(pop, treated, cost, np.ones(spec.customers, dtype=bool)),
-        "learned": _tally(pop, treated, cost, pop.arrival >= learned_from),
+        **_tally(pop, treated, spent, np.ones(spec.customers, dtype=bool)),
+        "learned": _tally(pop, treated, spent, pop.arrival >= learned_from),
     }
 
 
@@ -187,11 +205,13 @@ def _churn_probability(pop: Population, i: int, treated: bool) -> float:
     return float(pop.churn[i] * (1.0 - pop.response[i] if treated else 1.0))
 
 
-def _tally(pop: Population, treated: np.ndarray, cost: float, mask: np.ndarray) -> dict[str, Any]:
+def _tally(
+    pop: Population, treated: np.ndarray, spent_each: np.ndarray, mask: np.ndarray
+) -> dict[str, Any]:
     t = treated & mask
     saved = t & (pop.draw >= pop.churn * (1 - pop.response)) & (pop.draw < pop.churn)
     n_saved = int(saved.sum())
-    spent = float(t.sum() * cost)
+    spent = float(spent_each[t].sum())
     return {
         "treated": int(t.sum()),
         "saved": n_saved,
