@@ -27,7 +27,7 @@ from typing import Any
 import numpy as np
 
 MIN_OUTCOMES = 20  # below this, an arm's churn rate is too noisy to replace the policy's prior
-SHRINK_WEIGHT = 10.0  # how many outcomes the arm's overall rate counts for within a segment
+SHRINK_WEIGHT = 5.0  # how many outcomes the arm's overall rate counts for within a cell
 PROPENSITY_DRAWS = 256
 
 
