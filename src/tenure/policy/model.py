@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import hashlib
 from pathlib import Path
 from typing import Annotated, Any, Literal
@@ -176,9 +177,10 @@ class Policy(_Model):
         """The policy's canonical JSON: what its content hash is taken over."""
         return orjson.dumps(self.model_dump(mode="json"), option=orjson.OPT_SORT_KEYS)
 
-    @property
+    @functools.cached_property
     def content_hash(self) -> str:
         """sha256 of the canonical content: the policy's version."""
+        # Cached: it is read for every customer in every batch (canary membership, decision ids).
         return hashlib.sha256(self.canonical()).hexdigest()
 
 
