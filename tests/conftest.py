@@ -25,6 +25,11 @@ def _sh(*cmd: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(cmd, capture_output=True, text=True, timeout=60, check=False)
 
 
+def _psql(*args: str) -> subprocess.CompletedProcess[str]:
+    """psql as the postgres superuser over the local socket."""
+    return _sh("runuser", "-u", "postgres", "--", "psql", "-h", SOCKET_DIR, *args)
+
+
 def _start_debian_cluster() -> str | None:
     """Start the local cluster if needed; return a server URL or None with no PostgreSQL here."""
     if not shutil.which("pg_ctlcluster"):
@@ -41,29 +46,9 @@ def _start_debian_cluster() -> str | None:
         else:
             return None
     user = os.environ.get("USER") or "root"
-    exists = _sh(
-        "runuser",
-        "-u",
-        "postgres",
-        "--",
-        "psql",
-        "-h",
-        SOCKET_DIR,
-        "-tAc",
-        f"SELECT 1 FROM pg_roles WHERE rolname = '{user}'",
-    )
+    exists = _psql("-tAc", f"SELECT 1 FROM pg_roles WHERE rolname = '{user}'")
     if exists.stdout.strip() != "1":
-        _sh(
-            "runuser",
-            "-u",
-            "postgres",
-            "--",
-            "psql",
-            "-h",
-            SOCKET_DIR,
-            "-c",
-            f'CREATE ROLE "{user}" SUPERUSER LOGIN',
-        )
+        _psql("-c", f'CREATE ROLE "{user}" SUPERUSER LOGIN')
     return f"postgresql+psycopg://{user}@/postgres?host={SOCKET_DIR}"
 
 

@@ -126,10 +126,6 @@ def _query(workspace: Path | None, read: Callable[[Connection], T]) -> T:
         raise _fail(exc) from None
 
 
-def _policy(path: Path | None) -> Policy:
-    return load_policy(path) if path is not None else default_policy()
-
-
 def _policies(path: Path | None, store: Store) -> Any:
     """The file given, else the registry's live set (active, canary, shadows)."""
     if path is not None:
@@ -582,10 +578,6 @@ def _churn(value: str) -> Any:
     return value
 
 
-def _file_events(path: str) -> list[Any]:
-    return ingest.load_events(path)
-
-
 def _time(value: str, option: str) -> dt.datetime:
     try:
         parsed = dt.datetime.fromisoformat(value)
@@ -612,7 +604,7 @@ def model_train(
         definition = _churn(churn)
         _, store = _open(workspace)
         if events is not None:
-            history = _file_events(events)
+            history = ingest.load_events(events)
         else:
             with store.reader() as conn:
                 history = list(repo.iter_events(conn))
@@ -695,7 +687,7 @@ def model_backtest(
     try:
         at = _time(cutoff, "--cutoff")
         definition = _churn(churn)
-        history = _file_events(events)
+        history = ingest.load_events(events)
         with err.status(f"backtesting on {len(history):,} events"):
             result = backtest(history, at, horizon, definition)
     except FAILURES as exc:
@@ -924,7 +916,7 @@ def policy_diff(
     try:
         settings = resolve(workspace) if workspace else None
         a, b = load_policy(old), load_policy(new)
-        history = _file_events(events)
+        history = ingest.load_events(events)
         with err.status(f"replaying {len(history):,} events through both policies"):
             result = diff(
                 history, a, b, settings.guardrails if settings else DEFAULT_GUARDRAILS, batch_size

@@ -25,11 +25,6 @@ class Settings:
     extra_event_types: tuple[str, ...] = ()
     guardrails: GuardrailSettings = field(default_factory=GuardrailSettings)
 
-    @property
-    def is_embedded(self) -> bool:
-        """True when the store is the SQLite file in the workspace."""
-        return self.database_url.startswith("sqlite")
-
 
 def resolve(workspace: Path | None = None, database_url: str | None = None) -> Settings:
     """Resolve settings: arguments, then TENURE_* variables, then defaults; make the workspace."""

@@ -319,7 +319,7 @@ def decide(
     where = cell(features.segment, score.risk)
 
     def uplift_of(action: Action) -> tuple[float, str]:
-        if evidence.learned(action.id, where):
+        if evidence.learned(action.id):
             return round(evidence.mean_uplift(action.id, where), 6), "posterior"
         return action.uplift, "prior"
 

@@ -61,7 +61,7 @@ class Evidence:
         """The control group's counts over all segments."""
         return self.arms.get("control", (0, 0))
 
-    def learned(self, action_id: str, segment: str | None = None) -> bool:
+    def learned(self, action_id: str) -> bool:
         """Whether the action and the control each have enough outcomes overall."""
         return (
             self.arms.get(action_id, (0, 0))[1] >= MIN_OUTCOMES and self.control[1] >= MIN_OUTCOMES

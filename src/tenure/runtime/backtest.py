@@ -13,7 +13,7 @@ from tenure.events.envelope import Event
 from tenure.features.training import Churn, rolling_cutoffs, training_set
 from tenure.runtime.models import fit_purchases
 from tenure.scoring import bgnbd, gbm
-from tenure.scoring.model import PurchaseModels
+from tenure.scoring.model import PurchaseModels, purchase_summaries
 
 
 def _bgnbd_scores(
@@ -27,7 +27,7 @@ def _bgnbd_scores(
     # mapped to the churn label by cross-fitted isotonic calibration, and the raw Brier is kept.
     raw = models.p_no_purchase(features, horizon_days)
     risk = gbm.cross_calibrated(raw, y)
-    x, t_x, age, _ = models.summaries(features)
+    x, t_x, age, _ = purchase_summaries(features)
     expected = bgnbd.expected_purchases(
         models.bgnbd, horizon_days / bgnbd.DAYS_PER_WEEK, x, t_x, age
     )

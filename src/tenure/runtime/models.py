@@ -19,7 +19,13 @@ from tenure.features.training import Churn, Example, rolling_cutoffs, training_s
 from tenure.scoring import bgnbd, gbm
 from tenure.scoring.baseline import BaselineScorer
 from tenure.scoring.drift import reference, report
-from tenure.scoring.model import ModelBundle, ModelScorer, PurchaseModels, PurchaseScorer
+from tenure.scoring.model import (
+    ModelBundle,
+    ModelScorer,
+    PurchaseModels,
+    PurchaseScorer,
+    purchase_summaries,
+)
 from tenure.scoring.types import Scorer
 from tenure.store import repo
 
@@ -81,8 +87,7 @@ def fit_purchases(features: Sequence[Features]) -> PurchaseModels | None:
     # optimiser "converges" to its starting point: no fit is better than a meaningless one.
     if len(buyers) < 20 or sum(1 for f in buyers if f.frequency > 0) < 10:
         return None
-    placeholder = PurchaseModels(bgnbd.BgNbdParams(1.0, 1.0, 1.0, 1.0), None)
-    x, t_x, age, m = placeholder.summaries(buyers)
+    x, t_x, age, m = purchase_summaries(buyers)
     fit = bgnbd.fit_bgnbd(x, t_x, age)
     if not fit.converged:
         return None

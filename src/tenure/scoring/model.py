@@ -26,6 +26,17 @@ CLV_STEP_WEEKS = 4.0  # discounting per four weeks: 13 evaluations instead of 52
 CLV_DISCOUNT_PER_STEP = 0.008  # about 11% a year
 
 
+def purchase_summaries(features: Sequence[Features]) -> tuple[np.ndarray, ...]:
+    """(x, t_x, T, m) in weeks from the snapshots' BG/NBD fields."""
+    x = np.array([f.frequency for f in features], dtype=float)
+    t_x = np.array([f.recency_days for f in features], dtype=float) / bgnbd.DAYS_PER_WEEK
+    age = np.array([f.age_days for f in features], dtype=float) / bgnbd.DAYS_PER_WEEK
+    # Spend per purchase day: x counts distinct purchase days, so the average the
+    # Gamma-Gamma model takes must be per purchase day too, not per purchase event.
+    m = np.array([f.spend_total / (f.frequency + 1) for f in features], dtype=float)
+    return x, t_x, np.maximum(age, t_x), m
+
+
 @dataclass(frozen=True)
 class PurchaseModels:
     """BG/NBD for purchase frequency and Gamma-Gamma for spend; time in weeks.
@@ -39,19 +50,9 @@ class PurchaseModels:
     calibration: gbm.Calibration | None = None
     horizon_days: float = RISK_HORIZON_DAYS
 
-    def summaries(self, features: Sequence[Features]) -> tuple[np.ndarray, ...]:
-        """(x, t_x, T, m) in weeks from the snapshots' BG/NBD fields."""
-        x = np.array([f.frequency for f in features], dtype=float)
-        t_x = np.array([f.recency_days for f in features], dtype=float) / bgnbd.DAYS_PER_WEEK
-        age = np.array([f.age_days for f in features], dtype=float) / bgnbd.DAYS_PER_WEEK
-        # Spend per purchase day: x counts distinct purchase days, so the average the
-        # Gamma-Gamma model takes must be per purchase day too, not per purchase event.
-        m = np.array([f.spend_total / (f.frequency + 1) for f in features], dtype=float)
-        return x, t_x, np.maximum(age, t_x), m
-
     def p_no_purchase(self, features: Sequence[Features], days: float) -> np.ndarray:
         """P(no purchase in the next `days`): dropped out, or alive and quiet that long."""
-        x, t_x, age, _ = self.summaries(features)
+        x, t_x, age, _ = purchase_summaries(features)
         p = self.bgnbd
         alive = bgnbd.p_alive(p, x, t_x, age)
         h = days / bgnbd.DAYS_PER_WEEK
@@ -69,7 +70,7 @@ class PurchaseModels:
         """12-month CLV per customer (0 when no spend model)."""
         if self.gamma_gamma is None:
             return np.zeros(len(features))
-        x, t_x, age, m = self.summaries(features)
+        x, t_x, age, m = purchase_summaries(features)
         return bgnbd.clv(
             self.bgnbd,
             self.gamma_gamma,

@@ -76,11 +76,6 @@ class Store:
         if migrate_schema:
             migrate(self.engine)
 
-    @property
-    def dialect(self) -> str:
-        """The backend's name: 'sqlite' or 'postgresql'."""
-        return self.engine.dialect.name
-
     @contextmanager
     def transaction(self) -> Iterator[Connection]:
         """One transaction: committed on success, rolled back on any error."""

@@ -56,9 +56,6 @@ def existing_event_ids(conn: Connection, ids: Sequence[str]) -> set[str]:
     return set(conn.execute(select(col).where(_among(conn, col, ids))).scalars())
 
 
-_EVENT_COLUMNS = ENVELOPE_FIELDS
-
-
 _encode = msgspec.json.Encoder().encode
 
 
@@ -83,8 +80,8 @@ def insert_events(conn: Connection, events: Sequence[Event]) -> None:
         # driver as tuples, with times written in exactly the format SQLAlchemy's SQLite
         # DateTime writes and reads (UTC, "YYYY-MM-DD HH:MM:SS.ffffff").
         sql = (
-            f"INSERT INTO events ({', '.join(_EVENT_COLUMNS)}) VALUES "
-            f"({', '.join('?' * len(_EVENT_COLUMNS))}) ON CONFLICT DO NOTHING"
+            f"INSERT INTO events ({', '.join(ENVELOPE_FIELDS)}) VALUES "
+            f"({', '.join('?' * len(ENVELOPE_FIELDS))}) ON CONFLICT DO NOTHING"
         )
         conn.exec_driver_sql(
             sql,
@@ -317,16 +314,7 @@ def iter_events(conn: Connection, page: int = 20_000) -> Iterator[Event]:
     last: tuple[Any, str] | None = None
     while True:
         query = (
-            select(
-                e.event_id,
-                e.type,
-                e.customer_id,
-                e.occurred_at,
-                e.source,
-                e.partner_id,
-                e.schema_version,
-                e.payload,
-            )
+            select(*(e[name] for name in ENVELOPE_FIELDS))
             .order_by(e.occurred_at, e.event_id)
             .limit(page)
         )
@@ -336,7 +324,7 @@ def iter_events(conn: Connection, page: int = 20_000) -> Iterator[Event]:
             )
         rows = conn.execute(query).all()
         for row in rows:
-            data = {name: row[i] for i, name in enumerate(_EVENT_COLUMNS)}
+            data = dict(zip(ENVELOPE_FIELDS, row, strict=True))
             data["occurred_at"] = data["occurred_at"].isoformat()
             yield msgspec.convert(data, union, strict=False)
         if len(rows) < page:
