@@ -258,7 +258,8 @@ def decide(
 
     `guardrails` are the workspace's; `budget_spent` is what the policy has already reserved in
     the current budget period. Guardrails are checked in a fixed order of precedence: suppression
-    list, control group, cooldown, then per action consent, quiet hours, caps and budget.
+    list, cooldown, then per action consent, quiet hours, caps and budget; the control group holds
+    back a customer only once an action (or a hand-off) has been chosen for them.
     """
     at_risk = score.risk >= policy.trigger.risk_at_least
     if features.subscription_status == "cancelled" or not at_risk:
