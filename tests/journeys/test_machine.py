@@ -20,7 +20,7 @@ from tenure.journeys.machine import (
 )
 from tenure.journeys.spec import JourneyError, load_journey, parse_journey
 
-EXAMPLES = Path(__file__).parents[2] / "examples" / "journeys"
+EXAMPLES = Path(__file__).parents[2] / "src" / "tenure" / "journeys" / "builtin"
 DAY = 86_400.0
 OFFER = load_journey(EXAMPLES / "offer-reminder-expiry.yaml")
 DESK = load_journey(EXAMPLES / "save-desk.yaml")

@@ -192,3 +192,71 @@ budgets = Table(
     Column("period", String(20), primary_key=True),
     Column("spent", Float, nullable=False),
 )
+
+# One row per journey (workflow id = decision id): where it stands, for operators and for the
+# pipeline, which signals the events a journey waits for and counts its sends against the caps.
+journeys = Table(
+    "journeys",
+    metadata,
+    Column("decision_id", String(64), primary_key=True),
+    Column("customer_id", String(200), nullable=False, index=True),
+    Column("journey_id", String(100), nullable=False),
+    Column("journey_hash", String(64), nullable=False),
+    Column("action_id", String(100)),
+    Column("channel", String(50)),
+    Column("status", String(20), nullable=False),  # pending, running, completed, failed
+    Column("step", String(100)),
+    Column("outcome", String(100)),
+    Column("listens", Json, nullable=False),  # event types its waits wait for
+    Column("sends", Json, nullable=False),  # [[epoch, channel], ...] delivered follow-up sends
+    Column("state", Json),
+    Column("started_at", UtcDateTime, nullable=False),
+    Column("updated_at", UtcDateTime, nullable=False),
+)
+
+# Every effect on the outside world, keyed by its idempotency key: a send, a grant, a ticket,
+# a revocation, a budget release. A key already `delivered`/`done` is never carried out again.
+deliveries = Table(
+    "deliveries",
+    metadata,
+    Column("key", String(200), primary_key=True),
+    Column("decision_id", String(64), nullable=False, index=True),
+    Column("customer_id", String(200), nullable=False),
+    Column("kind", String(20), nullable=False),  # deliver, grant, ticket, compensate
+    Column("channel", String(50)),
+    Column("status", String(20), nullable=False, index=True),  # delivered, done, held, dead, ...
+    Column("attempts", Integer, nullable=False, default=0),
+    Column("last_error", Text),
+    Column("payload", Json, nullable=False),
+    Column("created_at", UtcDateTime, nullable=False),
+    Column("updated_at", UtcDateTime, nullable=False),
+)
+
+# The human task queue.
+tasks = Table(
+    "tasks",
+    metadata,
+    Column("task_id", String(200), primary_key=True),
+    Column("decision_id", String(64), nullable=False, index=True),
+    Column("customer_id", String(200), nullable=False),
+    Column("queue", String(100), nullable=False),
+    Column("reason", Text, nullable=False),
+    Column("status", String(20), nullable=False, index=True),  # open, resolved, expired
+    Column("resolution", String(100)),
+    Column("resolved_by", String(100)),
+    Column("created_at", UtcDateTime, nullable=False),
+    Column("due_at", UtcDateTime),
+    Column("resolved_at", UtcDateTime),
+)
+
+# Per channel: the circuit breaker and the rate-limit window, shared by every worker.
+channel_state = Table(
+    "channel_state",
+    metadata,
+    Column("channel", String(50), primary_key=True),
+    Column("circuit", String(20), nullable=False),  # closed, open
+    Column("failures", Integer, nullable=False),
+    Column("opened_at", UtcDateTime),
+    Column("window_start", UtcDateTime),
+    Column("window_count", Integer, nullable=False),
+)

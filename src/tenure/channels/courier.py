@@ -1,0 +1,245 @@
+"""The courier: every delivery goes through it, once, with retries, a breaker and a rate limit.
+
+For each message it
+1. claims the idempotency key in `deliveries`; a key already delivered is not sent again (a
+   retried activity or a second dispatcher finds it there);
+2. holds the message when the channel's circuit is open (status `held`, released when the
+   circuit half-opens; nothing is lost);
+3. takes a slot of the channel's per-minute rate;
+4. tries the adapter with exponential backoff and jitter (tenacity), and on success records
+   `delivered`; after the last attempt records a dead letter (`dead`) for `tenure dlq retry`.
+
+The breaker and the rate window are rows in the database rather than process memory (which is
+all pybreaker and friends offer without Redis), so every worker of a deployment sees the same
+open circuit and shares one rate limit; that is why they are written here by hand.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import random
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any, Literal
+
+from tenacity import (
+    RetryError,
+    Retrying,
+    retry_if_exception_type,
+    stop_after_attempt,
+    wait_exponential_jitter,
+)
+
+from tenure.channels.adapters import (
+    Channel,
+    ChannelSettings,
+    Message,
+    Permanent,
+    Retryable,
+    make_channel,
+)
+from tenure.store import acts
+from tenure.store.db import Store
+
+Status = Literal["delivered", "duplicate", "held", "dead"]
+
+
+@dataclass(frozen=True)
+class Receipt:
+    """What became of a message."""
+
+    key: str
+    status: Status
+    attempts: int = 0
+    error: str | None = None
+
+
+def _utc(epoch: float) -> dt.datetime:
+    return dt.datetime.fromtimestamp(epoch, dt.UTC)
+
+
+class Courier:
+    """Delivers messages on named channels; unnamed channels write JSON lines to `outbox_dir`."""
+
+    def __init__(
+        self,
+        store: Store,
+        settings: dict[str, ChannelSettings],
+        outbox_dir: Path,
+        now: Callable[[], float] = time.time,
+        sleep: Callable[[float], None] = time.sleep,
+        rng: random.Random | None = None,
+    ) -> None:
+        self.store = store
+        self.settings = settings
+        self.outbox_dir = outbox_dir
+        self.now = now
+        self.sleep = sleep
+        self.rng = rng or random.Random()
+        self._channels: dict[str, Channel] = {}
+
+    def settings_for(self, channel: str) -> ChannelSettings:
+        """A channel's settings (a file channel's defaults when it is not configured)."""
+        return self.settings.get(channel) or ChannelSettings()
+
+    def adapter(self, channel: str) -> Channel:
+        """The adapter of a channel, made once."""
+        if channel not in self._channels:
+            self._channels[channel] = make_channel(
+                channel, self.settings_for(channel), self.outbox_dir
+            )
+        return self._channels[channel]
+
+    # ------------------------------------------------------------ one message
+
+    def deliver(self, message: Message, force: bool = False) -> Receipt:
+        """Deliver once or record why not; `force` tries even through an open circuit."""
+        at = _utc(self.now())
+        with self.store.transaction() as conn:
+            row = acts.claim_delivery(
+                conn,
+                {
+                    "key": message.key,
+                    "decision_id": message.decision_id,
+                    "customer_id": message.customer_id,
+                    "kind": message.kind,
+                    "channel": message.channel,
+                    "status": "pending",
+                    "attempts": 0,
+                    "payload": asdict(message),
+                    "created_at": at,
+                    "updated_at": at,
+                },
+            )
+            if row["status"] == "delivered":
+                return Receipt(message.key, "duplicate", row["attempts"])
+            if not force and not self._circuit_allows(conn, message.channel):
+                acts.update_delivery(conn, message.key, status="held", updated_at=at)
+                return Receipt(message.key, "held", row["attempts"], "circuit open")
+        self._take_rate_slot(message.channel)
+        return self._attempt(message, row["attempts"])
+
+    def _circuit_allows(self, conn: Any, channel: str) -> bool:
+        state = acts.channel_state(conn, channel)
+        if state["circuit"] != "open":
+            return True
+        opened = state["opened_at"].timestamp() if state["opened_at"] else 0.0
+        # Half-open: once the open period has passed, let a message through as the trial.
+        return self.now() - opened >= self.settings_for(channel).open_for_s
+
+    def _take_rate_slot(self, channel: str) -> None:
+        limit = self.settings_for(channel).rate_per_minute
+        if limit is None:
+            return
+        while True:
+            now = self.now()
+            minute = _utc(now - now % 60)
+            with self.store.transaction() as conn:
+                state = acts.channel_state(conn, channel)
+                if state["window_start"] != minute:
+                    acts.save_channel_state(conn, channel, window_start=minute, window_count=1)
+                    return
+                if state["window_count"] < limit:
+                    acts.save_channel_state(conn, channel, window_count=state["window_count"] + 1)
+                    return
+            self.sleep(60 - now % 60 + 0.001)
+
+    def _attempt(self, message: Message, before: int) -> Receipt:
+        s = self.settings_for(message.channel)
+        adapter = self.adapter(message.channel)
+        attempts = 0
+        error: str | None = None
+
+        def once() -> None:
+            nonlocal attempts, error
+            attempts += 1
+            try:
+                adapter.send(message)
+            except (Retryable, Permanent) as exc:
+                error = str(exc)
+                self._failed_attempt(message.channel)
+                raise
+            except Exception as exc:  # an adapter bug must not lose the message
+                error = f"{type(exc).__name__}: {exc}"
+                self._failed_attempt(message.channel)
+                raise Permanent(error) from exc
+
+        retrying = Retrying(
+            stop=stop_after_attempt(s.max_attempts),
+            wait=wait_exponential_jitter(
+                initial=s.backoff_s, max=s.backoff_max_s, jitter=s.jitter_s
+            ),
+            retry=retry_if_exception_type(Retryable),
+            sleep=self.sleep,
+            reraise=False,
+        )
+        try:
+            retrying(once)
+        except (RetryError, Permanent):
+            at = _utc(self.now())
+            with self.store.transaction() as conn:
+                acts.update_delivery(
+                    conn,
+                    message.key,
+                    status="dead",
+                    attempts=before + attempts,
+                    last_error=error,
+                    updated_at=at,
+                )
+            return Receipt(message.key, "dead", before + attempts, error)
+        at = _utc(self.now())
+        with self.store.transaction() as conn:
+            acts.update_delivery(
+                conn, message.key, status="delivered", attempts=before + attempts, updated_at=at
+            )
+            acts.channel_state(conn, message.channel)
+            acts.save_channel_state(conn, message.channel, circuit="closed", failures=0)
+        return Receipt(message.key, "delivered", before + attempts)
+
+    def _failed_attempt(self, channel: str) -> None:
+        threshold = self.settings_for(channel).failure_threshold
+        with self.store.transaction() as conn:
+            state = acts.channel_state(conn, channel)
+            failures = state["failures"] + 1
+            opened = failures >= threshold
+            acts.save_channel_state(
+                conn,
+                channel,
+                failures=failures,
+                circuit="open" if opened else state["circuit"],
+                opened_at=_utc(self.now()) if opened else state["opened_at"],
+            )
+
+    # ------------------------------------------------------------ held and dead letters
+
+    def release_held(self, limit: int = 500) -> list[Receipt]:
+        """Send held messages of channels whose circuit lets a trial through, oldest first."""
+        receipts: list[Receipt] = []
+        with self.store.reader() as conn:
+            held = acts.deliveries(conn, ["held"], limit=limit)
+        blocked: set[str] = set()
+        for row in held:
+            channel = row["channel"]
+            if channel in blocked:
+                continue
+            with self.store.transaction() as conn:
+                allowed = self._circuit_allows(conn, channel)
+            if not allowed:
+                blocked.add(channel)
+                continue
+            receipt = self.deliver(Message(**row["payload"]), force=True)
+            receipts.append(receipt)
+            if receipt.status == "dead":
+                blocked.add(channel)  # the trial failed: the circuit is open again
+        return receipts
+
+    def retry_dead(self, keys: list[str] | None = None) -> list[Receipt]:
+        """Try dead letters again (all, or these keys), through an open circuit if need be."""
+        with self.store.reader() as conn:
+            rows = acts.deliveries(conn, ["dead"], limit=100_000)
+        if keys is not None:
+            wanted = set(keys)
+            rows = [r for r in rows if r["key"] in wanted]
+        return [self.deliver(Message(**r["payload"]), force=True) for r in rows]

@@ -1,0 +1,221 @@
+"""Reads and writes of the act layer: journeys, deliveries, human tasks and channel state."""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Sequence
+from typing import Any
+
+from sqlalchemy import Connection, desc, select, update
+
+from tenure.store import schema as t
+from tenure.store.repo import _among, _insert
+
+OPEN_JOURNEY = ("pending", "running")
+
+
+def _utc(epoch: float) -> dt.datetime:
+    return dt.datetime.fromtimestamp(epoch, dt.UTC)
+
+
+# ---------------------------------------------------------------- deliveries
+
+
+def claim_delivery(conn: Connection, row: dict[str, Any]) -> dict[str, Any]:
+    """The delivery row for `row['key']`, created as `pending` when there is none yet."""
+    conn.execute(_insert(conn, t.deliveries).on_conflict_do_nothing(), [row])
+    query = select(t.deliveries).where(t.deliveries.c.key == row["key"])
+    if conn.dialect.name == "postgresql":
+        query = query.with_for_update()
+    return dict(conn.execute(query).mappings().one())
+
+
+def update_delivery(conn: Connection, key: str, **values: Any) -> None:
+    """Change a delivery's status, attempts, error."""
+    conn.execute(update(t.deliveries).where(t.deliveries.c.key == key).values(**values))
+
+
+def deliveries(
+    conn: Connection, status: Sequence[str], channel: str | None = None, limit: int = 1000
+) -> list[dict[str, Any]]:
+    """Deliveries in these states (oldest first), optionally of one channel."""
+    d = t.deliveries.c
+    query = select(t.deliveries).where(d.status.in_(list(status)))
+    if channel:
+        query = query.where(d.channel == channel)
+    return [
+        dict(r) for r in conn.execute(query.order_by(d.created_at, d.key).limit(limit)).mappings()
+    ]
+
+
+def delivery(conn: Connection, key: str) -> dict[str, Any] | None:
+    """One delivery by key."""
+    row = conn.execute(select(t.deliveries).where(t.deliveries.c.key == key)).mappings().first()
+    return dict(row) if row else None
+
+
+# ---------------------------------------------------------------- channel state
+
+
+def channel_state(conn: Connection, channel: str) -> dict[str, Any]:
+    """A channel's breaker and rate window, locked for this transaction (created closed)."""
+    conn.execute(
+        _insert(conn, t.channel_state).on_conflict_do_nothing(),
+        [{"channel": channel, "circuit": "closed", "failures": 0, "window_count": 0}],
+    )
+    query = select(t.channel_state).where(t.channel_state.c.channel == channel)
+    if conn.dialect.name == "postgresql":
+        query = query.with_for_update()
+    return dict(conn.execute(query).mappings().one())
+
+
+def save_channel_state(conn: Connection, channel: str, **values: Any) -> None:
+    """Write a channel's breaker or window."""
+    conn.execute(
+        update(t.channel_state).where(t.channel_state.c.channel == channel).values(**values)
+    )
+
+
+def channel_states(conn: Connection) -> list[dict[str, Any]]:
+    """Every channel's breaker state."""
+    query = select(t.channel_state).order_by(t.channel_state.c.channel)
+    return [dict(r) for r in conn.execute(query).mappings()]
+
+
+# ---------------------------------------------------------------- journeys
+
+
+def insert_journeys(conn: Connection, rows: list[dict[str, Any]]) -> None:
+    """Record journeys as started (a second dispatcher inserting the same one changes nothing)."""
+    if rows:
+        conn.execute(_insert(conn, t.journeys).on_conflict_do_nothing(), rows)
+
+
+def update_journey(conn: Connection, decision_id: str, **values: Any) -> None:
+    """Record where a journey stands."""
+    conn.execute(update(t.journeys).where(t.journeys.c.decision_id == decision_id).values(**values))
+
+
+def journey(conn: Connection, decision_id: str) -> dict[str, Any] | None:
+    """One journey row."""
+    row = (
+        conn.execute(select(t.journeys).where(t.journeys.c.decision_id == decision_id))
+        .mappings()
+        .first()
+    )
+    return dict(row) if row else None
+
+
+def journeys(
+    conn: Connection, status: str | None = None, customer_id: str | None = None, limit: int = 50
+) -> list[dict[str, Any]]:
+    """Journeys, newest first."""
+    j = t.journeys.c
+    query = select(t.journeys)
+    if status:
+        query = query.where(j.status == status)
+    if customer_id:
+        query = query.where(j.customer_id == customer_id)
+    query = query.order_by(desc(j.started_at), j.decision_id).limit(limit)
+    return [dict(r) for r in conn.execute(query).mappings()]
+
+
+def journeys_of(conn: Connection, customer_ids: Sequence[str], since: dt.datetime) -> list[Any]:
+    """Open journeys of these customers, and closed ones updated since `since` (for caps)."""
+    if not customer_ids:
+        return []
+    j = t.journeys.c
+    query = select(j.decision_id, j.customer_id, j.status, j.listens, j.sends).where(
+        _among(conn, j.customer_id, customer_ids),
+        j.status.in_(OPEN_JOURNEY) | (j.updated_at >= since),
+    )
+    return list(conn.execute(query))
+
+
+def journey_counts(conn: Connection) -> dict[str, Any]:
+    """Journeys by status and by outcome."""
+    j = t.journeys.c
+    from sqlalchemy import func
+
+    by_status = dict(conn.execute(select(j.status, func.count()).group_by(j.status)).all())
+    by_outcome = dict(
+        conn.execute(
+            select(j.outcome, func.count()).where(j.outcome.is_not(None)).group_by(j.outcome)
+        ).all()
+    )
+    return {"status": by_status, "outcome": by_outcome}
+
+
+# ---------------------------------------------------------------- tasks
+
+
+def insert_task(conn: Connection, row: dict[str, Any]) -> None:
+    """Open a task (the same task id twice is one task)."""
+    conn.execute(_insert(conn, t.tasks).on_conflict_do_nothing(), [row])
+
+
+def task(conn: Connection, task_id: str) -> dict[str, Any] | None:
+    """One task."""
+    row = conn.execute(select(t.tasks).where(t.tasks.c.task_id == task_id)).mappings().first()
+    return dict(row) if row else None
+
+
+def tasks(
+    conn: Connection, status: str | None = "open", queue: str | None = None, limit: int = 100
+) -> list[dict[str, Any]]:
+    """Tasks, oldest first."""
+    c = t.tasks.c
+    query = select(t.tasks)
+    if status:
+        query = query.where(c.status == status)
+    if queue:
+        query = query.where(c.queue == queue)
+    return [
+        dict(r)
+        for r in conn.execute(query.order_by(c.created_at, c.task_id).limit(limit)).mappings()
+    ]
+
+
+def close_task(conn: Connection, task_id: str, **values: Any) -> int:
+    """Resolve or expire an open task; 0 when it was not open."""
+    c = t.tasks.c
+    result = conn.execute(
+        update(t.tasks).where(c.task_id == task_id, c.status == "open").values(**values)
+    )
+    return int(result.rowcount or 0)
+
+
+# ---------------------------------------------------------------- outbox
+
+
+def pending_outbox(conn: Connection, limit: int) -> list[dict[str, Any]]:
+    """Outbox rows not yet dispatched, oldest first."""
+    o = t.outbox.c
+    query = select(t.outbox).where(o.dispatched_at.is_(None)).order_by(o.id).limit(limit)
+    return [dict(r) for r in conn.execute(query).mappings()]
+
+
+def mark_dispatched(conn: Connection, ids: Sequence[int], at: dt.datetime) -> None:
+    """Mark outbox rows as handed over."""
+    if ids:
+        o = t.outbox.c
+        conn.execute(
+            update(t.outbox)
+            .where(o.id.in_(list(ids)))
+            .values(dispatched_at=at, attempts=o.attempts + 1)
+        )
+
+
+def release_budget(conn: Connection, policy_id: str, period: str, amount: float) -> None:
+    """Give back reserved budget (never below zero)."""
+    b = t.budgets.c
+    row = conn.execute(
+        select(b.spent).where(b.policy_id == policy_id, b.period == period)
+    ).scalar_one_or_none()
+    if row is None:
+        return
+    conn.execute(
+        update(t.budgets)
+        .where(b.policy_id == policy_id, b.period == period)
+        .values(spent=max(0.0, float(row) - amount))
+    )

@@ -1,0 +1,154 @@
+"""Delivery through the courier: once per key, retries, dead letters, circuit, rate limits."""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import socket
+from pathlib import Path
+
+import orjson
+import pytest
+
+from tenure.channels.adapters import ChannelSettings, Message
+from tenure.channels.courier import Courier
+from tenure.store import acts
+from tenure.store.db import Store
+from tests.receiver import running_receiver
+
+
+class FakeClock:
+    def __init__(self, start: float = 1_800_000_000.0) -> None:
+        self.t = start
+        self.slept: list[float] = []
+
+    def now(self) -> float:
+        return self.t
+
+    def sleep(self, seconds: float) -> None:
+        self.slept.append(seconds)
+        self.t += seconds
+
+
+@pytest.fixture
+def store(tmp_path: Path) -> Store:
+    s = Store(f"sqlite:///{tmp_path / 'tenure.db'}")
+    yield s
+    s.close()
+
+
+def msg(i: int, channel: str = "hook") -> Message:
+    return Message(f"d{i}:send:1", f"d{i}", f"c{i}", channel, "offer", {"offer": "X"})
+
+
+def courier(store: Store, tmp_path: Path, clock: FakeClock, **hook: object) -> Courier:
+    settings = {
+        "hook": ChannelSettings(type="webhook", secret="s3cret", backoff_s=1, jitter_s=0.5, **hook)
+    }
+    return Courier(store, settings, tmp_path / "outbox", now=clock.now, sleep=clock.sleep)
+
+
+def test_receiver_failing_three_times_then_recovering_gets_exactly_one_delivery(store, tmp_path):
+    clock = FakeClock()
+    with running_receiver() as rx:
+        c = courier(store, tmp_path, clock, url="http://placeholder")
+        c.settings["hook"] = c.settings["hook"].model_copy(update={"url": rx.url})
+        rx.failures_left = 3
+        receipt = c.deliver(msg(1))
+        assert receipt.status == "delivered" and receipt.attempts == 4
+        assert len(rx.requests) == 4 and rx.keys() == ["d1:send:1"]
+        # Exponential backoff with jitter between the attempts: about 1, 2, 4 seconds.
+        assert len(clock.slept) == 3
+        assert all(lo <= s <= lo + 0.5 for s, lo in zip(clock.slept, [1, 2, 4], strict=True))
+        # The body is signed with the channel's secret.
+        req = rx.accepted()[0]
+        expected = "sha256=" + hmac.new(b"s3cret", req["raw"], hashlib.sha256).hexdigest()
+        assert req["headers"]["X-Tenure-Signature"] == expected
+        # Delivering the same key again sends nothing.
+        assert c.deliver(msg(1)).status == "duplicate"
+        assert len(rx.requests) == 4
+    with store.reader() as conn:
+        assert acts.channel_states(conn)[0]["circuit"] == "closed"
+
+
+def test_receiver_that_never_recovers_gives_one_dead_letter_an_open_circuit_and_holds(
+    store, tmp_path
+):
+    clock = FakeClock()
+    with running_receiver() as rx:
+        rx.always_fail = True
+        c = courier(store, tmp_path, clock, url=rx.url, open_for_s=60)
+        assert c.deliver(msg(1)).status == "dead"
+        assert len(rx.requests) == 4
+        with store.reader() as conn:
+            assert [d["key"] for d in acts.deliveries(conn, ["dead"])] == ["d1:send:1"]
+            assert acts.channel_states(conn)[0]["circuit"] == "open"
+        # Later sends are held, not attempted and not lost.
+        assert [c.deliver(msg(i)).status for i in (2, 3)] == ["held", "held"]
+        assert len(rx.requests) == 4
+        assert c.release_held() == []  # still open
+        # The receiver recovers; once the open period passes the held messages go out in order.
+        rx.always_fail = False
+        clock.t += 61
+        released = c.release_held()
+        assert [r.status for r in released] == ["delivered", "delivered"]
+        assert rx.keys() == ["d2:send:1", "d3:send:1"]
+        # And the dead letter goes out when an operator retries it.
+        assert [r.status for r in c.retry_dead()] == ["delivered"]
+        assert rx.keys() == ["d2:send:1", "d3:send:1", "d1:send:1"]
+    with store.reader() as conn:
+        assert acts.deliveries(conn, ["dead", "held"]) == []
+        assert acts.channel_states(conn)[0]["circuit"] == "closed"
+
+
+def test_unreachable_receiver_is_retried_then_dead_lettered(store, tmp_path):
+    clock = FakeClock()
+    c = courier(store, tmp_path, clock, url="http://127.0.0.1:9/unreachable", max_attempts=2)
+    receipt = c.deliver(msg(1))
+    assert receipt.status == "dead" and receipt.attempts == 2 and "ConnectError" in receipt.error
+
+
+def test_rate_limit_waits_for_the_next_minute(store, tmp_path):
+    clock = FakeClock(start=1_800_000_000.0 - 1_800_000_000.0 % 60)
+    c = Courier(
+        store,
+        {"sms": ChannelSettings(rate_per_minute=2)},
+        tmp_path / "outbox",
+        now=clock.now,
+        sleep=clock.sleep,
+    )
+    for i in range(5):
+        assert c.deliver(msg(i, "sms")).status == "delivered"
+    assert len(clock.slept) == 2 and clock.t - 1_800_000_000.0 + 1_800_000_000.0 % 60 >= 120
+    lines = (tmp_path / "outbox" / "sms.jsonl").read_bytes().splitlines()
+    assert [orjson.loads(x)["idempotency_key"] for x in lines] == [f"d{i}:send:1" for i in range(5)]
+
+
+def test_smtp_delivery_carries_the_idempotency_key(store, tmp_path):
+    from aiosmtpd.controller import Controller
+
+    got = []
+
+    class Handler:
+        async def handle_DATA(self, server, session, envelope):
+            got.append(envelope.content.decode())
+            return "250 OK"
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    ctl = Controller(Handler(), hostname="127.0.0.1", port=port)
+    ctl.start()
+    try:
+        settings = {
+            "email": ChannelSettings(
+                type="smtp", host="127.0.0.1", port=port, recipient="{customer_id}@example.test"
+            )
+        }
+        c = Courier(store, settings, tmp_path)
+        assert c.deliver(msg(7, "email")).status == "delivered"
+        assert c.deliver(msg(7, "email")).status == "duplicate"
+    finally:
+        ctl.stop()
+    assert len(got) == 1
+    assert "Idempotency-Key: d7:send:1" in got[0] and "To: c7@example.test" in got[0]
