@@ -45,6 +45,7 @@ class JourneyInput:
     channel: str
     cost: float = 0.0
     policy_id: str = ""
+    budget_period: str | None = None  # the budget period the cost was reserved in
     deliver_at: float | None = None  # epoch seconds; a deferred delivery waits until then
     journey: dict[str, Any] = field(default_factory=dict)  # the spec, as it was when decided
 
@@ -99,6 +100,7 @@ class Deliver:
     channel: str
     template: str
     payload: dict[str, Any]
+    first: bool = False  # the decided contact itself (the caps counted it at decision time)
     kind: Literal["deliver"] = "deliver"
 
 
@@ -318,7 +320,8 @@ def _run(
         after = s.next or spec.following(s.id)
         if isinstance(s, Send):
             channel = inp.channel if s.channel == "action" else s.channel
-            commands.append(Deliver(key, s.id, channel, s.template, dict(s.payload)))
+            first = state.sends == 0
+            commands.append(Deliver(key, s.id, channel, s.template, dict(s.payload), first))
             state = _log(
                 dataclasses.replace(state, sends=state.sends + 1),
                 at,

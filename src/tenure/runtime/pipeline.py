@@ -23,6 +23,8 @@ from tenure.events.envelope import Event
 from tenure.events.parse import Reject
 from tenure.features.snapshot import Features, snapshot
 from tenure.features.state import CustomerState, apply_all
+from tenure.journeys.library import JourneyLibrary
+from tenure.journeys.spec import JourneyError
 from tenure.policy.decide import (
     DEFAULT_GUARDRAILS,
     Decision,
@@ -32,13 +34,13 @@ from tenure.policy.decide import (
     decide,
 )
 from tenure.policy.experiments import NO_EVIDENCE, Evidence
-from tenure.policy.guardrails import GuardrailSettings
+from tenure.policy.guardrails import CONTACT_MEMORY_S, GuardrailSettings
 from tenure.policy.lifecycle import PolicySet
 from tenure.policy.model import Policy
 from tenure.runtime.clock import Clock, EventClock
 from tenure.scoring.baseline import BaselineScorer
 from tenure.scoring.types import Score, Scorer, explained
-from tenure.store import repo
+from tenure.store import acts, repo
 from tenure.store.db import Store
 
 DEFAULT_BATCH_SIZE = 40_000
@@ -245,6 +247,19 @@ def _collector_per_batch() -> Iterator[None]:
             gc.enable()
 
 
+def _with_sends(memory: dict[str, Any], sends: list[list[Any]] | None) -> dict[str, Any]:
+    """A customer's memory with their journeys' follow-up sends among the contacts the caps count.
+
+    A union, so a send already remembered from an earlier batch is not counted twice.
+    """
+    if not sends:
+        return memory
+    contacts = memory.get("contacts") or []
+    have = {(int(at), str(ch)) for at, ch in contacts}
+    extra = [[int(at), str(ch)] for at, ch in sends if (int(at), str(ch)) not in have]
+    return {**memory, "contacts": [*contacts, *extra]} if extra else memory
+
+
 class Pipeline:
     """Runs parsed input through perceive and decide into the store, a batch at a time."""
 
@@ -257,6 +272,7 @@ class Pipeline:
         scorer: Scorer | None = None,
         guardrails: GuardrailSettings = DEFAULT_GUARDRAILS,
         evidence: Mapping[str, Evidence] | None = None,
+        journeys: JourneyLibrary | None = None,
     ) -> None:
         if batch_size < 1:
             raise ValueError("batch size must be at least 1")
@@ -268,6 +284,14 @@ class Pipeline:
         self.scorer: Scorer = scorer or BaselineScorer()
         self.guardrails = guardrails
         self.evidence: Mapping[str, Evidence] = evidence or {}
+        self.journeys = journeys or JourneyLibrary()
+        # Every action's journey must exist before any customer is decided on.
+        for p in self.policies.all():
+            for a in p.actions:
+                try:
+                    self.journeys.get(a.journey)
+                except JourneyError as exc:
+                    raise JourneyError(f"policy {p.id!r} action {a.id!r}: {exc}") from None
         self._shadow_budget: dict[str, dict[str, float]] = {}
         # Customers this pipeline last wrote, with the version it wrote. A cached entry is used
         # only while the store still holds that version, so another writer can never be undone.
@@ -344,6 +368,7 @@ class Pipeline:
             event_rows.append(e)
         customer_ids = sorted(by_customer)
         known = self._known(conn, customer_ids)
+        signals, journey_sends = self._journeys_of(conn, customer_ids, by_customer)
 
         customer_rows, decision_rows, bodies, refs, outbox_rows = [], [], [], [], []
         decisions: list[Decision] = []
@@ -357,7 +382,10 @@ class Pipeline:
             self.scorer,
             self.clock,
         )
-        memories = [mem for _, mem, _ in current]
+        memories = [
+            _with_sends(mem, journey_sends.get(cid))
+            for cid, (_, mem, _) in zip(customer_ids, current, strict=True)
+        ]
         # Shadows see the customer as they were before this batch's live decisions.
         before_live = list(memories)
         results: list[list[Decided]] = [[] for _ in customer_ids]
@@ -464,7 +492,7 @@ class Pipeline:
         )
         repo.upsert_customers(conn, customer_rows)
         repo.insert_decisions(conn, decision_rows)
-        repo.insert_outbox(conn, outbox_rows)
+        repo.insert_outbox(conn, outbox_rows + signals)
         # Only now is the batch certain to commit with these versions; a rollback raises first.
         self._pending = written
 
@@ -481,6 +509,44 @@ class Pipeline:
         summary.rejected += counts["rejected"]
         summary.batches += 1
         return counts
+
+    def _journeys_of(
+        self, conn: Connection, customer_ids: list[str], by_customer: dict[str, list[Event]]
+    ) -> tuple[list[dict[str, Any]], dict[str, list[list[Any]]]]:
+        """Signals for the events running journeys wait for, and journeys' recent sends."""
+        newest = max((e.occurred_at for evs in by_customer.values() for e in evs), default=None)
+        if newest is None:
+            return [], {}
+        since = newest - dt.timedelta(seconds=CONTACT_MEMORY_S)
+        signals: list[dict[str, Any]] = []
+        sends: dict[str, list[list[Any]]] = {}
+        for row in acts.journeys_of(conn, customer_ids, since):
+            if row.sends:
+                sends.setdefault(row.customer_id, []).extend(row.sends)
+            if row.status not in acts.OPEN_JOURNEY:
+                continue
+            listens = set(row.listens)
+            for e in by_customer[row.customer_id]:
+                if e.type not in listens:
+                    continue
+                signals.append(
+                    {
+                        "idempotency_key": f"{row.decision_id}:{e.event_id}",
+                        "decision_id": row.decision_id,
+                        "kind": "journey.signal",
+                        "payload": {
+                            "observation": {
+                                "kind": "event",
+                                "at": e.occurred_at.timestamp(),
+                                "type": e.type,
+                                "event_id": e.event_id,
+                            }
+                        },
+                        "created_at": e.occurred_at,
+                        "attempts": 0,
+                    }
+                )
+        return signals, sends
 
     def _outbox_row(self, d: Decision) -> dict[str, Any]:
         if d.status == "human":
@@ -500,6 +566,8 @@ class Pipeline:
             }
         policy = self.policies.by_hash[d.policy_hash]
         action = next(a for a in policy.actions if a.id == d.action_id)
+        spec = self.journeys.get(action.journey)
+        decided = dt.datetime.fromisoformat(d.decided_at)
         return {
             "idempotency_key": f"{d.decision_id}:start",
             "decision_id": d.decision_id,
@@ -509,10 +577,14 @@ class Pipeline:
                 "customer_id": d.customer_id,
                 "action_id": d.action_id,
                 "channel": d.channel,
-                "journey": action.journey,
                 "decided_at": d.decided_at,
                 "deliver_at": d.deliver_at,
                 "cost": d.cost,
+                "policy_id": policy.id,
+                "budget_period": policy.budget.period_key(decided) if policy.budget else None,
+                "journey": spec.model_dump(mode="json", by_alias=True),
+                "journey_hash": spec.content_hash,
+                "listens": spec.listens,
             },
             "created_at": dt.datetime.fromisoformat(d.decided_at),
             "attempts": 0,

@@ -1,0 +1,206 @@
+"""The journey activities: carry out one command, record where a journey stands.
+
+Each effect is keyed by the command's idempotency key in `deliveries`, and the ones that only
+touch the database (grant, compensate, task) commit their effect and their key in one
+transaction, so a retried activity finds the key and does nothing. Sends go through the courier
+(at most one delivery per key; held behind an open circuit; dead-lettered after the last retry).
+A follow-up send of a journey (a reminder) is checked against the customer's consent and the
+workspace's contact caps at the moment it goes out, and counts toward those caps afterwards.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import time
+from collections.abc import Callable
+from typing import Any
+
+from temporalio import activity
+
+from tenure.channels.adapters import Message
+from tenure.channels.courier import Courier
+from tenure.features.snapshot import snapshot
+from tenure.features.state import CustomerState
+from tenure.policy.guardrails import (
+    CONTACT_MEMORY_S,
+    Contact,
+    GuardrailSettings,
+    cap_block,
+    zone,
+)
+from tenure.store import acts
+from tenure.store import schema as t
+from tenure.store.db import Store
+from tenure.store.repo import load_customers
+
+CRM_CHANNEL = "crm"
+
+
+def _utc(epoch: float) -> dt.datetime:
+    return dt.datetime.fromtimestamp(epoch, dt.UTC)
+
+
+class JourneyActivities:
+    """Activities bound to a store, a courier and the workspace guardrails."""
+
+    def __init__(
+        self,
+        store: Store,
+        courier: Courier,
+        guardrails: GuardrailSettings,
+        now: Callable[[], float] = time.time,
+    ) -> None:
+        self.store = store
+        self.courier = courier
+        self.guardrails = guardrails
+        self.now = now
+
+    @activity.defn(name="tenure.act")
+    def act(self, about: dict[str, Any], command: dict[str, Any]) -> dict[str, Any]:
+        """Carry out one machine command; return what became of it."""
+        kind = command["kind"]
+        if kind == "deliver":
+            return self._deliver(about, command)
+        if kind == "ticket":
+            message = Message(
+                command["key"],
+                about["decision_id"],
+                about["customer_id"],
+                CRM_CHANNEL,
+                "ticket",
+                {"queue": command["queue"], "subject": command["subject"]},
+                kind="ticket",
+            )
+            receipt = self.courier.deliver(message)
+            return {"status": receipt.status, "error": receipt.error}
+        if kind == "task":
+            return self._task(about, command)
+        if kind == "grant":
+            return self._once(about, command, "grant", lambda conn: "granted")
+        if kind == "compensate":
+            return self._once(
+                about, command, "compensate", lambda conn: self._undo(conn, about, command)
+            )
+        raise ValueError(f"unknown command kind {kind!r}")
+
+    def _deliver(self, about: dict[str, Any], command: dict[str, Any]) -> dict[str, Any]:
+        message = Message(
+            command["key"],
+            about["decision_id"],
+            about["customer_id"],
+            command["channel"],
+            command["template"],
+            {**command["payload"], "action_id": about["action_id"]},
+        )
+        if not command.get("first"):
+            blocked = self._guardrail(about["customer_id"], command["channel"])
+            if blocked:
+                self._once(about, command, "deliver", lambda conn: "suppressed", blocked)
+                return {"status": "suppressed", "error": blocked}
+        receipt = self.courier.deliver(message)
+        if receipt.status == "delivered" and not command.get("first"):
+            with self.store.transaction() as conn:
+                row = acts.journey(conn, about["decision_id"])
+                if row is not None:
+                    sends = [*row["sends"], [int(self.now()), command["channel"]]]
+                    acts.update_journey(conn, about["decision_id"], sends=sends)
+        return {"status": receipt.status, "error": receipt.error}
+
+    def _guardrail(self, customer_id: str, channel: str) -> str | None:
+        """Why a follow-up send must not go out now (consent withdrawn, a cap reached), or None."""
+        now = self.now()
+        with self.store.reader() as conn:
+            known = load_customers(conn, [customer_id]).get(customer_id)
+            journeys = acts.journeys_of(conn, [customer_id], _utc(now - CONTACT_MEMORY_S))
+        if known is None:
+            return None
+        state, memory, _ = known
+        features = snapshot(CustomerState.from_record(state), _utc(now))
+        if not features.consented(channel, "marketing"):
+            return f"no marketing consent on {channel}"
+        contacts = [Contact(int(at), str(ch)) for at, ch in (memory or {}).get("contacts", [])]
+        for row in journeys:
+            contacts.extend(Contact(int(at), str(ch)) for at, ch in row.sends)
+        tz = zone(features.timezone, self.guardrails)
+        return cap_block(contacts, channel, _utc(now), tz, self.guardrails.caps)
+
+    def _task(self, about: dict[str, Any], command: dict[str, Any]) -> dict[str, Any]:
+        at = _utc(self.now())
+        with self.store.transaction() as conn:
+            acts.insert_task(
+                conn,
+                {
+                    "task_id": command["key"],
+                    "decision_id": about["decision_id"],
+                    "customer_id": about["customer_id"],
+                    "queue": command["queue"],
+                    "reason": command["reason"],
+                    "status": "open",
+                    "created_at": at,
+                    "due_at": _utc(command["due"]),
+                },
+            )
+        return {"status": "open"}
+
+    def _once(
+        self,
+        about: dict[str, Any],
+        command: dict[str, Any],
+        kind: str,
+        effect: Callable[[Any], str],
+        error: str | None = None,
+    ) -> dict[str, Any]:
+        """Run a database-only effect exactly once under the command's key."""
+        at = _utc(self.now())
+        with self.store.transaction() as conn:
+            row = acts.claim_delivery(
+                conn,
+                {
+                    "key": command["key"],
+                    "decision_id": about["decision_id"],
+                    "customer_id": about["customer_id"],
+                    "kind": kind,
+                    "channel": command.get("channel"),
+                    "status": "pending",
+                    "attempts": 0,
+                    "payload": command,
+                    "created_at": at,
+                    "updated_at": at,
+                },
+            )
+            if row["status"] != "pending":
+                return {"status": row["status"], "duplicate": True}
+            status = effect(conn)
+            acts.update_delivery(
+                conn, command["key"], status=status, attempts=1, last_error=error, updated_at=at
+            )
+        return {"status": status}
+
+    def _undo(self, conn: Any, about: dict[str, Any], command: dict[str, Any]) -> str:
+        """Revoke the journey's grants and give back its reserved budget."""
+        d = t.deliveries.c
+        if command["grants"]:
+            conn.execute(
+                t.deliveries.update()
+                .where(d.key.in_(list(command["grants"])), d.status == "granted")
+                .values(status="revoked", updated_at=_utc(self.now()))
+            )
+        period = about.get("budget_period")
+        if command["release"] and period:
+            acts.release_budget(conn, about["policy_id"], period, float(command["release"]))
+        return "done"
+
+    @activity.defn(name="tenure.record")
+    def record(self, decision_id: str, state: dict[str, Any]) -> None:
+        """Write where the journey stands to the journeys table (what operators look at)."""
+        status = "completed" if state["status"] == "completed" else "running"
+        with self.store.transaction() as conn:
+            acts.update_journey(
+                conn,
+                decision_id,
+                status=status,
+                step=state["step"],
+                outcome=state["outcome"],
+                state=state,
+                updated_at=_utc(self.now()),
+            )

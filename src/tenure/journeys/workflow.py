@@ -1,0 +1,123 @@
+"""The Temporal shell: one workflow type runs every journey by interpreting the pure machine.
+
+Workflow id = decision id. The workflow feeds the machine observations (its start, customer
+events and task resolutions arriving as the `observe` signal, the deadline of a pause as a
+durable timer), carries out the commands it returns as activities, and records where the
+journey stands. All decisions about what happens next are the machine's, so a replayed history
+takes exactly the same path.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+from typing import Any
+
+from temporalio import workflow
+from temporalio.common import RetryPolicy
+
+with workflow.unsafe.imports_passed_through():
+    from tenure.journeys.machine import (
+        Command,
+        JourneyInput,
+        JourneyState,
+        Observation,
+        Resolved,
+        Seen,
+        Start,
+        TimerFired,
+        step,
+    )
+    from tenure.journeys.spec import JourneySpec
+
+WORKFLOW = "tenure.journey"
+ACT = "tenure.act"
+RECORD = "tenure.record"
+# Effects are idempotent by key, so a failed activity is simply tried again, for as long as it
+# takes: a channel outage turns into held messages inside the activity, not a failed journey.
+_RETRY = RetryPolicy(
+    initial_interval=dt.timedelta(seconds=1),
+    backoff_coefficient=2.0,
+    maximum_interval=dt.timedelta(minutes=5),
+)
+_TIMEOUT = dt.timedelta(minutes=10)
+
+
+def observation(data: dict[str, Any]) -> Observation:
+    """A signal's payload as an observation."""
+    if data["kind"] == "resolved":
+        return Resolved(data["at"], data["task"], data["resolution"], data.get("by", ""))
+    return Seen(data["at"], data["type"], data["event_id"], data.get("payload") or {})
+
+
+def journey_input(data: dict[str, Any]) -> JourneyInput:
+    """The workflow argument (an outbox payload) as the machine's input."""
+    fields = {f.name for f in dataclasses.fields(JourneyInput)}
+    return JourneyInput(**{k: v for k, v in data.items() if k in fields})
+
+
+def _about(inp: JourneyInput) -> dict[str, Any]:
+    """The journey's input without its spec (activities do not need it; it is the bulky part)."""
+    return {k: v for k, v in dataclasses.asdict(inp).items() if k != "journey"}
+
+
+@workflow.defn(name=WORKFLOW)
+class JourneyWorkflow:
+    """Runs one journey to its exit."""
+
+    def __init__(self) -> None:
+        self._inbox: list[dict[str, Any]] = []
+        self._state = JourneyState()
+
+    @workflow.signal
+    def observe(self, data: dict[str, Any]) -> None:
+        """A customer event or a task resolution for this journey."""
+        self._inbox.append(data)
+
+    @workflow.query
+    def state(self) -> dict[str, Any]:
+        """Where the journey stands: step, pause, history."""
+        return self._state.to_record()
+
+    @workflow.run
+    async def run(self, data: dict[str, Any]) -> dict[str, Any]:
+        """Interpret the journey until it exits; return its final state."""
+        spec = JourneySpec.model_validate(data["journey"])
+        inp = journey_input(data)
+        await self._apply(spec, inp, Start(workflow.now().timestamp()))
+        while self._state.status == "running" and self._state.pause is not None:
+            pause = self._state.pause
+            left = pause.until - workflow.now().timestamp()
+            obs: Observation
+            try:
+                if left <= 0:
+                    raise TimeoutError
+                await workflow.wait_condition(
+                    lambda: bool(self._inbox), timeout=dt.timedelta(seconds=left)
+                )
+                obs = observation(self._inbox.pop(0))
+            except TimeoutError:
+                obs = TimerFired(workflow.now().timestamp(), pause.step, pause.visit)
+            await self._apply(spec, inp, obs)
+        return self._state.to_record()
+
+    async def _apply(self, spec: JourneySpec, inp: JourneyInput, obs: Observation) -> None:
+        before = self._state
+        self._state, commands = step(spec, inp, self._state, obs)
+        for command in commands:
+            await self._carry_out(inp, command)
+        if self._state != before:
+            await workflow.execute_activity(
+                RECORD,
+                args=[inp.decision_id, self._state.to_record()],
+                start_to_close_timeout=_TIMEOUT,
+                retry_policy=_RETRY,
+            )
+
+    async def _carry_out(self, inp: JourneyInput, command: Command) -> None:
+        await workflow.execute_activity(
+            ACT,
+            args=[_about(inp), dataclasses.asdict(command)],
+            start_to_close_timeout=_TIMEOUT,
+            retry_policy=_RETRY,
+        )
