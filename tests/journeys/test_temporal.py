@@ -1,0 +1,144 @@
+"""Journeys on Temporal's time-skipping test server: a 7-day journey runs in well under a second."""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+from pathlib import Path
+
+import orjson
+from sqlalchemy import select
+from temporalio.testing import WorkflowEnvironment
+
+from tenure.journeys.workflow import JourneyWorkflow
+from tenure.policy.guardrails import GuardrailSettings
+from tenure.policy.model import parse_policy
+from tenure.runtime.dispatch import Dispatcher
+from tenure.runtime.pipeline import Pipeline
+from tenure.runtime.temporal import time_skipping_server
+from tenure.runtime.worker import courier_for, journey_worker
+from tenure.store import acts, repo
+from tenure.store import schema as t
+from tenure.store.db import Store
+from tests.helpers import ev
+
+GUARDRAILS = GuardrailSettings(control_share=0)
+POLICY = parse_policy(
+    {
+        "id": "journeys",
+        "label": "offer journey",
+        "trigger": {"risk_at_least": 0.0, "on_events": ["subscription.cancel_requested"]},
+        "budget": {"amount": 100, "period": "month"},
+        "actions": [
+            {
+                "id": "offer",
+                "channel": "email",
+                "cost": 4.0,
+                "uplift": 0.5,
+                "journey": "offer-reminder-expiry",
+            }
+        ],
+    }
+)
+
+
+def history(customer: str) -> list:
+    return [
+        ev("consent.granted", customer, at=0, channel="email", purpose="marketing"),
+        ev("subscription.started", customer, at=0, plan="pro", mrr=50.0),
+        *[ev("purchase", customer, at=d, amount=80.0, order_id=f"{customer}-{d}") for d in (1, 10)],
+        ev("subscription.cancel_requested", customer, at=30, plan="pro", mrr=50.0),
+    ]
+
+
+def ingest(store: Store, events: list) -> None:
+    Pipeline(store, POLICY, guardrails=GUARDRAILS).run(iter(events), "test")
+
+
+def spent(store: Store) -> float:
+    with store.reader() as conn:
+        return sum(conn.execute(select(t.budgets.c.spent)).scalars())
+
+
+async def _with_worker(tmp_path: Path, body) -> None:
+    store = Store(f"sqlite:///{tmp_path / 'tenure.db'}")
+    courier = courier_for(store, tmp_path, {})
+    env = await WorkflowEnvironment.start_time_skipping(
+        test_server_existing_path=time_skipping_server()
+    )
+    try:
+        async with journey_worker(env.client, store, courier, GUARDRAILS, threads=4):
+            await body(env, store)
+    finally:
+        await env.shutdown()
+        store.close()
+
+
+def sent(tmp_path: Path) -> list[dict]:
+    path = tmp_path / "outbox" / "email.jsonl"
+    return [orjson.loads(x) for x in path.read_bytes().splitlines()] if path.exists() else []
+
+
+def test_unused_offer_is_reminded_then_revoked_and_its_budget_released(tmp_path: Path) -> None:
+    async def body(env: WorkflowEnvironment, store: Store) -> None:
+        ingest(store, history("c-1"))
+        assert spent(store) == 4.0
+        counts = await Dispatcher(store, env.client).dispatch()
+        assert counts == {"started": 1}
+        with store.reader() as conn:
+            (decision_id,) = conn.execute(select(t.journeys.c.decision_id)).scalars()
+        handle = env.client.get_workflow_handle(decision_id)
+        started = dt.datetime.now(dt.UTC)
+        await env.sleep(dt.timedelta(days=8))  # skipped, not waited
+        result = await handle.result()
+        assert result["outcome"] == "expired"
+        # Seven simulated days passed: reminder at day 3, revocation at day 7.
+        times = [dt.datetime.fromisoformat(h["at"]) for h in result["history"]]
+        assert dt.timedelta(days=7) <= times[-1] - times[0] < dt.timedelta(days=7, hours=1)
+        assert times[-1] - started > dt.timedelta(days=6, hours=23)  # yet the test took a second
+        assert [m["template"] for m in sent(tmp_path)] == ["offer", "reminder"]
+        assert spent(store) == 0.0  # the reservation went back to the budget
+        with store.reader() as conn:
+            grant = acts.delivery(conn, f"{decision_id}:grant-offer:1")
+            row = acts.journey(conn, decision_id)
+        assert grant["status"] == "revoked"
+        assert (row["status"], row["outcome"], row["step"]) == ("completed", "expired", "expired")
+        # Running the dispatcher over the same rows again starts nothing twice.
+        with store.transaction() as conn:
+            conn.execute(t.outbox.update().values(dispatched_at=None))
+        again = await Dispatcher(store, env.client).dispatch()
+        assert again == {"already started": 1}
+        assert len(sent(tmp_path)) == 2
+
+    asyncio.run(_with_worker(tmp_path, body))
+
+
+def test_redeemed_signal_takes_the_other_branch(tmp_path: Path) -> None:
+    async def body(env: WorkflowEnvironment, store: Store) -> None:
+        ingest(store, history("c-2"))
+        await Dispatcher(store, env.client).dispatch()
+        with store.reader() as conn:
+            (decision_id,) = conn.execute(select(t.journeys.c.decision_id)).scalars()
+        handle = env.client.get_workflow_handle(decision_id)
+        # The journey stands at its first wait (queryable), the offer already sent.
+        for _ in range(100):
+            state = await handle.query(JourneyWorkflow.state)
+            if state["pause"]:
+                break
+            await asyncio.sleep(0.05)
+        assert state["step"] == "wait-first" and state["pause"]["kind"] == "wait"
+        # The customer redeems: the event goes through the pipeline, which signals the journey.
+        ingest(store, [ev("channel.redeemed", "c-2", at=31, channel="email")])
+        with store.reader() as conn:
+            kinds = [r["kind"] for r in repo.rows(conn, select(t.outbox))]
+        assert kinds.count("journey.signal") == 1
+        assert await Dispatcher(store, env.client).dispatch() == {"signalled": 1}
+        await env.sleep(dt.timedelta(days=8))
+        result = await handle.result()
+        assert result["outcome"] == "redeemed"
+        assert [m["template"] for m in sent(tmp_path)] == ["offer"]
+        assert spent(store) == 4.0  # a redeemed offer keeps its cost
+        with store.reader() as conn:
+            assert acts.delivery(conn, f"{decision_id}:grant-offer:1")["status"] == "granted"
+
+    asyncio.run(_with_worker(tmp_path, body))
