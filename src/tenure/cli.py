@@ -27,6 +27,7 @@ from tenure.config import Settings, resolve
 from tenure.errors import AuditError, TenureError
 from tenure.events.envelope import json_schema
 from tenure.events.parse import LineParser
+from tenure.journeys.library import workspace_library
 from tenure.policy.decide import DEFAULT_GUARDRAILS
 from tenure.policy.lifecycle import PolicySet
 from tenure.policy.model import Policy, default_policy, load_policy, parse_policy
@@ -179,9 +180,17 @@ def _run(
     clock = WallClock() if live else EventClock()
     start = time.perf_counter()
     size = source.size()
+    journeys = workspace_library(settings.workspace)
     if quiet or size is None:
         summary = ingest.run(
-            store, policy, source, parser, clock, batch_size, guardrails=settings.guardrails
+            store,
+            policy,
+            source,
+            parser,
+            clock,
+            batch_size,
+            guardrails=settings.guardrails,
+            journeys=journeys,
         )
     else:
         columns = (
@@ -202,6 +211,7 @@ def _run(
                 batch_size,
                 progress=lambda n: bar.advance(task, n),
                 guardrails=settings.guardrails,
+                journeys=journeys,
             )
     return summary, time.perf_counter() - start
 
@@ -246,7 +256,12 @@ def run(
         typer.Option("--set", help="CSV: FIELD=VALUE for every row, e.g. type=purchase."),
     ] = None,
     live: Annotated[
-        bool, typer.Option(help="Decide at wall-clock time instead of event time.")
+        bool,
+        typer.Option(
+            help="Decide at wall-clock time instead of event time, and run the journey worker "
+            "alongside (Temporal dev server in the workspace, or TENURE_TEMPORAL_ADDRESS) until "
+            "Ctrl-C."
+        ),
     ] = False,
     as_json: JsonFlag = False,
 ) -> None:
@@ -261,6 +276,15 @@ def run(
         settings, store = _open(workspace)
         chosen = _policies(policy, store)
         size = batch_size or (STDIN_BATCH_SIZE if source.is_stdin else DEFAULT_BATCH_SIZE)
+        worker = None
+        if live:
+            from tenure.runtime.journeys import LiveWorker
+
+            worker = LiveWorker(settings, store)
+            temporal = worker.start()
+            err.print(
+                f"journeys run on Temporal at {temporal.address}; web UI {temporal.ui or '-'}"
+            )
         summary, seconds = _run(settings, store, source, chosen, size, live, as_json)
     except FAILURES as exc:
         raise _fail(exc) from None
@@ -268,6 +292,14 @@ def run(
         _dump({**summary.to_record(), "seconds": round(seconds, 3)})
     else:
         _summary_tables(summary, seconds)
+    if worker is not None:
+        err.print("events done; the journey worker keeps running (Ctrl-C to stop)")
+        try:
+            worker.wait()
+        except KeyboardInterrupt:
+            err.print("stopping the worker")
+        finally:
+            worker.stop()
 
 
 @app.command()
@@ -310,8 +342,15 @@ def demo(
             "default tuned for throughput.",
         ),
     ] = DEMO_BATCH_SIZE,
+    journeys: Annotated[
+        bool,
+        typer.Option(
+            help="Run the decided journeys on Temporal's time-skipping test server, so their "
+            "days of waiting pass in seconds; some customers redeem their offer on the way."
+        ),
+    ] = True,
 ) -> None:
-    """Generate a population (if absent), run it with the default policy and show the result."""
+    """Generate a population (if absent), run it with the default policy and its journeys."""
     from tenure.sim.population import PopulationSpec, write_jsonl
 
     try:
@@ -332,16 +371,34 @@ def demo(
             live=False,
             quiet=False,
         )
+        compressed = None
+        if journeys:
+            from tenure.runtime.journeys import run_compressed
+
+            with err.status("running journeys on the time-skipping Temporal server"):
+                compressed = run_compressed(settings, store, default_policy())
     except FAILURES as exc:
         raise _fail(exc) from None
     out.print(f"[bold]tenure demo[/bold]: {path} (batches of {batch_size:,} events)")
     _summary_tables(summary, seconds)
+    if compressed is not None:
+        table = Table(title="journeys (Temporal, time-skipping)", title_justify="left")
+        table.add_column("journeys")
+        table.add_column("count", justify="right")
+        table.add_row("started", f"{compressed.started:,}")
+        table.add_row("completed", f"{compressed.completed:,}")
+        table.add_row("customers who redeemed on the way", f"{compressed.responded:,}")
+        for outcome, n in sorted(compressed.outcomes.items()):
+            table.add_row(f"outcome: {outcome}", f"{n:,}")
+        table.add_row("time", f"{compressed.seconds:.1f} s for 10 days of journey time")
+        out.print(table)
     ws = f" --workspace {workspace}" if workspace else ""
     out.print("\nwhere to look next:")
     out.print(f"  tenure stats --json{ws}")
     out.print(f"  tenure decisions list --limit 10{ws}")
     out.print(f"  tenure customers show CUSTOMER_ID{ws}")
     out.print(f"  tenure audit verify{ws}")
+    out.print(f"  tenure journeys list --limit 10{ws}")
     if summary.duplicates == summary.read and summary.read:
         out.print(
             "\n(every event was already in this workspace: run with a fresh --workspace "
@@ -1063,3 +1120,7 @@ def report_lift(
 def main() -> None:
     """Entry point for `python -m tenure`."""
     app()
+
+
+# The act layer's commands (worker, journeys, tasks, dlq) register themselves on `app`.
+from tenure import cli_act  # noqa: E402, F401

@@ -10,10 +10,12 @@ from typing import Any
 import yaml
 from pydantic import ValidationError
 
+from tenure.channels.adapters import ChannelSettings
 from tenure.errors import ConfigError, InputError, field_errors
 from tenure.policy.guardrails import GuardrailSettings
 
 DEFAULT_WORKSPACE = Path(".tenure")
+KNOWN_SETTINGS = ("event_types", "guardrails", "channels")
 
 
 @dataclass(frozen=True)
@@ -24,6 +26,7 @@ class Settings:
     database_url: str
     extra_event_types: tuple[str, ...] = ()
     guardrails: GuardrailSettings = field(default_factory=GuardrailSettings)
+    channels: dict[str, ChannelSettings] = field(default_factory=dict)
 
 
 def resolve(workspace: Path | None = None, database_url: str | None = None) -> Settings:
@@ -42,6 +45,7 @@ def resolve(workspace: Path | None = None, database_url: str | None = None) -> S
         url,
         _registered_types(config, ws / "tenure.yaml"),
         _guardrails(config, ws / "tenure.yaml"),
+        _channels(config, ws / "tenure.yaml"),
     )
 
 
@@ -54,9 +58,10 @@ def _workspace_config(path: Path) -> dict[str, Any]:
         raise ConfigError(f"cannot read {path}: {exc}") from None
     if not isinstance(data, dict):
         raise ConfigError(f"{path}: expected a mapping (event_types, guardrails)")
-    unknown = sorted(set(data) - {"event_types", "guardrails"})
+    unknown = sorted(set(data) - set(KNOWN_SETTINGS))
     if unknown:
-        raise ConfigError(f"{path}: unknown settings {unknown} (known: event_types, guardrails)")
+        known = ", ".join(KNOWN_SETTINGS)
+        raise ConfigError(f"{path}: unknown settings {unknown} (known: {known})")
     return data
 
 
@@ -74,3 +79,21 @@ def _guardrails(config: dict[str, Any], path: Path) -> GuardrailSettings:
         return GuardrailSettings.model_validate(config.get("guardrails") or {})
     except ValidationError as exc:
         raise ConfigError(f"{path}: invalid guardrails: {field_errors(exc)}") from None
+
+
+def _channels(config: dict[str, Any], path: Path) -> dict[str, ChannelSettings]:
+    """Configured channels (`channels: {name: {type: webhook, url: ...}}`); others are files."""
+    raw = config.get("channels") or {}
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{path}: channels must be a mapping of channel name to settings")
+    out = {}
+    for name, value in raw.items():
+        try:
+            out[str(name)] = ChannelSettings.model_validate(value or {})
+        except ValidationError as exc:
+            raise ConfigError(f"{path}: channel {name!r}: {field_errors(exc)}") from None
+        if out[str(name)].type in ("webhook", "crm") and not out[str(name)].url:
+            raise ConfigError(
+                f"{path}: channel {name!r}: a {out[str(name)].type} channel needs a url"
+            )
+    return out

@@ -225,6 +225,7 @@ actions:
     channel: sms
     cost: 4.0
     uplift: 0.08
+    journey: offer-reminder-expiry
 """
 
 

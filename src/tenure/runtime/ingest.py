@@ -14,6 +14,7 @@ import yaml
 from tenure.errors import ConfigError, InputError
 from tenure.events.envelope import Event
 from tenure.events.parse import CsvMapping, LineParser, Reject, read_csv
+from tenure.journeys.library import JourneyLibrary
 from tenure.policy.decide import DEFAULT_GUARDRAILS
 from tenure.policy.guardrails import GuardrailSettings
 from tenure.policy.lifecycle import PolicySet
@@ -142,6 +143,7 @@ def run(
     batch_size: int = DEFAULT_BATCH_SIZE,
     progress: Progress | None = None,
     guardrails: GuardrailSettings = DEFAULT_GUARDRAILS,
+    journeys: JourneyLibrary | None = None,
 ) -> RunSummary:
     """Run one input through the pipeline into the store."""
     from tenure.policy.lift import evidence_by_policy
@@ -165,6 +167,7 @@ def run(
             scorer=scorer,
             guardrails=guardrails,
             evidence=evidence,
+            journeys=journeys,
         )
         label = "stdin" if source.is_stdin else str(Path(source.path).resolve())
         return pipeline.run(items(source, stream, parser, progress), label)

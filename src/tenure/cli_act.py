@@ -1,0 +1,250 @@
+"""The act layer's commands: `worker`, `journeys`, `tasks`, `dlq`; thin, like the rest."""
+
+from __future__ import annotations
+
+import time
+from collections import Counter
+from typing import Annotated, Any
+
+import typer
+from rich.table import Table
+
+from tenure.cli import FAILURES, JsonFlag, Workspace, _dump, _fail, _open, _query, app, err, out
+from tenure.runtime.temporal import ui_url
+from tenure.store import acts
+
+journeys_app = typer.Typer(help="Where every customer's journey stands.", no_args_is_help=True)
+tasks_app = typer.Typer(help="The human task queue.", no_args_is_help=True)
+dlq_app = typer.Typer(
+    help="Dead letters: deliveries that failed after their last retry, and held messages.",
+    no_args_is_help=True,
+)
+app.add_typer(journeys_app, name="journeys")
+app.add_typer(tasks_app, name="tasks")
+app.add_typer(dlq_app, name="dlq")
+
+
+def _time(value: Any) -> str:
+    return value.strftime("%Y-%m-%d %H:%M") if value is not None else "-"
+
+
+@app.command()
+def worker(
+    workspace: Workspace = None,
+    once: Annotated[
+        bool, typer.Option(help="Dispatch the outbox once and exit (no worker keeps running).")
+    ] = False,
+) -> None:
+    """Run journey workers: start journeys from the outbox, run their steps, deliver.
+
+    Uses TENURE_TEMPORAL_ADDRESS when set; otherwise starts a Temporal dev server with its
+    database in the workspace (temporal.db) and the web UI on http://localhost:8233.
+    Safe to run more than once at a time: every start and every delivery happens once.
+    """
+    from tenure.runtime.journeys import LiveWorker
+
+    try:
+        settings, store = _open(workspace)
+        if once:
+            import asyncio
+
+            from tenure.runtime.dispatch import Dispatcher
+            from tenure.runtime.temporal import connect, ensure_server
+
+            target = ensure_server(settings.workspace)
+
+            async def dispatch() -> Counter[str]:
+                return await Dispatcher(store, await connect(target)).dispatch()
+
+            counts = asyncio.run(dispatch())
+            out.print(
+                ", ".join(f"{k}: {v:,}" for k, v in sorted(counts.items())) or "nothing to do"
+            )
+            return
+
+        def tick(counts: Counter[str]) -> None:
+            if counts:
+                err.print(", ".join(f"{k}: {v:,}" for k, v in sorted(counts.items())))
+
+        live = LiveWorker(settings, store, on_tick=tick)
+        temporal = live.start()
+    except FAILURES as exc:
+        raise _fail(exc) from None
+    err.print(f"worker running on {temporal.address} (web UI {temporal.ui or '-'}); Ctrl-C to stop")
+    try:
+        live.wait()
+    except KeyboardInterrupt:
+        err.print("stopping")
+    finally:
+        live.stop()
+    if live.error is not None:
+        raise _fail(live.error)
+
+
+@journeys_app.command("list")
+def journeys_list(
+    status: Annotated[
+        str | None,
+        typer.Option(help="pending, running, completed or failed."),
+    ] = None,
+    customer: Annotated[str | None, typer.Option(help="Only this customer's journeys.")] = None,
+    limit: Annotated[int, typer.Option(min=1)] = 50,
+    workspace: Workspace = None,
+    as_json: JsonFlag = False,
+) -> None:
+    """Journeys, newest first, with their current step and outcome."""
+    if status is not None and status not in ("pending", "running", "completed", "failed"):
+        raise _fail(
+            ValueError(f"--status must be pending, running, completed or failed, not {status!r}")
+        )
+    rows = _query(workspace, lambda c: acts.journeys(c, status, customer, limit))
+    if as_json:
+        _dump([{k: v for k, v in r.items() if k != "state"} for r in rows])
+        return
+    table = Table(title=f"journeys ({len(rows)})", title_justify="left")
+    for col in ("decision", "customer", "journey", "status", "step", "outcome", "updated"):
+        table.add_column(col)
+    for r in rows:
+        table.add_row(
+            r["decision_id"],
+            r["customer_id"],
+            r["journey_id"],
+            r["status"],
+            r["step"] or "-",
+            r["outcome"] or "-",
+            _time(r["updated_at"]),
+        )
+    out.print(table)
+    if not rows:
+        out.print("no journeys yet: they start when `tenure worker` dispatches decided actions")
+
+
+@journeys_app.command("show")
+def journeys_show(decision_id: str, workspace: Workspace = None, as_json: JsonFlag = False) -> None:
+    """One journey: current step, what it waits for, its history, and its Temporal UI page."""
+    row = _query(workspace, lambda c: acts.journey(c, decision_id))
+    if row is None:
+        raise _fail(ValueError(f"no journey {decision_id!r} (see `tenure journeys list`)"))
+    ui = ui_url()
+    link = f"{ui}/namespaces/default/workflows/{decision_id}" if ui else None
+    state = row.get("state") or {}
+    if as_json:
+        _dump({**row, "temporal_ui": link})
+        return
+    out.print(f"[bold]{decision_id}[/bold]  {row['journey_id']} for {row['customer_id']}")
+    out.print(f"status {row['status']}, step {row['step'] or '-'}, outcome {row['outcome'] or '-'}")
+    pause = state.get("pause")
+    if pause:
+        what = ", ".join(pause.get("events") or []) or pause.get("task") or "its start time"
+        until = time.strftime("%Y-%m-%d %H:%M", time.gmtime(pause["until"]))
+        out.print(f"waiting for {what} until {until} UTC")
+    history = Table(title="history", title_justify="left")
+    for col in ("at", "step", "what"):
+        history.add_column(col)
+    for h in state.get("history", []):
+        history.add_row(h["at"][:19], h["step"], h["what"])
+    out.print(history)
+    if link:
+        out.print(f"Temporal UI: {link}")
+
+
+@tasks_app.command("list")
+def tasks_list(
+    status: Annotated[str, typer.Option(help="open, resolved, or all.")] = "open",
+    queue: Annotated[str | None, typer.Option(help="Only this queue.")] = None,
+    limit: Annotated[int, typer.Option(min=1)] = 100,
+    workspace: Workspace = None,
+    as_json: JsonFlag = False,
+) -> None:
+    """Tasks waiting for a person (oldest first)."""
+    chosen = None if status == "all" else status
+    rows = _query(workspace, lambda c: acts.tasks(c, chosen, queue, limit))
+    if as_json:
+        _dump(rows)
+        return
+    table = Table(title=f"tasks: {status} ({len(rows)})", title_justify="left")
+    for col in ("task", "customer", "queue", "reason", "due", "status"):
+        table.add_column(col)
+    for r in rows:
+        table.add_row(
+            r["task_id"], r["customer_id"], r["queue"], r["reason"], _time(r["due_at"]), r["status"]
+        )
+    out.print(table)
+
+
+@tasks_app.command("resolve")
+def tasks_resolve(
+    task_id: str,
+    resolution: Annotated[str, typer.Option(help="What happened, e.g. saved or lost.")],
+    by: Annotated[str, typer.Option("--by", help="Who resolved it.")],
+    workspace: Workspace = None,
+) -> None:
+    """Resolve a task; the journey waiting on it continues (through the outbox and the worker)."""
+    from tenure.runtime.journeys import resolve_task
+
+    try:
+        _, store = _open(workspace)
+        row = resolve_task(store, task_id, resolution, by, time.time())
+    except FAILURES as exc:
+        raise _fail(exc) from None
+    out.print(f"resolved {task_id} as {row['resolution']!r} by {row['resolved_by']}")
+
+
+@dlq_app.command("list")
+def dlq_list(
+    held: Annotated[bool, typer.Option(help="Also list messages held by an open circuit.")] = True,
+    workspace: Workspace = None,
+    as_json: JsonFlag = False,
+) -> None:
+    """Dead letters (and held messages), with each channel's circuit."""
+
+    def read(conn: Any) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+        states = ["dead", "held"] if held else ["dead"]
+        return acts.deliveries(conn, states, limit=10_000), acts.channel_states(conn)
+
+    rows, channels = _query(workspace, read)
+    if as_json:
+        _dump({"deliveries": rows, "channels": channels})
+        return
+    table = Table(title=f"dead letters and held messages ({len(rows)})", title_justify="left")
+    for col in ("key", "channel", "status", "attempts", "last error", "since"):
+        table.add_column(col)
+    for r in rows:
+        table.add_row(
+            r["key"],
+            r["channel"] or "-",
+            r["status"],
+            str(r["attempts"]),
+            (r["last_error"] or "-")[:80],
+            _time(r["updated_at"]),
+        )
+    out.print(table)
+    circuits = Table(title="channels", title_justify="left")
+    for col in ("channel", "circuit", "failed attempts in a row", "opened"):
+        circuits.add_column(col)
+    for c in channels:
+        circuits.add_row(c["channel"], c["circuit"], str(c["failures"]), _time(c["opened_at"]))
+    out.print(circuits)
+
+
+@dlq_app.command("retry")
+def dlq_retry(
+    keys: Annotated[list[str] | None, typer.Argument(help="Keys to retry (default: all).")] = None,
+    workspace: Workspace = None,
+) -> None:
+    """Deliver dead letters again (through an open circuit: this is the operator's trial)."""
+    from tenure.runtime.worker import courier_for
+
+    try:
+        settings, store = _open(workspace)
+        courier = courier_for(store, settings.workspace, settings.channels)
+        receipts = courier.retry_dead(keys or None)
+    except FAILURES as exc:
+        raise _fail(exc) from None
+    if not receipts:
+        out.print("no dead letters" + (" with those keys" if keys else ""))
+        return
+    counts = Counter(r.status for r in receipts)
+    out.print(", ".join(f"{k}: {v}" for k, v in sorted(counts.items())))
+    if counts.get("dead"):
+        raise typer.Exit(1)
