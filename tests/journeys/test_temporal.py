@@ -10,6 +10,7 @@ import orjson
 from sqlalchemy import select
 from temporalio.testing import WorkflowEnvironment
 
+from tenure.journeys.library import workspace_library
 from tenure.journeys.workflow import JourneyWorkflow
 from tenure.policy.guardrails import GuardrailSettings
 from tenure.policy.model import parse_policy
@@ -42,12 +43,20 @@ POLICY = parse_policy(
 )
 
 
-def history(customer: str) -> list:
+def history(customer: str, start: dt.datetime | None = None) -> list:
+    """A paying customer who asks to cancel on day 30 (after `start`, default the helpers' T0)."""
+
+    def day(n: int) -> dt.datetime | int:
+        return n if start is None else start + dt.timedelta(days=n)
+
     return [
-        ev("consent.granted", customer, at=0, channel="email", purpose="marketing"),
-        ev("subscription.started", customer, at=0, plan="pro", mrr=50.0),
-        *[ev("purchase", customer, at=d, amount=80.0, order_id=f"{customer}-{d}") for d in (1, 10)],
-        ev("subscription.cancel_requested", customer, at=30, plan="pro", mrr=50.0),
+        ev("consent.granted", customer, at=day(0), channel="email", purpose="marketing"),
+        ev("subscription.started", customer, at=day(0), plan="pro", mrr=50.0),
+        *[
+            ev("purchase", customer, at=day(d), amount=80.0, order_id=f"{customer}-{d}")
+            for d in (1, 10)
+        ],
+        ev("subscription.cancel_requested", customer, at=day(30), plan="pro", mrr=50.0),
     ]
 
 
@@ -140,5 +149,39 @@ def test_redeemed_signal_takes_the_other_branch(tmp_path: Path) -> None:
         assert spent(store) == 4.0  # a redeemed offer keeps its cost
         with store.reader() as conn:
             assert acts.delivery(conn, f"{decision_id}:grant-offer:1")["status"] == "granted"
+
+    asyncio.run(_with_worker(tmp_path, body))
+
+
+def test_follow_up_sends_count_toward_the_contact_caps(tmp_path: Path) -> None:
+    """A reminder that would be a second contact in one day is suppressed, with the cap named."""
+    (tmp_path / "journeys").mkdir()
+    (tmp_path / "journeys" / "twice.yaml").write_text(
+        "id: twice\nsteps:\n"
+        "  - {id: first, kind: send, template: offer}\n"
+        "  - {id: pause, kind: wait, for: [channel.redeemed], timeout: 1m, next: done}\n"
+        "  - {id: again, kind: send, template: reminder}\n"
+        "  - {id: done, kind: exit, outcome: done}\n"
+    )
+    policy = parse_policy(
+        {
+            **POLICY.model_dump(mode="json"),
+            "actions": [{**POLICY.actions[0].model_dump(), "journey": "twice"}],
+        }
+    )
+
+    async def body(env: WorkflowEnvironment, store: Store) -> None:
+        Pipeline(store, policy, guardrails=GUARDRAILS, journeys=workspace_library(tmp_path)).run(
+            iter(history("c-3", dt.datetime.now(dt.UTC) - dt.timedelta(days=30))), "test"
+        )
+        await Dispatcher(store, env.client).dispatch()
+        with store.reader() as conn:
+            (decision_id,) = conn.execute(select(t.journeys.c.decision_id)).scalars()
+        await env.sleep(dt.timedelta(days=1))  # past any quiet-hours deferral too
+        assert (await env.client.get_workflow_handle(decision_id).result())["outcome"] == "done"
+        with store.reader() as conn:
+            again = acts.delivery(conn, f"{decision_id}:again:1")
+        assert again["status"] == "suppressed" and "cap 1 per day" in again["last_error"]
+        assert [m["template"] for m in sent(tmp_path)] == ["offer"]
 
     asyncio.run(_with_worker(tmp_path, body))

@@ -41,6 +41,10 @@ _RETRY = RetryPolicy(
     maximum_interval=dt.timedelta(minutes=5),
 )
 _TIMEOUT = dt.timedelta(minutes=10)
+# A worker that dies mid-activity is noticed after this long without a heartbeat (activities
+# heartbeat while they wait between delivery attempts), not after the whole timeout.
+_HEARTBEAT = dt.timedelta(seconds=20)
+_RECORD_TIMEOUT = dt.timedelta(seconds=30)
 
 
 def observation(data: dict[str, Any]) -> Observation:
@@ -113,7 +117,7 @@ class JourneyWorkflow:
             await workflow.execute_activity(
                 RECORD,
                 args=[inp.decision_id, self._state.to_record()],
-                start_to_close_timeout=_TIMEOUT,
+                start_to_close_timeout=_RECORD_TIMEOUT,
                 retry_policy=_RETRY,
             )
 
@@ -122,5 +126,6 @@ class JourneyWorkflow:
             ACT,
             args=[_about(inp), dataclasses.asdict(command)],
             start_to_close_timeout=_TIMEOUT,
+            heartbeat_timeout=_HEARTBEAT,
             retry_policy=_RETRY,
         )

@@ -10,6 +10,7 @@ from collections import Counter
 from collections.abc import Callable
 from pathlib import Path
 
+from temporalio import activity
 from temporalio.client import Client
 from temporalio.worker import Worker
 
@@ -23,9 +24,18 @@ from tenure.runtime.temporal import TASK_QUEUE
 from tenure.store.db import Store
 
 
+def heartbeating_sleep(seconds: float) -> None:
+    """Sleep between delivery attempts, heartbeating when inside an activity."""
+    end = time.monotonic() + seconds
+    while (left := end - time.monotonic()) > 0:
+        if activity.in_activity():
+            activity.heartbeat()
+        time.sleep(min(left, 5.0))
+
+
 def courier_for(store: Store, workspace: Path, channels: dict[str, ChannelSettings]) -> Courier:
     """The courier of a workspace: configured channels, files under `outbox/` for the rest."""
-    return Courier(store, channels, workspace / "outbox")
+    return Courier(store, channels, workspace / "outbox", sleep=heartbeating_sleep)
 
 
 def journey_worker(
