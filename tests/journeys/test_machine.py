@@ -138,7 +138,13 @@ def test_human_task_resolution_and_escalation():
     assert state.outcome == "saved" and kinds(cmds) == [("task", "call"), ("deliver", "thank")]
     state, cmds = simulate(DESK, INP, 0.0)
     assert state.outcome == "lost"
-    assert kinds(cmds) == [("task", "call"), ("task", "escalate"), ("ticket", "ticket")]
+    assert kinds(cmds) == [
+        ("task", "call"),
+        ("expire", "call"),
+        ("task", "escalate"),
+        ("expire", "escalate"),
+        ("ticket", "ticket"),
+    ]
     # A resolution of the first task after it escalated is ignored.
     late, _ = simulate(DESK, INP, 0.0, [Resolved(2 * DAY, "d1:call:1", "saved")])
     assert late.outcome == "lost"

@@ -169,7 +169,7 @@ class Courier:
         retrying = Retrying(
             stop=stop_after_attempt(s.max_attempts),
             wait=wait_exponential_jitter(
-                initial=s.backoff_s, max=s.backoff_max_s, jitter=s.jitter_s
+                multiplier=s.backoff_s, max=s.backoff_max_s, jitter=s.jitter_s
             ),
             retry=retry_if_exception_type(Retryable),
             sleep=self.sleep,

@@ -75,6 +75,12 @@ class JourneyActivities:
             return {"status": receipt.status, "error": receipt.error}
         if kind == "task":
             return self._task(about, command)
+        if kind == "expire":
+            with self.store.transaction() as conn:
+                closed = acts.close_task(
+                    conn, command["task"], status="expired", resolved_at=_utc(self.now())
+                )
+            return {"status": "expired" if closed else "already closed"}
         if kind == "grant":
             return self._once(about, command, "grant", lambda conn: "granted")
         if kind == "compensate":

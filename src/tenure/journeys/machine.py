@@ -149,7 +149,17 @@ class Undo:
     kind: Literal["compensate"] = "compensate"
 
 
-Command = Deliver | GrantOffer | OpenTicket | CreateTask | Undo
+@dataclass(frozen=True)
+class ExpireTask:
+    """Close a task nobody resolved in time (the journey has moved on)."""
+
+    key: str
+    step: str
+    task: str
+    kind: Literal["expire"] = "expire"
+
+
+Command = Deliver | GrantOffer | OpenTicket | CreateTask | ExpireTask | Undo
 
 # ---------------------------------------------------------------- state
 
@@ -264,7 +274,11 @@ def step(
         s = spec.step(pause.step)
         state = _log(dataclasses.replace(state, pause=None), obs.at, s.id, "timed out")
         target = s.on_timeout or spec.following(s.id)
-        return _run(spec, inp, state, target, obs.at)
+        state, commands = _run(spec, inp, state, target, obs.at)
+        if pause.kind == "human":
+            expire = ExpireTask(f"{pause.task}:expired", s.id, pause.task)
+            return state, [expire, *commands]
+        return state, commands
     if isinstance(obs, Resolved):
         if pause is None or pause.kind != "human" or pause.task != obs.task:
             return state, []
