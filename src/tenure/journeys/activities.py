@@ -56,8 +56,16 @@ class JourneyActivities:
         self.now = now
 
     @activity.defn(name="tenure.act")
-    def act(self, about: dict[str, Any], command: dict[str, Any]) -> dict[str, Any]:
-        """Carry out one machine command; return what became of it."""
+    def act(
+        self, about: dict[str, Any], command: dict[str, Any], record: dict[str, Any] | None = None
+    ) -> dict[str, Any]:
+        """Carry out one machine command (then record the journey's state, when given)."""
+        result = self._act(about, command)
+        if record is not None:
+            self.record(about["decision_id"], record)
+        return result
+
+    def _act(self, about: dict[str, Any], command: dict[str, Any]) -> dict[str, Any]:
         kind = command["kind"]
         if kind == "deliver":
             return self._deliver(about, command)

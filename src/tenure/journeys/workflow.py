@@ -111,9 +111,11 @@ class JourneyWorkflow:
     async def _apply(self, spec: JourneySpec, inp: JourneyInput, obs: Observation) -> None:
         before = self._state
         self._state, commands = step(spec, inp, self._state, obs)
-        for command in commands:
-            await self._carry_out(inp, command)
-        if self._state != before:
+        # The last command's activity also records the new state: one activity fewer per step.
+        record = self._state.to_record()
+        for i, command in enumerate(commands):
+            await self._carry_out(inp, command, record if i == len(commands) - 1 else None)
+        if self._state != before and not commands:
             await workflow.execute_activity(
                 RECORD,
                 args=[inp.decision_id, self._state.to_record()],
@@ -121,10 +123,12 @@ class JourneyWorkflow:
                 retry_policy=_RETRY,
             )
 
-    async def _carry_out(self, inp: JourneyInput, command: Command) -> None:
+    async def _carry_out(
+        self, inp: JourneyInput, command: Command, record: dict[str, Any] | None
+    ) -> None:
         await workflow.execute_activity(
             ACT,
-            args=[_about(inp), dataclasses.asdict(command)],
+            args=[_about(inp), dataclasses.asdict(command), record],
             start_to_close_timeout=_TIMEOUT,
             heartbeat_timeout=_HEARTBEAT,
             retry_policy=_RETRY,
