@@ -176,10 +176,19 @@ def test_events_schema_is_json_schema() -> None:
     assert code == 0 and schema["$schema"].endswith("2020-12/schema")
 
 
-def test_demo_runs_end_to_end(tmp_path: Path) -> None:
-    code, out, _ = tenure("demo", "--customers", "80", "--days", "40", "-w", str(tmp_path / "ws"))
+def test_demo_runs_end_to_end_with_its_journeys(tmp_path: Path) -> None:
+    ws = str(tmp_path / "ws")
+    code, out, _ = tenure("demo", "--customers", "300", "--days", "60", "-w", ws)
     assert code == 0
     assert "read" in out and "accepted" in out and "where to look next" in out
+    assert "journeys (Temporal, time-skipping)" in out and "outcome: expired" in out
+    code, listed, _ = tenure("journeys", "list", "--limit", "1000", "--json", "-w", ws)
+    journeys = json.loads(listed)
+    assert journeys and {j["status"] for j in journeys} == {"completed"}
+    assert {j["outcome"] for j in journeys} <= {"sent", "expired", "redeemed"}
+    offers = (tmp_path / "ws" / "outbox" / "sms.jsonl").read_bytes().splitlines()
+    keys = [json.loads(x)["idempotency_key"] for x in offers]
+    assert len(keys) == len(set(keys)) > 0
 
 
 def test_empty_input_is_fine(tmp_path: Path) -> None:
