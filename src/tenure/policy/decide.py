@@ -48,6 +48,7 @@ class DecisionMemory:
     at_risk: bool = False
     last_intervention_at: str | None = None  # ISO-8601 UTC of the last action taken
     contacts: tuple[Contact, ...] = ()  # recent deliveries, for the caps
+    open_journeys: int = 0  # journeys still running for the customer (counted per batch)
 
     def to_record(self) -> dict[str, Any]:
         """A JSON-ready form."""
@@ -55,6 +56,7 @@ class DecisionMemory:
             "at_risk": self.at_risk,
             "last_intervention_at": self.last_intervention_at,
             "contacts": [[c.at, c.channel] for c in self.contacts],
+            "open_journeys": self.open_journeys,
         }
 
     @classmethod
@@ -88,7 +90,10 @@ class DecisionMemory:
         if not rec:
             return cls()
         return cls(
-            bool(rec["at_risk"]), rec.get("last_intervention_at"), _contacts(rec.get("contacts"))
+            bool(rec["at_risk"]),
+            rec.get("last_intervention_at"),
+            _contacts(rec.get("contacts")),
+            int(rec.get("open_journeys", 0)),
         )
 
 
@@ -258,8 +263,8 @@ def decide(
 
     `guardrails` are the workspace's; `budget_spent` is what the policy has already reserved in
     the current budget period. Guardrails are checked in a fixed order of precedence: suppression
-    list, cooldown, then per action consent, quiet hours, caps and budget; the control group holds
-    back a customer only once an action (or a hand-off) has been chosen for them.
+    list, cooldown, concurrent journeys, then per action consent, quiet hours, caps and budget;
+    the control group holds back a customer only once an action (or a hand-off) has been chosen.
     """
     at_risk = score.risk >= policy.trigger.risk_at_least
     if features.subscription_status == "cancelled" or not at_risk:
@@ -310,6 +315,12 @@ def decide(
         customer_block = ("suppression_list", "customer is on the suppression list")
     elif cooldown is not None:
         customer_block = ("cooldown", cooldown)
+    elif memory.open_journeys >= guardrails.max_concurrent_journeys:
+        customer_block = (
+            "concurrent_journeys",
+            f"{memory.open_journeys} journey(s) still running; at most "
+            f"{guardrails.max_concurrent_journeys} at once",
+        )
 
     did = decision_id(
         f"{policy.id}\x1f{policy.content_hash}", features.customer_id, trigger.event_id

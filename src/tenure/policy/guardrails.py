@@ -52,6 +52,7 @@ class GuardrailSettings(_Model):
     control_share: float = Field(default=0.05, ge=0.0, le=0.5)
     control_salt: str = Field(default="tenure", min_length=1)
     suppressed_customers: frozenset[str] = frozenset()
+    max_concurrent_journeys: int = Field(default=1, ge=1)
     default_timezone: str = "UTC"
 
     @field_validator("default_timezone")

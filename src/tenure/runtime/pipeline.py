@@ -7,6 +7,7 @@ a whole batch or nothing, and a rerun of the same input finds every event a dupl
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import gc
 import uuid
@@ -368,7 +369,7 @@ class Pipeline:
             event_rows.append(e)
         customer_ids = sorted(by_customer)
         known = self._known(conn, customer_ids)
-        signals, journey_sends = self._journeys_of(conn, customer_ids, by_customer)
+        signals, journey_sends, open_journeys = self._journeys_of(conn, customer_ids, by_customer)
 
         customer_rows, decision_rows, bodies, refs, outbox_rows = [], [], [], [], []
         decisions: list[Decision] = []
@@ -402,7 +403,13 @@ class Pipeline:
             mode = "canary" if policy is self.policies.canary else "live"
             got = decide_many(
                 [perceived[i] for i in idx],
-                [DecisionMemory.of_customer(memories[i], policy.id) for i in idx],
+                [
+                    dataclasses.replace(
+                        DecisionMemory.of_customer(memories[i], policy.id),
+                        open_journeys=open_journeys.get(customer_ids[i], 0),
+                    )
+                    for i in idx
+                ],
                 policy,
                 self.scorer,
                 self.guardrails,
@@ -421,7 +428,13 @@ class Pipeline:
             key = shadow_key(policy)
             got = decide_many(
                 perceived,
-                [DecisionMemory.of_customer(m, key) for m in before_live],
+                [
+                    dataclasses.replace(
+                        DecisionMemory.of_customer(m, key),
+                        open_journeys=open_journeys.get(cid, 0),
+                    )
+                    for cid, m in zip(customer_ids, before_live, strict=True)
+                ],
                 policy,
                 self.scorer,
                 self.guardrails,
@@ -512,19 +525,21 @@ class Pipeline:
 
     def _journeys_of(
         self, conn: Connection, customer_ids: list[str], by_customer: dict[str, list[Event]]
-    ) -> tuple[list[dict[str, Any]], dict[str, list[list[Any]]]]:
-        """Signals for the events running journeys wait for, and journeys' recent sends."""
+    ) -> tuple[list[dict[str, Any]], dict[str, list[list[Any]]], Counter[str]]:
+        """Signals for the events running journeys wait for, their recent sends, open counts."""
         newest = max((e.occurred_at for evs in by_customer.values() for e in evs), default=None)
         if newest is None:
-            return [], {}
+            return [], {}, Counter()
         since = newest - dt.timedelta(seconds=CONTACT_MEMORY_S)
         signals: list[dict[str, Any]] = []
         sends: dict[str, list[list[Any]]] = {}
+        open_journeys: Counter[str] = Counter()
         for row in acts.journeys_of(conn, customer_ids, since):
             if row.sends:
                 sends.setdefault(row.customer_id, []).extend(row.sends)
             if row.status not in acts.OPEN_JOURNEY:
                 continue
+            open_journeys[row.customer_id] += 1
             listens = set(row.listens)
             for e in by_customer[row.customer_id]:
                 if e.type not in listens:
@@ -546,7 +561,7 @@ class Pipeline:
                         "attempts": 0,
                     }
                 )
-        return signals, sends
+        return signals, sends, open_journeys
 
     def _outbox_row(self, d: Decision) -> dict[str, Any]:
         if d.status == "human":
