@@ -27,7 +27,7 @@ from tenure.config import Settings, resolve
 from tenure.errors import AuditError, TenureError
 from tenure.events.envelope import json_schema
 from tenure.events.parse import LineParser
-from tenure.journeys.library import workspace_library
+from tenure.journeys.library import JourneyLibrary, workspace_library
 from tenure.policy.decide import DEFAULT_GUARDRAILS
 from tenure.policy.lifecycle import PolicySet
 from tenure.policy.model import Policy, default_policy, load_policy, parse_policy
@@ -1023,9 +1023,23 @@ def simulate(
     control_share: Annotated[
         float, typer.Option(min=0.0, max=0.5, help="Control group share for best-value.")
     ] = 0.2,
+    workspace: Annotated[
+        Path | None,
+        typer.Option(
+            "--workspace",
+            "-w",
+            help="Take the journeys the policy names from this workspace's journeys/ too "
+            "(default: the built-in journeys only).",
+            show_default=False,
+        ),
+    ] = None,
     as_json: JsonFlag = False,
 ) -> None:
-    """Closed loop: a policy decides for customers whose churn and response are known."""
+    """Closed loop: a policy decides for customers whose churn and response are known.
+
+    Actions with a journey run it in simulated time: customers the offer saves redeem it, the
+    others let it lapse, and compensated journeys give their cost back to the budget.
+    """
     from tenure.sim.closed_loop import TARGETINGS, SimSpec, compare
 
     modes = TARGETINGS if targeting == "all" else (targeting,)
@@ -1036,8 +1050,10 @@ def simulate(
         spec = SimSpec(
             customers=customers, days=days, seed=seed, budget=budget, control_share=control_share
         )
+        library = workspace_library(resolve(workspace).workspace) if workspace else None
+        journeys = (library or JourneyLibrary()).specs
         with err.status(f"simulating {customers:,} customers over {days} days"):
-            result = compare(spec, modes, chosen)  # type: ignore[arg-type]
+            result = compare(spec, modes, chosen, journeys)  # type: ignore[arg-type]
     except FAILURES as exc:
         raise _fail(exc) from None
     if as_json:

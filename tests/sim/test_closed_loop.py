@@ -7,7 +7,8 @@ import json
 from typer.testing import CliRunner
 
 from tenure.cli import app
-from tenure.sim.closed_loop import SimSpec, compare, population, run
+from tenure.policy.model import parse_policy
+from tenure.sim.closed_loop import SIM_POLICY, SimSpec, compare, population, run
 
 runner = CliRunner()
 
@@ -42,3 +43,25 @@ def test_cli_reports_all_modes(tmp_path) -> None:
     assert set(json.loads(result.stdout)["modes"]) == {"best-value", "riskiest", "random", "oracle"}
     bad = runner.invoke(app, ["simulate", "--targeting", "loudest"])
     assert bad.exit_code == 2 and "--targeting" in bad.stderr
+
+
+def test_journeys_run_in_simulated_time_and_give_back_unused_offers() -> None:
+    """The journey machine drives the simulator: lapsed offers are revoked and refunded."""
+    from tenure.journeys.library import JourneyLibrary
+
+    data = {
+        **SIM_POLICY,
+        "actions": [{**SIM_POLICY["actions"][0], "journey": "offer-reminder-expiry"}],
+    }
+    spec = SimSpec(customers=3000, days=84, seed=3)
+    plain = run(spec, "riskiest")
+    with_journey = run(spec, "riskiest", parse_policy(data), JourneyLibrary().specs)
+    assert plain["journeys"] == {"sent": plain["treated"]}
+    outcomes = with_journey["journeys"]
+    assert set(outcomes) == {"redeemed", "expired"}
+    assert outcomes["redeemed"] == with_journey["saved"]  # exactly the customers it saved
+    # Refunds of lapsed offers pay for more customers from the same budget.
+    assert with_journey["treated"] > plain["treated"]
+    assert with_journey["cost"] < plain["cost"] + 1e-6
+    # Redeemers got the offer; the others the offer and a reminder.
+    assert with_journey["messages"] == outcomes["redeemed"] + 2 * outcomes["expired"]

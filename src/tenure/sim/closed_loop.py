@@ -7,12 +7,17 @@ targeting mode spends the same budget per cohort; outcomes are drawn once per cu
 random numbers), so modes differ only in whom they treat. `best-value` runs the real `decide()`
 with the policy, the workspace-style guardrails and a control group, and learns the offer's uplift
 per segment from the outcomes of earlier cohorts, as the engine does from its own history.
+
+An action with a journey runs it through the journey machine in simulated time: a customer the
+offer saves redeems it the day after (`channel.redeemed`), the others let it lapse, and a
+journey that compensates gives its reserved cost back to the budget of later cohorts.
 """
 
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Sequence
+from collections import Counter
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -21,6 +26,8 @@ import numpy as np
 
 from tenure.features.snapshot import snapshot
 from tenure.features.state import CustomerState
+from tenure.journeys.machine import JourneyInput, Seen, Undo, simulate
+from tenure.journeys.spec import SINGLE_SEND, JourneyError, JourneySpec
 from tenure.policy.decide import DecisionMemory, TriggerContext, decide
 from tenure.policy.experiments import Evidence, cell, segment_key
 from tenure.policy.guardrails import GuardrailSettings
@@ -142,13 +149,50 @@ def _choose(
     return ranked
 
 
-def run(spec: SimSpec, mode: Targeting, policy: Policy | None = None) -> dict[str, Any]:
+def _journey_specs(
+    policy: Policy, journeys: Mapping[str, JourneySpec] | None
+) -> dict[str, JourneySpec]:
+    specs = {}
+    for a in policy.actions:
+        if a.journey is None:
+            specs[a.id] = SINGLE_SEND
+        elif journeys is None or a.journey not in journeys:
+            raise JourneyError(f"action {a.id!r}: journey {a.journey!r} was not given")
+        else:
+            specs[a.id] = journeys[a.journey]
+    return specs
+
+
+def _run_journey(
+    spec: JourneySpec, i: int, action: str, channel: str, cost: float, day: int, saved: bool
+) -> tuple[str, float, int]:
+    """(outcome, cost given back, messages sent) of one customer's journey in simulated time."""
+    start = (START + dt.timedelta(days=day)).timestamp()
+    inp = JourneyInput(f"sim-{i}", f"sim-{i}", action, channel, cost=cost)
+    redeem = [Seen(start + 86_400, "channel.redeemed", f"sim-{i}-redeem")] if saved else []
+    state, commands = simulate(spec, inp, start, redeem)
+    released = sum(c.release for c in commands if isinstance(c, Undo))
+    sends = sum(c.kind == "deliver" for c in commands)
+    return state.outcome or "ended", released, sends
+
+
+def run(
+    spec: SimSpec,
+    mode: Targeting,
+    policy: Policy | None = None,
+    journeys: Mapping[str, JourneySpec] | None = None,
+) -> dict[str, Any]:
     """Simulate one targeting mode; saved customers and value, overall and once learned.
 
     The offer's true effect is the same whichever of the policy's actions carries it; what the
-    policy has to find out is whom it works for.
+    policy has to find out is whom it works for. `journeys` are the specs the actions name.
     """
     policy = policy or parse_policy(SIM_POLICY)
+    specs = _journey_specs(policy, journeys)
+    channel_of = {a.id: a.channel for a in policy.actions}
+    outcomes: Counter[str] = Counter()
+    messages = 0
+    carried = 0.0  # budget given back by compensated journeys, spent by later cohorts
     pop = population(spec)
     costs = {a.id: a.cost for a in policy.actions}
     first_cost = costs[policy.actions[0].id]
@@ -177,7 +221,8 @@ def run(spec: SimSpec, mode: Targeting, policy: Policy | None = None) -> dict[st
                 k_n[1] += 1
         evidence = Evidence({k: (v[0], v[1]) for k, v in arms.items()})
         ranked = _choose(mode, idx, pop, policy, evidence, guardrails, rng)
-        allowance = budget * len(idx) / spec.customers
+        allowance = budget * len(idx) / spec.customers + carried
+        carried = 0.0
         # Walk down the ranking; a control customer is held back where it stands (so treated and
         # control are alike), costing nothing.
         for _, i, held_back, action in sorted(ranked, key=lambda x: (-x[0], x[1])):
@@ -192,12 +237,28 @@ def run(spec: SimSpec, mode: Targeting, policy: Policy | None = None) -> dict[st
             action_of[int(i)] = action
             spent[i] = costs[action]
             allowance -= costs[action]
+            saved = bool(pop.churn[i] * (1 - pop.response[i]) <= pop.draw[i] < pop.churn[i])
+            outcome, released, sent = _run_journey(
+                specs[action],
+                int(i),
+                action,
+                channel_of[action],
+                costs[action],
+                int(pop.arrival[i]),
+                saved,
+            )
+            outcomes[outcome] += 1
+            messages += sent
+            spent[i] -= released
+            carried += released
     # "Once learned": the second half of the run, when every cell has had outcomes to learn from.
     learned_from = max(spec.horizon_days + spec.cohort_days, spec.days // 2)
     return {
         "targeting": mode,
         **_tally(pop, treated, spent, np.ones(spec.customers, dtype=bool)),
         "learned": _tally(pop, treated, spent, pop.arrival >= learned_from),
+        "journeys": dict(sorted(outcomes.items())),
+        "messages": messages,
     }
 
 
@@ -225,10 +286,13 @@ def _tally(
 
 
 def compare(
-    spec: SimSpec, modes: Sequence[Targeting] = TARGETINGS, policy: Policy | None = None
+    spec: SimSpec,
+    modes: Sequence[Targeting] = TARGETINGS,
+    policy: Policy | None = None,
+    journeys: Mapping[str, JourneySpec] | None = None,
 ) -> dict[str, Any]:
     """Every mode on the same population and budget, with each one's share of the oracle."""
-    results = {m: run(spec, m, policy) for m in dict.fromkeys([*modes, "oracle"])}
+    results = {m: run(spec, m, policy, journeys) for m in dict.fromkeys([*modes, "oracle"])}
     oracle = results["oracle"]
     for r in results.values():
         for part, ref in ((r, oracle), (r["learned"], oracle["learned"])):
