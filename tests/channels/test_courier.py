@@ -152,3 +152,27 @@ def test_smtp_delivery_carries_the_idempotency_key(store, tmp_path):
         ctl.stop()
     assert len(got) == 1
     assert "Idempotency-Key: d7:send:1" in got[0] and "To: c7@example.test" in got[0]
+
+
+def test_crm_channel_posts_a_ticket_shaped_body(store, tmp_path):
+    with running_receiver() as rx:
+        settings = {"crm": ChannelSettings(type="crm", url=rx.url)}
+        c = Courier(store, settings, tmp_path)
+        ticket = Message(
+            "d9:ticket:1",
+            "d9",
+            "c9",
+            "crm",
+            "ticket",
+            {"queue": "save", "subject": "call back"},
+            kind="ticket",
+        )
+        assert c.deliver(ticket).status == "delivered"
+        body = rx.accepted()[0]["body"]
+    assert body == {
+        "idempotency_key": "d9:ticket:1",
+        "customer_id": "c9",
+        "queue": "save",
+        "subject": "call back",
+        "decision_id": "d9",
+    }
