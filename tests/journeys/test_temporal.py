@@ -185,3 +185,27 @@ def test_follow_up_sends_count_toward_the_contact_caps(tmp_path: Path) -> None:
         assert [m["template"] for m in sent(tmp_path)] == ["offer"]
 
     asyncio.run(_with_worker(tmp_path, body))
+
+
+def test_a_journey_that_cannot_run_is_recorded_as_failed(tmp_path: Path) -> None:
+    from temporalio.client import WorkflowFailureError
+
+    async def body(env: WorkflowEnvironment, store: Store) -> None:
+        ingest(store, history("c-4"))
+        with store.transaction() as conn:  # a spec damaged after the decision was made
+            (row,) = conn.execute(select(t.outbox)).mappings().all()
+            payload = {**row["payload"], "journey": {"id": "broken", "steps": []}}
+            conn.execute(t.outbox.update().values(payload=payload))
+        await Dispatcher(store, env.client).dispatch()
+        handle = env.client.get_workflow_handle(row["decision_id"])
+        try:
+            await handle.result()
+            raise AssertionError("the journey should have failed")
+        except WorkflowFailureError:
+            pass
+        with store.reader() as conn:
+            journey = acts.journey(conn, row["decision_id"])
+        assert (journey["status"], journey["outcome"]) == ("failed", "failed")
+        assert "ValidationError" in journey["state"]["history"][-1]["what"]
+
+    asyncio.run(_with_worker(tmp_path, body))

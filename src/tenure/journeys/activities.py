@@ -207,7 +207,7 @@ class JourneyActivities:
     @activity.defn(name="tenure.record")
     def record(self, decision_id: str, state: dict[str, Any]) -> None:
         """Write where the journey stands to the journeys table (what operators look at)."""
-        status = "completed" if state["status"] == "completed" else "running"
+        status = state["status"] if state["status"] in ("completed", "failed") else "running"
         with self.store.transaction() as conn:
             acts.update_journey(
                 conn,

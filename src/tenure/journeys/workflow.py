@@ -15,12 +15,16 @@ from typing import Any
 
 from temporalio import workflow
 from temporalio.common import RetryPolicy
+from temporalio.exceptions import ApplicationError
 
 with workflow.unsafe.imports_passed_through():
+    from pydantic import ValidationError
+
     from tenure.journeys.machine import (
         Command,
         JourneyInput,
         JourneyState,
+        JourneyStuck,
         Observation,
         Resolved,
         Seen,
@@ -88,7 +92,33 @@ class JourneyWorkflow:
 
     @workflow.run
     async def run(self, data: dict[str, Any]) -> dict[str, Any]:
-        """Interpret the journey until it exits; return its final state."""
+        """Interpret the journey until it exits; return its final state.
+
+        A journey that cannot go on (its spec does not validate, it loops without pausing) is
+        recorded as failed and the workflow fails, rather than retrying the same error forever.
+        """
+        try:
+            return await self._run(data)
+        except (ValidationError, JourneyStuck, KeyError, TypeError, ValueError) as exc:
+            reason = f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"
+            failed = {**self._state.to_record(), "status": "failed", "outcome": "failed"}
+            failed["history"] = [
+                *failed["history"],
+                {
+                    "at": workflow.now().isoformat(),
+                    "step": self._state.step or "-",
+                    "what": f"failed: {reason}",
+                },
+            ]
+            await workflow.execute_activity(
+                RECORD,
+                args=[data.get("decision_id", workflow.info().workflow_id), failed],
+                start_to_close_timeout=_RECORD_TIMEOUT,
+                retry_policy=_RETRY,
+            )
+            raise ApplicationError(reason, non_retryable=True) from exc
+
+    async def _run(self, data: dict[str, Any]) -> dict[str, Any]:
         spec = JourneySpec.model_validate(data["journey"])
         inp = journey_input(data)
         await self._apply(spec, inp, Start(workflow.now().timestamp()))
