@@ -185,7 +185,7 @@ def test_demo_runs_end_to_end_with_its_journeys(tmp_path: Path) -> None:
     code, listed, _ = tenure("journeys", "list", "--limit", "1000", "--json", "-w", ws)
     journeys = json.loads(listed)
     assert journeys and {j["status"] for j in journeys} == {"completed"}
-    assert {j["outcome"] for j in journeys} <= {"sent", "expired", "redeemed"}
+    assert {j["outcome"] for j in journeys} <= {"sent", "expired", "redeemed", "churned"}
     offers = (tmp_path / "ws" / "outbox" / "sms.jsonl").read_bytes().splitlines()
     keys = [json.loads(x)["idempotency_key"] for x in offers]
     assert len(keys) == len(set(keys)) > 0

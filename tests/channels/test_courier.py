@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import hashlib
 import hmac
 import socket
@@ -11,7 +12,7 @@ import orjson
 import pytest
 
 from tenure.channels.adapters import ChannelSettings, Message
-from tenure.channels.courier import Courier
+from tenure.channels.courier import SEND_LEASE_S, Courier
 from tenure.store import acts
 from tenure.store.db import Store
 from tests.receiver import running_receiver
@@ -176,3 +177,31 @@ def test_crm_channel_posts_a_ticket_shaped_body(store, tmp_path):
         "subject": "call back",
         "decision_id": "d9",
     }
+
+
+def test_a_message_another_sender_holds_is_not_sent_twice(store, tmp_path):
+    clock = FakeClock()
+    with running_receiver() as rx:
+        c = courier(store, tmp_path, clock, url=rx.url)
+        at = dt.datetime.fromtimestamp(clock.t, dt.UTC)
+        with store.transaction() as conn:  # a worker claimed it and is sending right now
+            acts.claim_delivery(
+                conn,
+                {
+                    "key": "d1:send:1",
+                    "decision_id": "d1",
+                    "customer_id": "c1",
+                    "kind": "deliver",
+                    "channel": "hook",
+                    "status": "sending",
+                    "attempts": 0,
+                    "payload": {},
+                    "created_at": at,
+                    "updated_at": at,
+                },
+            )
+        assert c.deliver(msg(1)).status == "in_flight"
+        assert rx.requests == []
+        clock.t += SEND_LEASE_S + 1  # that sender died: after its lease the message goes out
+        assert c.deliver(msg(1)).status == "delivered"
+        assert len(rx.requests) == 1

@@ -209,3 +209,19 @@ def test_a_journey_that_cannot_run_is_recorded_as_failed(tmp_path: Path) -> None
         assert "ValidationError" in journey["state"]["history"][-1]["what"]
 
     asyncio.run(_with_worker(tmp_path, body))
+
+
+def test_an_event_before_the_journey_started_still_reaches_it(tmp_path: Path) -> None:
+    """Decision, then the redemption, both before any dispatch: one page starts, then signals."""
+
+    async def body(env: WorkflowEnvironment, store: Store) -> None:
+        ingest(store, history("c-5"))
+        ingest(store, [ev("channel.redeemed", "c-5", at=30.5, channel="email")])
+        counts = await Dispatcher(store, env.client).dispatch()
+        assert counts == {"started": 1, "signalled": 1}
+        with store.reader() as conn:
+            (decision_id,) = conn.execute(select(t.journeys.c.decision_id)).scalars()
+        await env.sleep(dt.timedelta(days=8))
+        assert (await env.client.get_workflow_handle(decision_id).result())["outcome"] == "redeemed"
+
+    asyncio.run(_with_worker(tmp_path, body))

@@ -43,7 +43,11 @@ from tenure.channels.adapters import (
 from tenure.store import acts
 from tenure.store.db import Store
 
-Status = Literal["delivered", "duplicate", "held", "dead"]
+Status = Literal["delivered", "duplicate", "held", "dead", "in_flight"]
+# A claimed message is `sending` for this long: another caller meanwhile gets `in_flight` and does
+# not send. Longer than any attempt loop (and than the activity's timeout), so only a sender that
+# died mid-send lets the message go out again, after the lease: the one at-least-once window.
+SEND_LEASE_S = 180.0
 
 
 @dataclass(frozen=True)
@@ -115,9 +119,14 @@ class Courier:
             )
             if row["status"] == "delivered":
                 return Receipt(message.key, "duplicate", row["attempts"])
+            leased = row["updated_at"].timestamp() + SEND_LEASE_S > self.now()
+            if row["status"] == "sending" and leased:
+                return Receipt(message.key, "in_flight", row["attempts"], "another sender has it")
             if not force and not self._circuit_allows(conn, message.channel):
                 acts.update_delivery(conn, message.key, status="held", updated_at=at)
                 return Receipt(message.key, "held", row["attempts"], "circuit open")
+            # Claimed: committed before the first attempt, so a second caller sees the lease.
+            acts.update_delivery(conn, message.key, status="sending", updated_at=at)
         self._take_rate_slot(message.channel)
         return self._attempt(message, row["attempts"])
 

@@ -18,7 +18,7 @@ from typing import Any
 from temporalio import activity
 
 from tenure.channels.adapters import Message
-from tenure.channels.courier import Courier
+from tenure.channels.courier import Courier, Receipt
 from tenure.features.snapshot import snapshot
 from tenure.features.state import CustomerState
 from tenure.policy.guardrails import (
@@ -34,6 +34,10 @@ from tenure.store.db import Store
 from tenure.store.repo import load_customers
 
 CRM_CHANNEL = "crm"
+
+
+class InFlight(RuntimeError):
+    """The message is being sent by someone else right now (retried by Temporal)."""
 
 
 def _utc(epoch: float) -> dt.datetime:
@@ -79,8 +83,7 @@ class JourneyActivities:
                 {"queue": command["queue"], "subject": command["subject"]},
                 kind="ticket",
             )
-            receipt = self.courier.deliver(message)
-            return {"status": receipt.status, "error": receipt.error}
+            return self._receipt(self.courier.deliver(message))
         if kind == "task":
             return self._task(about, command)
         if kind == "expire":
@@ -111,13 +114,20 @@ class JourneyActivities:
             if blocked:
                 self._once(about, command, "deliver", lambda conn: "suppressed", blocked)
                 return {"status": "suppressed", "error": blocked}
-        receipt = self.courier.deliver(message)
-        if receipt.status == "delivered" and not command.get("first"):
+        receipt = self._receipt(self.courier.deliver(message))
+        if receipt["status"] == "delivered" and not command.get("first"):
             with self.store.transaction() as conn:
                 row = acts.journey(conn, about["decision_id"])
                 if row is not None:
                     sends = [*row["sends"], [int(self.now()), command["channel"]]]
                     acts.update_journey(conn, about["decision_id"], sends=sends)
+        return receipt
+
+    @staticmethod
+    def _receipt(receipt: Receipt) -> dict[str, Any]:
+        if receipt.status == "in_flight":
+            # Another worker holds this message's lease: try again later, by then it is settled.
+            raise InFlight(f"{receipt.key} is being sent by another worker")
         return {"status": receipt.status, "error": receipt.error}
 
     def _guardrail(self, customer_id: str, channel: str) -> str | None:
@@ -132,9 +142,11 @@ class JourneyActivities:
         features = snapshot(CustomerState.from_record(state), _utc(now))
         if not features.consented(channel, "marketing"):
             return f"no marketing consent on {channel}"
-        contacts = [Contact(int(at), str(ch)) for at, ch in (memory or {}).get("contacts", [])]
+        # The pipeline folds journey sends into the stored contacts too: count each one once.
+        seen = {(int(at), str(ch)) for at, ch in (memory or {}).get("contacts", [])}
         for row in journeys:
-            contacts.extend(Contact(int(at), str(ch)) for at, ch in row.sends)
+            seen.update((int(at), str(ch)) for at, ch in row.sends)
+        contacts = [Contact(at, ch) for at, ch in sorted(seen)]
         tz = zone(features.timezone, self.guardrails)
         return cap_block(contacts, channel, _utc(now), tz, self.guardrails.caps)
 
@@ -203,6 +215,15 @@ class JourneyActivities:
         if command["release"] and period:
             acts.release_budget(conn, about["policy_id"], period, float(command["release"]))
         return "done"
+
+    @activity.defn(name="tenure.task_status")
+    def task_status(self, task_id: str) -> dict[str, Any] | None:
+        """A task's status and resolution (None when there is no such task)."""
+        with self.store.reader() as conn:
+            row = acts.task(conn, task_id)
+        if row is None:
+            return None
+        return {"status": row["status"], "resolution": row["resolution"], "by": row["resolved_by"]}
 
     @activity.defn(name="tenure.record")
     def record(self, decision_id: str, state: dict[str, Any]) -> None:

@@ -246,7 +246,7 @@ def step(
                 spec.steps[0].id,
                 f"deferred until {_iso(inp.deliver_at)} (quiet hours)",
             ), []
-        return _run(spec, inp, state, spec.steps[0].id, obs.at)
+        return _run(spec, inp, state, spec.steps[0].id, obs.at, initial=True)
     if state.status == "new":
         return state, []  # nothing happens before the start
     pause = state.pause
@@ -270,7 +270,7 @@ def step(
             return state, []  # a timer of a pause already left
         if pause.kind == "delay":
             state = dataclasses.replace(state, pause=None)
-            return _run(spec, inp, state, pause.step, obs.at)
+            return _run(spec, inp, state, pause.step, obs.at, initial=True)
         s = spec.step(pause.step)
         state = _log(dataclasses.replace(state, pause=None), obs.at, s.id, "timed out")
         target = s.on_timeout or spec.following(s.id)
@@ -317,9 +317,18 @@ def _context(inp: JourneyInput, state: JourneyState) -> dict[str, Any]:
 
 
 def _run(
-    spec: JourneySpec, inp: JourneyInput, state: JourneyState, step_id: str | None, at: float
+    spec: JourneySpec,
+    inp: JourneyInput,
+    state: JourneyState,
+    step_id: str | None,
+    at: float,
+    initial: bool = False,
 ) -> tuple[JourneyState, list[Command]]:
-    """Carry out immediate steps from `step_id` until one pauses; collect their commands."""
+    """Carry out immediate steps from `step_id` until one pauses; collect their commands.
+
+    `initial`: these are the steps the decision itself started, whose first send is the contact
+    the decision's guardrails already checked and counted. A send after any pause is not.
+    """
     commands: list[Command] = []
     for _ in range(_MAX_IMMEDIATE):
         if step_id is None:
@@ -334,7 +343,7 @@ def _run(
         after = s.next or spec.following(s.id)
         if isinstance(s, Send):
             channel = inp.channel if s.channel == "action" else s.channel
-            first = state.sends == 0
+            first = initial and state.sends == 0
             commands.append(Deliver(key, s.id, channel, s.template, dict(s.payload), first))
             state = _log(
                 dataclasses.replace(state, sends=state.sends + 1),

@@ -271,6 +271,14 @@ class JourneySpec(BaseModel):
         return {s.id: i for i, s in enumerate(self.steps)}
 
     @cached_property
+    def horizon_s(self) -> float:
+        """The longest this journey can take: each pause timing out once, plus a day of deferral."""
+        pauses = [
+            seconds(s.timeout) for s in self.steps if isinstance(s, Wait | Human) and s.timeout
+        ]
+        return sum(pauses) + 86_400.0
+
+    @cached_property
     def listens(self) -> list[str]:
         """Every event type some wait step of this journey waits for."""
         return sorted({t for s in self.steps if isinstance(s, Wait) for t in s.for_})

@@ -15,7 +15,7 @@ from typing import Any
 
 from temporalio import workflow
 from temporalio.common import RetryPolicy
-from temporalio.exceptions import ApplicationError
+from temporalio.exceptions import ActivityError, ApplicationError
 
 with workflow.unsafe.imports_passed_through():
     from pydantic import ValidationError
@@ -37,17 +37,19 @@ with workflow.unsafe.imports_passed_through():
 WORKFLOW = "tenure.journey"
 ACT = "tenure.act"
 RECORD = "tenure.record"
+TASK_STATUS = "tenure.task_status"
 # Effects are idempotent by key, so a failed activity is simply tried again, for as long as it
 # takes: a channel outage turns into held messages inside the activity, not a failed journey.
+# Errors that only a code change can fix are not retried: the journey fails and says why.
 _RETRY = RetryPolicy(
     initial_interval=dt.timedelta(seconds=1),
     backoff_coefficient=2.0,
     maximum_interval=dt.timedelta(minutes=5),
+    non_retryable_error_types=["TypeError", "KeyError", "AttributeError", "ValueError"],
 )
-_TIMEOUT = dt.timedelta(minutes=10)
-# A worker that dies mid-activity is noticed after this long without a heartbeat (activities
-# heartbeat while they wait between delivery attempts), not after the whole timeout.
-_HEARTBEAT = dt.timedelta(seconds=20)
+# Shorter than the courier's send lease (SEND_LEASE_S), so a retry after a worker died finds the
+# lease still held and waits rather than sending alongside a sender that is still alive.
+_TIMEOUT = dt.timedelta(minutes=2)
 _RECORD_TIMEOUT = dt.timedelta(seconds=30)
 
 
@@ -99,7 +101,14 @@ class JourneyWorkflow:
         """
         try:
             return await self._run(data)
-        except (ValidationError, JourneyStuck, KeyError, TypeError, ValueError) as exc:
+        except (
+            ValidationError,
+            JourneyStuck,
+            KeyError,
+            TypeError,
+            ValueError,
+            ActivityError,
+        ) as exc:
             reason = f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"
             failed = {**self._state.to_record(), "status": "failed", "outcome": "failed"}
             failed["history"] = [
@@ -134,9 +143,24 @@ class JourneyWorkflow:
                 )
                 obs = observation(self._inbox.pop(0))
             except TimeoutError:
-                obs = TimerFired(workflow.now().timestamp(), pause.step, pause.visit)
+                obs = await self._timed_out(pause)
             await self._apply(spec, inp, obs)
         return self._state.to_record()
+
+    async def _timed_out(self, pause: Any) -> Observation:
+        """The deadline passed; for a task, a resolution already recorded wins over the timer."""
+        if pause.kind == "human":
+            task = await workflow.execute_activity(
+                TASK_STATUS,
+                pause.task,
+                start_to_close_timeout=_RECORD_TIMEOUT,
+                retry_policy=_RETRY,
+            )
+            if task and task.get("status") == "resolved":
+                return Resolved(
+                    workflow.now().timestamp(), pause.task, task["resolution"], task["by"]
+                )
+        return TimerFired(workflow.now().timestamp(), pause.step, pause.visit)
 
     async def _apply(self, spec: JourneySpec, inp: JourneyInput, obs: Observation) -> None:
         before = self._state
@@ -160,6 +184,5 @@ class JourneyWorkflow:
             ACT,
             args=[_about(inp), dataclasses.asdict(command), record],
             start_to_close_timeout=_TIMEOUT,
-            heartbeat_timeout=_HEARTBEAT,
             retry_policy=_RETRY,
         )

@@ -28,6 +28,7 @@ from tenure.store import acts
 from tenure.store.db import Store
 
 _CONCURRENCY = 64
+RETRY_LATER = "not yet"
 
 
 def _utc(epoch: float) -> dt.datetime:
@@ -50,7 +51,12 @@ class Dispatcher:
         self.now = now
 
     async def dispatch(self, page: int = 500) -> Counter[str]:
-        """Dispatch everything pending now; counts by what happened."""
+        """Dispatch everything pending now; counts by what happened.
+
+        Starts go before signals, so a signal in the same page finds its journey. A row that
+        fails (Temporal unreachable, a signal for a journey not started yet) stays pending and
+        is tried again on the next call; one bad row never holds up the others.
+        """
         counts: Counter[str] = Counter()
         gate = asyncio.Semaphore(_CONCURRENCY)
         while True:
@@ -58,36 +64,32 @@ class Dispatcher:
                 rows = acts.pending_outbox(conn, page)
             if not rows:
                 return counts
-            self._record_journeys([r for r in rows if r["kind"] == "journey.start"])
-            results = await asyncio.gather(*(self._gated(gate, r) for r in rows))
-            counts.update(results)
+            starts = [r for r in rows if r["kind"] == "journey.start"]
+            rest = [r for r in rows if r["kind"] != "journey.start"]
+            results = [
+                *await asyncio.gather(
+                    *(self._gated(gate, r) for r in starts), return_exceptions=True
+                ),
+                *await asyncio.gather(
+                    *(self._gated(gate, r) for r in rest), return_exceptions=True
+                ),
+            ]
+            done, again = [], []
+            for row, result in zip([*starts, *rest], results, strict=True):
+                if isinstance(result, BaseException):
+                    counts["failed"] += 1
+                    again.append(row["id"])
+                elif result == RETRY_LATER:
+                    counts[result] += 1
+                    again.append(row["id"])
+                else:
+                    counts[result] += 1
+                    done.append(row["id"])
             with self.store.transaction() as conn:
-                acts.mark_dispatched(conn, [r["id"] for r in rows], _utc(self.now()))
-            if len(rows) < page:
+                acts.mark_dispatched(conn, done, _utc(self.now()))
+                acts.note_attempt(conn, again)
+            if len(rows) < page or not done:
                 return counts
-
-    def _record_journeys(self, rows: list[dict[str, Any]]) -> None:
-        at = _utc(self.now())
-        with self.store.transaction() as conn:
-            acts.insert_journeys(
-                conn,
-                [
-                    {
-                        "decision_id": r["decision_id"],
-                        "customer_id": r["payload"]["customer_id"],
-                        "journey_id": r["payload"]["journey"]["id"],
-                        "journey_hash": r["payload"]["journey_hash"],
-                        "action_id": r["payload"]["action_id"],
-                        "channel": r["payload"]["channel"],
-                        "status": "pending",
-                        "listens": r["payload"]["listens"],
-                        "sends": [],
-                        "started_at": at,
-                        "updated_at": at,
-                    }
-                    for r in rows
-                ],
-            )
 
     async def _gated(self, gate: asyncio.Semaphore, row: dict[str, Any]) -> str:
         async with gate:
@@ -112,9 +114,16 @@ class Dispatcher:
             try:
                 await handle.signal("observe", payload["observation"])
             except RPCError as exc:
-                if exc.status == RPCStatusCode.NOT_FOUND:
-                    return "journey over"
-                raise
+                if exc.status != RPCStatusCode.NOT_FOUND:
+                    raise
+                with self.store.reader() as conn:
+                    row = acts.journey(conn, row["decision_id"])
+                # Not started yet: keep the signal for later. Over: nothing listens any more.
+                return (
+                    RETRY_LATER
+                    if row is not None and row["status"] == "pending"
+                    else "journey over"
+                )
             return "signalled"
         if kind == "human.task":
             with self.store.transaction() as conn:

@@ -248,6 +248,26 @@ def _collector_per_batch() -> Iterator[None]:
             gc.enable()
 
 
+def _journey_row(outbox_row: dict[str, Any]) -> dict[str, Any]:
+    """The journeys-table row of a journey.start outbox row (status pending)."""
+    p = outbox_row["payload"]
+    at = outbox_row["created_at"]
+    return {
+        "decision_id": p["decision_id"],
+        "customer_id": p["customer_id"],
+        "journey_id": p["journey"]["id"],
+        "journey_hash": p["journey_hash"],
+        "action_id": p["action_id"],
+        "channel": p["channel"],
+        "status": "pending",
+        "listens": p["listens"],
+        "sends": [],
+        "started_at": at,
+        "updated_at": at,
+        "ends_by": at + dt.timedelta(seconds=p["journey_horizon_s"]),
+    }
+
+
 def _with_sends(memory: dict[str, Any], sends: list[list[Any]] | None) -> dict[str, Any]:
     """A customer's memory with their journeys' follow-up sends among the contacts the caps count.
 
@@ -506,6 +526,11 @@ class Pipeline:
         repo.upsert_customers(conn, customer_rows)
         repo.insert_decisions(conn, decision_rows)
         repo.insert_outbox(conn, outbox_rows + signals)
+        # The journey exists from its decision on, so events after it reach it even before the
+        # dispatcher has started its workflow.
+        acts.insert_journeys(
+            conn, [_journey_row(r) for r in outbox_rows if r["kind"] == "journey.start"]
+        )
         # Only now is the batch certain to commit with these versions; a rollback raises first.
         self._pending = written
 
@@ -539,10 +564,16 @@ class Pipeline:
                 sends.setdefault(row.customer_id, []).extend(row.sends)
             if row.status not in acts.OPEN_JOURNEY:
                 continue
-            open_journeys[row.customer_id] += 1
+            customer_now = max(e.occurred_at for e in by_customer[row.customer_id])
+            if row.ends_by is None or row.ends_by > customer_now:
+                # (A journey past its longest duration in event time is over at the latest, also
+                # when a replayed history was never dispatched.)
+                open_journeys[row.customer_id] += 1
             listens = set(row.listens)
             for e in by_customer[row.customer_id]:
-                if e.type not in listens:
+                if e.type not in listens or (
+                    row.ends_by is not None and e.occurred_at > row.ends_by
+                ):
                     continue
                 signals.append(
                     {
@@ -599,6 +630,7 @@ class Pipeline:
                 "budget_period": policy.budget.period_key(decided) if policy.budget else None,
                 "journey": spec.model_dump(mode="json", by_alias=True),
                 "journey_hash": spec.content_hash,
+                "journey_horizon_s": spec.horizon_s,
                 "listens": spec.listens,
             },
             "created_at": dt.datetime.fromisoformat(d.decided_at),

@@ -53,7 +53,7 @@ def journey_worker(
         client,
         task_queue=task_queue,
         workflows=[JourneyWorkflow],
-        activities=[activities.act, activities.record],
+        activities=[activities.act, activities.record, activities.task_status],
         activity_executor=concurrent.futures.ThreadPoolExecutor(threads),
         max_concurrent_activities=threads,
     )

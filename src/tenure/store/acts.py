@@ -6,7 +6,7 @@ import datetime as dt
 from collections.abc import Sequence
 from typing import Any
 
-from sqlalchemy import Connection, desc, select, update
+from sqlalchemy import Connection, case, desc, select, update
 
 from tenure.store import schema as t
 from tenure.store.repo import _among, _insert
@@ -125,7 +125,7 @@ def journeys_of(conn: Connection, customer_ids: Sequence[str], since: dt.datetim
     if not customer_ids:
         return []
     j = t.journeys.c
-    query = select(j.decision_id, j.customer_id, j.status, j.listens, j.sends).where(
+    query = select(j.decision_id, j.customer_id, j.status, j.listens, j.sends, j.ends_by).where(
         _among(conn, j.customer_id, customer_ids),
         j.status.in_(OPEN_JOURNEY) | (j.updated_at >= since),
     )
@@ -188,10 +188,18 @@ def close_task(conn: Connection, task_id: str, **values: Any) -> int:
 # ---------------------------------------------------------------- outbox
 
 
+MAX_DISPATCH_ATTEMPTS = 100  # a row failing this often is parked (still pending, not retried)
+
+
 def pending_outbox(conn: Connection, limit: int) -> list[dict[str, Any]]:
-    """Outbox rows not yet dispatched, oldest first."""
+    """Outbox rows not yet dispatched (and not parked), oldest first."""
     o = t.outbox.c
-    query = select(t.outbox).where(o.dispatched_at.is_(None)).order_by(o.id).limit(limit)
+    query = (
+        select(t.outbox)
+        .where(o.dispatched_at.is_(None), o.attempts < MAX_DISPATCH_ATTEMPTS)
+        .order_by(o.id)
+        .limit(limit)
+    )
     return [dict(r) for r in conn.execute(query).mappings()]
 
 
@@ -206,16 +214,19 @@ def mark_dispatched(conn: Connection, ids: Sequence[int], at: dt.datetime) -> No
         )
 
 
+def note_attempt(conn: Connection, ids: Sequence[int]) -> None:
+    """Count a failed dispatch attempt of these outbox rows."""
+    if ids:
+        o = t.outbox.c
+        conn.execute(update(t.outbox).where(o.id.in_(list(ids))).values(attempts=o.attempts + 1))
+
+
 def release_budget(conn: Connection, policy_id: str, period: str, amount: float) -> None:
     """Give back reserved budget (never below zero)."""
     b = t.budgets.c
-    row = conn.execute(
-        select(b.spent).where(b.policy_id == policy_id, b.period == period)
-    ).scalar_one_or_none()
-    if row is None:
-        return
+    # One statement: a reservation the pipeline makes meanwhile is never overwritten.
     conn.execute(
         update(t.budgets)
         .where(b.policy_id == policy_id, b.period == period)
-        .values(spent=max(0.0, float(row) - amount))
+        .values(spent=case((b.spent > amount, b.spent - amount), else_=0.0))
     )

@@ -212,6 +212,9 @@ journeys = Table(
     Column("state", Json),
     Column("started_at", UtcDateTime, nullable=False),
     Column("updated_at", UtcDateTime, nullable=False),
+    # Decision time + the longest the spec can run: in event time, when the journey is over at
+    # the latest, so a replayed history does not count a never-dispatched journey as running.
+    Column("ends_by", UtcDateTime),
 )
 
 # Every effect on the outside world, keyed by its idempotency key: a send, a grant, a ticket,

@@ -32,6 +32,7 @@ def upgrade() -> None:
         sa.Column("state", Json),
         sa.Column("started_at", UtcDateTime, nullable=False),
         sa.Column("updated_at", UtcDateTime, nullable=False),
+        sa.Column("ends_by", UtcDateTime),
     )
     op.create_table(
         "deliveries",
