@@ -31,9 +31,10 @@ from empty_workflow import EmptyWorkflow
 from tenure.journeys.spec import SINGLE_SEND
 from tenure.policy.guardrails import GuardrailSettings
 from tenure.runtime.dispatch import Dispatcher
+from tenure.runtime.pipeline import journey_row
 from tenure.runtime.temporal import ensure_server, quiet_runtime
 from tenure.runtime.worker import courier_for, journey_worker
-from tenure.store import repo
+from tenure.store import acts, repo
 from tenure.store import schema as t
 from tenure.store.db import Store
 
@@ -60,6 +61,7 @@ def outbox_rows(n: int, run: str) -> list[dict]:
                 "cost": 0.0,
                 "journey": spec,
                 "journey_hash": SINGLE_SEND.content_hash,
+                "journey_horizon_s": SINGLE_SEND.horizon_s,
                 "listens": [],
             },
             "created_at": at,
@@ -86,8 +88,10 @@ async def bench(n: int, ws: Path) -> None:
         client = await Client.connect(server.address, runtime=quiet_runtime())
         store = Store(f"sqlite:///{ws / 'tenure.db'}")
         run = f"b{int(time.time())}"
-        with store.transaction() as conn:
-            repo.insert_outbox(conn, outbox_rows(n, run))
+        rows = outbox_rows(n, run)
+        with store.transaction() as conn:  # what the pipeline writes for decided actions
+            repo.insert_outbox(conn, rows)
+            acts.insert_journeys(conn, [journey_row(r) for r in rows])
         courier = courier_for(store, ws, {})
         guardrails = GuardrailSettings(control_share=0)
         async with journey_worker(client, store, courier, guardrails, threads=16):

@@ -248,7 +248,7 @@ def _collector_per_batch() -> Iterator[None]:
             gc.enable()
 
 
-def _journey_row(outbox_row: dict[str, Any]) -> dict[str, Any]:
+def journey_row(outbox_row: dict[str, Any]) -> dict[str, Any]:
     """The journeys-table row of a journey.start outbox row (status pending)."""
     p = outbox_row["payload"]
     at = outbox_row["created_at"]
@@ -529,7 +529,7 @@ class Pipeline:
         # The journey exists from its decision on, so events after it reach it even before the
         # dispatcher has started its workflow.
         acts.insert_journeys(
-            conn, [_journey_row(r) for r in outbox_rows if r["kind"] == "journey.start"]
+            conn, [journey_row(r) for r in outbox_rows if r["kind"] == "journey.start"]
         )
         # Only now is the batch certain to commit with these versions; a rollback raises first.
         self._pending = written
