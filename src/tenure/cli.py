@@ -181,17 +181,22 @@ def _run(
     start = time.perf_counter()
     size = source.size()
     journeys = workspace_library(settings.workspace)
-    if quiet or size is None:
-        summary = ingest.run(
+
+    def run(progress: Callable[[int], None] | None = None) -> RunSummary:
+        return ingest.run(
             store,
             policy,
             source,
             parser,
             clock,
             batch_size,
+            progress=progress,
             guardrails=settings.guardrails,
             journeys=journeys,
         )
+
+    if quiet or size is None:
+        summary = run()
     else:
         columns = (
             "[progress.description]{task.description}",
@@ -202,17 +207,7 @@ def _run(
         )
         with Progress(*columns, console=err, transient=True) as bar:
             task = bar.add_task(f"reading {Path(source.path).name}", total=size)
-            summary = ingest.run(
-                store,
-                policy,
-                source,
-                parser,
-                clock,
-                batch_size,
-                progress=lambda n: bar.advance(task, n),
-                guardrails=settings.guardrails,
-                journeys=journeys,
-            )
+            summary = run(lambda n: bar.advance(task, n))
     return summary, time.perf_counter() - start
 
 
