@@ -263,3 +263,54 @@ channel_state = Table(
     Column("window_start", UtcDateTime),
     Column("window_count", Integer, nullable=False),
 )
+
+# The points ledger (loyalty/ledger.py has the rules; store/ledger.py posts them).
+ledger_accounts = Table(
+    "ledger_accounts",
+    metadata,
+    Column("account_id", String(300), primary_key=True),
+    Column("posted_dr", BigInteger, nullable=False),
+    Column("posted_cr", BigInteger, nullable=False),
+    Column("pending_dr", BigInteger, nullable=False),
+    Column("pending_cr", BigInteger, nullable=False),
+    Column("unbacked", BigInteger, nullable=False),
+)
+
+ledger_transfers = Table(
+    "ledger_transfers",
+    metadata,
+    Column("transfer_id", String(200), primary_key=True),
+    Column("kind", String(20), nullable=False),
+    Column("debit", String(300), nullable=False, index=True),
+    Column("credit", String(300), nullable=False, index=True),
+    Column("amount", BigInteger, nullable=False),
+    Column("at", Float, nullable=False),
+    Column("status", String(20), nullable=False),
+    Column("payload_hash", String(64), nullable=False),
+    Column("pending_id", String(200)),
+    Column("timeout_at", Float),
+    Column("lots", Json, nullable=False),
+    Column("unbacked", BigInteger, nullable=False),
+    Column("ref", String(300)),
+)
+
+# Immutable: one row per side of a posted or pending transfer; they sum to zero per transfer.
+ledger_entries = Table(
+    "ledger_entries",
+    metadata,
+    Column("transfer_id", String(200), primary_key=True),
+    Column("account_id", String(300), primary_key=True),
+    Column("amount", BigInteger, nullable=False),
+)
+
+ledger_lots = Table(
+    "ledger_lots",
+    metadata,
+    Column("lot_id", String(200), primary_key=True),
+    Column("account_id", String(300), nullable=False, index=True),
+    Column("earned_at", Float, nullable=False),
+    Column("expires_at", Float),
+    Column("amount", BigInteger, nullable=False),
+    Column("remaining", BigInteger, nullable=False),
+    Column("reserved", BigInteger, nullable=False),
+)

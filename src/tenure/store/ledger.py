@@ -1,0 +1,217 @@
+"""Posting the points ledger: lock what a batch touches, apply the pure rules, write the changes.
+
+One transaction per batch of requests. The accounts the batch touches are created if new and
+locked (PostgreSQL: `SELECT ... FOR UPDATE` in account-id order, so two writers never deadlock;
+SQLite: the store's `BEGIN IMMEDIATE` already admits one writer at a time). Then the touched
+slice of the ledger is loaded, `loyalty.ledger.post` decides, and only what changed is written:
+so two processes posting to the same member can neither overdraw it nor lose a posting.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from sqlalchemy import Connection, select, update
+
+from tenure.loyalty.ledger import Account, Book, Lot, Request, Transfer, entries, is_member, post
+from tenure.store import schema as t
+from tenure.store.db import Store
+from tenure.store.repo import _among, _insert
+
+_BALANCES = ("posted_dr", "posted_cr", "pending_dr", "pending_cr", "unbacked")
+
+
+def _account(row: Any) -> Account:
+    return Account(row.account_id, *(int(getattr(row, k)) for k in _BALANCES))
+
+
+def _lot(row: Any) -> Lot:
+    return Lot(
+        row.lot_id,
+        row.account_id,
+        row.earned_at,
+        row.expires_at,
+        int(row.amount),
+        int(row.remaining),
+        int(row.reserved),
+    )
+
+
+def _transfer(row: Any) -> Transfer:
+    return Transfer(
+        row.transfer_id,
+        row.kind,
+        row.debit,
+        row.credit,
+        int(row.amount),
+        row.at,
+        row.status,
+        row.payload_hash,
+        row.pending_id or "",
+        row.timeout_at,
+        tuple((str(a), int(b)) for a, b in row.lots),
+        int(row.unbacked),
+        row.ref or "",
+    )
+
+
+def _lock_accounts(conn: Connection, ids: list[str], lock: bool) -> dict[str, Account]:
+    if ids and lock:
+        conn.execute(
+            _insert(conn, t.ledger_accounts).on_conflict_do_nothing(),
+            [{"account_id": a, **dict.fromkeys(_BALANCES, 0)} for a in ids],
+        )
+    ac = t.ledger_accounts.c
+    query = (
+        select(t.ledger_accounts).where(_among(conn, ac.account_id, ids)).order_by(ac.account_id)
+    )
+    if lock and conn.dialect.name == "postgresql":
+        query = query.with_for_update()
+    return {row.account_id: _account(row) for row in conn.execute(query)}
+
+
+def _transfers(conn: Connection, ids: list[str]) -> dict[str, Transfer]:
+    tr = t.ledger_transfers.c
+    query = select(t.ledger_transfers).where(_among(conn, tr.transfer_id, ids))
+    return {row.transfer_id: _transfer(row) for row in conn.execute(query)}
+
+
+def load(conn: Connection, requests: Sequence[Request], lock: bool = True) -> Book:
+    """The slice of the ledger these requests can touch, with its accounts locked.
+
+    Accounts are locked before transfers are read, so a concurrent writer's transfer with the
+    same id is seen (and answered `exists`) rather than collided with.
+    """
+    accounts = _lock_accounts(
+        conn, sorted({a for r in requests for a in (r.debit, r.credit) if a}), lock
+    )
+    transfer_ids = sorted(
+        {r.id for r in requests} | {r.pending_id for r in requests if r.pending_id}
+    )
+    transfers = _transfers(conn, transfer_ids)
+    # Posting or voiding names only the pending transfer: lock its accounts too, then read the
+    # transfers again, since a writer that held those locks may have just posted or voided it.
+    more = sorted({a for x in transfers.values() for a in (x.debit, x.credit)} - set(accounts))
+    if more:
+        accounts.update(_lock_accounts(conn, more, lock))
+        transfers = _transfers(conn, transfer_ids)
+    members = [a for a in accounts if is_member(a)]
+    lc = t.ledger_lots.c
+    lots = {
+        row.lot_id: _lot(row)
+        for row in conn.execute(
+            select(t.ledger_lots).where(_among(conn, lc.account_id, members), lc.remaining > 0)
+        )
+    }
+    return Book(accounts, lots, transfers)
+
+
+def save(conn: Connection, before: Book, after: Book) -> None:
+    """Write what `post` changed: balances, lots, new transfers with their entries, statuses."""
+    changed = [a for k, a in after.accounts.items() if before.accounts.get(k) != a]
+    for a in changed:
+        conn.execute(
+            update(t.ledger_accounts)
+            .where(t.ledger_accounts.c.account_id == a.id)
+            .values({k: getattr(a, k) for k in _BALANCES})
+        )
+    new = [x for k, x in after.transfers.items() if k not in before.transfers]
+    if new:
+        conn.execute(
+            t.ledger_transfers.insert(),
+            [
+                {
+                    "transfer_id": x.id,
+                    "kind": x.kind,
+                    "debit": x.debit,
+                    "credit": x.credit,
+                    "amount": x.amount,
+                    "at": x.at,
+                    "status": x.status,
+                    "payload_hash": x.payload_hash,
+                    "pending_id": x.pending_id or None,
+                    "timeout_at": x.timeout_at,
+                    "lots": [list(p) for p in x.lots],
+                    "unbacked": x.unbacked,
+                    "ref": x.ref or None,
+                }
+                for x in new
+            ],
+        )
+        rows = [
+            {"transfer_id": x.id, "account_id": account, "amount": amount}
+            for x in new
+            for account, amount in entries(x)
+        ]
+        if rows:
+            conn.execute(t.ledger_entries.insert(), rows)
+    for k, x in after.transfers.items():
+        old = before.transfers.get(k)
+        if old is not None and old.status != x.status:
+            conn.execute(
+                update(t.ledger_transfers)
+                .where(t.ledger_transfers.c.transfer_id == k)
+                .values(status=x.status)
+            )
+    lots = [lot for k, lot in after.lots.items() if before.lots.get(k) != lot]
+    if lots:
+        stmt = _insert(conn, t.ledger_lots)
+        stmt = stmt.on_conflict_do_update(
+            index_elements=[t.ledger_lots.c.lot_id],
+            set_={"remaining": stmt.excluded.remaining, "reserved": stmt.excluded.reserved},
+        )
+        conn.execute(
+            stmt,
+            [
+                {
+                    "lot_id": lot.lot_id,
+                    "account_id": lot.account,
+                    "earned_at": lot.earned_at,
+                    "expires_at": lot.expires_at,
+                    "amount": lot.amount,
+                    "remaining": lot.remaining,
+                    "reserved": lot.reserved,
+                }
+                for lot in lots
+            ],
+        )
+
+
+def post_requests(store: Store, requests: Sequence[Request], now: float) -> list[str]:
+    """Post a batch in one transaction; one result per request (`ok`, `exists` or a refusal)."""
+    with store.transaction() as conn:
+        before = load(conn, requests)
+        after, results = post(before, requests, now)
+        save(conn, before, after)
+    return results
+
+
+def whole_book(conn: Connection) -> Book:
+    """Every account, lot and transfer (for `ledger verify`)."""
+    return Book(
+        {row.account_id: _account(row) for row in conn.execute(select(t.ledger_accounts))},
+        {row.lot_id: _lot(row) for row in conn.execute(select(t.ledger_lots))},
+        {row.transfer_id: _transfer(row) for row in conn.execute(select(t.ledger_transfers))},
+    )
+
+
+def entry_sums(conn: Connection) -> dict[str, int]:
+    """Per transfer, the sum of its entry rows (zero for every sound transfer)."""
+    from sqlalchemy import func
+
+    e = t.ledger_entries.c
+    query = select(e.transfer_id, func.sum(e.amount)).group_by(e.transfer_id)
+    return {tid: int(total) for tid, total in conn.execute(query)}
+
+
+def history(conn: Connection, account_id: str, limit: int = 200) -> list[dict[str, Any]]:
+    """Transfers that debit or credit an account, newest first."""
+    tr = t.ledger_transfers.c
+    query = (
+        select(t.ledger_transfers)
+        .where((tr.debit == account_id) | (tr.credit == account_id))
+        .order_by(tr.at.desc(), tr.transfer_id.desc())
+        .limit(limit)
+    )
+    return [dict(r) for r in conn.execute(query).mappings()]
