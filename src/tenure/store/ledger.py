@@ -12,7 +12,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from sqlalchemy import Connection, select, update
+from sqlalchemy import Connection, bindparam, select, update
 
 from tenure.loyalty.ledger import Account, Book, Lot, Request, Transfer, entries, is_member, post
 from tenure.store import schema as t
@@ -110,11 +110,12 @@ def load(conn: Connection, requests: Sequence[Request], lock: bool = True) -> Bo
 def save(conn: Connection, before: Book, after: Book) -> None:
     """Write what `post` changed: balances, lots, new transfers with their entries, statuses."""
     changed = [a for k, a in after.accounts.items() if before.accounts.get(k) != a]
-    for a in changed:
+    if changed:  # one executemany for every changed account, not one statement each
         conn.execute(
             update(t.ledger_accounts)
-            .where(t.ledger_accounts.c.account_id == a.id)
-            .values({k: getattr(a, k) for k in _BALANCES})
+            .where(t.ledger_accounts.c.account_id == bindparam("a_id"))
+            .values({k: bindparam(f"a_{k}") for k in _BALANCES}),
+            [{"a_id": a.id, **{f"a_{k}": getattr(a, k) for k in _BALANCES}} for a in changed],
         )
     new = [x for k, x in after.transfers.items() if k not in before.transfers]
     if new:
@@ -146,14 +147,18 @@ def save(conn: Connection, before: Book, after: Book) -> None:
         ]
         if rows:
             conn.execute(t.ledger_entries.insert(), rows)
-    for k, x in after.transfers.items():
-        old = before.transfers.get(k)
-        if old is not None and old.status != x.status:
-            conn.execute(
-                update(t.ledger_transfers)
-                .where(t.ledger_transfers.c.transfer_id == k)
-                .values(status=x.status)
-            )
+    resolved = [
+        {"t_id": k, "t_status": x.status}
+        for k, x in after.transfers.items()
+        if k in before.transfers and before.transfers[k].status != x.status
+    ]
+    if resolved:
+        conn.execute(
+            update(t.ledger_transfers)
+            .where(t.ledger_transfers.c.transfer_id == bindparam("t_id"))
+            .values(status=bindparam("t_status")),
+            resolved,
+        )
     lots = [lot for k, lot in after.lots.items() if before.lots.get(k) != lot]
     if lots:
         stmt = _insert(conn, t.ledger_lots)
