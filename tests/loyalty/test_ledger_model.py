@@ -268,3 +268,41 @@ def test_linked_requests_succeed_or_fail_together():
     )
     assert results == ["linked_event_failed", "exceeds_available"]
     assert book2 == book
+
+
+def test_expiry_dates_follow_the_programme_rule():
+    import datetime as dt
+
+    from tenure.loyalty.ledger import expiry_at
+
+    earned = dt.datetime(2026, 2, 14, 15, 0, tzinfo=dt.UTC).timestamp()
+    assert expiry_at(earned, "never") is None
+    assert expiry_at(earned, "days", days=30) == earned + 30 * DAY
+    assert expiry_at(earned, "end_of_month") == dt.datetime(2026, 3, 1, tzinfo=dt.UTC).timestamp()
+    assert expiry_at(earned, "end_of_year") == dt.datetime(2027, 1, 1, tzinfo=dt.UTC).timestamp()
+    december = dt.datetime(2026, 12, 31, 23, 0, tzinfo=dt.UTC).timestamp()
+    assert expiry_at(december, "end_of_month") == dt.datetime(2027, 1, 1, tzinfo=dt.UTC).timestamp()
+
+
+def test_expiry_run_posts_lapsed_free_points_to_breakage_once():
+    from tenure.loyalty.ledger import expiries_due
+
+    ann = MEMBERS[0]
+    book, _ = post(
+        Book(),
+        [
+            Request("old", "accrue", FUNDER, ann, 100, at=0.0, expires_at=10 * DAY),
+            Request("new", "accrue", FUNDER, ann, 50, at=0.0, expires_at=90 * DAY),
+            Request("hold", "redeem", ann, REDEEMED, 30, at=1.0, pending=True),  # holds 30 of old
+        ],
+        1.0,
+    )
+    due = expiries_due(book, 20 * DAY, {ann: BREAKAGE})
+    assert [(r.lot_id, r.amount) for r in due] == [("old", 70)]
+    book, results = post(book, due, 20 * DAY)
+    assert results == ["ok"] and book.account(BREAKAGE).balance == 70
+    # Run again: nothing new is due, and replaying the same requests changes nothing.
+    assert expiries_due(book, 20 * DAY, {ann: BREAKAGE}) == []
+    again, results = post(book, due, 20 * DAY)
+    assert results == ["exists"] and again == book
+    assert verify(book) is None and book.account(ann).balance == 80

@@ -25,7 +25,9 @@ expiry and who funds each point are ours.
 from __future__ import annotations
 
 import dataclasses
+import datetime as dt
 import hashlib
+import zoneinfo
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Literal
@@ -433,3 +435,48 @@ def lot_totals(lots: Iterable[Lot]) -> dict[str, int]:
     for lot in lots:
         out[lot.account] = out.get(lot.account, 0) + lot.remaining
     return out
+
+
+ExpiryRule = Literal["never", "days", "end_of_month", "end_of_year"]
+
+
+def expiry_at(earned_at: float, rule: ExpiryRule, days: int = 365, tz: str = "UTC") -> float | None:
+    """When points earned at `earned_at` expire under a programme's rule (None: never).
+
+    `days`: N days after earning; `end_of_month` / `end_of_year`: the first instant after the
+    last day of the month or year they were earned in, in the programme's time zone.
+    """
+    if rule == "never":
+        return None
+    if rule == "days":
+        return earned_at + days * 86_400.0
+    local = dt.datetime.fromtimestamp(earned_at, zoneinfo.ZoneInfo(tz))
+    if rule == "end_of_month":
+        year, month = (local.year + 1, 1) if local.month == 12 else (local.year, local.month + 1)
+    else:
+        year, month = local.year + 1, 1
+    return dt.datetime(year, month, 1, tzinfo=local.tzinfo).timestamp()
+
+
+def expiries_due(book: Book, now: float, breakage_for: dict[str, str]) -> list[Request]:
+    """Requests that expire every lot past its date with points no pending debit holds.
+
+    `breakage_for` maps a member account to its programme's breakage account. The request id is
+    the lot's, so running the expiry twice posts each expiry once.
+    """
+    due = []
+    for lot in sorted(book.lots.values(), key=Lot.sort_key):
+        if lot.expires_at is None or lot.expires_at > now or lot.free <= 0:
+            continue
+        due.append(
+            Request(
+                f"expire:{lot.lot_id}",
+                "expire",
+                lot.account,
+                breakage_for[lot.account],
+                lot.free,
+                at=lot.expires_at,
+                lot_id=lot.lot_id,
+            )
+        )
+    return due
