@@ -16,7 +16,6 @@ open circuit and shares one rate limit; that is why they are written here by han
 
 from __future__ import annotations
 
-import datetime as dt
 import random
 import time
 from collections.abc import Callable
@@ -41,6 +40,7 @@ from tenure.channels.adapters import (
     make_channel,
 )
 from tenure.store import acts
+from tenure.store.acts import utc
 from tenure.store.db import Store
 
 Status = Literal["delivered", "duplicate", "held", "dead", "in_flight"]
@@ -58,10 +58,6 @@ class Receipt:
     status: Status
     attempts: int = 0
     error: str | None = None
-
-
-def _utc(epoch: float) -> dt.datetime:
-    return dt.datetime.fromtimestamp(epoch, dt.UTC)
 
 
 class Courier:
@@ -100,7 +96,7 @@ class Courier:
 
     def deliver(self, message: Message, force: bool = False) -> Receipt:
         """Deliver once or record why not; `force` tries even through an open circuit."""
-        at = _utc(self.now())
+        at = utc(self.now())
         with self.store.transaction() as conn:
             row = acts.claim_delivery(
                 conn,
@@ -144,7 +140,7 @@ class Courier:
             return
         while True:
             now = self.now()
-            minute = _utc(now - now % 60)
+            minute = utc(now - now % 60)
             with self.store.transaction() as conn:
                 state = acts.channel_state(conn, channel)
                 if state["window_start"] != minute:
@@ -187,7 +183,7 @@ class Courier:
         try:
             retrying(once)
         except (RetryError, Permanent):
-            at = _utc(self.now())
+            at = utc(self.now())
             with self.store.transaction() as conn:
                 acts.update_delivery(
                     conn,
@@ -198,7 +194,7 @@ class Courier:
                     updated_at=at,
                 )
             return Receipt(message.key, "dead", before + attempts, error)
-        at = _utc(self.now())
+        at = utc(self.now())
         with self.store.transaction() as conn:
             acts.update_delivery(
                 conn, message.key, status="delivered", attempts=before + attempts, updated_at=at
@@ -218,7 +214,7 @@ class Courier:
                 channel,
                 failures=failures,
                 circuit="open" if opened else state["circuit"],
-                opened_at=_utc(self.now()) if opened else state["opened_at"],
+                opened_at=utc(self.now()) if opened else state["opened_at"],
             )
 
     # ------------------------------------------------------------ held and dead letters

@@ -10,7 +10,6 @@ workspace's contact caps at the moment it goes out, and counts toward those caps
 
 from __future__ import annotations
 
-import datetime as dt
 import time
 from collections.abc import Callable
 from typing import Any
@@ -30,6 +29,7 @@ from tenure.policy.guardrails import (
 )
 from tenure.store import acts
 from tenure.store import schema as t
+from tenure.store.acts import utc
 from tenure.store.db import Store
 from tenure.store.repo import load_customers
 
@@ -38,10 +38,6 @@ CRM_CHANNEL = "crm"
 
 class InFlight(RuntimeError):
     """The message is being sent by someone else right now (retried by Temporal)."""
-
-
-def _utc(epoch: float) -> dt.datetime:
-    return dt.datetime.fromtimestamp(epoch, dt.UTC)
 
 
 class JourneyActivities:
@@ -89,7 +85,7 @@ class JourneyActivities:
         if kind == "expire":
             with self.store.transaction() as conn:
                 closed = acts.close_task(
-                    conn, command["task"], status="expired", resolved_at=_utc(self.now())
+                    conn, command["task"], status="expired", resolved_at=utc(self.now())
                 )
             return {"status": "expired" if closed else "already closed"}
         if kind == "grant":
@@ -135,11 +131,11 @@ class JourneyActivities:
         now = self.now()
         with self.store.reader() as conn:
             known = load_customers(conn, [customer_id]).get(customer_id)
-            journeys = acts.journeys_of(conn, [customer_id], _utc(now - CONTACT_MEMORY_S))
+            journeys = acts.journeys_of(conn, [customer_id], utc(now - CONTACT_MEMORY_S))
         if known is None:
             return None
         state, memory, _ = known
-        features = snapshot(CustomerState.from_record(state), _utc(now))
+        features = snapshot(CustomerState.from_record(state), utc(now))
         if not features.consented(channel, "marketing"):
             return f"no marketing consent on {channel}"
         # The pipeline folds journey sends into the stored contacts too: count each one once.
@@ -148,10 +144,10 @@ class JourneyActivities:
             seen.update((int(at), str(ch)) for at, ch in row.sends)
         contacts = [Contact(at, ch) for at, ch in sorted(seen)]
         tz = zone(features.timezone, self.guardrails)
-        return cap_block(contacts, channel, _utc(now), tz, self.guardrails.caps)
+        return cap_block(contacts, channel, utc(now), tz, self.guardrails.caps)
 
     def _task(self, about: dict[str, Any], command: dict[str, Any]) -> dict[str, Any]:
-        at = _utc(self.now())
+        at = utc(self.now())
         with self.store.transaction() as conn:
             acts.insert_task(
                 conn,
@@ -163,7 +159,7 @@ class JourneyActivities:
                     "reason": command["reason"],
                     "status": "open",
                     "created_at": at,
-                    "due_at": _utc(command["due"]),
+                    "due_at": utc(command["due"]),
                 },
             )
         return {"status": "open"}
@@ -177,7 +173,7 @@ class JourneyActivities:
         error: str | None = None,
     ) -> dict[str, Any]:
         """Run a database-only effect exactly once under the command's key."""
-        at = _utc(self.now())
+        at = utc(self.now())
         with self.store.transaction() as conn:
             row = acts.claim_delivery(
                 conn,
@@ -209,7 +205,7 @@ class JourneyActivities:
             conn.execute(
                 t.deliveries.update()
                 .where(d.key.in_(list(command["grants"])), d.status == "granted")
-                .values(status="revoked", updated_at=_utc(self.now()))
+                .values(status="revoked", updated_at=utc(self.now()))
             )
         period = about.get("budget_period")
         if command["release"] and period:
@@ -237,5 +233,5 @@ class JourneyActivities:
                 step=state["step"],
                 outcome=state["outcome"],
                 state=state,
-                updated_at=_utc(self.now()),
+                updated_at=utc(self.now()),
             )

@@ -11,7 +11,6 @@ each of the three tolerates.
 from __future__ import annotations
 
 import asyncio
-import datetime as dt
 import time
 from collections import Counter
 from collections.abc import Callable
@@ -25,14 +24,11 @@ from temporalio.service import RPCError, RPCStatusCode
 from tenure.journeys.workflow import WORKFLOW
 from tenure.runtime.temporal import TASK_QUEUE
 from tenure.store import acts
+from tenure.store.acts import utc
 from tenure.store.db import Store
 
 _CONCURRENCY = 64
 RETRY_LATER = "not yet"
-
-
-def _utc(epoch: float) -> dt.datetime:
-    return dt.datetime.fromtimestamp(epoch, dt.UTC)
 
 
 class Dispatcher:
@@ -86,7 +82,7 @@ class Dispatcher:
                     counts[result] += 1
                     done.append(row["id"])
             with self.store.transaction() as conn:
-                acts.mark_dispatched(conn, done, _utc(self.now()))
+                acts.mark_dispatched(conn, done, utc(self.now()))
                 acts.note_attempt(conn, again)
             if len(rows) < page or not done:
                 return counts
@@ -136,7 +132,7 @@ class Dispatcher:
                         "queue": payload.get("queue") or "retention",
                         "reason": payload.get("reason") or "",
                         "status": "open",
-                        "created_at": _utc(self.now()),
+                        "created_at": utc(self.now()),
                     },
                 )
             return "task opened"

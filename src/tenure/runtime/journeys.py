@@ -33,12 +33,8 @@ from tenure.runtime.temporal import (
 from tenure.runtime.worker import courier_for, journey_worker, serve
 from tenure.store import acts
 from tenure.store import schema as t
+from tenure.store.acts import utc
 from tenure.store.db import Store
-
-
-def _utc(epoch: float) -> dt.datetime:
-    return dt.datetime.fromtimestamp(epoch, dt.UTC)
-
 
 # ---------------------------------------------------------------- the live worker
 
@@ -131,7 +127,7 @@ def resolve_task(
             status="resolved",
             resolution=resolution,
             resolved_by=by,
-            resolved_at=_utc(now),
+            resolved_at=utc(now),
         )
         if acts.journey(conn, row["decision_id"]) is not None:
             conn.execute(
@@ -150,7 +146,7 @@ def resolve_task(
                                 "by": by,
                             }
                         },
-                        "created_at": _utc(now),
+                        "created_at": utc(now),
                         "attempts": 0,
                     }
                 ],

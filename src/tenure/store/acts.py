@@ -14,7 +14,8 @@ from tenure.store.repo import _among, _insert
 OPEN_JOURNEY = ("pending", "running")
 
 
-def _utc(epoch: float) -> dt.datetime:
+def utc(epoch: float) -> dt.datetime:
+    """Epoch seconds as an aware UTC time (what the store's time columns take)."""
     return dt.datetime.fromtimestamp(epoch, dt.UTC)
 
 
