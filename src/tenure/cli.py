@@ -33,6 +33,7 @@ from tenure.policy.lifecycle import PolicySet
 from tenure.policy.model import Policy, default_policy, load_policy, parse_policy
 from tenure.runtime import ingest
 from tenure.runtime.clock import EventClock, WallClock
+from tenure.runtime.loyalty import workspace_contracts
 from tenure.runtime.pipeline import DEFAULT_BATCH_SIZE, RunSummary
 from tenure.store import queries
 from tenure.store.db import Store
@@ -193,6 +194,7 @@ def _run(
             progress=progress,
             guardrails=settings.guardrails,
             journeys=journeys,
+            contracts=workspace_contracts(settings.workspace),
         )
 
     if quiet or size is None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+from pathlib import Path
 from typing import Annotated, Any
 
 import typer
@@ -139,3 +140,78 @@ def ledger_verify(workspace: Workspace = None, as_json: JsonFlag = False) -> Non
         out.print(f"[red]ledger broken[/red]: {breach}")
     if breach is not None:
         raise typer.Exit(1)
+
+
+contract_app = typer.Typer(
+    help="OEM contracts: earn rules, co-funding, caps.", no_args_is_help=True
+)
+app.add_typer(contract_app, name="contract")
+
+
+@contract_app.command("validate")
+def contract_validate(path: Path) -> None:
+    """Check a contract file; exit 2 naming what is wrong."""
+    from tenure.loyalty.contracts import load_contract
+
+    try:
+        contract = load_contract(path)
+    except TenureError as exc:
+        raise _fail(exc) from None
+    out.print(
+        f"{path}: contract {contract.id!r} is valid ({len(contract.versions)} version(s), "
+        f"OEM {contract.oem}, {len(contract.dealers)} dealer(s))"
+    )
+
+
+@contract_app.command("list")
+def contract_list(workspace: Workspace = None, as_json: JsonFlag = False) -> None:
+    """The workspace's contracts (`<workspace>/contracts/*.yaml`)."""
+    from tenure.config import resolve
+    from tenure.runtime.loyalty import workspace_contracts
+
+    try:
+        contracts = workspace_contracts(resolve(workspace).workspace)
+    except TenureError as exc:
+        raise _fail(exc) from None
+    rows = [
+        {
+            "id": c.id,
+            "programme": c.programme,
+            "oem": c.oem,
+            "dealers": c.dealers,
+            "versions": [v.effective_from.isoformat() for v in c.versions],
+        }
+        for c in contracts
+    ]
+    if as_json:
+        _dump(rows)
+        return
+    table = Table(title=f"contracts ({len(rows)})", title_justify="left")
+    for col in ("id", "programme", "oem", "dealers", "versions from"):
+        table.add_column(col)
+    for r in rows:
+        table.add_row(
+            r["id"],
+            r["programme"],
+            r["oem"],
+            ", ".join(r["dealers"]),
+            ", ".join(v[:10] for v in r["versions"]),
+        )
+    out.print(table)
+
+
+@contract_app.command("show")
+def contract_show(contract_id: str, workspace: Workspace = None) -> None:
+    """One contract as JSON: every version's earn rules, funding, caps, catalogue, sharing."""
+    from tenure.config import resolve
+    from tenure.runtime.loyalty import workspace_contracts
+
+    try:
+        contracts = workspace_contracts(resolve(workspace).workspace)
+    except TenureError as exc:
+        raise _fail(exc) from None
+    found = next((c for c in contracts if c.id == contract_id), None)
+    if found is None:
+        known = ", ".join(c.id for c in contracts) or "none"
+        raise _fail(TenureError(f"no contract {contract_id!r} in the workspace (known: {known})"))
+    _dump(found.model_dump(mode="json"))

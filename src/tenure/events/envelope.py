@@ -53,6 +53,42 @@ class Purchase(Payload, frozen=True):
     currency: Currency = "EUR"
     order_id: Id | None = None
     items: Annotated[int, Meta(ge=0, le=1_000_000)] = 1
+    product_line: Name | None = None  # what a contract's earn rules may look at
+
+
+class Service(Payload, frozen=True):
+    """A workshop visit or service at a dealer."""
+
+    amount: Money
+    currency: Currency = "EUR"
+    order_id: Id | None = None
+    product_line: Name | None = None
+
+
+Points = Annotated[int, Meta(gt=0, le=1_000_000_000)]
+
+
+class LoyaltyRedeem(Payload, frozen=True):
+    """A member asks to redeem points (held until confirmed or cancelled)."""
+
+    redemption_id: Id
+    points: Points
+    programme: Name = "default"
+    item: Name | None = None
+
+
+class LoyaltyRedemption(Payload, frozen=True):
+    """A redemption confirmed or cancelled."""
+
+    redemption_id: Id
+    programme: Name = "default"
+
+
+class LoyaltyReturn(Payload, frozen=True):
+    """Goods returned: the points their purchase earned are clawed back."""
+
+    purchase_event_id: Id
+    programme: Name = "default"
 
 
 class Subscription(Payload, frozen=True):
@@ -100,6 +136,7 @@ class ProfileUpdated(Payload, frozen=True):
 PAYLOADS: dict[str, type[Payload]] = {
     "usage": Usage,
     "purchase": Purchase,
+    "service": Service,
     "subscription.started": Subscription,
     "subscription.renewed": Subscription,
     "subscription.cancel_requested": Subscription,
@@ -114,6 +151,10 @@ PAYLOADS: dict[str, type[Payload]] = {
     "consent.granted": Consent,
     "consent.revoked": Consent,
     "profile.updated": ProfileUpdated,
+    "loyalty.redeem": LoyaltyRedeem,
+    "loyalty.redeem_confirmed": LoyaltyRedemption,
+    "loyalty.redeem_cancelled": LoyaltyRedemption,
+    "loyalty.return": LoyaltyReturn,
 }
 EVENT_TYPES: tuple[str, ...] = tuple(PAYLOADS)
 # The envelope's fields in their canonical order (also the event log's columns).

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 import sys
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO
@@ -15,6 +15,7 @@ from tenure.errors import ConfigError, InputError
 from tenure.events.envelope import Event
 from tenure.events.parse import CsvMapping, LineParser, Reject, read_csv
 from tenure.journeys.library import JourneyLibrary
+from tenure.loyalty.contracts import Contract
 from tenure.policy.decide import DEFAULT_GUARDRAILS
 from tenure.policy.guardrails import GuardrailSettings
 from tenure.policy.lifecycle import PolicySet
@@ -144,6 +145,7 @@ def run(
     progress: Progress | None = None,
     guardrails: GuardrailSettings = DEFAULT_GUARDRAILS,
     journeys: JourneyLibrary | None = None,
+    contracts: Sequence[Contract] = (),
 ) -> RunSummary:
     """Run one input through the pipeline into the store."""
     from tenure.policy.lift import evidence_by_policy
@@ -168,6 +170,7 @@ def run(
             guardrails=guardrails,
             evidence=evidence,
             journeys=journeys,
+            contracts=contracts,
         )
         label = "stdin" if source.is_stdin else str(Path(source.path).resolve())
         return pipeline.run(items(source, stream, parser, progress), label)

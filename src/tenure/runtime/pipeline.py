@@ -26,6 +26,7 @@ from tenure.features.snapshot import Features, snapshot
 from tenure.features.state import CustomerState, apply_all
 from tenure.journeys.library import JourneyLibrary
 from tenure.journeys.spec import JourneyError
+from tenure.loyalty.contracts import Contract
 from tenure.policy.decide import (
     DEFAULT_GUARDRAILS,
     Decision,
@@ -39,6 +40,7 @@ from tenure.policy.guardrails import CONTACT_MEMORY_S, GuardrailSettings
 from tenure.policy.lifecycle import PolicySet
 from tenure.policy.model import Policy
 from tenure.runtime.clock import Clock, EventClock
+from tenure.runtime.loyalty import accrue_in
 from tenure.scoring.baseline import BaselineScorer
 from tenure.scoring.types import Score, Scorer, explained
 from tenure.store import acts, repo
@@ -64,6 +66,8 @@ class RunSummary:
     actions: Counter[str] = field(default_factory=Counter)  # by action id
     suppressed: Counter[str] = field(default_factory=Counter)  # by guardrail
     shadow: Counter[str] = field(default_factory=Counter)  # shadow decisions by status
+    points_accrued: int = 0  # loyalty points earned under contracts
+    points_refused: int = 0  # refused by a contract's caps
 
     def to_record(self) -> dict[str, Any]:
         """A JSON-ready form."""
@@ -75,6 +79,8 @@ class RunSummary:
             "duplicates": self.duplicates,
             "rejected": self.rejected,
             "batches": self.batches,
+            "points_accrued": self.points_accrued,
+            "points_refused": self.points_refused,
             "decisions": dict(sorted(self.decisions.items())),
             "actions": dict(sorted(self.actions.items())),
             "suppressed": dict(sorted(self.suppressed.items())),
@@ -294,6 +300,7 @@ class Pipeline:
         guardrails: GuardrailSettings = DEFAULT_GUARDRAILS,
         evidence: Mapping[str, Evidence] | None = None,
         journeys: JourneyLibrary | None = None,
+        contracts: Sequence[Contract] = (),
     ) -> None:
         if batch_size < 1:
             raise ValueError("batch size must be at least 1")
@@ -306,6 +313,7 @@ class Pipeline:
         self.guardrails = guardrails
         self.evidence: Mapping[str, Evidence] = evidence or {}
         self.journeys = journeys or JourneyLibrary()
+        self.contracts = tuple(contracts)
         # Every action's journey must exist before any customer is decided on.
         for p in self.policies.all():
             for a in p.actions:
@@ -509,6 +517,12 @@ class Pipeline:
                     summary.suppressed[d.guardrail] += 1
 
         repo.insert_events(conn, event_rows)
+        if self.contracts and event_rows:
+            # Points commit with the events that earned them: a re-fed event is a duplicate.
+            newest = max(e.occurred_at for e in event_rows).timestamp()
+            accrued = accrue_in(conn, self.contracts, event_rows, newest)
+            summary.points_accrued += accrued.points
+            summary.points_refused += accrued.refused_points
         repo.insert_rejects(
             conn,
             [

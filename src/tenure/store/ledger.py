@@ -183,13 +183,18 @@ def save(conn: Connection, before: Book, after: Book) -> None:
         )
 
 
+def post_in(conn: Connection, requests: Sequence[Request], now: float) -> list[str]:
+    """Post a batch inside the caller's transaction (so other writes commit with it)."""
+    before = load(conn, requests)
+    after, results = post(before, requests, now)
+    save(conn, before, after)
+    return results
+
+
 def post_requests(store: Store, requests: Sequence[Request], now: float) -> list[str]:
     """Post a batch in one transaction; one result per request (`ok`, `exists` or a refusal)."""
     with store.transaction() as conn:
-        before = load(conn, requests)
-        after, results = post(before, requests, now)
-        save(conn, before, after)
-    return results
+        return post_in(conn, requests, now)
 
 
 def whole_book(conn: Connection) -> Book:

@@ -314,3 +314,29 @@ ledger_lots = Table(
     Column("remaining", BigInteger, nullable=False),
     Column("reserved", BigInteger, nullable=False),
 )
+
+# Points accrued (and refused) per contract, customer and period: the caps count these.
+contract_usage = Table(
+    "contract_usage",
+    metadata,
+    Column("contract_id", String(100), primary_key=True),
+    Column("scope", String(200), primary_key=True),  # "*" for the whole contract, or a customer
+    Column("period", String(20), primary_key=True),
+    Column("points", BigInteger, nullable=False),
+)
+
+# One row per event that earned under a contract: what it asked for, what was granted, and why
+# the rest was refused. An event already here is never accrued again.
+loyalty_accruals = Table(
+    "loyalty_accruals",
+    metadata,
+    Column("event_id", String(200), primary_key=True),
+    Column("customer_id", String(200), nullable=False, index=True),
+    Column("contract_id", String(100), nullable=False),
+    Column("version_from", UtcDateTime, nullable=False),
+    Column("rule_id", String(100), nullable=False),
+    Column("requested", BigInteger, nullable=False),
+    Column("granted", BigInteger, nullable=False),
+    Column("refused_reason", Text),
+    Column("shares", Json, nullable=False),
+)

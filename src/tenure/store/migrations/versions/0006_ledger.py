@@ -1,4 +1,4 @@
-"""The points ledger: accounts, transfers, entries and lots.
+"""The points ledger (accounts, transfers, entries, lots) and contract accrual with its caps.
 
 Revision ID: 0006
 Revises: 0005
@@ -7,7 +7,7 @@ Revises: 0005
 import sqlalchemy as sa
 from alembic import op
 
-from tenure.store.schema import Json
+from tenure.store.schema import Json, UtcDateTime
 
 revision = "0006"
 down_revision = "0005"
@@ -57,8 +57,34 @@ def upgrade() -> None:
         sa.Column("remaining", sa.BigInteger, nullable=False),
         sa.Column("reserved", sa.BigInteger, nullable=False),
     )
+    op.create_table(
+        "contract_usage",
+        sa.Column("contract_id", sa.String(100), primary_key=True),
+        sa.Column("scope", sa.String(200), primary_key=True),
+        sa.Column("period", sa.String(20), primary_key=True),
+        sa.Column("points", sa.BigInteger, nullable=False),
+    )
+    op.create_table(
+        "loyalty_accruals",
+        sa.Column("event_id", sa.String(200), primary_key=True),
+        sa.Column("customer_id", sa.String(200), nullable=False, index=True),
+        sa.Column("contract_id", sa.String(100), nullable=False),
+        sa.Column("version_from", UtcDateTime, nullable=False),
+        sa.Column("rule_id", sa.String(100), nullable=False),
+        sa.Column("requested", sa.BigInteger, nullable=False),
+        sa.Column("granted", sa.BigInteger, nullable=False),
+        sa.Column("refused_reason", sa.Text),
+        sa.Column("shares", Json, nullable=False),
+    )
 
 
 def downgrade() -> None:
-    for table in ("ledger_lots", "ledger_entries", "ledger_transfers", "ledger_accounts"):
+    for table in (
+        "loyalty_accruals",
+        "contract_usage",
+        "ledger_lots",
+        "ledger_entries",
+        "ledger_transfers",
+        "ledger_accounts",
+    ):
         op.drop_table(table)

@@ -1,0 +1,200 @@
+"""Accrual under contracts: events in, capped and co-funded ledger postings out, one transaction.
+
+For a batch of events: those already accrued are skipped (an event earns once, however often it
+is fed); the rest are taken in event-time order, each under the contract version in force at its
+own time; the cap usage rows they touch are locked, so the caps hold across concurrent writers;
+points beyond a cap are refused and recorded with the cap's reason; the granted points are posted
+as linked transfers, one per funder, debiting each funder's account and crediting the member.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import msgspec
+from sqlalchemy import Connection, bindparam, select
+
+from tenure.events.envelope import Event
+from tenure.loyalty.contracts import Contract, capped, earn, load_contract, split
+from tenure.loyalty.ledger import Request, funder_account, member_account
+from tenure.store import ledger
+from tenure.store import schema as t
+from tenure.store.db import Store
+from tenure.store.repo import _among, _insert
+
+EARNING_TYPES = ("purchase", "service")
+
+
+@dataclass
+class AccrualSummary:
+    """What a batch earned."""
+
+    events: int = 0
+    accrued: int = 0
+    points: int = 0
+    refused_points: int = 0
+    refusals: list[str] = field(default_factory=list)
+
+
+def _as_mapping(e: Event) -> dict[str, Any]:
+    return {
+        "type": e.type,
+        "event_id": e.event_id,
+        "customer_id": e.customer_id,
+        "occurred_at": e.occurred_at,
+        "partner_id": e.partner_id,
+        "payload": e.payload if isinstance(e.payload, dict) else msgspec.to_builtins(e.payload),
+    }
+
+
+def _usage(
+    conn: Connection, keys: Sequence[tuple[str, str, str]]
+) -> dict[tuple[str, str, str], int]:
+    """Cap usage for these (contract, scope, period) keys, created at zero and locked."""
+    if not keys:
+        return {}
+    conn.execute(
+        _insert(conn, t.contract_usage).on_conflict_do_nothing(),
+        [{"contract_id": c, "scope": s, "period": p, "points": 0} for c, s, p in sorted(set(keys))],
+    )
+    u = t.contract_usage.c
+    contracts = sorted({c for c, _, _ in keys})
+    query = (
+        select(u.contract_id, u.scope, u.period, u.points)
+        .where(_among(conn, u.contract_id, contracts))
+        .order_by(u.contract_id, u.scope, u.period)
+    )
+    if conn.dialect.name == "postgresql":
+        query = query.with_for_update()
+    wanted = set(keys)
+    return {(c, s, p): int(n) for c, s, p, n in conn.execute(query) if (c, s, p) in wanted}
+
+
+def accrue(
+    store: Store, contracts: Sequence[Contract], events: Sequence[Event], now: float
+) -> AccrualSummary:
+    """Accrue a batch of events under the contracts; one transaction."""
+    with store.transaction() as conn:
+        return accrue_in(conn, contracts, events, now)
+
+
+def accrue_in(
+    conn: Connection, contracts: Sequence[Contract], events: Sequence[Event], now: float
+) -> AccrualSummary:
+    """Accrue inside the caller's transaction (the pipeline's batch: events and points commit
+    together, so a re-fed event is a duplicate and has already earned)."""
+    summary = AccrualSummary()
+    candidates = [
+        e
+        for e in events
+        if e.type in EARNING_TYPES and any(c.covers(e.partner_id) for c in contracts)
+    ]
+    summary.events = len(candidates)
+    if not candidates:
+        return summary
+    a = t.loyalty_accruals.c
+    done = set(
+        conn.execute(
+            select(a.event_id).where(_among(conn, a.event_id, [e.event_id for e in candidates]))
+        ).scalars()
+    )
+    todo = sorted(
+        (e for e in candidates if e.event_id not in done),
+        key=lambda e: (e.occurred_at, e.event_id),
+    )
+    plans = []
+    keys: list[tuple[str, str, str]] = []
+    for e in todo:
+        contract = next(c for c in contracts if c.covers(e.partner_id))
+        accrual = earn(contract, _as_mapping(e))
+        if accrual is None:
+            continue
+        version = contract.version_at(e.occurred_at)
+        assert version is not None
+        at = e.occurred_at.astimezone(dt.UTC)
+        ckey = (contract.id, "*", version.contract_cap.key(at) if version.contract_cap else "-")
+        ukey = (
+            contract.id,
+            e.customer_id,
+            version.customer_cap.key(at) if version.customer_cap else "-",
+        )
+        keys += [ckey, ukey]
+        plans.append((e, contract, version, accrual, ckey, ukey))
+    used = _usage(conn, keys)
+    rows, requests = [], []
+    for e, contract, version, accrual, ckey, ukey in plans:
+        granted, reason = capped(
+            accrual, version, e.occurred_at.astimezone(dt.UTC), used[ckey], used[ukey]
+        )
+        used[ckey] += granted
+        used[ukey] += granted
+        shares = split(accrual.shares, accrual.points, granted, contract.oem)
+        member = member_account(contract.programme, e.customer_id)
+        funders = sorted(shares)
+        for i, funder in enumerate(funders):
+            requests.append(
+                Request(
+                    f"accrue:{e.event_id}:{funder}",
+                    "accrue",
+                    funder_account(funder),
+                    member,
+                    shares[funder],
+                    at=e.occurred_at.timestamp(),
+                    linked=i < len(funders) - 1,
+                    ref=e.event_id,
+                )
+            )
+        rows.append(
+            {
+                "event_id": e.event_id,
+                "customer_id": e.customer_id,
+                "contract_id": contract.id,
+                "version_from": accrual.version_from,
+                "rule_id": accrual.rule_id,
+                "requested": accrual.points,
+                "granted": granted,
+                "refused_reason": reason,
+                "shares": shares,
+            }
+        )
+        summary.accrued += 1
+        summary.points += granted
+        summary.refused_points += accrual.points - granted
+        if reason:
+            summary.refusals.append(f"{e.event_id}: {reason}")
+    results = ledger.post_in(conn, requests, now)
+    bad = [
+        (r.id, res) for r, res in zip(requests, results, strict=True) if res not in ("ok", "exists")
+    ]
+    if bad:
+        raise RuntimeError(f"ledger refused accruals: {bad[:3]}")  # rolls the batch back
+    if used:
+        u = t.contract_usage.c
+        conn.execute(
+            t.contract_usage.update()
+            .where(
+                u.contract_id == bindparam("u_contract"),
+                u.scope == bindparam("u_scope"),
+                u.period == bindparam("u_period"),
+            )
+            .values(points=bindparam("u_points")),
+            [
+                {"u_contract": c, "u_scope": s, "u_period": p, "u_points": n}
+                for (c, s, p), n in used.items()
+            ],
+        )
+    if rows:
+        conn.execute(t.loyalty_accruals.insert(), rows)
+    return summary
+
+
+def workspace_contracts(workspace: Path) -> list[Contract]:
+    """The contracts in `<workspace>/contracts/*.yaml`, in file-name order."""
+    directory = workspace / "contracts"
+    if not directory.is_dir():
+        return []
+    return [load_contract(p) for p in sorted(directory.glob("*.y*ml"))]

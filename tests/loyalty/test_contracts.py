@@ -1,0 +1,197 @@
+"""Contracts: amendments by event time, co-funding splits, caps enforced with the posting."""
+
+from __future__ import annotations
+
+import datetime as dt
+
+import pytest
+from sqlalchemy import select
+
+from tenure.errors import ConfigError
+from tenure.loyalty.contracts import parse_contract
+from tenure.loyalty.ledger import funder_account, member_account, verify
+from tenure.runtime.loyalty import accrue
+from tenure.store import ledger
+from tenure.store import schema as t
+from tenure.store.db import Store
+from tests.helpers import ev
+
+CONTRACT = {
+    "id": "acme-dealers",
+    "oem": "acme",
+    "dealers": ["dealer-1", "dealer-2"],
+    "versions": [
+        {
+            "effective_from": "2026-01-01T00:00:00Z",
+            "earn": [
+                {
+                    "id": "parts",
+                    "when": 'event.payload.product_line == "parts"',
+                    "points_per_unit": 1.0,
+                    "funding": {"acme": 0.7, "dealer": 0.3},
+                },
+                {"id": "other", "when": "true", "points_per_unit": 0.5, "funding": {"acme": 1.0}},
+            ],
+            "customer_cap": {"points": 1000, "period": "month"},
+        },
+        {  # the amendment, effective mid-month: parts earn double
+            "effective_from": "2026-03-15T00:00:00Z",
+            "earn": [
+                {
+                    "id": "parts-v2",
+                    "when": 'event.payload.product_line == "parts"',
+                    "points_per_unit": 2.0,
+                    "funding": {"acme": 0.5, "dealer": 0.5},
+                }
+            ],
+            "customer_cap": {"points": 1000, "period": "month"},
+        },
+    ],
+}
+MARCH = dt.datetime(2026, 3, 1, 12, tzinfo=dt.UTC)
+
+
+def purchase(event_id: str, day: int, amount: float, customer: str = "ann", line: str = "parts"):
+    e = ev(
+        "purchase",
+        customer,
+        at=MARCH + dt.timedelta(days=day),
+        event_id=event_id,
+        amount=amount,
+        product_line=line,
+    )
+    return e.__class__(
+        **{**{f: getattr(e, f) for f in e.__struct_fields__}, "partner_id": "dealer-1"}
+    )
+
+
+def test_a_contract_names_what_is_wrong():
+    bad = {
+        **CONTRACT,
+        "versions": [
+            {
+                **CONTRACT["versions"][0],
+                "earn": [
+                    {
+                        "id": "x",
+                        "when": "true",
+                        "points_per_unit": 1,
+                        "funding": {"acme": 0.5, "stranger": 0.5},
+                    }
+                ],
+            }
+        ],
+    }
+    with pytest.raises(ConfigError, match="funders \\['stranger'\\] are not parties"):
+        parse_contract(bad)
+    with pytest.raises(ConfigError, match="sum to 1"):
+        parse_contract(
+            {
+                **CONTRACT,
+                "versions": [
+                    {
+                        **CONTRACT["versions"][0],
+                        "earn": [
+                            {
+                                "id": "x",
+                                "when": "true",
+                                "points_per_unit": 1,
+                                "funding": {"acme": 0.5},
+                            }
+                        ],
+                    }
+                ],
+            }
+        )
+
+
+def test_an_amendment_mid_month_applies_by_event_time_also_out_of_order(tmp_path):
+    store = Store(f"sqlite:///{tmp_path / 't.db'}")
+    contract = parse_contract(CONTRACT)
+    after = purchase("after", 20, 100.0)  # 21 March: the amendment's rate
+    before = purchase("before", 5, 100.0)  # 6 March: the original rate, arriving late
+    accrue(store, [contract], [after], now=0.0)
+    accrue(store, [contract], [before, after], now=0.0)  # `after` again: accrued once
+    with store.reader() as conn:
+        rows = {r.event_id: r for r in conn.execute(select(t.loyalty_accruals))}
+        book = ledger.whole_book(conn)
+    assert (rows["before"].rule_id, rows["before"].granted) == ("parts", 100)
+    assert (rows["after"].rule_id, rows["after"].granted) == ("parts-v2", 200)
+    assert rows["before"].shares == {"acme": 70, "dealer-1": 30}
+    assert rows["after"].shares == {"acme": 100, "dealer-1": 100}
+    assert book.account(member_account("default", "ann")).balance == 300
+    assert book.account(funder_account("acme")).balance == -170
+    assert book.account(funder_account("dealer-1")).balance == -130
+    assert verify(book) is None
+    store.close()
+
+
+def test_a_cap_reached_mid_batch_stops_exactly_at_the_cap_and_records_the_rest(tmp_path):
+    store = Store(f"sqlite:///{tmp_path / 't.db'}")
+    contract = parse_contract(CONTRACT)
+    events = [purchase(f"p{i}", 1 + i, 300.0) for i in range(5)]  # 300 points each, cap 1000
+    summary = accrue(store, [contract], events, now=0.0)
+    assert summary.points == 1000 and summary.refused_points == 500
+    with store.reader() as conn:
+        rows = [
+            r
+            for r in conn.execute(
+                select(t.loyalty_accruals).order_by(t.loyalty_accruals.c.event_id)
+            )
+        ]
+        book = ledger.whole_book(conn)
+    assert [r.granted for r in rows] == [300, 300, 300, 100, 0]
+    assert rows[3].refused_reason.startswith(
+        "customer cap 1000 per month (2026-03): 900 already accrued"
+    )
+    assert "300 of 300 refused" in rows[4].refused_reason
+    assert book.account(member_account("default", "ann")).balance == 1000
+    assert verify(book) is None
+    # Another customer has a cap of their own.
+    accrue(store, [contract], [purchase("bo-1", 2, 300.0, customer="bo")], now=0.0)
+    with store.reader() as conn:
+        assert ledger.whole_book(conn).account(member_account("default", "bo")).balance == 300
+    store.close()
+
+
+def test_run_accrues_under_the_workspace_contracts(tmp_path):
+    import json
+
+    import orjson
+    import yaml
+    from typer.testing import CliRunner
+
+    from tenure.cli import app
+
+    ws = tmp_path / "ws"
+    (ws / "contracts").mkdir(parents=True)
+    (ws / "contracts" / "acme.yaml").write_text(yaml.safe_dump(CONTRACT))
+    lines = [
+        {
+            "event_id": f"e{i}",
+            "type": "purchase",
+            "customer_id": "ann",
+            "partner_id": "dealer-2",
+            "occurred_at": f"2026-03-{2 + i:02d}T10:00:00Z",
+            "payload": {"amount": 400.0, "product_line": "parts"},
+        }
+        for i in range(3)
+    ]
+    history = tmp_path / "h.jsonl"
+    history.write_bytes(b"\n".join(orjson.dumps(x) for x in lines) + b"\n")
+    runner = CliRunner()
+    assert (
+        runner.invoke(app, ["contract", "validate", str(ws / "contracts" / "acme.yaml")]).exit_code
+        == 0
+    )
+    listed = json.loads(runner.invoke(app, ["contract", "list", "--json", "-w", str(ws)]).stdout)
+    assert [c["id"] for c in listed] == ["acme-dealers"]
+    for _ in range(2):  # the second run is all duplicates: nothing earns twice
+        result = runner.invoke(app, ["run", "--events", str(history), "--json", "-w", str(ws)])
+        assert result.exit_code == 0, result.output
+    assert json.loads(result.stdout)["points_accrued"] == 0
+    balance = json.loads(
+        runner.invoke(app, ["ledger", "balance", "ann", "--json", "-w", str(ws)]).stdout
+    )
+    assert balance["posted"] == 1000  # 1200 earned, capped at 1000 a month
+    assert runner.invoke(app, ["ledger", "verify", "-w", str(ws)]).exit_code == 0
