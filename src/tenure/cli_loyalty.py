@@ -215,3 +215,107 @@ def contract_show(contract_id: str, workspace: Workspace = None) -> None:
         known = ", ".join(c.id for c in contracts) or "none"
         raise _fail(TenureError(f"no contract {contract_id!r} in the workspace (known: {known})"))
     _dump(found.model_dump(mode="json"))
+
+
+partner_app = typer.Typer(help="Partner statements and settlements.", no_args_is_help=True)
+app.add_typer(partner_app, name="partner")
+
+
+def _period(value: str) -> str:
+    try:
+        dt.datetime.strptime(value, "%Y-%m")
+    except ValueError:
+        raise _fail(TenureError(f"--period must look like 2026-03, not {value!r}")) from None
+    return value
+
+
+@partner_app.command("reconcile")
+def partner_reconcile(
+    partner: Annotated[str, typer.Option(help="The partner whose statement this is.")],
+    statement: Annotated[Path, typer.Option(help="CSV with columns reference, points.")],
+    period: Annotated[str, typer.Option(help="YYYY-MM, by event time.")],
+    workspace: Workspace = None,
+    as_json: JsonFlag = False,
+) -> None:
+    """Compare a partner's statement with the points the ledger says it funded; exit 1 on any
+    difference (missing on either side, points that differ)."""
+    from tenure.loyalty.partners import parse_statement, reconcile
+    from tenure.runtime.loyalty import funded_points
+
+    period = _period(period)
+    try:
+        lines = parse_statement(statement.read_text(encoding="utf-8"), str(statement))
+    except (TenureError, OSError) as exc:
+        raise _fail(exc) from None
+    funded = _query(workspace, lambda c: funded_points(c, partner, period))
+    report = reconcile(partner, period, lines, funded)
+    data = {
+        "partner": partner,
+        "period": period,
+        "matched": report.matched,
+        "missing_in_ledger": [
+            {"reference": x.reference, "points": x.points, "line": x.line_no}
+            for x in report.missing_in_ledger
+        ],
+        "missing_in_statement": [
+            {"reference": r, "points": p} for r, p in report.missing_in_statement
+        ],
+        "mismatches": [
+            {
+                "reference": m.reference,
+                "statement_points": m.statement_points,
+                "ledger_points": m.ledger_points,
+            }
+            for m in report.mismatches
+        ],
+    }
+    if as_json:
+        _dump(data)
+    else:
+        out.print(f"{partner} {period}: {report.matched:,} lines match")
+        for x in data["missing_in_ledger"]:
+            out.print(
+                f"  not in the ledger: {x['reference']} ({x['points']} points, line {x['line']})"
+            )
+        for x in data["missing_in_statement"]:
+            out.print(f"  not on the statement: {x['reference']} ({x['points']} points)")
+        for x in data["mismatches"]:
+            out.print(
+                f"  points differ: {x['reference']} statement {x['statement_points']}, "
+                f"ledger {x['ledger_points']}"
+            )
+    if not report.clean:
+        raise typer.Exit(1)
+
+
+@partner_app.command("settlement")
+def partner_settlement(
+    period: Annotated[str, typer.Option(help="YYYY-MM, by event time.")],
+    workspace: Workspace = None,
+    as_json: JsonFlag = False,
+) -> None:
+    """What each funder owes for the period: funded points x the contract's point value."""
+    from tenure.config import resolve
+    from tenure.runtime.loyalty import settlement, workspace_contracts
+
+    period = _period(period)
+    try:
+        contracts = workspace_contracts(resolve(workspace).workspace)
+    except TenureError as exc:
+        raise _fail(exc) from None
+    rows = _query(workspace, lambda c: settlement(c, contracts, period))
+    if as_json:
+        _dump(rows)
+        return
+    table = Table(title=f"settlement {period}", title_justify="left")
+    for col in ("contract", "funder", "points", "point value", "owed"):
+        table.add_column(col)
+    for r in rows:
+        table.add_row(
+            r["contract"],
+            r["funder"],
+            f"{r['points']:,}",
+            f"{r['point_value']}",
+            f"{r['owed']:,.2f}",
+        )
+    out.print(table)

@@ -195,3 +195,72 @@ def test_run_accrues_under_the_workspace_contracts(tmp_path):
     )
     assert balance["posted"] == 1000  # 1200 earned, capped at 1000 a month
     assert runner.invoke(app, ["ledger", "verify", "-w", str(ws)]).exit_code == 0
+
+
+def test_reconciling_a_statement_reports_exactly_the_three_differences(tmp_path):
+    import json
+
+    from typer.testing import CliRunner
+
+    from tenure.cli import app
+    from tenure.config import resolve
+
+    ws = tmp_path / "ws"
+    (ws / "contracts").mkdir(parents=True)
+    import yaml
+
+    (ws / "contracts" / "acme.yaml").write_text(yaml.safe_dump(CONTRACT))
+    store = Store(resolve(ws).database_url)
+    contract = parse_contract(CONTRACT)
+    # Four purchases at dealer-1 in March (dealer funds 30% of 100 = 30 points each).
+    accrue(
+        store,
+        [contract],
+        [purchase(f"p{i}", 1 + i, 100.0, customer=f"c{i}") for i in range(4)],
+        0.0,
+    )
+    store.close()
+    statement = tmp_path / "dealer-1-2026-03.csv"
+    statement.write_text(
+        "reference,points,note\n"
+        "p0,30,ok\n"
+        "p1,30,ok\n"
+        "p2,35,the dealer thinks more\n"  # amount mismatch
+        "p9,30,not in the ledger\n"  # extra line
+    )  # p3 is missing from the statement
+    runner = CliRunner()
+    result = runner.invoke(
+        app,
+        [
+            "partner",
+            "reconcile",
+            "--partner",
+            "dealer-1",
+            "--statement",
+            str(statement),
+            "--period",
+            "2026-03",
+            "--json",
+            "-w",
+            str(ws),
+        ],
+    )
+    assert result.exit_code == 1
+    report = json.loads(result.stdout)
+    assert report["matched"] == 2
+    assert report["missing_in_ledger"] == [{"reference": "p9", "points": 30, "line": 5}]
+    assert report["missing_in_statement"] == [{"reference": "p3", "points": 30}]
+    assert report["mismatches"] == [
+        {"reference": "p2", "statement_points": 35, "ledger_points": 30}
+    ]
+    settled = json.loads(
+        runner.invoke(
+            app, ["partner", "settlement", "--period", "2026-03", "--json", "-w", str(ws)]
+        ).stdout
+    )
+    assert {(r["funder"], r["points"], r["owed"]) for r in settled} == {
+        ("acme", 280, 2.8),
+        ("dealer-1", 120, 1.2),
+    }
+    bad = runner.invoke(app, ["partner", "settlement", "--period", "March", "-w", str(ws)])
+    assert bad.exit_code == 2 and "2026-03" in bad.output

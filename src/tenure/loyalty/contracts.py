@@ -100,6 +100,7 @@ class Contract(_Model):
     programme: str = "default"
     oem: str = Field(min_length=1)
     dealers: list[str] = Field(min_length=1)
+    point_value: float = Field(default=0.01, gt=0, description="Currency owed per funded point.")
     versions: list[Version] = Field(min_length=1)
 
     @model_validator(mode="after")

@@ -152,6 +152,8 @@ def accrue_in(
             {
                 "event_id": e.event_id,
                 "customer_id": e.customer_id,
+                "partner_id": e.partner_id,
+                "occurred_at": e.occurred_at,
                 "contract_id": contract.id,
                 "version_from": accrual.version_from,
                 "rule_id": accrual.rule_id,
@@ -198,3 +200,47 @@ def workspace_contracts(workspace: Path) -> list[Contract]:
     if not directory.is_dir():
         return []
     return [load_contract(p) for p in sorted(directory.glob("*.y*ml"))]
+
+
+def funded_points(conn: Connection, partner: str, period: str) -> dict[str, int]:
+    """Per event (reference), the points `partner` funded in `period` (YYYY-MM, by event time)."""
+    a = t.loyalty_accruals.c
+    year, month = (int(x) for x in period.split("-"))
+    start = dt.datetime(year, month, 1, tzinfo=dt.UTC)
+    end = dt.datetime(year + (month == 12), month % 12 + 1, 1, tzinfo=dt.UTC)
+    query = select(a.event_id, a.shares).where(a.occurred_at >= start, a.occurred_at < end)
+    out = {}
+    for event_id, shares in conn.execute(query):
+        if shares.get(partner):
+            out[event_id] = int(shares[partner])
+    return out
+
+
+def settlement(
+    conn: Connection, contracts: Sequence[Contract], period: str
+) -> list[dict[str, Any]]:
+    """Per contract and funder: points funded in the period and the amount owed for them."""
+    a = t.loyalty_accruals.c
+    year, month = (int(x) for x in period.split("-"))
+    start = dt.datetime(year, month, 1, tzinfo=dt.UTC)
+    end = dt.datetime(year + (month == 12), month % 12 + 1, 1, tzinfo=dt.UTC)
+    by_id = {c.id: c for c in contracts}
+    totals: dict[tuple[str, str], int] = {}
+    query = select(a.contract_id, a.shares).where(a.occurred_at >= start, a.occurred_at < end)
+    for contract_id, shares in conn.execute(query):
+        for funder, points in shares.items():
+            totals[(contract_id, funder)] = totals.get((contract_id, funder), 0) + int(points)
+    rows = []
+    for (contract_id, funder), points in sorted(totals.items()):
+        value = by_id[contract_id].point_value if contract_id in by_id else None
+        rows.append(
+            {
+                "contract": contract_id,
+                "funder": funder,
+                "period": period,
+                "points": points,
+                "point_value": value,
+                "owed": round(points * value, 2) if value is not None else None,
+            }
+        )
+    return rows

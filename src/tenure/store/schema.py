@@ -332,6 +332,8 @@ loyalty_accruals = Table(
     metadata,
     Column("event_id", String(200), primary_key=True),
     Column("customer_id", String(200), nullable=False, index=True),
+    Column("partner_id", String(200), nullable=False, index=True),
+    Column("occurred_at", UtcDateTime, nullable=False),
     Column("contract_id", String(100), nullable=False),
     Column("version_from", UtcDateTime, nullable=False),
     Column("rule_id", String(100), nullable=False),

@@ -68,6 +68,8 @@ def upgrade() -> None:
         "loyalty_accruals",
         sa.Column("event_id", sa.String(200), primary_key=True),
         sa.Column("customer_id", sa.String(200), nullable=False, index=True),
+        sa.Column("partner_id", sa.String(200), nullable=False, index=True),
+        sa.Column("occurred_at", UtcDateTime, nullable=False),
         sa.Column("contract_id", sa.String(100), nullable=False),
         sa.Column("version_from", UtcDateTime, nullable=False),
         sa.Column("rule_id", sa.String(100), nullable=False),
