@@ -264,3 +264,43 @@ def test_reconciling_a_statement_reports_exactly_the_three_differences(tmp_path)
     }
     bad = runner.invoke(app, ["partner", "settlement", "--period", "March", "-w", str(ws)])
     assert bad.exit_code == 2 and "2026-03" in bad.output
+
+
+def _event(event_type: str, event_id: str, day: float, customer: str = "ann", **payload):
+    return ev(event_type, customer, at=MARCH + dt.timedelta(days=day), event_id=event_id, **payload)
+
+
+@pytest.mark.parametrize(
+    ("policy", "balance_after", "clawed"),
+    [("within_balance", 0, 40), ("allow_negative", -60, 100), ("pending_only", 0, 40)],
+)
+def test_redemptions_and_returns_arrive_as_events(tmp_path, policy, balance_after, clawed):
+    from tenure.policy.model import default_policy
+    from tenure.runtime.pipeline import Pipeline
+
+    data = {**CONTRACT, "versions": [{**CONTRACT["versions"][0], "returns": policy}]}
+    contract = parse_contract(data)
+    store = Store(f"sqlite:///{tmp_path / 't.db'}")
+    events = [
+        purchase("buy", 1, 100.0),  # 100 points
+        _event("loyalty.redeem", "r1", 2, redemption_id="R1", points=60),
+        _event("loyalty.redeem_confirmed", "r1ok", 3, redemption_id="R1"),
+        _event("loyalty.redeem", "r2", 4, redemption_id="R2", points=500),  # more than available
+        _event("loyalty.return", "ret", 5, purchase_event_id="buy"),
+    ]
+    for e in events:  # one batch each, in order, as they would arrive
+        Pipeline(store, default_policy(), contracts=[contract]).run(iter([e]), "t")
+    with store.reader() as conn:
+        results = {
+            r.event_id: (r.result, r.points) for r in conn.execute(select(t.loyalty_results))
+        }
+        book = ledger.whole_book(conn)
+    assert results["r1"] == ("ok", 60) and results["r1ok"] == ("ok", 0)
+    assert results["r2"][0] == "exceeds_available"
+    assert results["ret"] == ("ok", clawed)
+    assert book.account(member_account("default", "ann")).balance == balance_after
+    assert book.account(funder_account("acme")).balance + book.account(
+        funder_account("dealer-1")
+    ).balance == -(100 - clawed)
+    assert verify(book) is None
+    store.close()

@@ -84,6 +84,11 @@ class Version(_Model):
     sharing: dict[str, list[str]] = Field(
         default_factory=dict, description="partner -> the customer fields it may see"
     )
+    returns: Literal["within_balance", "allow_negative", "pending_only"] = Field(
+        default="within_balance",
+        description="A return claws back its purchase's points: as far as the balance allows, "
+        "all of them (the balance may go negative), or only those still unspent in their lot.",
+    )
 
     @field_validator("effective_from")
     @classmethod

@@ -20,7 +20,7 @@ from sqlalchemy import Connection, bindparam, select
 
 from tenure.events.envelope import Event
 from tenure.loyalty.contracts import Contract, capped, earn, load_contract, split
-from tenure.loyalty.ledger import Request, funder_account, member_account
+from tenure.loyalty.ledger import Request, funder_account, member_account, redemption_account
 from tenure.store import ledger
 from tenure.store import schema as t
 from tenure.store.db import Store
@@ -244,3 +244,147 @@ def settlement(
             }
         )
     return rows
+
+
+REDEMPTION_HOLD_S = 7 * 86_400.0  # a redemption not confirmed within a week is void
+LOYALTY_TYPES = (
+    "loyalty.redeem",
+    "loyalty.redeem_confirmed",
+    "loyalty.redeem_cancelled",
+    "loyalty.return",
+)
+
+
+def redeem_in(
+    conn: Connection, contracts: Sequence[Contract], events: Sequence[Event], now: float
+) -> dict[str, int]:
+    """Redemptions (held, then confirmed or cancelled) and returns (clawbacks) from events.
+
+    Each event's outcome is recorded in `loyalty_results`; an event seen before is skipped.
+    Counts by result.
+    """
+    todo = sorted(
+        (e for e in events if e.type in LOYALTY_TYPES), key=lambda e: (e.occurred_at, e.event_id)
+    )
+    if not todo:
+        return {}
+    r = t.loyalty_results.c
+    done = set(
+        conn.execute(
+            select(r.event_id).where(_among(conn, r.event_id, [e.event_id for e in todo]))
+        ).scalars()
+    )
+    counts: dict[str, int] = {}
+    rows = []
+    for e in todo:
+        if e.event_id in done:
+            continue
+        p = msgspec.to_builtins(e.payload)
+        requests, points, detail = _loyalty_requests(conn, contracts, e, p)
+        if not requests:
+            result = detail or "nothing to do"
+        else:
+            results = ledger.post_in(conn, requests, now)
+            result = next((x for x in results if x not in ("ok", "exists")), results[0])
+        rows.append(
+            {
+                "event_id": e.event_id,
+                "customer_id": e.customer_id,
+                "type": e.type,
+                "result": result if requests else "skipped",
+                "points": points if result in ("ok", "exists") else 0,
+                "detail": detail,
+            }
+        )
+        counts[rows[-1]["result"]] = counts.get(rows[-1]["result"], 0) + 1
+    if rows:
+        conn.execute(t.loyalty_results.insert(), rows)
+    return counts
+
+
+def _loyalty_requests(
+    conn: Connection, contracts: Sequence[Contract], e: Event, p: dict[str, Any]
+) -> tuple[list[Request], int, str | None]:
+    at = e.occurred_at.timestamp()
+    programme = p.get("programme", "default")
+    member = member_account(programme, e.customer_id)
+    if e.type == "loyalty.redeem":
+        hold = Request(
+            f"redeem:{p['redemption_id']}",
+            "redeem",
+            member,
+            redemption_account(programme),
+            int(p["points"]),
+            at=at,
+            pending=True,
+            timeout_s=REDEMPTION_HOLD_S,
+            ref=e.event_id,
+        )
+        return [hold], int(p["points"]), p.get("item")
+    if e.type in ("loyalty.redeem_confirmed", "loyalty.redeem_cancelled"):
+        kind = "post" if e.type.endswith("confirmed") else "void"
+        return (
+            [
+                Request(
+                    f"{kind}:{p['redemption_id']}",
+                    kind,
+                    pending_id=f"redeem:{p['redemption_id']}",
+                    at=at,
+                    ref=e.event_id,
+                )
+            ],
+            0,
+            None,
+        )
+    # loyalty.return: take back what the purchase earned, by the contract's return policy.
+    a = t.loyalty_accruals.c
+    row = conn.execute(
+        select(t.loyalty_accruals).where(a.event_id == p["purchase_event_id"])
+    ).first()
+    if row is None or not row.granted:
+        return [], 0, f"purchase {p['purchase_event_id']} earned no points"
+    contract = next((c for c in contracts if c.id == row.contract_id), None)
+    version = contract.version_at(row.occurred_at) if contract else None
+    policy = version.returns if version else "within_balance"
+    book = ledger.load(
+        conn,
+        [
+            Request(
+                "probe", "clawback", member, funder_account(contract.oem if contract else "x"), 1
+            )
+        ],
+    )
+    account = book.account(member)
+    if policy == "allow_negative":
+        amount = int(row.granted)
+    elif policy == "pending_only":
+        # Only the purchase's own points still unspent in their lots come back.
+        lots = [x for k, x in book.lots.items() if k.startswith(f"accrue:{row.event_id}:")]
+        amount = min(int(row.granted), sum(x.free for x in lots))
+    else:
+        amount = min(int(row.granted), max(0, account.available))
+    if amount <= 0:
+        return [], 0, f"nothing to claw back under the {policy} return policy"
+    shares = split(
+        {k: int(v) for k, v in row.shares.items()},
+        int(row.granted),
+        amount,
+        contract.oem if contract else sorted(row.shares)[0],
+    )
+    funders = sorted(shares)
+    requests = [
+        Request(
+            f"return:{row.event_id}:{funder}",
+            "clawback",
+            member,
+            funder_account(funder),
+            shares[funder],
+            at=at,
+            allow_negative=policy == "allow_negative",
+            linked=i < len(funders) - 1,
+            ref=e.event_id,
+        )
+        for i, funder in enumerate(funders)
+    ]
+    detail = None if amount == row.granted else f"{amount} of {row.granted} clawed back ({policy})"
+    return requests, amount, detail

@@ -40,7 +40,7 @@ from tenure.policy.guardrails import CONTACT_MEMORY_S, GuardrailSettings
 from tenure.policy.lifecycle import PolicySet
 from tenure.policy.model import Policy
 from tenure.runtime.clock import Clock, EventClock
-from tenure.runtime.loyalty import accrue_in
+from tenure.runtime.loyalty import accrue_in, redeem_in
 from tenure.scoring.baseline import BaselineScorer
 from tenure.scoring.types import Score, Scorer, explained
 from tenure.store import acts, repo
@@ -523,6 +523,10 @@ class Pipeline:
             accrued = accrue_in(conn, self.contracts, event_rows, newest)
             summary.points_accrued += accrued.points
             summary.points_refused += accrued.refused_points
+        if event_rows:
+            redeem_in(
+                conn, self.contracts, event_rows, max(e.occurred_at for e in event_rows).timestamp()
+            )
         repo.insert_rejects(
             conn,
             [

@@ -342,3 +342,15 @@ loyalty_accruals = Table(
     Column("refused_reason", Text),
     Column("shares", Json, nullable=False),
 )
+
+# What each loyalty.* event did to the ledger (posted, refused and why).
+loyalty_results = Table(
+    "loyalty_results",
+    metadata,
+    Column("event_id", String(200), primary_key=True),
+    Column("customer_id", String(200), nullable=False, index=True),
+    Column("type", String(100), nullable=False),
+    Column("result", String(60), nullable=False),
+    Column("points", BigInteger, nullable=False),
+    Column("detail", Text),
+)

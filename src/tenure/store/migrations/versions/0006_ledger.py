@@ -78,10 +78,20 @@ def upgrade() -> None:
         sa.Column("refused_reason", sa.Text),
         sa.Column("shares", Json, nullable=False),
     )
+    op.create_table(
+        "loyalty_results",
+        sa.Column("event_id", sa.String(200), primary_key=True),
+        sa.Column("customer_id", sa.String(200), nullable=False, index=True),
+        sa.Column("type", sa.String(100), nullable=False),
+        sa.Column("result", sa.String(60), nullable=False),
+        sa.Column("points", sa.BigInteger, nullable=False),
+        sa.Column("detail", sa.Text),
+    )
 
 
 def downgrade() -> None:
     for table in (
+        "loyalty_results",
         "loyalty_accruals",
         "contract_usage",
         "ledger_lots",
