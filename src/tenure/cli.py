@@ -195,6 +195,7 @@ def _run(
             guardrails=settings.guardrails,
             journeys=journeys,
             contracts=workspace_contracts(settings.workspace),
+            tiers=settings.tiers,
         )
 
     if quiet or size is None:

@@ -319,3 +319,46 @@ def partner_settlement(
             f"{r['owed']:,.2f}",
         )
     out.print(table)
+
+
+tiers_app = typer.Typer(help="Loyalty tiers.", no_args_is_help=True)
+app.add_typer(tiers_app, name="tiers")
+
+
+@tiers_app.command("recalc")
+def tiers_recalc(
+    as_of: Annotated[
+        str | None, typer.Option(help="Evaluate as of this time (ISO 8601; default now).")
+    ] = None,
+    workspace: Workspace = None,
+    as_json: JsonFlag = False,
+) -> None:
+    """The scheduled run: re-evaluate every member's tier (upgrades, grace periods, downgrades)."""
+    from tenure.cli import _open
+    from tenure.runtime.loyalty import recalc_all, workspace_contracts
+
+    try:
+        when = dt.datetime.fromisoformat(as_of) if as_of else dt.datetime.now(dt.UTC)
+    except ValueError:
+        raise _fail(TenureError(f"--as-of must be an ISO 8601 time, not {as_of!r}")) from None
+    if when.tzinfo is None:
+        raise _fail(TenureError("--as-of needs a time zone (e.g. 2026-04-01T00:00:00Z)"))
+    try:
+        settings, store = _open(workspace)
+        if not settings.tiers:
+            raise TenureError("no programme has tiers: set programmes.NAME.tiers in tenure.yaml")
+        changes = recalc_all(store, settings.tiers, workspace_contracts(settings.workspace), when)
+    except TenureError as exc:
+        raise _fail(exc) from None
+    rows = [
+        {"programme": p, "customer_id": c, "from": ch.before, "to": ch.after, "reason": ch.reason}
+        for p, c, ch in changes
+    ]
+    if as_json:
+        _dump(rows)
+        return
+    out.print(f"{len(rows)} tier change(s) as of {when.isoformat()}")
+    for r in rows:
+        out.print(
+            f"  {r['programme']}/{r['customer_id']}: {r['from']} -> {r['to']} ({r['reason']})"
+        )

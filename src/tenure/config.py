@@ -12,10 +12,11 @@ from pydantic import ValidationError
 
 from tenure.channels.adapters import ChannelSettings
 from tenure.errors import ConfigError, InputError, field_errors
+from tenure.loyalty.tiers import Tiers
 from tenure.policy.guardrails import GuardrailSettings
 
 DEFAULT_WORKSPACE = Path(".tenure")
-KNOWN_SETTINGS = ("event_types", "guardrails", "channels")
+KNOWN_SETTINGS = ("event_types", "guardrails", "channels", "programmes")
 
 
 @dataclass(frozen=True)
@@ -27,6 +28,7 @@ class Settings:
     extra_event_types: tuple[str, ...] = ()
     guardrails: GuardrailSettings = field(default_factory=GuardrailSettings)
     channels: dict[str, ChannelSettings] = field(default_factory=dict)
+    tiers: dict[str, Tiers] = field(default_factory=dict)  # programme -> its tier rules
 
 
 def resolve(workspace: Path | None = None, database_url: str | None = None) -> Settings:
@@ -46,6 +48,7 @@ def resolve(workspace: Path | None = None, database_url: str | None = None) -> S
         _registered_types(config, ws / "tenure.yaml"),
         _guardrails(config, ws / "tenure.yaml"),
         _channels(config, ws / "tenure.yaml"),
+        _tiers(config, ws / "tenure.yaml"),
     )
 
 
@@ -96,4 +99,22 @@ def _channels(config: dict[str, Any], path: Path) -> dict[str, ChannelSettings]:
             raise ConfigError(
                 f"{path}: channel {name!r}: a {out[str(name)].type} channel needs a url"
             )
+    return out
+
+
+def _tiers(config: dict[str, Any], path: Path) -> dict[str, Tiers]:
+    """Tier rules per programme (`programmes: {default: {tiers: {...}}}`)."""
+    raw = config.get("programmes") or {}
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{path}: programmes must map a programme name to its settings")
+    out = {}
+    for name, value in raw.items():
+        if not isinstance(value, dict) or set(value) - {"tiers"}:
+            raise ConfigError(f"{path}: programme {name!r}: only `tiers` can be set")
+        if value.get("tiers") is None:
+            continue
+        try:
+            out[str(name)] = Tiers.model_validate(value["tiers"])
+        except ValidationError as exc:
+            raise ConfigError(f"{path}: programme {name!r} tiers: {field_errors(exc)}") from None
     return out

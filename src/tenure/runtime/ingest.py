@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 import sys
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO
@@ -16,6 +16,7 @@ from tenure.events.envelope import Event
 from tenure.events.parse import CsvMapping, LineParser, Reject, read_csv
 from tenure.journeys.library import JourneyLibrary
 from tenure.loyalty.contracts import Contract
+from tenure.loyalty.tiers import Tiers
 from tenure.policy.decide import DEFAULT_GUARDRAILS
 from tenure.policy.guardrails import GuardrailSettings
 from tenure.policy.lifecycle import PolicySet
@@ -146,6 +147,7 @@ def run(
     guardrails: GuardrailSettings = DEFAULT_GUARDRAILS,
     journeys: JourneyLibrary | None = None,
     contracts: Sequence[Contract] = (),
+    tiers: Mapping[str, Tiers] | None = None,
 ) -> RunSummary:
     """Run one input through the pipeline into the store."""
     from tenure.policy.lift import evidence_by_policy
@@ -171,6 +173,7 @@ def run(
             evidence=evidence,
             journeys=journeys,
             contracts=contracts,
+            tiers=tiers,
         )
         label = "stdin" if source.is_stdin else str(Path(source.path).resolve())
         return pipeline.run(items(source, stream, parser, progress), label)

@@ -10,7 +10,7 @@ as linked transfers, one per funder, debiting each funder's account and creditin
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -18,10 +18,12 @@ from typing import Any
 import msgspec
 from sqlalchemy import Connection, bindparam, select
 
+from tenure.audit.chain import chain
 from tenure.events.envelope import Event
 from tenure.loyalty.contracts import Contract, capped, earn, load_contract, split
 from tenure.loyalty.ledger import Request, funder_account, member_account, redemption_account
-from tenure.store import ledger
+from tenure.loyalty.tiers import Change, Standing, Tiers, evaluate
+from tenure.store import ledger, repo
 from tenure.store import schema as t
 from tenure.store.db import Store
 from tenure.store.repo import _among, _insert
@@ -38,6 +40,7 @@ class AccrualSummary:
     points: int = 0
     refused_points: int = 0
     refusals: list[str] = field(default_factory=list)
+    customers: set[str] = field(default_factory=set)  # who earned
 
 
 def _as_mapping(e: Event) -> dict[str, Any]:
@@ -164,6 +167,7 @@ def accrue_in(
             }
         )
         summary.accrued += 1
+        summary.customers.add(e.customer_id)
         summary.points += granted
         summary.refused_points += accrual.points - granted
         if reason:
@@ -388,3 +392,126 @@ def _loyalty_requests(
     ]
     detail = None if amount == row.granted else f"{amount} of {row.granted} clawed back ({policy})"
     return requests, amount, detail
+
+
+def _metric(
+    conn: Connection,
+    tiers: Tiers,
+    contract_ids: Sequence[str],
+    customer_ids: Sequence[str],
+    now: dt.datetime,
+) -> dict[str, float]:
+    """Each customer's qualification metric as of `now`."""
+    start = tiers.window_start(now)
+    values = dict.fromkeys(customer_ids, 0.0)
+    if tiers.metric == "spend_rolling":
+        ev = t.events.c
+        query = select(ev.customer_id, ev.payload).where(
+            _among(conn, ev.customer_id, customer_ids),
+            ev.type.in_(EARNING_TYPES),
+            ev.occurred_at >= start,
+            ev.occurred_at <= now,
+        )
+        for customer, payload in conn.execute(query):
+            values[customer] += float((payload or {}).get("amount") or 0.0)
+        return values
+    a = t.loyalty_accruals.c
+    query = select(a.customer_id, a.granted).where(
+        _among(conn, a.customer_id, customer_ids),
+        a.contract_id.in_(list(contract_ids)),
+        a.occurred_at >= start,
+        a.occurred_at <= now,
+    )
+    for customer, granted in conn.execute(query):
+        values[customer] += float(granted)
+    return values
+
+
+def recalc_tiers_in(
+    conn: Connection,
+    programme: str,
+    tiers: Tiers,
+    contracts: Sequence[Contract],
+    customer_ids: Sequence[str],
+    now: dt.datetime,
+) -> list[tuple[str, Change]]:
+    """Re-evaluate these members' tiers; write changes and one audit record per change."""
+    ids = sorted(set(customer_ids))
+    if not ids:
+        return []
+    lt = t.loyalty_tiers.c
+    current = {
+        row.customer_id: Standing(row.tier, row.below_since)
+        for row in conn.execute(
+            select(t.loyalty_tiers).where(
+                lt.programme == programme, _among(conn, lt.customer_id, ids)
+            )
+        )
+    }
+    values = _metric(conn, tiers, [c.id for c in contracts if c.programme == programme], ids, now)
+    changes: list[tuple[str, Change]] = []
+    rows = []
+    for cid in ids:
+        before = current.get(cid, Standing())
+        after, change = evaluate(tiers, before, values[cid], now)
+        if after == before and cid in current:
+            continue
+        rows.append(
+            {
+                "programme": programme,
+                "customer_id": cid,
+                "tier": after.tier,
+                "below_since": after.below_since,
+                "changed_at": now if change else None,
+            }
+        )
+        if change:
+            changes.append((cid, change))
+    if rows:
+        stmt = _insert(conn, t.loyalty_tiers)
+        stmt = stmt.on_conflict_do_update(
+            index_elements=[lt.programme, lt.customer_id],
+            set_={
+                "tier": stmt.excluded.tier,
+                "below_since": stmt.excluded.below_since,
+                "changed_at": stmt.excluded.changed_at,
+            },
+        )
+        conn.execute(stmt, rows)
+    if changes:
+        head_seq, head_hash = repo.lock_audit_head(conn)
+        bodies = [
+            {
+                "kind": "tier",
+                "programme": programme,
+                "customer_id": cid,
+                "from": c.before,
+                "to": c.after,
+                "reason": c.reason,
+                "at": now.isoformat(),
+            }
+            for cid, c in changes
+        ]
+        records = chain(head_hash, head_seq + 1, bodies)
+        repo.append_audit(conn, records, [("tier", f"{programme}:{cid}") for cid, _ in changes])
+    return changes
+
+
+def recalc_all(
+    store: Store,
+    tiers_by_programme: Mapping[str, Tiers],
+    contracts: Sequence[Contract],
+    now: dt.datetime,
+) -> list[tuple[str, str, Change]]:
+    """The scheduled run: every member with points or a tier, in every programme with tiers."""
+    out = []
+    with store.transaction() as conn:
+        for programme, tiers in sorted(tiers_by_programme.items()):
+            ids = set(conn.execute(select(t.loyalty_accruals.c.customer_id).distinct()).scalars())
+            lt = t.loyalty_tiers.c
+            ids |= set(
+                conn.execute(select(lt.customer_id).where(lt.programme == programme)).scalars()
+            )
+            for cid, change in recalc_tiers_in(conn, programme, tiers, contracts, sorted(ids), now):
+                out.append((programme, cid, change))
+    return out

@@ -27,6 +27,7 @@ from tenure.features.state import CustomerState, apply_all
 from tenure.journeys.library import JourneyLibrary
 from tenure.journeys.spec import JourneyError
 from tenure.loyalty.contracts import Contract
+from tenure.loyalty.tiers import Tiers
 from tenure.policy.decide import (
     DEFAULT_GUARDRAILS,
     Decision,
@@ -40,7 +41,7 @@ from tenure.policy.guardrails import CONTACT_MEMORY_S, GuardrailSettings
 from tenure.policy.lifecycle import PolicySet
 from tenure.policy.model import Policy
 from tenure.runtime.clock import Clock, EventClock
-from tenure.runtime.loyalty import accrue_in, redeem_in
+from tenure.runtime.loyalty import accrue_in, recalc_tiers_in, redeem_in
 from tenure.scoring.baseline import BaselineScorer
 from tenure.scoring.types import Score, Scorer, explained
 from tenure.store import acts, repo
@@ -301,6 +302,7 @@ class Pipeline:
         evidence: Mapping[str, Evidence] | None = None,
         journeys: JourneyLibrary | None = None,
         contracts: Sequence[Contract] = (),
+        tiers: Mapping[str, Tiers] | None = None,
     ) -> None:
         if batch_size < 1:
             raise ValueError("batch size must be at least 1")
@@ -314,6 +316,7 @@ class Pipeline:
         self.evidence: Mapping[str, Evidence] = evidence or {}
         self.journeys = journeys or JourneyLibrary()
         self.contracts = tuple(contracts)
+        self.tiers: Mapping[str, Tiers] = tiers or {}
         # Every action's journey must exist before any customer is decided on.
         for p in self.policies.all():
             for a in p.actions:
@@ -523,6 +526,16 @@ class Pipeline:
             accrued = accrue_in(conn, self.contracts, event_rows, newest)
             summary.points_accrued += accrued.points
             summary.points_refused += accrued.refused_points
+            # Tiers are recalculated on activity: for the members who just earned.
+            for programme, rules in self.tiers.items():
+                recalc_tiers_in(
+                    conn,
+                    programme,
+                    rules,
+                    self.contracts,
+                    sorted(accrued.customers),
+                    dt.datetime.fromtimestamp(newest, dt.UTC),
+                )
         if event_rows:
             redeem_in(
                 conn, self.contracts, event_rows, max(e.occurred_at for e in event_rows).timestamp()

@@ -354,3 +354,14 @@ loyalty_results = Table(
     Column("points", BigInteger, nullable=False),
     Column("detail", Text),
 )
+
+# Each member's tier per programme (changes are audit records of kind "tier").
+loyalty_tiers = Table(
+    "loyalty_tiers",
+    metadata,
+    Column("programme", String(100), primary_key=True),
+    Column("customer_id", String(200), primary_key=True),
+    Column("tier", String(50), nullable=False),
+    Column("below_since", UtcDateTime),
+    Column("changed_at", UtcDateTime),
+)

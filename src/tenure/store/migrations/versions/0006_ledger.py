@@ -87,10 +87,19 @@ def upgrade() -> None:
         sa.Column("points", sa.BigInteger, nullable=False),
         sa.Column("detail", sa.Text),
     )
+    op.create_table(
+        "loyalty_tiers",
+        sa.Column("programme", sa.String(100), primary_key=True),
+        sa.Column("customer_id", sa.String(200), primary_key=True),
+        sa.Column("tier", sa.String(50), nullable=False),
+        sa.Column("below_since", UtcDateTime),
+        sa.Column("changed_at", UtcDateTime),
+    )
 
 
 def downgrade() -> None:
     for table in (
+        "loyalty_tiers",
         "loyalty_results",
         "loyalty_accruals",
         "contract_usage",
