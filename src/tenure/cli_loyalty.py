@@ -362,3 +362,86 @@ def tiers_recalc(
         out.print(
             f"  {r['programme']}/{r['customer_id']}: {r['from']} -> {r['to']} ({r['reason']})"
         )
+
+
+@partner_app.command("adjust")
+def partner_adjust(
+    partner: Annotated[str, typer.Option(help="The partner the disputed line is about.")],
+    period: Annotated[str, typer.Option(help="YYYY-MM.")],
+    reference: Annotated[str, typer.Option(help="The statement line's reference.")],
+    points: Annotated[int, typer.Option(help="Points the partner funds more (negative: less).")],
+    reason: Annotated[str, typer.Option(help="Why (the dispute).")],
+    by: Annotated[str, typer.Option("--by", help="Who proposes it.")],
+    workspace: Workspace = None,
+) -> None:
+    """Propose an adjustment for a disputed line; it posts when someone else approves it."""
+    from tenure.cli import _open
+    from tenure.runtime.loyalty import propose_adjustment, workspace_contracts
+
+    period = _period(period)
+    try:
+        settings, store = _open(workspace)
+        adj = propose_adjustment(
+            store,
+            workspace_contracts(settings.workspace),
+            partner,
+            period,
+            reference,
+            points,
+            reason,
+            by,
+            dt.datetime.now(dt.UTC),
+        )
+    except TenureError as exc:
+        raise _fail(exc) from None
+    out.print(f"proposed {adj}: {points:+,} points for {partner} on {reference}; awaiting approval")
+
+
+@partner_app.command("approve")
+def partner_approve(
+    adjustment_id: str,
+    by: Annotated[str, typer.Option("--by", help="Who approves (not the author).")],
+    workspace: Workspace = None,
+) -> None:
+    """Approve an adjustment (four eyes) and post it to the ledger."""
+    from tenure.cli import _open
+    from tenure.runtime.loyalty import approve_adjustment
+
+    try:
+        _, store = _open(workspace)
+        row = approve_adjustment(store, adjustment_id, by, dt.datetime.now(dt.UTC))
+    except TenureError as exc:
+        raise _fail(exc) from None
+    out.print(
+        f"approved {adjustment_id} by {by}: {row['points']:+,} points for {row['partner']} posted"
+    )
+
+
+@partner_app.command("adjustments")
+def partner_adjustments(
+    partner: Annotated[str | None, typer.Option(help="Only this partner.")] = None,
+    workspace: Workspace = None,
+    as_json: JsonFlag = False,
+) -> None:
+    """Adjustments, proposed and approved, newest first."""
+    from tenure.runtime.loyalty import adjustments
+
+    rows = _query(workspace, lambda c: adjustments(c, partner))
+    if as_json:
+        _dump(rows)
+        return
+    table = Table(title=f"adjustments ({len(rows)})", title_justify="left")
+    for col in ("id", "partner", "period", "reference", "points", "status", "by", "approved by"):
+        table.add_column(col)
+    for r in rows:
+        table.add_row(
+            r["adjustment_id"],
+            r["partner"],
+            r["period"],
+            r["reference"],
+            f"{r['points']:+,}",
+            r["status"],
+            r["author"],
+            r["approved_by"] or "-",
+        )
+    out.print(table)

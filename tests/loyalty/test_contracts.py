@@ -304,3 +304,68 @@ def test_redemptions_and_returns_arrive_as_events(tmp_path, policy, balance_afte
     ).balance == -(100 - clawed)
     assert verify(book) is None
     store.close()
+
+
+def test_a_disputed_line_is_adjusted_only_with_a_second_approver(tmp_path):
+    import json
+
+    import yaml
+    from typer.testing import CliRunner
+
+    from tenure.cli import app
+    from tenure.config import resolve
+
+    ws = tmp_path / "ws"
+    (ws / "contracts").mkdir(parents=True)
+    (ws / "contracts" / "acme.yaml").write_text(yaml.safe_dump(CONTRACT))
+    store = Store(resolve(ws).database_url)
+    accrue(store, [parse_contract(CONTRACT)], [purchase("p2", 3, 100.0)], 0.0)
+    store.close()
+    statement = tmp_path / "s.csv"
+    statement.write_text("reference,points\np2,35\n")
+    runner = CliRunner()
+    w = ["-w", str(ws)]
+    reconcile = [
+        "partner",
+        "reconcile",
+        "--partner",
+        "dealer-1",
+        "--statement",
+        str(statement),
+        "--period",
+        "2026-03",
+        "--json",
+        *w,
+    ]
+    assert runner.invoke(app, reconcile).exit_code == 1
+    proposed = runner.invoke(
+        app,
+        [
+            "partner",
+            "adjust",
+            "--partner",
+            "dealer-1",
+            "--period",
+            "2026-03",
+            "--reference",
+            "p2",
+            "--points",
+            "5",
+            "--reason",
+            "agreed with the dealer",
+            "--by",
+            "ana",
+            *w,
+        ],
+    )
+    assert proposed.exit_code == 0, proposed.output
+    adj = json.loads(runner.invoke(app, ["partner", "adjustments", "--json", *w]).stdout)[0][
+        "adjustment_id"
+    ]
+    own = runner.invoke(app, ["partner", "approve", adj, "--by", "ana", *w])
+    assert own.exit_code == 2 and "someone else must approve" in own.output
+    assert runner.invoke(app, ["partner", "approve", adj, "--by", "bo", *w]).exit_code == 0
+    twice = runner.invoke(app, ["partner", "approve", adj, "--by", "cy", *w])
+    assert twice.exit_code == 2 and "already approved" in twice.output
+    assert runner.invoke(app, reconcile).exit_code == 0  # the statement now agrees
+    assert runner.invoke(app, ["ledger", "verify", *w]).exit_code == 0

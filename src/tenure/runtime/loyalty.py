@@ -10,6 +10,7 @@ as linked transfers, one per funder, debiting each funder's account and creditin
 from __future__ import annotations
 
 import datetime as dt
+import hashlib
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -19,6 +20,7 @@ import msgspec
 from sqlalchemy import Connection, bindparam, select
 
 from tenure.audit.chain import chain
+from tenure.errors import InputError
 from tenure.events.envelope import Event
 from tenure.loyalty.contracts import Contract, capped, earn, load_contract, split
 from tenure.loyalty.ledger import Request, funder_account, member_account, redemption_account
@@ -217,6 +219,12 @@ def funded_points(conn: Connection, partner: str, period: str) -> dict[str, int]
     for event_id, shares in conn.execute(query):
         if shares.get(partner):
             out[event_id] = int(shares[partner])
+    pa = t.partner_adjustments.c
+    approved = select(pa.reference, pa.points).where(
+        pa.partner == partner, pa.period == period, pa.status == "approved"
+    )
+    for reference, points in conn.execute(approved):
+        out[reference] = out.get(reference, 0) + int(points)
     return out
 
 
@@ -515,3 +523,108 @@ def recalc_all(
             for cid, change in recalc_tiers_in(conn, programme, tiers, contracts, sorted(ids), now):
                 out.append((programme, cid, change))
     return out
+
+
+def propose_adjustment(
+    store: Store,
+    contracts: Sequence[Contract],
+    partner: str,
+    period: str,
+    reference: str,
+    points: int,
+    reason: str,
+    author: str,
+    now: dt.datetime,
+) -> str:
+    """Record a dispute's adjustment; it posts only once someone else approves it."""
+    if points == 0:
+        raise InputError("--points must not be zero")
+    if not reason.strip() or not author.strip():
+        raise InputError("an adjustment needs --reason and --by")
+    contract = next((c for c in contracts if c.covers(partner)), None)
+    if contract is None:
+        raise InputError(f"no contract in the workspace covers partner {partner!r}")
+    adjustment_id = (
+        "adj-"
+        + hashlib.sha256(
+            f"{partner}\x1f{period}\x1f{reference}\x1f{points}\x1f{now.isoformat()}".encode()
+        ).hexdigest()[:16]
+    )
+    with store.transaction() as conn:
+        conn.execute(
+            t.partner_adjustments.insert(),
+            [
+                {
+                    "adjustment_id": adjustment_id,
+                    "partner": partner,
+                    "oem": contract.oem,
+                    "period": period,
+                    "reference": reference,
+                    "points": points,
+                    "reason": reason,
+                    "author": author,
+                    "status": "proposed",
+                    "created_at": now,
+                }
+            ],
+        )
+    return adjustment_id
+
+
+def approve_adjustment(
+    store: Store, adjustment_id: str, approver: str, now: dt.datetime
+) -> dict[str, Any]:
+    """Approve and post an adjustment: four eyes, so never by its author; exactly once."""
+    with store.transaction() as conn:
+        pa = t.partner_adjustments.c
+        row = conn.execute(
+            select(t.partner_adjustments).where(pa.adjustment_id == adjustment_id)
+        ).first()
+        if row is None:
+            raise InputError(f"no adjustment {adjustment_id!r} (see `tenure partner adjustments`)")
+        if row.status != "proposed":
+            raise InputError(
+                f"adjustment {adjustment_id} is already {row.status} by {row.approved_by}"
+            )
+        if approver.strip() == row.author:
+            raise InputError(
+                f"adjustment {adjustment_id} was proposed by {row.author}; "
+                "someone else must approve it"
+            )
+        # The partner funds `points` more (or less) of the reference: it moves between the
+        # partner's and the OEM's funder accounts.
+        debit, credit = funder_account(row.partner), funder_account(row.oem)
+        if row.points < 0:
+            debit, credit = credit, debit
+        (result,) = ledger.post_in(
+            conn,
+            [
+                Request(
+                    adjustment_id,
+                    "adjust",
+                    debit,
+                    credit,
+                    abs(int(row.points)),
+                    at=now.timestamp(),
+                    ref=row.reference,
+                )
+            ],
+            now.timestamp(),
+        )
+        if result not in ("ok", "exists"):
+            raise InputError(f"the ledger refused the adjustment: {result}")
+        conn.execute(
+            t.partner_adjustments.update()
+            .where(pa.adjustment_id == adjustment_id)
+            .values(status="approved", approved_by=approver, decided_at=now)
+        )
+        return {**row._asdict(), "status": "approved", "approved_by": approver}
+
+
+def adjustments(conn: Connection, partner: str | None = None) -> list[dict[str, Any]]:
+    """Adjustments, newest first."""
+    pa = t.partner_adjustments.c
+    query = select(t.partner_adjustments).order_by(pa.created_at.desc())
+    if partner:
+        query = query.where(pa.partner == partner)
+    return [dict(r) for r in conn.execute(query).mappings()]

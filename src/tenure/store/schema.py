@@ -365,3 +365,21 @@ loyalty_tiers = Table(
     Column("below_since", UtcDateTime),
     Column("changed_at", UtcDateTime),
 )
+
+# Disputed statement lines and their adjustments: proposed by one person, approved by another.
+partner_adjustments = Table(
+    "partner_adjustments",
+    metadata,
+    Column("adjustment_id", String(64), primary_key=True),
+    Column("partner", String(200), nullable=False, index=True),
+    Column("oem", String(200), nullable=False),
+    Column("period", String(7), nullable=False),
+    Column("reference", String(200), nullable=False),
+    Column("points", BigInteger, nullable=False),  # > 0: the partner funds more of it
+    Column("reason", Text, nullable=False),
+    Column("author", String(100), nullable=False),
+    Column("status", String(20), nullable=False),  # proposed, approved
+    Column("approved_by", String(100)),
+    Column("created_at", UtcDateTime, nullable=False),
+    Column("decided_at", UtcDateTime),
+)

@@ -95,10 +95,26 @@ def upgrade() -> None:
         sa.Column("below_since", UtcDateTime),
         sa.Column("changed_at", UtcDateTime),
     )
+    op.create_table(
+        "partner_adjustments",
+        sa.Column("adjustment_id", sa.String(64), primary_key=True),
+        sa.Column("partner", sa.String(200), nullable=False, index=True),
+        sa.Column("oem", sa.String(200), nullable=False),
+        sa.Column("period", sa.String(7), nullable=False),
+        sa.Column("reference", sa.String(200), nullable=False),
+        sa.Column("points", sa.BigInteger, nullable=False),
+        sa.Column("reason", sa.Text, nullable=False),
+        sa.Column("author", sa.String(100), nullable=False),
+        sa.Column("status", sa.String(20), nullable=False),
+        sa.Column("approved_by", sa.String(100)),
+        sa.Column("created_at", UtcDateTime, nullable=False),
+        sa.Column("decided_at", UtcDateTime),
+    )
 
 
 def downgrade() -> None:
     for table in (
+        "partner_adjustments",
         "loyalty_tiers",
         "loyalty_results",
         "loyalty_accruals",
