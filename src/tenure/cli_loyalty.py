@@ -445,3 +445,36 @@ def partner_adjustments(
             r["approved_by"] or "-",
         )
     out.print(table)
+
+
+@ledger_app.command("expire")
+def ledger_expire(
+    as_of: Annotated[str | None, typer.Option(help="ISO 8601 time (default now).")] = None,
+    workspace: Workspace = None,
+    as_json: JsonFlag = False,
+) -> None:
+    """The scheduled run: expire lapsed lots to breakage and void holds past their timeout.
+
+    Safe to run as often as you like: each expiry and each void posts once.
+    """
+    from tenure.cli import _open
+    from tenure.runtime.loyalty import expire_run
+
+    try:
+        when = dt.datetime.fromisoformat(as_of) if as_of else dt.datetime.now(dt.UTC)
+    except ValueError:
+        raise _fail(TenureError(f"--as-of must be an ISO 8601 time, not {as_of!r}")) from None
+    if when.tzinfo is None:
+        raise _fail(TenureError("--as-of needs a time zone (e.g. 2026-04-01T00:00:00Z)"))
+    try:
+        _, store = _open(workspace)
+        counts = expire_run(store, when)
+    except TenureError as exc:
+        raise _fail(exc) from None
+    if as_json:
+        _dump(counts)
+    else:
+        out.print(
+            f"{counts['lots_expired']:,} lot(s) expired ({counts['points_expired']:,} points to "
+            f"breakage), {counts['holds_voided']:,} hold(s) past their timeout voided"
+        )

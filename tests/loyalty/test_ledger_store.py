@@ -187,3 +187,50 @@ def test_ledger_cli_balance_history_and_verify(tmp_path) -> None:
     broken = runner.invoke(app, ["ledger", "verify", "-w", str(ws)])
     assert broken.exit_code == 1 and f"account {ann}: posted_cr is 151" in broken.stdout
     store.close()
+
+
+def test_expire_run_expires_lots_and_voids_timed_out_holds_once(tmp_path) -> None:
+    import json
+
+    from typer.testing import CliRunner
+
+    from tenure.cli import app
+    from tenure.config import resolve
+
+    ws = tmp_path / "ws"
+    store = Store(resolve(ws).database_url)
+    ann = member_account("default", "ann")
+    day = 86_400.0
+    ledger.post_requests(
+        store,
+        [
+            Request("a1", "accrue", OEM, ann, 100, at=0.0, expires_at=10 * day),
+            Request("a2", "accrue", OEM, ann, 50, at=0.0),
+            Request(
+                "h1",
+                "redeem",
+                ann,
+                redemption_account("default"),
+                120,
+                at=1.0,
+                pending=True,
+                timeout_s=3 * day,
+            ),
+        ],
+        1.0,
+    )
+    runner = CliRunner()
+    args = ["ledger", "expire", "--as-of", "1970-01-20T00:00:00Z", "--json", "-w", str(ws)]
+    first = json.loads(runner.invoke(app, args).stdout)
+    # The hold timed out on day 4 and is voided first; then all 100 points of a1 have lapsed.
+    assert first == {"holds_voided": 1, "lots_expired": 1, "points_expired": 100}
+    assert json.loads(runner.invoke(app, args).stdout) == {
+        "holds_voided": 0,
+        "lots_expired": 0,
+        "points_expired": 0,
+    }
+    with store.reader() as conn:
+        book = ledger.whole_book(conn)
+    assert (book.account(ann).balance, book.account(ann).available) == (50, 50)
+    assert verify(book) is None
+    store.close()

@@ -480,3 +480,12 @@ def expiries_due(book: Book, now: float, breakage_for: dict[str, str]) -> list[R
             )
         )
     return due
+
+
+def holds_timed_out(book: Book, now: float) -> list[Request]:
+    """Void requests for pending transfers whose timeout has passed (their points come back)."""
+    return [
+        Request(f"timeout:{x.id}", "void", pending_id=x.id, at=x.timeout_at or now)
+        for x in sorted(book.transfers.values(), key=lambda x: x.id)
+        if x.status == "pending" and x.timeout_at is not None and x.timeout_at <= now
+    ]

@@ -23,7 +23,16 @@ from tenure.audit.chain import chain
 from tenure.errors import InputError
 from tenure.events.envelope import Event
 from tenure.loyalty.contracts import Contract, capped, earn, load_contract, split
-from tenure.loyalty.ledger import Request, funder_account, member_account, redemption_account
+from tenure.loyalty.ledger import (
+    Request,
+    breakage_account,
+    expiries_due,
+    funder_account,
+    holds_timed_out,
+    member_account,
+    post,
+    redemption_account,
+)
 from tenure.loyalty.tiers import Change, Standing, Tiers, evaluate
 from tenure.store import ledger, repo
 from tenure.store import schema as t
@@ -628,3 +637,30 @@ def adjustments(conn: Connection, partner: str | None = None) -> list[dict[str, 
     if partner:
         query = query.where(pa.partner == partner)
     return [dict(r) for r in conn.execute(query).mappings()]
+
+
+def expire_run(store: Store, now: dt.datetime) -> dict[str, int]:
+    """The scheduled expiry: lapsed lots to breakage, timed-out holds voided. Idempotent."""
+    with store.transaction() as conn:
+        book = ledger.whole_book(conn)
+        breakage = {
+            a: breakage_account(a.split(":")[1]) for a in book.accounts if a.startswith("member:")
+        }
+        breakage.update(
+            {lot.account: breakage_account(lot.account.split(":")[1]) for lot in book.lots.values()}
+        )
+        at = now.timestamp()
+        # Voids first: points a timed-out hold reserved are free again, and can lapse too.
+        voids = holds_timed_out(book, at)
+        voided, void_results = post(book, voids, at)
+        expiries = expiries_due(voided, at, breakage)
+        after, expiry_results = post(voided, expiries, at)
+        ledger.save(conn, book, after)
+        results = [*void_results, *expiry_results]
+    return {
+        "holds_voided": results[: len(voids)].count("ok"),
+        "lots_expired": results[len(voids) :].count("ok"),
+        "points_expired": sum(
+            r.amount for r, res in zip(expiries, results[len(voids) :], strict=True) if res == "ok"
+        ),
+    }

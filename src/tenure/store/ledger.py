@@ -110,6 +110,13 @@ def load(conn: Connection, requests: Sequence[Request], lock: bool = True) -> Bo
 def save(conn: Connection, before: Book, after: Book) -> None:
     """Write what `post` changed: balances, lots, new transfers with their entries, statuses."""
     changed = [a for k, a in after.accounts.items() if before.accounts.get(k) != a]
+    fresh = [
+        {"account_id": a.id, **dict.fromkeys(_BALANCES, 0)}
+        for a in changed
+        if a.id not in before.accounts
+    ]
+    if fresh:  # accounts the caller did not load (and so did not create): create them first
+        conn.execute(_insert(conn, t.ledger_accounts).on_conflict_do_nothing(), fresh)
     if changed:  # one executemany for every changed account, not one statement each
         conn.execute(
             update(t.ledger_accounts)
