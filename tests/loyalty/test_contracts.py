@@ -369,3 +369,33 @@ def test_a_disputed_line_is_adjusted_only_with_a_second_approver(tmp_path):
     assert twice.exit_code == 2 and "already approved" in twice.output
     assert runner.invoke(app, reconcile).exit_code == 0  # the statement now agrees
     assert runner.invoke(app, ["ledger", "verify", *w]).exit_code == 0
+
+
+def test_a_redemption_must_pay_the_catalogue_price(tmp_path):
+    from tenure.policy.model import default_policy
+    from tenure.runtime.pipeline import Pipeline
+
+    data = {
+        **CONTRACT,
+        "versions": [
+            {**CONTRACT["versions"][0], "catalogue": [{"id": "oil-change", "points": 80}]}
+        ],
+    }
+    store = Store(f"sqlite:///{tmp_path / 't.db'}")
+    events = [
+        purchase("buy", 1, 100.0),
+        _event("loyalty.redeem", "cheap", 2, redemption_id="R1", points=50, item="oil-change"),
+        _event("loyalty.redeem", "right", 3, redemption_id="R2", points=80, item="oil-change"),
+    ]
+    for e in events:
+        Pipeline(store, default_policy(), contracts=[parse_contract(data)]).run(iter([e]), "t")
+    with store.reader() as conn:
+        results = {
+            r.event_id: (r.result, r.detail) for r in conn.execute(select(t.loyalty_results))
+        }
+    assert results["cheap"] == (
+        "refused",
+        "item 'oil-change' costs 80 points in the catalogue, not 50",
+    )
+    assert results["right"][0] == "ok"
+    store.close()

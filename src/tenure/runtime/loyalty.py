@@ -303,7 +303,8 @@ def redeem_in(
         p = msgspec.to_builtins(e.payload)
         requests, points, detail = _loyalty_requests(conn, contracts, e, p)
         if not requests:
-            result = detail or "nothing to do"
+            # Nothing posted: refused when the request itself was wrong, else nothing to do.
+            result = "refused" if detail and detail.startswith("item ") else "skipped"
         else:
             results = ledger.post_in(conn, requests, now)
             result = next((x for x in results if x not in ("ok", "exists")), results[0])
@@ -312,7 +313,7 @@ def redeem_in(
                 "event_id": e.event_id,
                 "customer_id": e.customer_id,
                 "type": e.type,
-                "result": result if requests else "skipped",
+                "result": result,
                 "points": points if result in ("ok", "exists") else 0,
                 "detail": detail,
             }
@@ -323,6 +324,20 @@ def redeem_in(
     return counts
 
 
+def _catalogue_price(
+    contracts: Sequence[Contract], programme: str, item: str | None, at: dt.datetime
+) -> int | None:
+    """An item's price in the programme's catalogues in force at `at` (None: not listed)."""
+    if item is None:
+        return None
+    for c in contracts:
+        version = c.version_at(at) if c.programme == programme else None
+        for entry in version.catalogue if version else ():
+            if entry.id == item:
+                return entry.points
+    return None
+
+
 def _loyalty_requests(
     conn: Connection, contracts: Sequence[Contract], e: Event, p: dict[str, Any]
 ) -> tuple[list[Request], int, str | None]:
@@ -330,6 +345,13 @@ def _loyalty_requests(
     programme = p.get("programme", "default")
     member = member_account(programme, e.customer_id)
     if e.type == "loyalty.redeem":
+        price = _catalogue_price(contracts, programme, p.get("item"), e.occurred_at)
+        if price is not None and price != int(p["points"]):
+            return (
+                [],
+                0,
+                f"item {p['item']!r} costs {price} points in the catalogue, not {p['points']}",
+            )
         hold = Request(
             f"redeem:{p['redemption_id']}",
             "redeem",
