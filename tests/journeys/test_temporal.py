@@ -225,3 +225,50 @@ def test_an_event_before_the_journey_started_still_reaches_it(tmp_path: Path) ->
         assert (await env.client.get_workflow_handle(decision_id).result())["outcome"] == "redeemed"
 
     asyncio.run(_with_worker(tmp_path, body))
+
+
+def test_points_a_journey_grants_are_posted_and_clawed_back_when_it_compensates(
+    tmp_path: Path,
+) -> None:
+    from tenure.loyalty.ledger import member_account, verify
+    from tenure.store import ledger
+
+    (tmp_path / "journeys").mkdir()
+    (tmp_path / "journeys" / "points.yaml").write_text(
+        "id: points\nsteps:\n"
+        "  - {id: give, kind: grant, points: 200}\n"
+        "  - {id: pause, kind: wait, for: [channel.redeemed], timeout: 1d,"
+        " on_timeout: undo, next: kept}\n"
+        "  - {id: undo, kind: compensate, next: lapsed}\n"
+        "  - {id: lapsed, kind: exit, outcome: lapsed}\n"
+        "  - {id: kept, kind: exit, outcome: kept}\n"
+    )
+    policy = parse_policy(
+        {
+            **POLICY.model_dump(mode="json"),
+            "actions": [{**POLICY.actions[0].model_dump(), "journey": "points"}],
+        }
+    )
+
+    async def body(env: WorkflowEnvironment, store: Store) -> None:
+        Pipeline(store, policy, guardrails=GUARDRAILS, journeys=workspace_library(tmp_path)).run(
+            iter(history("c-6")), "test"
+        )
+        await Dispatcher(store, env.client).dispatch()
+        with store.reader() as conn:
+            (decision_id,) = conn.execute(select(t.journeys.c.decision_id)).scalars()
+        handle = env.client.get_workflow_handle(decision_id)
+        for _ in range(100):
+            if (await handle.query(JourneyWorkflow.state))["pause"]:
+                break
+            await asyncio.sleep(0.05)
+        member = member_account("default", "c-6")
+        with store.reader() as conn:
+            assert ledger.whole_book(conn).account(member).balance == 200
+        await env.sleep(dt.timedelta(days=2))
+        assert (await handle.result())["outcome"] == "lapsed"
+        with store.reader() as conn:
+            book = ledger.whole_book(conn)
+        assert book.account(member).balance == 0 and verify(book) is None
+
+    asyncio.run(_with_worker(tmp_path, body))

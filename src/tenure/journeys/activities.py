@@ -14,12 +14,14 @@ import time
 from collections.abc import Callable
 from typing import Any
 
+from sqlalchemy import select
 from temporalio import activity
 
 from tenure.channels.adapters import Message
 from tenure.channels.courier import Courier, Receipt
 from tenure.features.snapshot import snapshot
 from tenure.features.state import CustomerState
+from tenure.loyalty.ledger import Request, funder_account, member_account
 from tenure.policy.guardrails import (
     CONTACT_MEMORY_S,
     Contact,
@@ -27,13 +29,15 @@ from tenure.policy.guardrails import (
     cap_block,
     zone,
 )
-from tenure.store import acts
+from tenure.store import acts, ledger
 from tenure.store import schema as t
 from tenure.store.acts import utc
 from tenure.store.db import Store
 from tenure.store.repo import load_customers
 
 CRM_CHANNEL = "crm"
+PROGRAMME = "default"  # the loyalty programme journeys grant points in
+RETENTION_FUNDER = "retention"  # who funds points a retention journey grants
 
 
 class InFlight(RuntimeError):
@@ -89,7 +93,9 @@ class JourneyActivities:
                 )
             return {"status": "expired" if closed else "already closed"}
         if kind == "grant":
-            return self._once(about, command, "grant", lambda conn: "granted")
+            return self._once(
+                about, command, "grant", lambda conn: self._grant(conn, about, command)
+            )
         if kind == "compensate":
             return self._once(
                 about, command, "compensate", lambda conn: self._undo(conn, about, command)
@@ -198,10 +204,66 @@ class JourneyActivities:
             )
         return {"status": status}
 
+    def _grant(self, conn: Any, about: dict[str, Any], command: dict[str, Any]) -> str:
+        """An offer is recorded; points are posted to the member from the retention funder."""
+        if command.get("points"):
+            now = self.now()
+            member = member_account(PROGRAMME, about["customer_id"])
+            request = Request(
+                command["key"],
+                "accrue",
+                funder_account(RETENTION_FUNDER),
+                member,
+                int(command["points"]),
+                at=now,
+                ref=about["decision_id"],
+            )
+            (result,) = ledger.post_in(conn, [request], now)
+            if result not in ("ok", "exists"):
+                raise RuntimeError(f"the ledger refused the grant: {result}")
+        return "granted"
+
     def _undo(self, conn: Any, about: dict[str, Any], command: dict[str, Any]) -> str:
-        """Revoke the journey's grants and give back its reserved budget."""
+        """Revoke the journey's grants (points clawed back as far as the balance allows) and give
+        back its reserved budget."""
         d = t.deliveries.c
         if command["grants"]:
+            granted = conn.execute(
+                select(d.key, d.payload).where(
+                    d.key.in_(list(command["grants"])), d.status == "granted"
+                )
+            ).all()
+            now = self.now()
+            member = member_account(PROGRAMME, about["customer_id"])
+            for key, payload in granted:
+                points = int((payload or {}).get("points") or 0)
+                if not points:
+                    continue
+                available = (
+                    ledger.load(
+                        conn,
+                        [Request("probe", "clawback", member, funder_account(RETENTION_FUNDER), 1)],
+                    )
+                    .account(member)
+                    .available
+                )
+                back = min(points, max(0, available))
+                if back:
+                    ledger.post_in(
+                        conn,
+                        [
+                            Request(
+                                f"{key}:revoke",
+                                "clawback",
+                                member,
+                                funder_account(RETENTION_FUNDER),
+                                back,
+                                at=now,
+                                ref=about["decision_id"],
+                            )
+                        ],
+                        now,
+                    )
             conn.execute(
                 t.deliveries.update()
                 .where(d.key.in_(list(command["grants"])), d.status == "granted")
