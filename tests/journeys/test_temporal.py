@@ -258,9 +258,10 @@ def test_points_a_journey_grants_are_posted_and_clawed_back_when_it_compensates(
         with store.reader() as conn:
             (decision_id,) = conn.execute(select(t.journeys.c.decision_id)).scalars()
         handle = env.client.get_workflow_handle(decision_id)
-        for _ in range(100):
-            if (await handle.query(JourneyWorkflow.state))["pause"]:
-                break
+        for _ in range(200):  # the grant's activity has run once the journey row shows the wait
+            with store.reader() as conn:
+                if acts.journey(conn, decision_id)["step"] == "pause":
+                    break
             await asyncio.sleep(0.05)
         member = member_account("default", "c-6")
         with store.reader() as conn:
