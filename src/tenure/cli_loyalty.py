@@ -124,9 +124,18 @@ def ledger_verify(workspace: Workspace = None, as_json: JsonFlag = False) -> Non
                     break
         return breach, len(book.transfers), len(book.accounts)
 
+    from tenure.cli import FAILURES, _open
+
     try:
-        breach, transfers, accounts = _query(workspace, read)
-    except TenureError as exc:
+        _, store = _open(workspace)
+        with store.engine.connect() as conn:
+            if conn.dialect.name == "postgresql":
+                # One snapshot for every read, so postings meanwhile cannot look like a breach.
+                conn.execution_options(isolation_level="REPEATABLE READ")
+            conn.execution_options(tenure_readonly=True)
+            with conn.begin():
+                breach, transfers, accounts = read(conn)
+    except FAILURES as exc:
         raise _fail(exc) from None
     if as_json:
         _dump(

@@ -399,3 +399,18 @@ def test_a_redemption_must_pay_the_catalogue_price(tmp_path):
     )
     assert results["right"][0] == "ok"
     store.close()
+
+
+def test_the_author_cannot_approve_under_another_spelling(tmp_path):
+    from tenure.config import resolve
+    from tenure.runtime.loyalty import approve_adjustment, propose_adjustment
+
+    ws = tmp_path / "ws"
+    store = Store(resolve(ws).database_url)
+    now = dt.datetime(2026, 4, 1, tzinfo=dt.UTC)
+    adj = propose_adjustment(
+        store, [parse_contract(CONTRACT)], "dealer-1", "2026-03", "p1", 5, "x", "Alice ", now
+    )
+    with pytest.raises(Exception, match="someone else must approve"):
+        approve_adjustment(store, adj, "alice", now)
+    store.close()

@@ -163,6 +163,10 @@ class LedgerVersusModel(RuleBasedStateMachine):
             m.lots[lot_id].reserved -= n
             if confirm:
                 m.lots[lot_id].remaining -= n
+            elif m.unbacked:  # freed points repay what was debited beyond the lots
+                repay = min(n, m.unbacked)
+                m.lots[lot_id].remaining -= repay
+                m.unbacked -= repay
         if confirm:
             m.balance -= amount
 
@@ -306,3 +310,84 @@ def test_expiry_run_posts_lapsed_free_points_to_breakage_once():
     again, results = post(book, due, 20 * DAY)
     assert results == ["exists"] and again == book
     assert verify(book) is None and book.account(ann).balance == 80
+
+
+def test_review_cases_of_the_ledger_rules():
+    """Cases a review found, each once: they stay fixed."""
+    import dataclasses
+
+    ann = MEMBERS[0]
+    # A lot partly expired under a hold expires the rest once the hold is voided.
+    book, _ = post(
+        Book(),
+        [
+            Request("a", "accrue", FUNDER, ann, 100, at=0.0, expires_at=10 * DAY),
+            Request("h", "redeem", ann, REDEEMED, 30, at=1.0, pending=True),
+        ],
+        1.0,
+    )
+    from tenure.loyalty.ledger import expiries_due
+
+    book, res = post(book, expiries_due(book, 20 * DAY, {ann: BREAKAGE}), 20 * DAY)
+    assert res == ["ok"] and book.account(ann).balance == 30
+    book, _ = post(book, [Request("v", "void", pending_id="h", at=21 * DAY)], 21 * DAY)
+    book, res = post(book, expiries_due(book, 22 * DAY, {ann: BREAKAGE}), 22 * DAY)
+    assert res == ["ok"] and book.account(ann).balance == 0 and verify(book) is None
+
+    # A void frees points that repay what an allowed negative clawback left unbacked.
+    book, _ = post(
+        Book(),
+        [
+            Request("a", "accrue", FUNDER, ann, 100, at=0.0, expires_at=10 * DAY),
+            Request("h", "redeem", ann, REDEEMED, 80, at=1.0, pending=True),
+            Request("c", "clawback", ann, FUNDER, 100, at=2.0, allow_negative=True),
+            Request("v", "void", pending_id="h", at=3.0),
+        ],
+        3.0,
+    )
+    assert (book.account(ann).balance, book.account(ann).unbacked) == (0, 0)
+    assert expiries_due(book, 20 * DAY, {ann: BREAKAGE}) == [] and verify(book) is None
+
+    # A confirmation made in time is not refused because the batch holds later events.
+    book, _ = post(
+        Book(),
+        [
+            Request("a", "accrue", FUNDER, ann, 100),
+            Request("h", "redeem", ann, REDEEMED, 50, at=0.0, pending=True, timeout_s=7 * DAY),
+        ],
+        0.0,
+    )
+    _, res = post(book, [Request("p", "post", pending_id="h", at=6 * DAY)], now=9 * DAY)
+    assert res == ["ok"]
+
+    # A pending accrual keeps its expiry when it is posted.
+    book, _ = post(
+        Book(),
+        [
+            Request("pa", "accrue", FUNDER, ann, 40, at=0.0, pending=True, expires_at=5 * DAY),
+            Request("pp", "post", pending_id="pa", at=1.0),
+        ],
+        1.0,
+    )
+    assert book.lots["pa"].expires_at == 5 * DAY
+
+    # verify: a stray reservation, or a post of a voided hold, is a breach.
+    book, _ = post(
+        Book(),
+        [
+            Request("a", "accrue", FUNDER, ann, 100),
+            Request("h", "redeem", ann, REDEEMED, 10, pending=True),
+            Request("v", "void", pending_id="h"),
+        ],
+        0.0,
+    )
+    stray = Book(
+        book.accounts, {"a": dataclasses.replace(book.lots["a"], reserved=5)}, book.transfers
+    )
+    assert "reserved but pending transfers hold 0" in verify(stray)
+    lying = {**book.transfers, "v": dataclasses.replace(book.transfers["v"], kind="post")}
+    assert "which is not posted" in verify(Book(book.accounts, book.lots, lying))
+
+    # A batch that ends inside a linked chain applies none of it.
+    book2, res = post(book, [Request("x", "redeem", ann, REDEEMED, 1, linked=True)], 0.0)
+    assert res == ["linked_event_chain_open"] and book2 == book

@@ -157,6 +157,7 @@ class Transfer:
     lots: tuple[tuple[str, int], ...] = ()  # (lot id, points) drawn from the debited member
     unbacked: int = 0  # points of the debit no lot covered (allowed negative)
     ref: str = ""
+    expires_at: float | None = None  # a pending accrual's lot expiry, for when it is posted
 
 
 @dataclass(frozen=True)
@@ -228,6 +229,9 @@ def post(book: Book, requests: Sequence[Request], now: float) -> tuple[Book, lis
         while j < len(requests) - 1 and requests[j].linked:
             j += 1
         chain = requests[i : j + 1]
+        if chain[-1].linked:  # the batch ended inside a chain: nothing of it is applied
+            results.extend("linked_event_chain_open" for _ in chain)
+            break
         snap = work.snapshot() if len(chain) > 1 else None
         chain_results = [_one(work, r, now) for r in chain]
         if snap is not None and any(res not in OK_RESULTS for res in chain_results):
@@ -251,7 +255,8 @@ def _one(work: _Work, r: Request, now: float) -> str:
         return "accounts_must_be_different"
     if r.amount <= 0:
         return "amount_must_be_positive"
-    if r.kind == "expire":
+    if r.kind == "expire" or (r.kind == "clawback" and r.lot_id):
+        # From one named lot: an expiry, or a return that takes back exactly a purchase's points.
         lot = work.lots.get(r.lot_id)
         if lot is None or lot.account != r.debit:
             return "lot_not_found"
@@ -280,6 +285,7 @@ def _one(work: _Work, r: Request, now: float) -> str:
         lots=tuple(drawn),
         unbacked=unbacked,
         ref=r.ref,
+        expires_at=r.expires_at,
     )
     work.transfers[r.id] = transfer
     if r.pending:
@@ -336,7 +342,8 @@ def _resolve(work: _Work, r: Request, payload: str, now: float) -> str:
         return "pending_transfer_not_found"
     if pending.status != "pending":
         return "pending_transfer_not_pending"
-    expired = pending.timeout_at is not None and pending.timeout_at <= max(now, r.at)
+    # The confirmation's own time decides (a late-fed batch must not refuse a timely one).
+    expired = pending.timeout_at is not None and pending.timeout_at <= r.at
     if r.kind == "post" and expired:
         return "pending_transfer_expired"
     work.add(pending.debit, pending_dr=-pending.amount)
@@ -344,9 +351,16 @@ def _resolve(work: _Work, r: Request, payload: str, now: float) -> str:
     posting = r.kind == "post"
     for lot_id, n in pending.lots:
         lot = work.lots[lot_id]
-        work.lots[lot_id] = dataclasses.replace(
+        lot = dataclasses.replace(
             lot, reserved=lot.reserved - n, remaining=lot.remaining - (n if posting else 0)
         )
+        debt = work.account(pending.debit).unbacked
+        if not posting and debt:
+            # Points a void frees repay points debited beyond the lots first.
+            repay = min(n, debt)
+            lot = dataclasses.replace(lot, remaining=lot.remaining - repay)
+            work.add(pending.debit, unbacked=-repay)
+        work.lots[lot_id] = lot
     if posting:
         work.add(pending.debit, posted_dr=pending.amount)
         work.add(pending.credit, posted_cr=pending.amount)
@@ -371,7 +385,7 @@ def _resolve(work: _Work, r: Request, payload: str, now: float) -> str:
 
 
 def _as_request(t: Transfer) -> Request:
-    return Request(t.id, t.kind, t.debit, t.credit, t.amount, t.at)
+    return Request(t.id, t.kind, t.debit, t.credit, t.amount, t.at, expires_at=t.expires_at)
 
 
 def entries(transfer: Transfer) -> list[tuple[str, int]]:
@@ -384,14 +398,17 @@ def entries(transfer: Transfer) -> list[tuple[str, int]]:
 def verify(book: Book) -> str | None:
     """The first broken guarantee, in words, or None when the book is sound."""
     sums: dict[str, dict[str, int]] = {}
+    reserved: dict[str, int] = {}
     for t in sorted(book.transfers.values(), key=lambda t: t.id):
         if t.kind in ("post", "void"):
             target = book.transfers.get(t.pending_id)
-            if target is None or target.status == "pending":
-                return (
-                    f"transfer {t.id}: resolves {t.pending_id}, which is missing or still pending"
-                )
+            wanted = "posted" if t.kind == "post" else "voided"
+            if target is None or target.status != wanted:
+                return f"transfer {t.id}: {t.kind}s {t.pending_id}, which is not {wanted}"
             continue
+        if t.status == "pending":
+            for lot_id, n in t.lots:
+                reserved[lot_id] = reserved.get(lot_id, 0) + n
         if sum(n for _, n in entries(t)) != 0:
             return f"transfer {t.id}: entries do not sum to zero"
         side = "pending" if t.status == "pending" else "posted" if t.status == "posted" else None
@@ -410,6 +427,11 @@ def verify(book: Book) -> str | None:
                     f"{want.get(key, 0)}"
                 )
     for lot in book.lots.values():
+        if lot.reserved != reserved.get(lot.lot_id, 0):
+            return (
+                f"lot {lot.lot_id}: {lot.reserved} reserved but pending transfers hold "
+                f"{reserved.get(lot.lot_id, 0)}"
+            )
         if not 0 <= lot.reserved <= lot.remaining <= lot.amount:
             return (
                 f"lot {lot.lot_id}: reserved {lot.reserved}, remaining {lot.remaining}, "
@@ -419,6 +441,8 @@ def verify(book: Book) -> str | None:
     for account_id, a in sorted(book.accounts.items()):
         if not is_member(account_id):
             continue
+        if a.unbacked < 0:
+            return f"account {account_id}: unbacked {a.unbacked} below zero"
         if in_lots.get(account_id, 0) - a.unbacked != a.balance:
             return (
                 f"account {account_id}: lots hold {in_lots.get(account_id, 0)} and "
@@ -470,7 +494,9 @@ def expiries_due(book: Book, now: float, breakage_for: dict[str, str]) -> list[R
             continue
         due.append(
             Request(
-                f"expire:{lot.lot_id}",
+                # With the remaining points: a lot partly expired, then freed by a void,
+                # expires the rest under a new id.
+                f"expire:{lot.lot_id}:{lot.remaining}",
                 "expire",
                 lot.account,
                 breakage_for[lot.account],
@@ -482,10 +508,18 @@ def expiries_due(book: Book, now: float, breakage_for: dict[str, str]) -> list[R
     return due
 
 
+def holds_timed_out_transfers(book: Book, now: float) -> list[Transfer]:
+    """Pending transfers whose timeout has passed."""
+    return [
+        x
+        for x in sorted(book.transfers.values(), key=lambda x: x.id)
+        if x.status == "pending" and x.timeout_at is not None and x.timeout_at <= now
+    ]
+
+
 def holds_timed_out(book: Book, now: float) -> list[Request]:
     """Void requests for pending transfers whose timeout has passed (their points come back)."""
     return [
         Request(f"timeout:{x.id}", "void", pending_id=x.id, at=x.timeout_at or now)
-        for x in sorted(book.transfers.values(), key=lambda x: x.id)
-        if x.status == "pending" and x.timeout_at is not None and x.timeout_at <= now
+        for x in holds_timed_out_transfers(book, now)
     ]

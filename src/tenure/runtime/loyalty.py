@@ -29,6 +29,7 @@ from tenure.loyalty.ledger import (
     expiries_due,
     funder_account,
     holds_timed_out,
+    holds_timed_out_transfers,
     member_account,
     post,
     redemption_account,
@@ -251,6 +252,16 @@ def settlement(
     for contract_id, shares in conn.execute(query):
         for funder, points in shares.items():
             totals[(contract_id, funder)] = totals.get((contract_id, funder), 0) + int(points)
+    # Approved adjustments move funding between a partner and its OEM.
+    pa = t.partner_adjustments.c
+    approved = select(pa.partner, pa.oem, pa.points).where(
+        pa.period == period, pa.status == "approved"
+    )
+    for partner, oem, points in conn.execute(approved):
+        contract = next((c for c in contracts if c.covers(partner)), None)
+        key = contract.id if contract else "-"
+        totals[(key, partner)] = totals.get((key, partner), 0) + int(points)
+        totals[(key, oem)] = totals.get((key, oem), 0) - int(points)
     rows = []
     for (contract_id, funder), points in sorted(totals.items()):
         value = by_id[contract_id].point_value if contract_id in by_id else None
@@ -389,46 +400,58 @@ def _loyalty_requests(
     contract = next((c for c in contracts if c.id == row.contract_id), None)
     version = contract.version_at(row.occurred_at) if contract else None
     policy = version.returns if version else "within_balance"
+    funders = sorted(row.shares)
+    # Lock the member and every funder at once (in id order, like every other posting).
     book = ledger.load(
-        conn,
-        [
-            Request(
-                "probe", "clawback", member, funder_account(contract.oem if contract else "x"), 1
-            )
-        ],
+        conn, [Request(f"probe:{f}", "clawback", member, funder_account(f), 1) for f in funders]
     )
     account = book.account(member)
-    if policy == "allow_negative":
-        amount = int(row.granted)
-    elif policy == "pending_only":
-        # Only the purchase's own points still unspent in their lots come back.
-        lots = [x for k, x in book.lots.items() if k.startswith(f"accrue:{row.event_id}:")]
-        amount = min(int(row.granted), sum(x.free for x in lots))
+    if policy == "pending_only":
+        # Exactly the purchase's own points still unspent, each from its own lot.
+        lots = {f: book.lots.get(f"accrue:{row.event_id}:{f}") for f in funders}
+        takes = {f: lot.free for f, lot in lots.items() if lot is not None and lot.free > 0}
+        amount = sum(takes.values())
+        if amount <= 0:
+            return [], 0, f"nothing to claw back under the {policy} return policy"
+        owned = sorted(takes)
+        requests = [
+            Request(
+                f"return:{row.event_id}:{f}",
+                "clawback",
+                member,
+                funder_account(f),
+                takes[f],
+                at=at,
+                lot_id=f"accrue:{row.event_id}:{f}",
+                linked=i < len(owned) - 1,
+                ref=e.event_id,
+            )
+            for i, f in enumerate(owned)
+        ]
     else:
-        amount = min(int(row.granted), max(0, account.available))
-    if amount <= 0:
-        return [], 0, f"nothing to claw back under the {policy} return policy"
-    shares = split(
-        {k: int(v) for k, v in row.shares.items()},
-        int(row.granted),
-        amount,
-        contract.oem if contract else sorted(row.shares)[0],
-    )
-    funders = sorted(shares)
-    requests = [
-        Request(
-            f"return:{row.event_id}:{funder}",
-            "clawback",
-            member,
-            funder_account(funder),
-            shares[funder],
-            at=at,
-            allow_negative=policy == "allow_negative",
-            linked=i < len(funders) - 1,
-            ref=e.event_id,
-        )
-        for i, funder in enumerate(funders)
-    ]
+        if policy == "allow_negative":
+            amount = int(row.granted)
+        else:
+            amount = min(int(row.granted), max(0, account.available))
+        if amount <= 0:
+            return [], 0, f"nothing to claw back under the {policy} return policy"
+        oem = contract.oem if contract else funders[0]
+        shares = split({k: int(v) for k, v in row.shares.items()}, int(row.granted), amount, oem)
+        owed = sorted(shares)
+        requests = [
+            Request(
+                f"return:{row.event_id}:{funder}",
+                "clawback",
+                member,
+                funder_account(funder),
+                shares[funder],
+                at=at,
+                allow_negative=policy == "allow_negative",
+                linked=i < len(owed) - 1,
+                ref=e.event_id,
+            )
+            for i, funder in enumerate(owed)
+        ]
     detail = None if amount == row.granted else f"{amount} of {row.granted} clawed back ({policy})"
     return requests, amount, detail
 
@@ -478,6 +501,9 @@ def recalc_tiers_in(
     ids = sorted(set(customer_ids))
     if not ids:
         return []
+    # Taken first: tier recalculations (pipeline batches, the scheduled run) go one at a time,
+    # so the same change is never written, and audited, twice.
+    head_seq, head_hash = repo.lock_audit_head(conn)
     lt = t.loyalty_tiers.c
     current = {
         row.customer_id: Standing(row.tier, row.below_since)
@@ -518,7 +544,6 @@ def recalc_tiers_in(
         )
         conn.execute(stmt, rows)
     if changes:
-        head_seq, head_hash = repo.lock_audit_head(conn)
         bodies = [
             {
                 "kind": "tier",
@@ -593,7 +618,7 @@ def propose_adjustment(
                     "reference": reference,
                     "points": points,
                     "reason": reason,
-                    "author": author,
+                    "author": author.strip(),
                     "status": "proposed",
                     "created_at": now,
                 }
@@ -608,16 +633,17 @@ def approve_adjustment(
     """Approve and post an adjustment: four eyes, so never by its author; exactly once."""
     with store.transaction() as conn:
         pa = t.partner_adjustments.c
-        row = conn.execute(
-            select(t.partner_adjustments).where(pa.adjustment_id == adjustment_id)
-        ).first()
+        query = select(t.partner_adjustments).where(pa.adjustment_id == adjustment_id)
+        if conn.dialect.name == "postgresql":
+            query = query.with_for_update()  # two approvers at once: the second waits, then sees it
+        row = conn.execute(query).first()
         if row is None:
             raise InputError(f"no adjustment {adjustment_id!r} (see `tenure partner adjustments`)")
         if row.status != "proposed":
             raise InputError(
                 f"adjustment {adjustment_id} is already {row.status} by {row.approved_by}"
             )
-        if approver.strip() == row.author:
+        if approver.strip().casefold() == row.author.strip().casefold():
             raise InputError(
                 f"adjustment {adjustment_id} was proposed by {row.author}; "
                 "someone else must approve it"
@@ -662,27 +688,43 @@ def adjustments(conn: Connection, partner: str | None = None) -> list[dict[str, 
 
 
 def expire_run(store: Store, now: dt.datetime) -> dict[str, int]:
-    """The scheduled expiry: lapsed lots to breakage, timed-out holds voided. Idempotent."""
-    with store.transaction() as conn:
-        book = ledger.whole_book(conn)
-        breakage = {
-            a: breakage_account(a.split(":")[1]) for a in book.accounts if a.startswith("member:")
+    """The scheduled expiry: timed-out holds voided, then lapsed lots to breakage. Idempotent.
+
+    An unlocked scan finds the members with something due; each member's work is then redone
+    from a locked slice of the ledger (the member, breakage, and the accounts its holds credit),
+    so a posting that commits meanwhile is never overwritten.
+    """
+    at = now.timestamp()
+    with store.reader() as conn:
+        scan = ledger.whole_book(conn)
+    members = sorted(
+        {x.debit for x in holds_timed_out_transfers(scan, at)}
+        | {
+            lot.account
+            for lot in scan.lots.values()
+            if lot.expires_at is not None and lot.expires_at <= at and lot.free > 0
         }
-        breakage.update(
-            {lot.account: breakage_account(lot.account.split(":")[1]) for lot in book.lots.values()}
-        )
-        at = now.timestamp()
-        # Voids first: points a timed-out hold reserved are free again, and can lapse too.
-        voids = holds_timed_out(book, at)
-        voided, void_results = post(book, voids, at)
-        expiries = expiries_due(voided, at, breakage)
-        after, expiry_results = post(voided, expiries, at)
-        ledger.save(conn, book, after)
-        results = [*void_results, *expiry_results]
+    )
+    done: list[tuple[Request, str]] = []
+    for member in members:
+        breakage = {member: breakage_account(member.split(":")[1])}
+        with store.transaction() as conn:
+            hints = [
+                Request(f"timeout:{tid}", "void", pending_id=tid, at=at)
+                for tid in ledger.pending_ids_of(conn, member)
+            ]
+            probe = Request("probe", "expire", member, breakage[member], 1)
+            book = ledger.load(conn, [*hints, probe])  # locked, pending transfers re-read
+            voids = holds_timed_out(book, at)
+            voided, void_results = post(book, voids, at)
+            expiries = expiries_due(voided, at, breakage)
+            after, expiry_results = post(voided, expiries, at)
+            ledger.save(conn, book, after)
+        done += zip(voids, void_results, strict=True)
+        done += zip(expiries, expiry_results, strict=True)
+    ok = [r for r, res in done if res == "ok"]
     return {
-        "holds_voided": results[: len(voids)].count("ok"),
-        "lots_expired": results[len(voids) :].count("ok"),
-        "points_expired": sum(
-            r.amount for r, res in zip(expiries, results[len(voids) :], strict=True) if res == "ok"
-        ),
+        "holds_voided": sum(r.kind == "void" for r in ok),
+        "lots_expired": sum(r.kind == "expire" for r in ok),
+        "points_expired": sum(r.amount for r in ok if r.kind == "expire"),
     }

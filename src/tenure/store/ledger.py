@@ -232,3 +232,10 @@ def history(conn: Connection, account_id: str, limit: int = 200) -> list[dict[st
         .limit(limit)
     )
     return [dict(r) for r in conn.execute(query).mappings()]
+
+
+def pending_ids_of(conn: Connection, account_id: str) -> list[str]:
+    """Ids of pending transfers debiting an account (candidates; `load` re-reads them locked)."""
+    tr = t.ledger_transfers.c
+    query = select(tr.transfer_id).where(tr.debit == account_id, tr.status == "pending")
+    return sorted(conn.execute(query).scalars())
