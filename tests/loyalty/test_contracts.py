@@ -414,3 +414,29 @@ def test_the_author_cannot_approve_under_another_spelling(tmp_path):
     with pytest.raises(Exception, match="someone else must approve"):
         approve_adjustment(store, adj, "alice", now)
     store.close()
+
+
+def test_settlement_nets_returns_and_adjustments(tmp_path):
+    from tenure.config import resolve
+    from tenure.policy.model import default_policy
+    from tenure.runtime.loyalty import approve_adjustment, propose_adjustment, settlement
+    from tenure.runtime.pipeline import Pipeline
+
+    contract = parse_contract(CONTRACT)
+    store = Store(resolve(tmp_path / "ws").database_url)
+    for e in [
+        purchase("buy", 1, 100.0),
+        purchase("buy2", 2, 100.0),
+        _event("loyalty.return", "ret", 3, purchase_event_id="buy2"),
+    ]:
+        Pipeline(store, default_policy(), contracts=[contract]).run(iter([e]), "t")
+    now = dt.datetime(2026, 4, 1, tzinfo=dt.UTC)
+    adj = propose_adjustment(
+        store, [contract], "dealer-1", "2026-03", "buy", 5, "agreed", "ana", now
+    )
+    approve_adjustment(store, adj, "bo", now)
+    with store.reader() as conn:
+        rows = {r["funder"]: r["points"] for r in settlement(conn, [contract], "2026-03")}
+    # buy: acme 70, dealer 30; buy2 returned in full; +5 moved from acme to the dealer.
+    assert rows == {"acme": 65, "dealer-1": 35}
+    store.close()

@@ -252,6 +252,19 @@ def settlement(
     for contract_id, shares in conn.execute(query):
         for funder, points in shares.items():
             totals[(contract_id, funder)] = totals.get((contract_id, funder), 0) + int(points)
+    # Returns give funders their points back (clawbacks credit the funder's account).
+    tr = t.ledger_transfers.c
+    returned = select(tr.credit, tr.amount).where(
+        tr.kind == "clawback",
+        tr.status == "posted",
+        tr.at >= start.timestamp(),
+        tr.at < end.timestamp(),
+    )
+    for credit, amount in conn.execute(returned):
+        funder = credit.removeprefix("funder:")
+        contract = next((c for c in contracts if c.covers(funder)), None)
+        key = contract.id if contract else "-"
+        totals[(key, funder)] = totals.get((key, funder), 0) - int(amount)
     # Approved adjustments move funding between a partner and its OEM.
     pa = t.partner_adjustments.c
     approved = select(pa.partner, pa.oem, pa.points).where(
