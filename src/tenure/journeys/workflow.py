@@ -50,6 +50,10 @@ _RETRY = RetryPolicy(
 # Shorter than the courier's send lease (SEND_LEASE_S), so a retry after a worker died finds the
 # lease still held and waits rather than sending alongside a sender that is still alive.
 _TIMEOUT = dt.timedelta(minutes=2)
+# A worker that dies mid-activity is noticed after this long without a heartbeat, not after the
+# whole timeout (activities heartbeat while they wait between delivery attempts; nothing else in
+# them blocks this long). The retry then finds the effect's key settled and does not redo it.
+_HEARTBEAT = dt.timedelta(seconds=40)
 _RECORD_TIMEOUT = dt.timedelta(seconds=30)
 
 
@@ -184,5 +188,6 @@ class JourneyWorkflow:
             ACT,
             args=[_about(inp), dataclasses.asdict(command), record],
             start_to_close_timeout=_TIMEOUT,
+            heartbeat_timeout=_HEARTBEAT,
             retry_policy=_RETRY,
         )
