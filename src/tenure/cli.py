@@ -499,35 +499,20 @@ def customers_show(
     customer_id: str, workspace: Workspace = None, as_json: JsonFlag = False
 ) -> None:
     """A customer's features now (as of their last event), risk with reasons, and decisions."""
-    from tenure.features.snapshot import snapshot
-    from tenure.runtime.models import scorer_for
-    from tenure.scoring.types import explained
+    from tenure.features.snapshot import Features
+    from tenure.runtime.views import customer_view
+    from tenure.scoring.types import Score
 
-    try:
-        _, store = _open(workspace)
-        with store.reader() as conn:
-            found = queries.customer(conn, customer_id)
-            recent = queries.decisions(conn, customer_id=customer_id, limit=10)
-            scorer = scorer_for(conn)
-    except FAILURES as exc:
-        raise _fail(exc) from None
-    if found is None:
+    view = _query(workspace, lambda conn: customer_view(conn, customer_id))
+    if view is None:
         err.print(f"[red]error:[/red] no customer {customer_id!r} in this workspace")
         raise typer.Exit(1)
-    state = found["state"]
-    as_of = dt.datetime.fromtimestamp(state.last_seen or 0, dt.UTC)
-    features = snapshot(state, as_of)
-    sc = explained(scorer, [features], scorer.score_many([features]))[0]
-    view = {
-        "customer_id": customer_id,
-        "features": features.to_record(),
-        "score": sc.to_record(),
-        "memory": found["memory"],
-        "decisions": recent,
-    }
     if as_json:
         _dump(view)
         return
+    features = Features.from_record(view["features"])
+    sc = Score.from_record(view["score"])
+    recent = view["decisions"]
     out.print(
         f"[bold]{customer_id}[/bold]  as of {features.as_of}  plan={features.plan} "
         f"status={features.subscription_status} tz={features.timezone}"

@@ -42,6 +42,19 @@ class Score:
             ],
         }
 
+    @classmethod
+    def from_record(cls, rec: dict[str, Any]) -> Score:
+        """Inverse of `to_record`."""
+        return cls(
+            rec["scorer"],
+            rec["version"],
+            rec["risk"],
+            rec["value"],
+            tuple(
+                Contribution(c["feature"], c["value"], c["weight"]) for c in rec["contributions"]
+            ),
+        )
+
 
 class Scorer(Protocol):
     """Scores many customers at once (so a model pays its per-call overhead once per batch)."""

@@ -1,0 +1,53 @@
+"""Read models shared by the CLI and the API: what a person looks at about a customer."""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Any
+
+from sqlalchemy import Connection, select
+
+from tenure.features.snapshot import snapshot
+from tenure.loyalty.ledger import member_account
+from tenure.runtime.models import scorer_for
+from tenure.scoring.types import explained
+from tenure.store import acts, queries
+from tenure.store import schema as t
+
+
+def customer_view(
+    conn: Connection, customer_id: str, programme: str = "default"
+) -> dict[str, Any] | None:
+    """Features as of the last event, risk with its explanation, value, decisions, journeys,
+    loyalty balance and tier; None for a customer the workspace has never seen."""
+    found = queries.customer(conn, customer_id)
+    if found is None:
+        return None
+    state = found["state"]
+    features = snapshot(state, dt.datetime.fromtimestamp(state.last_seen or 0, dt.UTC))
+    scorer = scorer_for(conn)
+    score = explained(scorer, [features], scorer.score_many([features]))[0]
+    account = member_account(programme, customer_id)
+    ac = t.ledger_accounts.c
+    row = conn.execute(select(t.ledger_accounts).where(ac.account_id == account)).first()
+    lt = t.loyalty_tiers.c
+    tier = conn.execute(
+        select(lt.tier).where(lt.programme == programme, lt.customer_id == customer_id)
+    ).scalar()
+    return {
+        "customer_id": customer_id,
+        "features": features.to_record(),
+        "score": score.to_record(),
+        "memory": found["memory"],
+        "decisions": queries.decisions(conn, customer_id=customer_id, limit=10),
+        "journeys": [
+            {k: v for k, v in j.items() if k != "state"}
+            for j in acts.journeys(conn, customer_id=customer_id, limit=10)
+        ],
+        "loyalty": {
+            "programme": programme,
+            "posted": int(row.posted_cr - row.posted_dr) if row else 0,
+            "available": int(row.posted_cr - row.posted_dr - row.pending_dr) if row else 0,
+            "tier": tier,
+        },
+    }
