@@ -1122,4 +1122,4 @@ def main() -> None:
 
 
 # The act layer's commands (worker, journeys, tasks, dlq) register themselves on `app`.
-from tenure import cli_act, cli_loyalty  # noqa: E402, F401
+from tenure import cli_act, cli_api, cli_loyalty  # noqa: E402, F401

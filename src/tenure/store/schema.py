@@ -383,3 +383,16 @@ partner_adjustments = Table(
     Column("created_at", UtcDateTime, nullable=False),
     Column("decided_at", UtcDateTime),
 )
+
+# API tokens: only a digest is kept; the token itself is shown once, when it is created.
+api_tokens = Table(
+    "api_tokens",
+    metadata,
+    Column("token_hash", String(64), primary_key=True),
+    Column("token_id", String(20), nullable=False, unique=True),
+    Column("role", String(30), nullable=False),
+    Column("partner", String(200)),
+    Column("label", Text),
+    Column("created_at", UtcDateTime, nullable=False),
+    Column("revoked_at", UtcDateTime),
+)

@@ -1,0 +1,70 @@
+"""API tokens and roles: who may call what.
+
+Tokens are random (`secrets.token_urlsafe`), stored only as SHA-256 digests, shown once at
+creation. Each has one role; a partner token also names its partner.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import secrets
+from dataclasses import dataclass
+
+from sqlalchemy import Connection, select
+
+from tenure.errors import InputError
+from tenure.store import schema as t
+
+ROLES = ("admin", "ingest", "policy-author", "approver", "operator", "auditor", "partner")
+
+
+@dataclass(frozen=True)
+class Caller:
+    """Who a request comes from."""
+
+    token_id: str
+    role: str
+    partner: str | None
+
+
+def digest(token: str) -> str:
+    """What is stored of a token."""
+    return hashlib.sha256(token.encode()).hexdigest()
+
+
+def create_token(
+    conn: Connection, role: str, partner: str | None, label: str, now: dt.datetime
+) -> tuple[str, str]:
+    """A new token for `role`: (token id, the token itself, shown only now)."""
+    if role not in ROLES:
+        raise InputError(f"--role must be one of {', '.join(ROLES)}, not {role!r}")
+    if (role == "partner") != (partner is not None):
+        raise InputError("a partner token needs --partner, and only a partner token takes it")
+    token = "tnr_" + secrets.token_urlsafe(32)
+    token_id = "tok-" + secrets.token_hex(6)
+    conn.execute(
+        t.api_tokens.insert(),
+        [
+            {
+                "token_hash": digest(token),
+                "token_id": token_id,
+                "role": role,
+                "partner": partner,
+                "label": label,
+                "created_at": now,
+            }
+        ],
+    )
+    return token_id, token
+
+
+def caller(conn: Connection, token: str) -> Caller | None:
+    """The caller a token belongs to (None: unknown or revoked)."""
+    a = t.api_tokens.c
+    row = conn.execute(
+        select(a.token_id, a.role, a.partner).where(
+            a.token_hash == digest(token), a.revoked_at.is_(None)
+        )
+    ).first()
+    return Caller(row.token_id, row.role, row.partner) if row else None

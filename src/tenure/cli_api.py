@@ -1,0 +1,56 @@
+"""The service's commands: `serve` and `tokens create`; thin, like the rest."""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Annotated
+
+import typer
+
+from tenure.cli import FAILURES, Workspace, _fail, _open, app, err, out
+
+tokens_app = typer.Typer(help="API tokens (shown once, stored as digests).", no_args_is_help=True)
+app.add_typer(tokens_app, name="tokens")
+
+
+@tokens_app.command("create")
+def tokens_create(
+    role: Annotated[
+        str,
+        typer.Option(help="admin, ingest, policy-author, approver, operator, auditor or partner."),
+    ],
+    partner: Annotated[str | None, typer.Option(help="For a partner token: which partner.")] = None,
+    label: Annotated[str, typer.Option(help="What the token is for.")] = "",
+    workspace: Workspace = None,
+) -> None:
+    """Create a token; it is printed once and only its digest is kept."""
+    from tenure.api.auth import create_token
+
+    try:
+        _, store = _open(workspace)
+        with store.transaction() as conn:
+            token_id, token = create_token(conn, role, partner, label, dt.datetime.now(dt.UTC))
+    except FAILURES as exc:
+        raise _fail(exc) from None
+    err.print(f"created {token_id} ({role}{' for ' + partner if partner else ''}); keep it now:")
+    out.print(token, highlight=False)
+
+
+@app.command()
+def serve(
+    host: Annotated[str, typer.Option(help="Address to listen on.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="Port.")] = 8000,
+    workspace: Workspace = None,
+) -> None:
+    """Run the HTTP API (OpenAPI at /docs and /openapi.json)."""
+    import uvicorn
+
+    from tenure.api.app import create_app
+    from tenure.config import resolve
+
+    try:
+        application = create_app(resolve(workspace))
+    except FAILURES as exc:
+        raise _fail(exc) from None
+    err.print(f"tenure API on http://{host}:{port} (OpenAPI: /docs)")
+    uvicorn.run(application, host=host, port=port, log_level="warning")
