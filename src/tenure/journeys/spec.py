@@ -20,7 +20,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from tenure.errors import ConfigError
-from tenure.policy.conditions import check
+from tenure.policy.conditions import parsed
 
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(s|m|h|d|w)\s*$")
 _UNIT_S = {"s": 1, "m": 60, "h": 3600, "d": 86_400, "w": 7 * 86_400}
@@ -102,13 +102,7 @@ class Branch(_Step):
     then: str
     else_: str = Field(alias="else")
 
-    @field_validator("when")
-    @classmethod
-    def _parses(cls, value: str) -> str:
-        problem = check(value)
-        if problem:
-            raise ValueError(f"expression does not parse: {problem}")
-        return value
+    _parses = field_validator("when")(lambda cls, value: parsed(value))
 
     def targets(self) -> list[str]:
         return [self.then, self.else_]

@@ -20,7 +20,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from tenure.errors import ConfigError, field_errors
-from tenure.policy.conditions import check, holds
+from tenure.policy.conditions import holds, parsed
 
 DEALER = "dealer"  # in a funding split: whichever dealer the event names as its partner
 
@@ -39,13 +39,7 @@ class EarnRule(_Model):
         min_length=1, description="funder -> share; 'dealer' = the event's partner"
     )
 
-    @field_validator("when")
-    @classmethod
-    def _parses(cls, value: str) -> str:
-        problem = check(value)
-        if problem:
-            raise ValueError(f"expression does not parse: {problem}")
-        return value
+    _parses = field_validator("when")(lambda cls, value: parsed(value))
 
     @field_validator("funding")
     @classmethod

@@ -33,6 +33,14 @@ def check(expression: str) -> str | None:
     return None
 
 
+def parsed(expression: str) -> str:
+    """The expression itself when it parses; a ValueError saying why not (for validators)."""
+    problem = check(expression)
+    if problem:
+        raise ValueError(f"expression does not parse: {problem}")
+    return expression
+
+
 @functools.lru_cache(maxsize=4096)
 def _compiled(expression: str) -> Any:
     return zen.compile_expression(expression)
