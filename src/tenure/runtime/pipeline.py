@@ -520,26 +520,19 @@ class Pipeline:
                     summary.suppressed[d.guardrail] += 1
 
         repo.insert_events(conn, event_rows)
-        if self.contracts and event_rows:
-            # Points commit with the events that earned them: a re-fed event is a duplicate.
-            newest = max(e.occurred_at for e in event_rows).timestamp()
-            accrued = accrue_in(conn, self.contracts, event_rows, newest)
-            summary.points_accrued += accrued.points
-            summary.points_refused += accrued.refused_points
-            # Tiers are recalculated on activity: for the members who just earned.
-            for programme, rules in self.tiers.items():
-                recalc_tiers_in(
-                    conn,
-                    programme,
-                    rules,
-                    self.contracts,
-                    sorted(accrued.customers),
-                    dt.datetime.fromtimestamp(newest, dt.UTC),
-                )
         if event_rows:
-            redeem_in(
-                conn, self.contracts, event_rows, max(e.occurred_at for e in event_rows).timestamp()
-            )
+            newest = max(e.occurred_at for e in event_rows)
+            if self.contracts:
+                # Points commit with the events that earned them: a re-fed event is a duplicate.
+                accrued = accrue_in(conn, self.contracts, event_rows, newest.timestamp())
+                summary.points_accrued += accrued.points
+                summary.points_refused += accrued.refused_points
+                # Tiers are recalculated on activity: for the members who just earned.
+                for programme, rules in self.tiers.items():
+                    recalc_tiers_in(
+                        conn, programme, rules, self.contracts, sorted(accrued.customers), newest
+                    )
+            redeem_in(conn, self.contracts, event_rows, newest.timestamp())
         repo.insert_rejects(
             conn,
             [
