@@ -31,7 +31,7 @@ from tenure.runtime.temporal import (
     time_skipping_server,
 )
 from tenure.runtime.worker import courier_for, journey_worker, serve
-from tenure.store import acts
+from tenure.store import acts, repo
 from tenure.store import schema as t
 from tenure.store.acts import utc
 from tenure.store.db import Store
@@ -130,8 +130,8 @@ def resolve_task(
             resolved_at=utc(now),
         )
         if acts.journey(conn, row["decision_id"]) is not None:
-            conn.execute(
-                t.outbox.insert(),
+            repo.insert_outbox(
+                conn,
                 [
                     {
                         "idempotency_key": f"{task_id}:resolved",
