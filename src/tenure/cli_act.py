@@ -10,7 +10,7 @@ import typer
 from rich.table import Table
 
 from tenure.cli import FAILURES, JsonFlag, Workspace, _dump, _fail, _open, _query, app, err, out
-from tenure.runtime.temporal import ui_url
+from tenure.runtime.temporal import workflow_url
 from tenure.store import acts
 
 journeys_app = typer.Typer(help="Where every customer's journey stands.", no_args_is_help=True)
@@ -125,8 +125,7 @@ def journeys_show(decision_id: str, workspace: Workspace = None, as_json: JsonFl
     row = _query(workspace, lambda c: acts.journey(c, decision_id))
     if row is None:
         raise _fail(ValueError(f"no journey {decision_id!r} (see `tenure journeys list`)"))
-    ui = ui_url()
-    link = f"{ui}/namespaces/default/workflows/{decision_id}" if ui else None
+    link = workflow_url(decision_id)
     state = row.get("state") or {}
     if as_json:
         _dump({**row, "temporal_ui": link})

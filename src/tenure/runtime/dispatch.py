@@ -16,7 +16,7 @@ from collections import Counter
 from collections.abc import Callable
 from typing import Any
 
-from temporalio.client import Client, WorkflowExecutionStatus
+from temporalio.client import Client
 from temporalio.common import WorkflowIDReusePolicy
 from temporalio.exceptions import WorkflowAlreadyStartedError
 from temporalio.service import RPCError, RPCStatusCode
@@ -137,14 +137,3 @@ class Dispatcher:
                 )
             return "task opened"
         return f"unknown kind {kind}"
-
-
-async def journey_status(client: Client, decision_id: str) -> WorkflowExecutionStatus | None:
-    """Temporal's status of a journey, None when Temporal does not know it."""
-    try:
-        desc = await client.get_workflow_handle(decision_id).describe()
-    except RPCError as exc:
-        if exc.status == RPCStatusCode.NOT_FOUND:
-            return None
-        raise
-    return desc.status

@@ -73,12 +73,6 @@ class Temporal:
     ui: str | None
     process: subprocess.Popen[bytes] | None = None
 
-    def workflow_url(self, workflow_id: str) -> str | None:
-        """Where the Temporal web UI shows this workflow."""
-        if not self.ui:
-            return None
-        return f"{self.ui}/namespaces/{NAMESPACE}/workflows/{workflow_id}"
-
     def stop(self) -> None:
         """Stop the dev server if this process started it."""
         if self.process is not None and self.process.poll() is None:
@@ -94,6 +88,12 @@ def ui_url() -> str | None:
     return os.environ.get("TENURE_TEMPORAL_UI") or (
         None if os.environ.get("TENURE_TEMPORAL_ADDRESS") else f"http://localhost:{UI_PORT}"
     )
+
+
+def workflow_url(workflow_id: str) -> str | None:
+    """Where the Temporal web UI shows this workflow (None when no UI is known)."""
+    ui = ui_url()
+    return f"{ui}/namespaces/{NAMESPACE}/workflows/{workflow_id}" if ui else None
 
 
 def ensure_server(workspace: Path, port: int = DEV_PORT, ui_port: int = UI_PORT) -> Temporal:
