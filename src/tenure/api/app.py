@@ -10,6 +10,7 @@ one at a time (the pipeline's caches are not shared between threads).
 
 import threading
 import time
+from collections.abc import Sequence
 from typing import Annotated, Any
 
 import orjson
@@ -31,6 +32,7 @@ from tenure.config import Settings
 from tenure.events.envelope import Event
 from tenure.events.parse import LineParser, RawLine, Reject
 from tenure.journeys.library import workspace_library
+from tenure.loyalty.contracts import Contract
 from tenure.runtime import policies as policy_registry
 from tenure.runtime.loyalty import workspace_contracts
 from tenure.runtime.models import scorer_for
@@ -83,6 +85,7 @@ def create_app(settings: Settings) -> FastAPI:
     with store.reader() as conn:
         live = policy_registry.live_set(conn)
         scorer = scorer_for(conn)
+    contracts = workspace_contracts(settings.workspace)
     pipeline = Pipeline(
         store,
         live,
@@ -90,7 +93,7 @@ def create_app(settings: Settings) -> FastAPI:
         scorer=scorer,
         guardrails=settings.guardrails,
         journeys=workspace_library(settings.workspace),
-        contracts=workspace_contracts(settings.workspace),
+        contracts=contracts,
         tiers=settings.tiers,
     )
     app = FastAPI(
@@ -230,11 +233,11 @@ def create_app(settings: Settings) -> FastAPI:
                     raise HTTPException(
                         403, f"customer {customer_id!r} is not a customer of {who.partner}"
                     )
-            view = customer_view(conn, customer_id)
+            view = customer_view(conn, customer_id, scorer=scorer)
         if view is None:
             raise HTTPException(404, f"no customer {customer_id!r}")
         if who.role == "partner":
-            scope = _sharing(settings, who.partner or "")
+            scope = _sharing(contracts, who.partner or "")
             view = {k: v for k, v in view.items() if k == "customer_id" or k in scope}
         return view
 
@@ -252,9 +255,9 @@ def create_app(settings: Settings) -> FastAPI:
     return app
 
 
-def _sharing(settings: Settings, partner: str) -> set[str]:
+def _sharing(contracts: Sequence[Contract], partner: str) -> set[str]:
     """The customer fields a partner's contract lets it see (its newest version's scope)."""
-    for contract in workspace_contracts(settings.workspace):
+    for contract in contracts:
         if contract.covers(partner):
             return set(contract.versions[-1].sharing.get(partner, []))
     return set()

@@ -10,13 +10,13 @@ from sqlalchemy import Connection, select
 from tenure.features.snapshot import snapshot
 from tenure.loyalty.ledger import member_account
 from tenure.runtime.models import scorer_for
-from tenure.scoring.types import explained
+from tenure.scoring.types import Scorer, explained
 from tenure.store import acts, queries
 from tenure.store import schema as t
 
 
 def customer_view(
-    conn: Connection, customer_id: str, programme: str = "default"
+    conn: Connection, customer_id: str, programme: str = "default", scorer: Scorer | None = None
 ) -> dict[str, Any] | None:
     """Features as of the last event, risk with its explanation, value, decisions, journeys,
     loyalty balance and tier; None for a customer the workspace has never seen."""
@@ -25,7 +25,7 @@ def customer_view(
         return None
     state = found["state"]
     features = snapshot(state, dt.datetime.fromtimestamp(state.last_seen or 0, dt.UTC))
-    scorer = scorer_for(conn)
+    scorer = scorer or scorer_for(conn)  # a service passes the one it loaded at start
     score = explained(scorer, [features], scorer.score_many([features]))[0]
     account = member_account(programme, customer_id)
     ac = t.ledger_accounts.c
