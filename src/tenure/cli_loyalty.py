@@ -230,6 +230,17 @@ partner_app = typer.Typer(help="Partner statements and settlements.", no_args_is
 app.add_typer(partner_app, name="partner")
 
 
+def _as_of(value: str | None) -> dt.datetime:
+    """`--as-of`: an aware ISO 8601 time (a scheduled run must not guess the zone), or now."""
+    try:
+        when = dt.datetime.fromisoformat(value) if value else dt.datetime.now(dt.UTC)
+    except ValueError:
+        raise _fail(TenureError(f"--as-of must be an ISO 8601 time, not {value!r}")) from None
+    if when.tzinfo is None:
+        raise _fail(TenureError("--as-of needs a time zone (e.g. 2026-04-01T00:00:00Z)"))
+    return when
+
+
 def _period(value: str) -> str:
     try:
         dt.datetime.strptime(value, "%Y-%m")
@@ -346,12 +357,7 @@ def tiers_recalc(
     from tenure.cli import _open
     from tenure.runtime.loyalty import recalc_all, workspace_contracts
 
-    try:
-        when = dt.datetime.fromisoformat(as_of) if as_of else dt.datetime.now(dt.UTC)
-    except ValueError:
-        raise _fail(TenureError(f"--as-of must be an ISO 8601 time, not {as_of!r}")) from None
-    if when.tzinfo is None:
-        raise _fail(TenureError("--as-of needs a time zone (e.g. 2026-04-01T00:00:00Z)"))
+    when = _as_of(as_of)
     try:
         settings, store = _open(workspace)
         if not settings.tiers:
@@ -469,12 +475,7 @@ def ledger_expire(
     from tenure.cli import _open
     from tenure.runtime.loyalty import expire_run
 
-    try:
-        when = dt.datetime.fromisoformat(as_of) if as_of else dt.datetime.now(dt.UTC)
-    except ValueError:
-        raise _fail(TenureError(f"--as-of must be an ISO 8601 time, not {as_of!r}")) from None
-    if when.tzinfo is None:
-        raise _fail(TenureError("--as-of needs a time zone (e.g. 2026-04-01T00:00:00Z)"))
+    when = _as_of(as_of)
     try:
         _, store = _open(workspace)
         counts = expire_run(store, when)

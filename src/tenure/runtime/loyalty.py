@@ -218,12 +218,17 @@ def workspace_contracts(workspace: Path) -> list[Contract]:
     return [load_contract(p) for p in sorted(directory.glob("*.y*ml"))]
 
 
+def _month(period: str) -> tuple[dt.datetime, dt.datetime]:
+    """The first instant of a YYYY-MM period and of the month after it (UTC)."""
+    year, month = (int(x) for x in period.split("-"))
+    start = dt.datetime(year, month, 1, tzinfo=dt.UTC)
+    return start, dt.datetime(year + (month == 12), month % 12 + 1, 1, tzinfo=dt.UTC)
+
+
 def funded_points(conn: Connection, partner: str, period: str) -> dict[str, int]:
     """Per event (reference), the points `partner` funded in `period` (YYYY-MM, by event time)."""
     a = t.loyalty_accruals.c
-    year, month = (int(x) for x in period.split("-"))
-    start = dt.datetime(year, month, 1, tzinfo=dt.UTC)
-    end = dt.datetime(year + (month == 12), month % 12 + 1, 1, tzinfo=dt.UTC)
+    start, end = _month(period)
     query = select(a.event_id, a.shares).where(a.occurred_at >= start, a.occurred_at < end)
     out = {}
     for event_id, shares in conn.execute(query):
@@ -243,9 +248,7 @@ def settlement(
 ) -> list[dict[str, Any]]:
     """Per contract and funder: points funded in the period and the amount owed for them."""
     a = t.loyalty_accruals.c
-    year, month = (int(x) for x in period.split("-"))
-    start = dt.datetime(year, month, 1, tzinfo=dt.UTC)
-    end = dt.datetime(year + (month == 12), month % 12 + 1, 1, tzinfo=dt.UTC)
+    start, end = _month(period)
     by_id = {c.id: c for c in contracts}
     totals: dict[tuple[str, str], int] = {}
     query = select(a.contract_id, a.shares).where(a.occurred_at >= start, a.occurred_at < end)

@@ -6,7 +6,7 @@ import datetime as dt
 from collections.abc import Sequence
 from typing import Any
 
-from sqlalchemy import Connection, case, desc, select, update
+from sqlalchemy import Connection, case, desc, func, select, update
 
 from tenure.store import schema as t
 from tenure.store.repo import _among, _insert
@@ -136,8 +136,6 @@ def journeys_of(conn: Connection, customer_ids: Sequence[str], since: dt.datetim
 def journey_counts(conn: Connection) -> dict[str, Any]:
     """Journeys by status and by outcome."""
     j = t.journeys.c
-    from sqlalchemy import func
-
     by_status = dict(conn.execute(select(j.status, func.count()).group_by(j.status)).all())
     by_outcome = dict(
         conn.execute(

@@ -12,7 +12,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from sqlalchemy import Connection, bindparam, select, update
+from sqlalchemy import Connection, bindparam, func, select, update
 
 from tenure.loyalty.ledger import Account, Book, Lot, Request, Transfer, entries, is_member, post
 from tenure.store import schema as t
@@ -215,8 +215,6 @@ def whole_book(conn: Connection) -> Book:
 
 def entry_sums(conn: Connection) -> dict[str, int]:
     """Per transfer, the sum of its entry rows (zero for every sound transfer)."""
-    from sqlalchemy import func
-
     e = t.ledger_entries.c
     query = select(e.transfer_id, func.sum(e.amount)).group_by(e.transfer_id)
     return {tid: int(total) for tid, total in conn.execute(query)}
