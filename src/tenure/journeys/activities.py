@@ -239,14 +239,9 @@ class JourneyActivities:
                 points = int((payload or {}).get("points") or 0)
                 if not points:
                     continue
-                available = (
-                    ledger.load(
-                        conn,
-                        [Request("probe", "clawback", member, funder_account(RETENTION_FUNDER), 1)],
-                    )
-                    .account(member)
-                    .available
-                )
+                funder = funder_account(RETENTION_FUNDER)
+                book = ledger.load(conn, [], accounts=[member, funder])
+                available = book.account(member).available
                 back = min(points, max(0, available))
                 if back:
                     ledger.post_in(

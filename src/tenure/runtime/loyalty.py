@@ -418,9 +418,7 @@ def _loyalty_requests(
     policy = version.returns if version else "within_balance"
     funders = sorted(row.shares)
     # Lock the member and every funder at once (in id order, like every other posting).
-    book = ledger.load(
-        conn, [Request(f"probe:{f}", "clawback", member, funder_account(f), 1) for f in funders]
-    )
+    book = ledger.load(conn, [], accounts=[member, *(funder_account(f) for f in funders)])
     account = book.account(member)
     if policy == "pending_only":
         # Exactly the purchase's own points still unspent, each from its own lot.
@@ -729,8 +727,8 @@ def expire_run(store: Store, now: dt.datetime) -> dict[str, int]:
                 Request(f"timeout:{tid}", "void", pending_id=tid, at=at)
                 for tid in ledger.pending_ids_of(conn, member)
             ]
-            probe = Request("probe", "expire", member, breakage[member], 1)
-            book = ledger.load(conn, [*hints, probe])  # locked, pending transfers re-read
+            # Locked, with the pending transfers re-read under the lock.
+            book = ledger.load(conn, hints, accounts=[member, breakage[member]])
             voids = holds_timed_out(book, at)
             voided, void_results = post(book, voids, at)
             expiries = expiries_due(voided, at, breakage)

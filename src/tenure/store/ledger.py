@@ -77,26 +77,31 @@ def _transfers(conn: Connection, ids: list[str]) -> dict[str, Transfer]:
     return {row.transfer_id: _transfer(row) for row in conn.execute(query)}
 
 
-def load(conn: Connection, requests: Sequence[Request], lock: bool = True) -> Book:
-    """The slice of the ledger these requests can touch, with its accounts locked.
+def load(
+    conn: Connection,
+    requests: Sequence[Request],
+    lock: bool = True,
+    accounts: Sequence[str] = (),
+) -> Book:
+    """The slice of the ledger these requests (and these further `accounts`) can touch, with its
+    accounts locked; a member's lots come with it.
 
     Accounts are locked before transfers are read, so a concurrent writer's transfer with the
     same id is seen (and answered `exists`) rather than collided with.
     """
-    accounts = _lock_accounts(
-        conn, sorted({a for r in requests for a in (r.debit, r.credit) if a}), lock
-    )
+    wanted = {a for r in requests for a in (r.debit, r.credit) if a} | set(accounts)
+    locked = _lock_accounts(conn, sorted(wanted), lock)
     transfer_ids = sorted(
         {r.id for r in requests} | {r.pending_id for r in requests if r.pending_id}
     )
     transfers = _transfers(conn, transfer_ids)
     # Posting or voiding names only the pending transfer: lock its accounts too, then read the
     # transfers again, since a writer that held those locks may have just posted or voided it.
-    more = sorted({a for x in transfers.values() for a in (x.debit, x.credit)} - set(accounts))
+    more = sorted({a for x in transfers.values() for a in (x.debit, x.credit)} - set(locked))
     if more:
-        accounts.update(_lock_accounts(conn, more, lock))
+        locked.update(_lock_accounts(conn, more, lock))
         transfers = _transfers(conn, transfer_ids)
-    members = [a for a in accounts if is_member(a)]
+    members = [a for a in locked if is_member(a)]
     lc = t.ledger_lots.c
     lots = {
         row.lot_id: _lot(row)
@@ -104,7 +109,7 @@ def load(conn: Connection, requests: Sequence[Request], lock: bool = True) -> Bo
             select(t.ledger_lots).where(_among(conn, lc.account_id, members), lc.remaining > 0)
         )
     }
-    return Book(accounts, lots, transfers)
+    return Book(locked, lots, transfers)
 
 
 def save(conn: Connection, before: Book, after: Book) -> None:
