@@ -126,8 +126,8 @@ def test_an_amendment_mid_month_applies_by_event_time_also_out_of_order(tmp_path
     store.close()
 
 
-def test_a_cap_reached_mid_batch_stops_exactly_at_the_cap_and_records_the_rest(tmp_path):
-    store = Store(f"sqlite:///{tmp_path / 't.db'}")
+def test_a_cap_reached_mid_batch_stops_exactly_at_the_cap_and_records_the_rest(store_url):
+    store = Store(store_url)
     contract = parse_contract(CONTRACT)
     events = [purchase(f"p{i}", 1 + i, 300.0) for i in range(5)]  # 300 points each, cap 1000
     summary = accrue(store, [contract], events, now=0.0)

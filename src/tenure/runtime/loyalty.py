@@ -77,10 +77,15 @@ def _usage(
         [{"contract_id": c, "scope": s, "period": p, "points": 0} for c, s, p in sorted(set(keys))],
     )
     u = t.contract_usage.c
-    contracts = sorted({c for c, _, _ in keys})
+    # Only the rows of these scopes and periods: the table grows by customer and month, and a
+    # batch must neither read nor lock all of it.
     query = (
         select(u.contract_id, u.scope, u.period, u.points)
-        .where(_among(conn, u.contract_id, contracts))
+        .where(
+            u.contract_id.in_(sorted({c for c, _, _ in keys})),
+            u.period.in_(sorted({p for _, _, p in keys})),
+            _among(conn, u.scope, sorted({s for _, s, _ in keys})),
+        )
         .order_by(u.contract_id, u.scope, u.period)
     )
     if conn.dialect.name == "postgresql":
