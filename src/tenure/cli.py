@@ -528,6 +528,33 @@ def customers_show(
     _decision_table(recent)
 
 
+@customers_app.command("erase")
+def customers_erase(
+    customer_id: str,
+    by: Annotated[str, typer.Option("--by", help="Who asked for the erasure (audited).")],
+    workspace: Workspace = None,
+    as_json: JsonFlag = False,
+) -> None:
+    """Erase a customer's personal data (name, email, phone) everywhere it is kept; the audit
+    chain and the ledger still verify, and the erasure itself is audited."""
+    from tenure.runtime.personal import erase
+
+    try:
+        _, store = _open(workspace)
+        done = erase(store, customer_id, by)
+    except FAILURES as exc:
+        raise _fail(exc) from None
+    if as_json:
+        _dump(done)
+        return
+    fields = ", ".join(done["fields_erased"]) or "no personal fields were held"
+    out.print(
+        f"erased {customer_id}: {fields}; {done['events_redacted']} event(s) redacted, "
+        f"{done['rejects_blanked']} rejected line(s) blanked, "
+        f"{done['deliveries_scrubbed']} delivery payload(s) scrubbed"
+    )
+
+
 def _decision_table(rows: list[dict[str, Any]]) -> None:
     table = Table(title="decisions", title_justify="left")
     table.add_column("decided_at")

@@ -123,10 +123,24 @@ class Consent(Payload, frozen=True):
     partner_id: Id | None = None
 
 
+# Personal data. It is accepted only here, kept in clear only in the `personal_data` table (the
+# event log stores digests; see events/personal.py) and erased with `tenure customers erase`.
+PersonName = Annotated[str, Meta(min_length=1, max_length=200)]
+# The event log keeps a digest in place of each value ("sha256:<hex>"), which must decode too.
+_DIGEST = r"sha256:[0-9a-f]{64}"
+Email = Annotated[
+    str, Meta(pattern=rf"^({_DIGEST}|[^@\s]{{1,64}}@[^@\s]+\.[^@\s]+)$", max_length=254)
+]
+Phone = Annotated[str, Meta(pattern=rf"^({_DIGEST}|\+?[0-9][0-9 ().-]{{4,30}})$")]
+
+
 class ProfileUpdated(Payload, frozen=True):
     timezone: Name | None = None
     plan: Name | None = None
     segment: Name | None = None
+    name: PersonName | None = None
+    email: Email | None = None
+    phone: Phone | None = None
 
     def __post_init__(self) -> None:
         if self.timezone is not None and self.timezone not in _zones():

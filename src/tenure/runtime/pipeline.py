@@ -22,6 +22,7 @@ from sqlalchemy import Connection
 from tenure.audit.chain import chain
 from tenure.events.envelope import Event
 from tenure.events.parse import Reject
+from tenure.events.personal import redacted
 from tenure.features.snapshot import Features, snapshot
 from tenure.features.state import CustomerState, apply_all
 from tenure.journeys.library import JourneyLibrary
@@ -40,6 +41,7 @@ from tenure.policy.experiments import NO_EVIDENCE, Evidence
 from tenure.policy.guardrails import CONTACT_MEMORY_S, GuardrailSettings
 from tenure.policy.lifecycle import PolicySet
 from tenure.policy.model import Policy
+from tenure.runtime import personal
 from tenure.runtime.clock import Clock, EventClock
 from tenure.runtime.loyalty import accrue_in, recalc_tiers_in, redeem_in
 from tenure.scoring.baseline import BaselineScorer
@@ -519,7 +521,12 @@ class Pipeline:
                 if d.guardrail:
                     summary.suppressed[d.guardrail] += 1
 
-        repo.insert_events(conn, event_rows)
+        # Personal values go to their own table; the event log keeps their digests.
+        if any(e.type == "profile.updated" for e in event_rows):
+            personal.keep(conn, event_rows)
+            repo.insert_events(conn, [redacted(e) for e in event_rows])
+        else:
+            repo.insert_events(conn, event_rows)
         if event_rows:
             newest = max(e.occurred_at for e in event_rows)
             if self.contracts:

@@ -10,6 +10,7 @@ from sqlalchemy import Connection, select
 from tenure.features.snapshot import snapshot
 from tenure.loyalty.ledger import member_account
 from tenure.runtime.models import scorer_for
+from tenure.runtime.personal import personal
 from tenure.scoring.types import Scorer, explained
 from tenure.store import acts, queries
 from tenure.store import schema as t
@@ -36,6 +37,7 @@ def customer_view(
     ).scalar()
     return {
         "customer_id": customer_id,
+        "personal": personal(conn, customer_id),
         "features": features.to_record(),
         "score": score.to_record(),
         "memory": found["memory"],

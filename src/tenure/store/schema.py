@@ -396,3 +396,15 @@ api_tokens = Table(
     Column("created_at", UtcDateTime, nullable=False),
     Column("revoked_at", UtcDateTime),
 )
+
+# Personal data lives here and only here: the event log keeps digests of it, the audit chain
+# never sees it, and erasing a customer deletes this row (see runtime/personal.py).
+personal_data = Table(
+    "personal_data",
+    metadata,
+    Column("customer_id", String(200), primary_key=True),
+    Column("name", Text),
+    Column("email", Text),
+    Column("phone", Text),
+    Column("updated_at", UtcDateTime, nullable=False),  # event time of the newest value
+)
