@@ -20,7 +20,14 @@ def tokens_create(
         typer.Option(help="admin, ingest, policy-author, approver, operator, auditor or partner."),
     ],
     partner: Annotated[str | None, typer.Option(help="For a partner token: which partner.")] = None,
-    label: Annotated[str, typer.Option(help="What the token is for.")] = "",
+    label: Annotated[
+        str,
+        typer.Option(
+            "--name",
+            "--label",
+            help="Who holds the token (a person or system); four-eyes approvals compare names.",
+        ),
+    ] = "",
     workspace: Workspace = None,
 ) -> None:
     """Create a token; it is printed once and only its digest is kept."""

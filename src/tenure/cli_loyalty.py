@@ -30,35 +30,15 @@ def ledger_balance(
     as_json: JsonFlag = False,
 ) -> None:
     """A member's points: posted, pending and available, and the lots they are in."""
-    account_id = member_account(programme, customer)
+    from tenure.runtime.loyalty import member_balance
 
-    def read(conn: Any) -> dict[str, Any]:
-        book = ledger.whole_book(conn)
-        a = book.account(account_id)
-        lots = [
-            {
-                "lot": lot.lot_id,
-                "remaining": lot.remaining,
-                "reserved": lot.reserved,
-                "expires_at": _iso(lot.expires_at),
-            }
-            for lot in book.lots_of(account_id)
-        ]
-        return {
-            "account": account_id,
-            "posted": a.balance,
-            "pending_debits": a.pending_dr,
-            "pending_credits": a.pending_cr,
-            "available": a.available,
-            "lots": lots,
-        }
-
-    data = _query(workspace, read)
+    data = _query(workspace, lambda c: member_balance(c, programme, customer))
     if as_json:
         _dump(data)
         return
     out.print(
-        f"[bold]{account_id}[/bold]: {data['posted']:,} posted, {data['available']:,} available "
+        f"[bold]{data['account']}[/bold]: {data['posted']:,} posted, "
+        f"{data['available']:,} available "
         f"({data['pending_debits']:,} held by pending redemptions)"
     )
     table = Table(title="lots (soonest to expire first)", title_justify="left")
@@ -259,40 +239,18 @@ def partner_reconcile(
 ) -> None:
     """Compare a partner's statement with the points the ledger says it funded; exit 1 on any
     difference (missing on either side, points that differ)."""
-    from tenure.loyalty.partners import parse_statement, reconcile
-    from tenure.runtime.loyalty import funded_points
+    from tenure.runtime.loyalty import reconciliation
 
     period = _period(period)
     try:
-        lines = parse_statement(statement.read_text(encoding="utf-8"), str(statement))
+        text = statement.read_text(encoding="utf-8")
+        data = _query(workspace, lambda c: reconciliation(c, partner, period, text, str(statement)))
     except (TenureError, OSError) as exc:
         raise _fail(exc) from None
-    funded = _query(workspace, lambda c: funded_points(c, partner, period))
-    report = reconcile(partner, period, lines, funded)
-    data = {
-        "partner": partner,
-        "period": period,
-        "matched": report.matched,
-        "missing_in_ledger": [
-            {"reference": x.reference, "points": x.points, "line": x.line_no}
-            for x in report.missing_in_ledger
-        ],
-        "missing_in_statement": [
-            {"reference": r, "points": p} for r, p in report.missing_in_statement
-        ],
-        "mismatches": [
-            {
-                "reference": m.reference,
-                "statement_points": m.statement_points,
-                "ledger_points": m.ledger_points,
-            }
-            for m in report.mismatches
-        ],
-    }
     if as_json:
         _dump(data)
     else:
-        out.print(f"{partner} {period}: {report.matched:,} lines match")
+        out.print(f"{partner} {period}: {data['matched']:,} lines match")
         for x in data["missing_in_ledger"]:
             out.print(
                 f"  not in the ledger: {x['reference']} ({x['points']} points, line {x['line']})"
@@ -304,7 +262,7 @@ def partner_reconcile(
                 f"  points differ: {x['reference']} statement {x['statement_points']}, "
                 f"ledger {x['ledger_points']}"
             )
-    if not report.clean:
+    if not data["clean"]:
         raise typer.Exit(1)
 
 

@@ -1,7 +1,9 @@
 """API tokens and roles: who may call what.
 
 Tokens are random (`secrets.token_urlsafe`), stored only as SHA-256 digests, shown once at
-creation. Each has one role; a partner token also names its partner.
+creation. Each has one role; a partner token also names its partner. A token's holder is its
+`name` (the label given at creation, else the token id): four-eyes rules compare holders, so
+the author of a policy or an adjustment cannot approve it with another token of their own.
 """
 
 from __future__ import annotations
@@ -26,6 +28,7 @@ class Caller:
     token_id: str
     role: str
     partner: str | None
+    name: str
 
 
 def digest(token: str) -> str:
@@ -63,8 +66,10 @@ def caller(conn: Connection, token: str) -> Caller | None:
     """The caller a token belongs to (None: unknown or revoked)."""
     a = t.api_tokens.c
     row = conn.execute(
-        select(a.token_id, a.role, a.partner).where(
+        select(a.token_id, a.role, a.partner, a.label).where(
             a.token_hash == digest(token), a.revoked_at.is_(None)
         )
     ).first()
-    return Caller(row.token_id, row.role, row.partner) if row else None
+    if row is None:
+        return None
+    return Caller(row.token_id, row.role, row.partner, (row.label or "").strip() or row.token_id)

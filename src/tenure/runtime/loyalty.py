@@ -747,3 +747,61 @@ def expire_run(store: Store, now: dt.datetime) -> dict[str, int]:
         "lots_expired": sum(r.kind == "expire" for r in ok),
         "points_expired": sum(r.amount for r in ok if r.kind == "expire"),
     }
+
+
+def _iso(epoch: float | None) -> str | None:
+    return dt.datetime.fromtimestamp(epoch, dt.UTC).isoformat() if epoch is not None else None
+
+
+def member_balance(conn: Connection, programme: str, customer_id: str) -> dict[str, Any]:
+    """A member's points: posted, pending and available, and the lots they are in (read only)."""
+    account_id = member_account(programme, customer_id)
+    book = ledger.load(conn, [], lock=False, accounts=[account_id])
+    a = book.account(account_id)
+    return {
+        "account": account_id,
+        "posted": a.balance,
+        "pending_debits": a.pending_dr,
+        "pending_credits": a.pending_cr,
+        "available": a.available,
+        "lots": [
+            {
+                "lot": lot.lot_id,
+                "remaining": lot.remaining,
+                "reserved": lot.reserved,
+                "expires_at": _iso(lot.expires_at),
+            }
+            for lot in book.lots_of(account_id)
+        ],
+    }
+
+
+def reconciliation(
+    conn: Connection, partner: str, period: str, statement: str, source: str
+) -> dict[str, Any]:
+    """A partner's statement (CSV text) against the points the ledger says it funded."""
+    from tenure.loyalty.partners import parse_statement, reconcile
+
+    lines = parse_statement(statement, source)
+    report = reconcile(partner, period, lines, funded_points(conn, partner, period))
+    return {
+        "partner": partner,
+        "period": period,
+        "clean": report.clean,
+        "matched": report.matched,
+        "missing_in_ledger": [
+            {"reference": x.reference, "points": x.points, "line": x.line_no}
+            for x in report.missing_in_ledger
+        ],
+        "missing_in_statement": [
+            {"reference": r, "points": p} for r, p in report.missing_in_statement
+        ],
+        "mismatches": [
+            {
+                "reference": m.reference,
+                "statement_points": m.statement_points,
+                "ledger_points": m.ledger_points,
+            }
+            for m in report.mismatches
+        ],
+    }

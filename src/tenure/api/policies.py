@@ -1,0 +1,101 @@
+"""Policy routes: list versions, upload a draft, promote through the lifecycle with approval.
+
+The four-eyes rule is the registry's (`policy.lifecycle.plan_transition`): the caller's token
+holder is the author of an upload and the `by` of a promotion, so an author cannot approve
+their own version however many tokens they hold. A policy author may move versions to shadow
+or retire them; making a version decide for real (canary, active) takes an approver.
+
+(No `from __future__ import annotations` here: FastAPI reads the dependency annotations.)
+"""
+
+import datetime as dt
+from typing import Annotated, Any, Literal
+
+from fastapi import APIRouter, Body, Depends
+from pydantic import BaseModel, Field
+
+from tenure.api.auth import Caller
+from tenure.api.service import Service
+from tenure.errors import ConfigError
+from tenure.journeys.spec import JourneyError
+from tenure.policy.model import Policy, parse_policy
+from tenure.runtime import policies as registry
+
+
+class Promotion(BaseModel):
+    """A lifecycle move."""
+
+    to: Literal["shadow", "canary", "active", "retired"]
+    percent: float | None = Field(
+        default=None, gt=0, lt=100, description="For a canary: the share of customers."
+    )
+
+
+def router(svc: Service) -> APIRouter:
+    """The policy routes of one service."""
+    api = APIRouter(prefix="/v1/policies", tags=["policies"])
+    readers = svc.guard("policy-author", "approver", "operator", "auditor")
+
+    @api.get("")
+    def list_policies(who: Annotated[Caller, Depends(readers)]) -> list[dict[str, Any]]:
+        """Registered versions, newest first, with status, author and approver."""
+        with svc.store.reader() as conn:
+            return registry.listing(conn)
+
+    @api.get("/schema")
+    def policy_schema(who: Annotated[Caller, Depends(readers)]) -> dict[str, Any]:
+        """The JSON Schema a policy document must follow."""
+        return Policy.model_json_schema()
+
+    @api.post("", status_code=201)
+    def upload_policy(
+        who: Annotated[Caller, Depends(svc.guard("policy-author"))],
+        document: Annotated[
+            dict[str, Any], Body(description="A policy (see /v1/policies/schema).")
+        ],
+    ) -> dict[str, Any]:
+        """Register a policy document as a draft version authored by the caller."""
+        policy = parse_policy(document, "the uploaded document")
+        for action in policy.actions:
+            try:
+                svc.journeys.get(action.journey)
+            except JourneyError as exc:
+                raise ConfigError(f"action {action.id!r}: {exc}") from None
+        with svc.store.transaction() as conn:
+            version, new = registry.register(conn, policy, who.name, dt.datetime.now(dt.UTC))
+        return {
+            "version": version,
+            "policy_id": policy.id,
+            "label": policy.label,
+            "status": "draft" if new else "already registered",
+        }
+
+    @api.post("/{version}/promote")
+    def promote_policy(
+        version: str,
+        move: Promotion,
+        who: Annotated[Caller, Depends(svc.guard("policy-author", "approver"))],
+    ) -> dict[str, Any]:
+        """Move a version to shadow, canary, active or retired; recorded in the audit chain."""
+        if who.role == "policy-author" and move.to in ("canary", "active"):
+            raise ConfigError(f"going {move.to} needs an approver's token")
+        with svc.store.transaction() as conn:
+            if who.role == "policy-author" and move.to == "retired":
+                current = {r["policy_hash"]: r["status"] for r in registry.listing(conn)}
+                if any(v.startswith(version) and s == "active" for v, s in current.items()):
+                    raise ConfigError("retiring the active version needs an approver's token")
+            plan = registry.promote(
+                conn, version, move.to, who.name, move.percent, dt.datetime.now(dt.UTC)
+            )
+        svc.reload_policies()
+        return {
+            "version": plan.version,
+            "policy_id": plan.policy_id,
+            "from": plan.from_status,
+            "to": plan.to_status,
+            "percent": plan.percent,
+            "by": plan.by,
+            "retired": list(plan.retired),
+        }
+
+    return api

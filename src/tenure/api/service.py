@@ -1,0 +1,192 @@
+"""What every route of the service shares: the store, the deciding pipeline, and who may call.
+
+One pipeline per process decides; a lock keeps its batches one at a time (the pipeline's caches
+are not shared between threads). A policy promoted over the API takes effect at once: the
+pipeline is rebuilt with the new live set under the same lock.
+
+(No `from __future__ import annotations` here: FastAPI reads the dependency annotations.)
+"""
+
+import threading
+import time
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import orjson
+from fastapi import HTTPException, Request
+from fastapi.responses import JSONResponse
+from prometheus_client import CollectorRegistry, Counter, Histogram
+from sqlalchemy import select
+
+from tenure.api.auth import Caller, caller
+from tenure.config import Settings
+from tenure.events.envelope import Event
+from tenure.events.parse import LineParser, RawLine, Reject
+from tenure.journeys.library import workspace_library
+from tenure.loyalty.contracts import Contract
+from tenure.runtime import policies as policy_registry
+from tenure.runtime.loyalty import workspace_contracts
+from tenure.runtime.models import scorer_for
+from tenure.runtime.pipeline import Pipeline
+from tenure.store import repo
+from tenure.store import schema as t
+from tenure.store.db import Store
+
+PROBLEM = "application/problem+json"
+MAX_EVENTS = 10_000
+# Who may read personal data (name, email, phone) in clear; everyone else sees it masked.
+PERSONAL_DATA_ROLES = ("admin", "operator")
+
+
+class Metrics:
+    """The service's Prometheus metrics, in a registry of its own."""
+
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry()
+        self.events = Counter(
+            "tenure_events", "Events received, by outcome", ["outcome"], registry=self.registry
+        )
+        self.decisions = Counter(
+            "tenure_decisions", "Decisions made, by status", ["status"], registry=self.registry
+        )
+        self.suppressions = Counter(
+            "tenure_suppressions",
+            "Suppressed decisions, by guardrail",
+            ["guardrail"],
+            registry=self.registry,
+        )
+        self.latency = Histogram(
+            "tenure_ingest_seconds",
+            "Time to ingest and decide one request's events",
+            registry=self.registry,
+            buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5),
+        )
+
+
+def problem(status: int, title: str, detail: str, **extra: Any) -> JSONResponse:
+    """An RFC 9457 problem response."""
+    body = {"type": "about:blank", "title": title, "status": status, "detail": detail, **extra}
+    return JSONResponse(body, status_code=status, media_type=PROBLEM)
+
+
+class Service:
+    """One workspace served: its store, pipeline, contracts and scorer, loaded once at start."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.store = Store(settings.database_url)
+        self.metrics = Metrics()
+        self.lock = threading.Lock()
+        self.parser = LineParser(settings.extra_event_types)
+        with self.store.reader() as conn:
+            self.scorer = scorer_for(conn)
+        self.contracts: Sequence[Contract] = workspace_contracts(settings.workspace)
+        self.journeys = workspace_library(settings.workspace)
+        self.pipeline = self._pipeline()
+
+    def _pipeline(self) -> Pipeline:
+        with self.store.reader() as conn:
+            live = policy_registry.live_set(conn)
+        return Pipeline(
+            self.store,
+            live,
+            batch_size=MAX_EVENTS,
+            scorer=self.scorer,
+            guardrails=self.settings.guardrails,
+            journeys=self.journeys,
+            contracts=self.contracts,
+            tiers=self.settings.tiers,
+        )
+
+    def reload_policies(self) -> None:
+        """Decide with the registry's live set from now on (after a promotion)."""
+        with self.lock:
+            self.pipeline = self._pipeline()
+
+    def guard(self, *roles: str) -> Callable[[Request], Caller]:
+        """A dependency that admits a bearer token of one of `roles` (admin always)."""
+
+        def check(request: Request) -> Caller:
+            header = request.headers.get("authorization", "")
+            scheme, _, token = header.partition(" ")
+            if scheme.lower() != "bearer" or not token:
+                raise HTTPException(401, "a bearer token is needed (tenure tokens create)")
+            with self.store.reader() as conn:
+                who = caller(conn, token.strip())
+            if who is None:
+                raise HTTPException(401, "unknown or revoked token")
+            if who.role not in ("admin", *roles):
+                raise HTTPException(403, f"role {who.role!r} may not do this")
+            return who
+
+        return check
+
+    def sharing(self, partner: str) -> set[str]:
+        """The customer fields a partner's contract lets it see (its newest version's scope)."""
+        for contract in self.contracts:
+            if contract.covers(partner):
+                return set(contract.versions[-1].sharing.get(partner, []))
+        return set()
+
+    def require_own_customer(self, who: Caller, customer_id: str, field: str | None) -> None:
+        """A partner may see only its own customers, and only fields its contract shares."""
+        if who.role != "partner":
+            return
+        e = t.events.c
+        with self.store.reader() as conn:
+            own = conn.execute(
+                select(e.event_id)
+                .where(e.customer_id == customer_id, e.partner_id == who.partner)
+                .limit(1)
+            ).first()
+        if own is None:
+            raise HTTPException(403, f"customer {customer_id!r} is not a customer of {who.partner}")
+        if field is not None and field not in self.sharing(who.partner or ""):
+            raise HTTPException(403, f"{who.partner}'s contract does not share {field!r} with it")
+
+    def ingest(self, items: list[Any], source: str = "api") -> dict[str, Any]:
+        """Parse, deduplicate and decide; per item accepted, duplicate or rejected, and the
+        (non-shadow) decisions the accepted events caused."""
+        started = time.perf_counter()
+        parsed = [
+            self.parser.parse(RawLine(i, orjson.dumps(x))) for i, x in enumerate(items, start=1)
+        ]
+        events = [p for p in parsed if isinstance(p, Event)]
+        with self.lock:
+            with self.store.reader() as conn:
+                known = repo.existing_event_ids(conn, [e.event_id for e in events])
+            self.pipeline.run(iter(parsed), source)
+        results: list[dict[str, Any]] = []
+        seen: set[str] = set()
+        accepted: list[str] = []
+        for i, p in enumerate(parsed):
+            if isinstance(p, Reject):
+                results.append(
+                    {"index": i, "status": "rejected", "field": p.field, "reason": p.reason}
+                )
+            elif p.event_id in known or p.event_id in seen:
+                results.append({"index": i, "event_id": p.event_id, "status": "duplicate"})
+            else:
+                seen.add(p.event_id)
+                accepted.append(p.event_id)
+                results.append({"index": i, "event_id": p.event_id, "status": "accepted"})
+        rows: list[Any] = []
+        if accepted:
+            d = t.decisions.c
+            with self.store.reader() as conn:
+                rows = list(
+                    conn.execute(
+                        select(d.record).where(d.trigger_event_id.in_(accepted), d.mode != "shadow")
+                    )
+                    .scalars()
+                    .all()
+                )
+        m = self.metrics
+        for r in results:
+            m.events.labels(r["status"]).inc()
+        for rec in rows:
+            m.decisions.labels(rec["status"]).inc()
+            if rec.get("guardrail"):
+                m.suppressions.labels(rec["guardrail"]).inc()
+        m.latency.observe(time.perf_counter() - started)
+        return {"results": results, "decisions": rows}
