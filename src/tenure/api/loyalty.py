@@ -23,7 +23,7 @@ from tenure.runtime import loyalty
 from tenure.store import ledger
 from tenure.store import schema as t
 
-PERIOD = r"^\d{4}-(0[1-9]|1[0-2])$"
+PERIOD = r"^(19|2[0-9])[0-9]{2}-(0[1-9]|1[0-2])$"  # YYYY-MM, years 1900-2999
 Id = Annotated[str, Field(min_length=1, max_length=200)]
 
 
