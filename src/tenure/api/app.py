@@ -27,6 +27,7 @@ from prometheus_client import (
 from sqlalchemy import select
 
 from tenure import __version__
+from tenure.api import dashboard
 from tenure.api.auth import Caller, caller
 from tenure.config import Settings
 from tenure.events.envelope import Event
@@ -102,6 +103,7 @@ def create_app(settings: Settings) -> FastAPI:
         description="Events in, governed and audited retention and loyalty actions out.",
     )
     app.state.store = store
+    app.include_router(dashboard.router(store, settings, scorer, contracts))
 
     @app.exception_handler(HTTPException)
     async def _http(_: Request, exc: HTTPException) -> JSONResponse:

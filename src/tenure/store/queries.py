@@ -327,3 +327,10 @@ def policy_transitions(conn: Connection, versions: Sequence[str]) -> list[dict[s
         .order_by(a.seq)
     )
     return [{"seq": int(seq), **orjson.loads(body)} for seq, body in conn.execute(query)]
+
+
+def decision_tasks(conn: Connection, decision_id: str) -> list[dict[str, Any]]:
+    """The human tasks a decision's journey opened, oldest first."""
+    k = t.tasks.c
+    query = select(t.tasks).where(k.decision_id == decision_id).order_by(k.created_at, k.task_id)
+    return repo.rows(conn, query)
