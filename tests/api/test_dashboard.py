@@ -94,13 +94,18 @@ def build_workspace(ws: Path) -> Settings:
     events = [e for n, c in enumerate(CUSTOMERS) for e in history(c, n)]
     # Someone still active on day 75: outcomes of day-30 decisions are known (30-day window).
     events.append(bought("z-late", T0 + dt.timedelta(days=75), 10.0, "late"))
-    Pipeline(
+    pipeline = Pipeline(
         store,
         live,
         guardrails=GUARDRAILS,
         journeys=workspace_library(ws),
         contracts=workspace_contracts(ws),
-    ).run(iter(sorted(events, key=lambda e: e.occurred_at)), "test")
+    )
+    # Two runs, as two days of a live feed: the cancellations come after the decisions.
+    events.sort(key=lambda e: e.occurred_at)
+    cut = T0 + dt.timedelta(days=31)
+    pipeline.run(iter([e for e in events if e.occurred_at < cut]), "first")
+    pipeline.run(iter([e for e in events if e.occurred_at >= cut]), "second")
     store.close()
     return settings
 

@@ -6,6 +6,7 @@ template can place it as it is. Geometry is in SVG user units; the SVG scales to
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -35,7 +36,17 @@ def _svg(height: float, body: list[str], title: str, width: int = WIDTH) -> Mark
 
 
 def _pct(x: float) -> str:
-    return f"{x * 100:+.1f}" if x else "0"
+    if abs(x) < 1e-12:
+        return "0"
+    return f"{x * 100:+.1f}".removesuffix(".0")
+
+
+def _ticks(lo: float, hi: float, most: int = 7) -> list[float]:
+    """Round values between lo and hi, zero among them, at most `most` of them."""
+    span = hi - lo
+    step = next((s for s in (0.01, 0.02, 0.05, 0.1, 0.2, 0.25, 0.5, 1.0) if span / s <= most), 1.0)
+    first = math.ceil(lo / step)
+    return [round(i * step, 6) for i in range(first, math.floor(hi / step) + 1)]
 
 
 def intervals(
@@ -56,16 +67,20 @@ def intervals(
 
     top = 10
     height = top + ROW_H * len(rows) + 34
-    zero = x(0.0)
-    body = [
-        f'<line class="zero" x1="{zero:.1f}" y1="{top}" x2="{zero:.1f}" y2="{height - 24}" '
-        'stroke="#888" stroke-dasharray="3 3"/>',
-        f'<text x="{left}" y="{height - 6}" font-size="11" fill="#555">{_pct(lo)}</text>',
-        f'<text x="{right}" y="{height - 6}" font-size="11" fill="#555" text-anchor="end">'
-        f"{_pct(hi)} {escape(unit)}</text>",
-        f'<text x="{zero:.1f}" y="{height - 6}" font-size="11" fill="#555" text-anchor="middle">'
-        "0</text>",
-    ]
+    body = []
+    for tick in _ticks(lo, hi):
+        at = x(tick)
+        dash = "" if tick == 0 else ' stroke-dasharray="2 4"'
+        body.append(
+            f'<line class="{"zero" if tick == 0 else "tick"}" x1="{at:.1f}" y1="{top}" '
+            f'x2="{at:.1f}" y2="{height - 24}" stroke="#999"{dash}/>'
+            f'<text x="{at:.1f}" y="{height - 8}" font-size="11" fill="#555" '
+            f'text-anchor="middle">{_pct(tick)}</text>'
+        )
+    body.append(
+        f'<text x="{left - 8}" y="{height - 8}" font-size="11" fill="#555" text-anchor="end">'
+        f"{escape(unit)}</text>"
+    )
     for i, r in enumerate(rows):
         y = top + ROW_H * i + ROW_H / 2
         body.append(

@@ -83,6 +83,14 @@ def _when(value: Any) -> str:
     return value.astimezone(dt.UTC).strftime("%Y-%m-%d %H:%M")
 
 
+def _short_task(task_id: str) -> str:
+    """`<decision_id>:<step>:<visit>` as 'd-28329dc2… call #1' (the full id is its title)."""
+    parts = task_id.rsplit(":", 2)
+    if len(parts) != 3:
+        return task_id
+    return f"{parts[0][:10]}… {parts[1]} #{parts[2]}"
+
+
 def _environment() -> jinja2.Environment:
     env = jinja2.Environment(
         loader=jinja2.FileSystemLoader(TEMPLATES),
@@ -92,6 +100,7 @@ def _environment() -> jinja2.Environment:
         lstrip_blocks=True,
     )
     env.filters["when"] = _when
+    env.filters["short_task"] = _short_task
     env.filters["seg"] = lambda x: quote(str(x), safe="")  # one path segment, "/" included
     env.filters["pct"] = lambda x, signed=False: (
         "-" if x is None else f"{x:{'+' if signed else ''}.1%}"
@@ -381,7 +390,7 @@ def router(
                 for r in rows
             ],
             "churn reduction (treated vs control) with 95% intervals",
-            unit="points",
+            unit="churn-rate points",
         )
         return page(
             request,

@@ -296,24 +296,27 @@ def _utc_day(conn: Connection, column: Any) -> Any:
 
 def per_day(conn: Connection, what: str, days: int = 30) -> list[tuple[str, int]]:
     """Events ("events", by event time) or live decisions ("decisions") per UTC day, for the
-    last `days` days that have any up to the newest one."""
+    `days` days up to the newest one (days with none included, as 0)."""
     if what == "events":
         table, column, where = t.events, t.events.c.occurred_at, []
     else:
-        table, column, where = (
-            t.decisions,
-            t.decisions.c.decided_at,
-            [t.decisions.c.mode != "shadow"],
-        )
+        d = t.decisions.c
+        table, column, where = t.decisions, d.decided_at, [d.mode != "shadow"]
     newest = conn.execute(select(func.max(column)).where(*where)).scalar()
     if newest is None:
         return []
-    since = newest.replace(hour=0, minute=0, second=0, microsecond=0) - dt.timedelta(days=days - 1)
+    first = newest.replace(hour=0, minute=0, second=0, microsecond=0) - dt.timedelta(days=days - 1)
     day = _utc_day(conn, column)
-    rows = conn.execute(
-        select(day, func.count()).select_from(table).where(column >= since, *where).group_by(day)
-    ).all()
-    return sorted((str(d), int(n)) for d, n in rows)
+    counts = dict(
+        conn.execute(
+            select(day, func.count())
+            .select_from(table)
+            .where(column >= first, *where)
+            .group_by(day)
+        ).all()
+    )
+    every = [f"{first + dt.timedelta(days=i):%Y-%m-%d}" for i in range(days)]
+    return [(k, int(counts.get(k, 0))) for k in every]
 
 
 def policy_transitions(conn: Connection, versions: Sequence[str]) -> list[dict[str, Any]]:
