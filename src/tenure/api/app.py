@@ -18,8 +18,8 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from sqlalchemy import select
 
 from tenure import __version__
+from tenure.api import dashboard, operations, policies
 from tenure.api import loyalty as loyalty_routes
-from tenure.api import operations, policies
 from tenure.api.auth import Caller
 from tenure.api.personal import mask_view
 from tenure.api.service import MAX_EVENTS, Service, problem
@@ -41,6 +41,7 @@ def create_app(settings: Settings) -> FastAPI:
     )
     app.state.store = store
     app.state.service = svc
+    app.include_router(dashboard.router(store, settings, svc.scorer, svc.contracts))
 
     @app.exception_handler(HTTPException)
     async def _http(_: Request, exc: HTTPException) -> JSONResponse:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 from collections.abc import Sequence
 from typing import Any
 
@@ -252,3 +253,87 @@ def segments(conn: Connection, customer_ids: Sequence[str]) -> dict[str, str | N
         register = (state.get("registers") or {}).get("segment")
         out[cid] = register[2] if register else None
     return out
+
+
+# ---------------------------------------------------------------- the dashboard's reads
+
+
+def customers_by_prefix(conn: Connection, prefix: str, limit: int = 50) -> list[str]:
+    """Customer ids starting with `prefix`, in order, read from the primary key's index.
+
+    SQLite: a range on the key (its LIKE is case-insensitive and skips the index). PostgreSQL:
+    LIKE 'prefix%' with the wildcards escaped, which its planner turns into the same range
+    where the collation allows.
+    """
+    c = t.customers.c
+    query = select(c.customer_id)
+    if prefix and conn.dialect.name == "sqlite":
+        after = prefix[:-1] + chr(ord(prefix[-1]) + 1)  # the first string past every match
+        query = query.where(c.customer_id >= prefix, c.customer_id < after)
+    elif prefix:
+        query = query.where(c.customer_id.startswith(prefix, autoescape=True))
+    return list(conn.execute(query.order_by(c.customer_id).limit(limit)).scalars())
+
+
+def customer_events(conn: Connection, customer_id: str, limit: int = 100) -> list[dict[str, Any]]:
+    """A customer's events, newest first (by event time)."""
+    e = t.events.c
+    query = (
+        select(e.event_id, e.type, e.occurred_at, e.source, e.partner_id, e.payload)
+        .where(e.customer_id == customer_id)
+        .order_by(e.occurred_at.desc(), e.event_id)
+        .limit(limit)
+    )
+    return repo.rows(conn, query)
+
+
+def _utc_day(conn: Connection, column: Any) -> Any:
+    """A time column as its UTC day, 'YYYY-MM-DD', on either backend."""
+    if conn.dialect.name == "postgresql":
+        return func.to_char(func.timezone("UTC", column), "YYYY-MM-DD")
+    return func.strftime("%Y-%m-%d", column)  # SQLite keeps UTC times as naive text
+
+
+def per_day(conn: Connection, what: str, days: int = 30) -> list[tuple[str, int]]:
+    """Events ("events", by event time) or live decisions ("decisions") per UTC day, for the
+    `days` days up to the newest one (days with none included, as 0)."""
+    if what == "events":
+        table, column, where = t.events, t.events.c.occurred_at, []
+    else:
+        d = t.decisions.c
+        table, column, where = t.decisions, d.decided_at, [d.mode != "shadow"]
+    newest = conn.execute(select(func.max(column)).where(*where)).scalar()
+    if newest is None:
+        return []
+    first = newest.replace(hour=0, minute=0, second=0, microsecond=0) - dt.timedelta(days=days - 1)
+    day = _utc_day(conn, column)
+    counts = dict(
+        conn.execute(
+            select(day, func.count())
+            .select_from(table)
+            .where(column >= first, *where)
+            .group_by(day)
+        ).all()
+    )
+    every = [f"{first + dt.timedelta(days=i):%Y-%m-%d}" for i in range(days)]
+    return [(k, int(counts.get(k, 0))) for k in every]
+
+
+def policy_transitions(conn: Connection, versions: Sequence[str]) -> list[dict[str, Any]]:
+    """The lifecycle of these policy versions: their transition audit records, oldest first."""
+    if not versions:
+        return []
+    a = t.audit.c
+    query = (
+        select(a.seq, a.body)
+        .where(a.ref.in_(list(versions)), a.kind == "policy.transition")
+        .order_by(a.seq)
+    )
+    return [{"seq": int(seq), **orjson.loads(body)} for seq, body in conn.execute(query)]
+
+
+def decision_tasks(conn: Connection, decision_id: str) -> list[dict[str, Any]]:
+    """The human tasks a decision's journey opened, oldest first."""
+    k = t.tasks.c
+    query = select(t.tasks).where(k.decision_id == decision_id).order_by(k.created_at, k.task_id)
+    return repo.rows(conn, query)

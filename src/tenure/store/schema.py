@@ -12,6 +12,7 @@ from sqlalchemy import (
     DateTime,
     Dialect,
     Float,
+    Index,
     Integer,
     LargeBinary,
     MetaData,
@@ -59,6 +60,8 @@ events = Table(
     Column("partner_id", String(200)),
     Column("schema_version", Integer, nullable=False),
     Column("payload", Json, nullable=False),
+    # A customer's timeline; migration 0008.
+    Index("ix_events_customer_time", "customer_id", "occurred_at"),
 )
 
 rejects = Table(
