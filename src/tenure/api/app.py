@@ -33,6 +33,7 @@ from tenure.events.envelope import Event
 from tenure.events.parse import LineParser, RawLine, Reject
 from tenure.journeys.library import workspace_library
 from tenure.loyalty.contracts import Contract
+from tenure.observe.http import instrument
 from tenure.runtime import policies as policy_registry
 from tenure.runtime.loyalty import workspace_contracts
 from tenure.runtime.models import scorer_for
@@ -102,6 +103,7 @@ def create_app(settings: Settings) -> FastAPI:
         description="Events in, governed and audited retention and loyalty actions out.",
     )
     app.state.store = store
+    instrument(app, store, metrics, settings.channels)
 
     @app.exception_handler(HTTPException)
     async def _http(_: Request, exc: HTTPException) -> JSONResponse:
