@@ -81,23 +81,29 @@ def scrub(text: str) -> str:
     return _PHONE.sub(_phone, text)
 
 
-def _sensitive(key: str) -> bool:
+def _kind(key: Any) -> str | None:
+    """What a key holds when it is sensitive (email, phone, name), else None."""
+    if not isinstance(key, str):
+        return None
     k = key.lower()
-    return k in SENSITIVE_KEYS or k.endswith(("email", "phone"))
+    if k.endswith("email"):
+        return "email"
+    if k.endswith(("phone", "phone_number", "mobile")):
+        return "phone"
+    return "name" if k in SENSITIVE_KEYS else None
 
 
 def _masked(value: Any) -> Any:
     if isinstance(value, str):
         return scrub(value)
     if isinstance(value, Mapping):
-        return {
-            k: (
-                _digest(str(k).lower(), v)
-                if isinstance(k, str) and _sensitive(k) and v not in (None, "")
-                else _masked(v)
-            )
-            for k, v in value.items()
-        }
+        out = {}
+        for k, v in value.items():
+            kind = _kind(k)
+            # The same digest as inside text (an email under `email` or in a sentence), so
+            # lines about one person match up whichever way they mention them.
+            out[k] = _masked(v) if kind is None or v in (None, "") else _digest(kind, v)
+        return out
     if isinstance(value, list | tuple | set | frozenset):
         return [_masked(v) for v in value]
     return value
@@ -130,8 +136,14 @@ def _logger_name(logger: Any, __: str, event_dict: dict[str, Any]) -> dict[str, 
     return event_dict
 
 
+_FIRST = ("timestamp", "level", "logger", "event")
+
+
 def _json(_: Any, __: str, event_dict: dict[str, Any]) -> str:
-    return orjson.dumps(event_dict, default=str, option=orjson.OPT_NON_STR_KEYS).decode()
+    # What and when first, for a person reading the file; the ids and details after.
+    ordered = {k: event_dict.pop(k) for k in _FIRST if k in event_dict}
+    ordered.update(event_dict)
+    return orjson.dumps(ordered, default=str, option=orjson.OPT_NON_STR_KEYS).decode()
 
 
 class _Stderr:
