@@ -74,6 +74,57 @@ app.add_typer(model_app, name="model")
 out = Console()
 err = Console(stderr=True)
 
+# The log options as given (None: not given), for the long-running commands to default to info.
+LOG_OPTIONS: dict[str, Any] = {"level": None, "format": "json", "file": None}
+
+
+@app.callback()
+def _logging(
+    log_level: Annotated[
+        str | None,
+        typer.Option(
+            "--log-level",
+            envvar="TENURE_LOG_LEVEL",
+            help="debug, info, warning or error (default: info for serve and worker, else "
+            "warning).",
+            show_default=False,
+        ),
+    ] = None,
+    log_format: Annotated[
+        str,
+        typer.Option("--log-format", envvar="TENURE_LOG_FORMAT", help="json or console."),
+    ] = "json",
+    log_file: Annotated[
+        Path | None,
+        typer.Option(
+            "--log-file",
+            envvar="TENURE_LOG_FILE",
+            help="Append log lines to this file instead of stderr.",
+            show_default=False,
+        ),
+    ] = None,
+) -> None:
+    # Logs are for operators and machines: JSON on stderr (or a file), never on stdout, where
+    # commands print their results. Tracing exports only when the OTEL_* variables ask.
+    from tenure.observe.logs import configure_logging
+    from tenure.observe.tracing import configure_tracing
+
+    LOG_OPTIONS.update(level=log_level, format=log_format, file=log_file)
+    try:
+        configure_logging(log_level or "warning", log_format, log_file)
+        configure_tracing()
+    except (ValueError, TenureError, OSError) as exc:
+        raise _fail(exc) from None
+
+
+def _service_logging() -> None:
+    """Long-running commands log at info unless a level was given."""
+    if LOG_OPTIONS["level"] is None:
+        from tenure.observe.logs import configure_logging
+
+        configure_logging("info", LOG_OPTIONS["format"], LOG_OPTIONS["file"])
+
+
 Workspace = Annotated[
     Path | None,
     typer.Option(

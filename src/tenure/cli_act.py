@@ -9,7 +9,19 @@ from typing import Annotated, Any
 import typer
 from rich.table import Table
 
-from tenure.cli import FAILURES, JsonFlag, Workspace, _dump, _fail, _open, _query, app, err, out
+from tenure.cli import (
+    FAILURES,
+    JsonFlag,
+    Workspace,
+    _dump,
+    _fail,
+    _open,
+    _query,
+    _service_logging,
+    app,
+    err,
+    out,
+)
 from tenure.runtime.temporal import workflow_url
 from tenure.store import acts
 
@@ -34,6 +46,17 @@ def worker(
     once: Annotated[
         bool, typer.Option(help="Dispatch the outbox once and exit (no worker keeps running).")
     ] = False,
+    metrics_port: Annotated[
+        int | None,
+        typer.Option(
+            help="Serve Prometheus metrics on this port (/metrics): the store's gauges and "
+            "this worker's counters.",
+            show_default=False,
+        ),
+    ] = None,
+    metrics_host: Annotated[str, typer.Option(help="Address the metrics listen on.")] = (
+        "127.0.0.1"
+    ),
 ) -> None:
     """Run journey workers: start journeys from the outbox, run their steps, deliver.
 
@@ -43,8 +66,18 @@ def worker(
     """
     from tenure.runtime.journeys import LiveWorker
 
+    _service_logging()
     try:
         settings, store = _open(workspace)
+        if metrics_port is not None and not once:
+            from prometheus_client import start_http_server
+
+            from tenure.observe.metrics import registry_for
+
+            start_http_server(
+                metrics_port, metrics_host, registry=registry_for(store, settings.channels)
+            )
+            err.print(f"metrics on http://{metrics_host}:{metrics_port}/metrics")
         if once:
             import asyncio
 

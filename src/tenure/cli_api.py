@@ -7,7 +7,7 @@ from typing import Annotated
 
 import typer
 
-from tenure.cli import FAILURES, Workspace, _fail, _open, app, err, out
+from tenure.cli import FAILURES, Workspace, _fail, _open, _service_logging, app, err, out
 
 tokens_app = typer.Typer(help="API tokens (shown once, stored as digests).", no_args_is_help=True)
 app.add_typer(tokens_app, name="tokens")
@@ -55,6 +55,7 @@ def serve(
     from tenure.api.app import create_app
     from tenure.config import resolve
 
+    _service_logging()
     try:
         application = create_app(resolve(workspace))
     except FAILURES as exc:

@@ -25,6 +25,7 @@ from tenure.api.personal import mask_view
 from tenure.api.service import MAX_EVENTS, Service, problem
 from tenure.config import Settings
 from tenure.errors import TenureError
+from tenure.observe.http import instrument
 from tenure.runtime.personal import erase
 from tenure.runtime.views import customer_view
 from tenure.store import queries
@@ -41,6 +42,7 @@ def create_app(settings: Settings) -> FastAPI:
     )
     app.state.store = store
     app.state.service = svc
+    instrument(app, store, metrics, settings.channels)
     app.include_router(dashboard.router(store, settings, svc.scorer, svc.contracts))
 
     @app.exception_handler(HTTPException)

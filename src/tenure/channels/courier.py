@@ -39,6 +39,9 @@ from tenure.channels.adapters import (
     Retryable,
     make_channel,
 )
+from tenure.observe import tracing
+from tenure.observe.logs import bound, get_logger
+from tenure.observe.metrics import SENT
 from tenure.store import acts
 from tenure.store.acts import utc
 from tenure.store.db import Store
@@ -48,6 +51,7 @@ Status = Literal["delivered", "duplicate", "held", "dead", "in_flight"]
 # not send. Longer than any attempt loop (and than the activity's timeout), so only a sender that
 # died mid-send lets the message go out again, after the lease: the one at-least-once window.
 SEND_LEASE_S = 180.0
+log = get_logger("tenure.courier")
 
 
 @dataclass(frozen=True)
@@ -96,6 +100,42 @@ class Courier:
 
     def deliver(self, message: Message, force: bool = False) -> Receipt:
         """Deliver once or record why not; `force` tries even through an open circuit."""
+        # Inside an activity the journey's correlation id is bound already; the decision id and
+        # key are bound here for the held and dead letters sent again outside any journey.
+        with (
+            bound(decision_id=message.decision_id, key=message.key),
+            tracing.tracer.start_as_current_span(
+                "tenure.courier.deliver",
+                attributes={
+                    "tenure.decision_id": message.decision_id,
+                    "tenure.key": message.key,
+                    "tenure.channel": message.channel,
+                    "tenure.kind": message.kind,
+                },
+            ) as span,
+        ):
+            receipt = self._deliver(message, force)
+            span.set_attribute("tenure.status", receipt.status)
+            span.set_attribute("tenure.attempts", receipt.attempts)
+            SENT.labels(message.channel, receipt.status).inc()
+            fields = {
+                "channel": message.channel,
+                "kind": message.kind,
+                "template": message.template,
+                "status": receipt.status,
+                "attempts": receipt.attempts,
+                "error": receipt.error,
+                "forced": force or None,
+            }
+            if receipt.status == "dead":
+                log.warning("delivery dead-lettered", **fields)
+            elif receipt.status in ("duplicate", "in_flight"):
+                log.debug("delivery already handled", **fields)
+            else:
+                log.info(f"delivery {receipt.status}", **fields)
+            return receipt
+
+    def _deliver(self, message: Message, force: bool) -> Receipt:
         at = utc(self.now())
         with self.store.transaction() as conn:
             row = acts.claim_delivery(
@@ -209,6 +249,8 @@ class Courier:
             state = acts.channel_state(conn, channel)
             failures = state["failures"] + 1
             opened = failures >= threshold
+            if opened and state["circuit"] != "open":
+                log.warning("circuit opened", channel=channel, failures=failures)
             acts.save_channel_state(
                 conn,
                 channel,

@@ -22,6 +22,7 @@ from tenure.channels.courier import Courier, Receipt
 from tenure.features.snapshot import snapshot
 from tenure.features.state import CustomerState
 from tenure.loyalty.ledger import Request, funder_account, member_account
+from tenure.observe.logs import bound, get_logger
 from tenure.policy.guardrails import (
     CONTACT_MEMORY_S,
     Contact,
@@ -38,6 +39,7 @@ from tenure.store.repo import load_customers
 CRM_CHANNEL = "crm"
 PROGRAMME = "default"  # the loyalty programme journeys grant points in
 RETENTION_FUNDER = "retention"  # who funds points a retention journey grants
+log = get_logger("tenure.activities")
 
 
 class InFlight(RuntimeError):
@@ -64,9 +66,21 @@ class JourneyActivities:
         self, about: dict[str, Any], command: dict[str, Any], record: dict[str, Any] | None = None
     ) -> dict[str, Any]:
         """Carry out one machine command (then record the journey's state, when given)."""
-        result = self._act(about, command)
-        if record is not None:
-            self.record(about["decision_id"], record)
+        # Bound for the activity's thread, so the courier's lines carry the journey's ids too.
+        with bound(
+            correlation_id=about.get("correlation_id"),
+            decision_id=about["decision_id"],
+            key=command.get("key"),
+        ):
+            log.info(
+                "activity executing",
+                command=command["kind"],
+                step=command.get("step"),
+                attempt=activity.info().attempt if activity.in_activity() else 1,
+            )
+            result = self._act(about, command)
+            if record is not None:
+                self.record(about["decision_id"], record, about.get("correlation_id", ""))
         return result
 
     def _act(self, about: dict[str, Any], command: dict[str, Any]) -> dict[str, Any]:
@@ -221,6 +235,7 @@ class JourneyActivities:
             (result,) = ledger.post_in(conn, [request], now)
             if result not in ("ok", "exists"):
                 raise RuntimeError(f"the ledger refused the grant: {result}")
+            log.info("points granted", points=int(command["points"]), ledger=result)
         return "granted"
 
     def _undo(self, conn: Any, about: dict[str, Any], command: dict[str, Any]) -> str:
@@ -279,9 +294,13 @@ class JourneyActivities:
         return {"status": row["status"], "resolution": row["resolution"], "by": row["resolved_by"]}
 
     @activity.defn(name="tenure.record")
-    def record(self, decision_id: str, state: dict[str, Any]) -> None:
+    def record(self, decision_id: str, state: dict[str, Any], correlation_id: str = "") -> None:
         """Write where the journey stands to the journeys table (what operators look at)."""
         status = state["status"] if state["status"] in ("completed", "failed") else "running"
+        with bound(correlation_id=correlation_id, decision_id=decision_id):
+            (log.info if status != "running" else log.debug)(
+                f"journey {status}", step=state["step"], outcome=state["outcome"]
+            )
         with self.store.transaction() as conn:
             acts.update_journey(
                 conn,

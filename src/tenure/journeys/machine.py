@@ -48,6 +48,9 @@ class JourneyInput:
     budget_period: str | None = None  # the budget period the cost was reserved in
     deliver_at: float | None = None  # epoch seconds; a deferred delivery waits until then
     journey: dict[str, Any] = field(default_factory=dict)  # the spec, as it was when decided
+    # The event that triggered the decision: the id every log line of this journey carries.
+    # (Defaulted, so histories from before it still decode.)
+    correlation_id: str = ""
 
 
 @dataclass(frozen=True)

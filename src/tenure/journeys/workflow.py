@@ -125,7 +125,11 @@ class JourneyWorkflow:
             ]
             await workflow.execute_activity(
                 RECORD,
-                args=[data.get("decision_id", workflow.info().workflow_id), failed],
+                args=[
+                    data.get("decision_id", workflow.info().workflow_id),
+                    failed,
+                    data.get("correlation_id", ""),
+                ],
                 start_to_close_timeout=_RECORD_TIMEOUT,
                 retry_policy=_RETRY,
             )
@@ -176,7 +180,7 @@ class JourneyWorkflow:
         if self._state != before and not commands:
             await workflow.execute_activity(
                 RECORD,
-                args=[inp.decision_id, self._state.to_record()],
+                args=[inp.decision_id, self._state.to_record(), inp.correlation_id],
                 start_to_close_timeout=_RECORD_TIMEOUT,
                 retry_policy=_RETRY,
             )

@@ -22,6 +22,9 @@ from temporalio.exceptions import WorkflowAlreadyStartedError
 from temporalio.service import RPCError, RPCStatusCode
 
 from tenure.journeys.workflow import WORKFLOW
+from tenure.observe import tracing
+from tenure.observe.logs import bound, get_logger
+from tenure.observe.metrics import DISPATCHED
 from tenure.runtime.temporal import TASK_QUEUE
 from tenure.store import acts
 from tenure.store.acts import utc
@@ -29,6 +32,7 @@ from tenure.store.db import Store
 
 _CONCURRENCY = 64
 RETRY_LATER = "not yet"
+log = get_logger("tenure.dispatch")
 
 
 class Dispatcher:
@@ -42,7 +46,8 @@ class Dispatcher:
         now: Callable[[], float] = time.time,
     ) -> None:
         self.store = store
-        self.client = client
+        # Traced: the start carries the decision's trace into the workflow and its activities.
+        self.client = tracing.with_tracing(client)
         self.task_queue = task_queue
         self.now = now
 
@@ -72,9 +77,20 @@ class Dispatcher:
             ]
             done, again = [], []
             for row, result in zip([*starts, *rest], results, strict=True):
+                DISPATCHED.labels(
+                    row["kind"], "failed" if isinstance(result, BaseException) else result
+                ).inc()
                 if isinstance(result, BaseException):
                     counts["failed"] += 1
                     again.append(row["id"])
+                    log.warning(
+                        "dispatch failed",
+                        correlation_id=row["payload"].get("correlation_id"),
+                        decision_id=row["decision_id"],
+                        kind=row["kind"],
+                        attempts=row.get("attempts"),
+                        error=f"{type(result).__name__}: {result}",
+                    )
                 elif result == RETRY_LATER:
                     counts[result] += 1
                     again.append(row["id"])
@@ -89,7 +105,31 @@ class Dispatcher:
 
     async def _gated(self, gate: asyncio.Semaphore, row: dict[str, Any]) -> str:
         async with gate:
-            return await self._one(row)
+            payload = row["payload"]
+            # Each row runs in a task of its own, so the ids bound here stay with this row; the
+            # span continues the trace the decision started (see tenure.observe.tracing).
+            with (
+                bound(correlation_id=payload.get("correlation_id"), decision_id=row["decision_id"]),
+                tracing.tracer.start_as_current_span(
+                    f"tenure.dispatch {row['kind']}",
+                    context=tracing.continued(payload.get("trace")),
+                    attributes={
+                        "tenure.decision_id": row["decision_id"],
+                        "tenure.correlation_id": payload.get("correlation_id") or "",
+                    },
+                ),
+            ):
+                result = await self._one(row)
+                what = {
+                    "started": "journey started",
+                    "already started": "journey already started",
+                    "signalled": "journey signalled",
+                    "journey over": "journey over, signal dropped",
+                    "task opened": "task opened",
+                }.get(result)
+                if what is not None:
+                    log.info(what, kind=row["kind"], customer_id=payload.get("customer_id"))
+                return result
 
     async def _one(self, row: dict[str, Any]) -> str:
         kind, payload = row["kind"], row["payload"]

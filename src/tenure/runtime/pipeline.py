@@ -10,6 +10,8 @@ from __future__ import annotations
 import dataclasses
 import datetime as dt
 import gc
+import logging
+import time
 import uuid
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
@@ -17,6 +19,8 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
+from opentelemetry import context as otel_context
+from opentelemetry import trace
 from sqlalchemy import Connection
 
 from tenure.audit.chain import chain
@@ -29,6 +33,9 @@ from tenure.journeys.library import JourneyLibrary
 from tenure.journeys.spec import JourneyError
 from tenure.loyalty.contracts import Contract
 from tenure.loyalty.tiers import Tiers
+from tenure.observe import tracing
+from tenure.observe.logs import enabled, get_logger
+from tenure.observe.metrics import BATCH_SECONDS
 from tenure.policy.decide import (
     DEFAULT_GUARDRAILS,
     Decision,
@@ -52,6 +59,18 @@ from tenure.store.db import Store
 DEFAULT_BATCH_SIZE = 40_000
 
 Known = tuple[CustomerState, dict[str, Any], int]  # state, memory per policy, stored version
+
+log = get_logger("tenure.pipeline")
+
+
+@dataclass
+class _Committed:
+    """What a batch wrote, kept until its transaction commits so the lines say what is true."""
+
+    accepted: list[Event] = field(default_factory=list)
+    duplicates: list[str] = field(default_factory=list)  # event ids (kept when debug is on)
+    rejects: list[Reject] = field(default_factory=list)
+    decisions: list[Decision] = field(default_factory=list)
 
 
 @dataclass
@@ -331,6 +350,7 @@ class Pipeline:
         # only while the store still holds that version, so another writer can never be undone.
         self._cache: dict[str, Known] = {}
         self._pending: dict[str, Known] = {}
+        self._committed = _Committed()
 
     def _known(self, conn: Connection, ids: list[str]) -> dict[str, Known]:
         """Current state, memory and version of `ids`, decoding from the store only on a miss."""
@@ -365,9 +385,18 @@ class Pipeline:
         with _collector_per_batch():
             for batch in batched(items, self.batch_size):
                 self._pending = {}
-                with self.store.transaction() as conn:
-                    counts = self._process(conn, batch, summary)
-                    repo.add_run_counts(conn, summary.run_id, counts)
+                started = time.perf_counter()
+                with tracing.tracer.start_as_current_span("tenure.pipeline.batch") as span:
+                    with self.store.transaction() as conn:
+                        counts = self._process(conn, batch, summary, span)
+                        repo.add_run_counts(conn, summary.run_id, counts)
+                    seconds = time.perf_counter() - started
+                    BATCH_SECONDS.observe(seconds)
+                    if span.is_recording():
+                        span.set_attribute("tenure.run_id", summary.run_id)
+                        for k, v in counts.items():
+                            span.set_attribute(f"tenure.{k}", v)
+                    self._log_batch(summary, counts, seconds)
                 self._cache.update(self._pending)
                 if summary.batches % 10 == 0:
                     # Batches make almost no reference cycles; an occasional collection is enough.
@@ -378,21 +407,78 @@ class Pipeline:
             repo.add_run_counts(conn, summary.run_id, {}, finished_at=dt.datetime.now(dt.UTC))
         return summary
 
+    def _log_batch(self, summary: RunSummary, counts: dict[str, int], seconds: float) -> None:
+        """The committed batch's lines: each decision (its correlation id is the event that
+        triggered it), each reject, and each event when debugging."""
+        done, self._committed = self._committed, _Committed()
+        if enabled(logging.DEBUG):
+            for e in done.accepted:
+                log.debug(
+                    "event accepted",
+                    correlation_id=e.event_id,
+                    event_id=e.event_id,
+                    type=e.type,
+                    customer_id=e.customer_id,
+                )
+            for eid in done.duplicates:
+                log.debug("event duplicate", correlation_id=eid, event_id=eid)
+        for r in done.rejects:
+            log.info(
+                "event rejected",
+                run_id=summary.run_id,
+                source=summary.source,
+                line_no=r.line_no,
+                field=r.field,
+                reason=r.reason,
+            )
+        for d in done.decisions:
+            (log.debug if d.mode == "shadow" else log.info)(
+                "decision made",
+                correlation_id=d.trigger_event_id,
+                event_id=d.trigger_event_id,
+                decision_id=d.decision_id,
+                customer_id=d.customer_id,
+                policy_id=d.policy_id,
+                mode=d.mode,
+                status=d.status,
+                action_id=d.action_id,
+                channel=d.channel,
+                guardrail=d.guardrail,
+            )
+        log.info(
+            "batch committed",
+            run_id=summary.run_id,
+            source=summary.source,
+            duration_ms=round(seconds * 1000, 1),
+            **counts,
+        )
+
     def _process(
-        self, conn: Connection, batch: list[Event | Reject], summary: RunSummary
+        self,
+        conn: Connection,
+        batch: list[Event | Reject],
+        summary: RunSummary,
+        span: trace.Span = trace.INVALID_SPAN,
     ) -> dict[str, int]:
+        decide_started = time.time_ns()
+        debug = enabled(logging.DEBUG)
         events: dict[str, Event] = {}
         rejects: list[Reject] = []
+        duplicate_ids: list[str] = []
         duplicates = 0
         for item in batch:
             if isinstance(item, Reject):
                 rejects.append(item)
             elif item.event_id in events:
                 duplicates += 1
+                if debug:
+                    duplicate_ids.append(item.event_id)
             else:
                 events[item.event_id] = item
         existing = repo.existing_event_ids(conn, list(events))
         duplicates += len(existing)
+        if debug:
+            duplicate_ids.extend(existing)
         by_customer: dict[str, list[Event]] = {}
         event_rows = []
         for eid, e in events.items():
@@ -508,13 +594,15 @@ class Pipeline:
             head_seq, head_hash = repo.lock_audit_head(conn)
             records = chain(head_hash, head_seq + 1, bodies)
             repo.append_audit(conn, records, refs)
+            traced = span.is_recording()
             for d, rec in zip(decisions, records, strict=True):
                 decision_rows.append(_decision_row(d, rec.seq))
                 if d.mode == "shadow":
                     summary.shadow[d.status] += 1
                     continue
                 if d.status in ("action", "human"):
-                    outbox_rows.append(self._outbox_row(d))
+                    context = _decision_span(d, span, decide_started) if traced else None
+                    outbox_rows.append(self._outbox_row(d, context))
                 summary.decisions[d.status] += 1
                 if d.action_id:
                     summary.actions[d.action_id] += 1
@@ -564,6 +652,7 @@ class Pipeline:
         )
         # Only now is the batch certain to commit with these versions; a rollback raises first.
         self._pending = written
+        self._committed = _Committed(event_rows, duplicate_ids, rejects, decisions)
 
         counts = {
             "read": len(batch),
@@ -617,7 +706,8 @@ class Pipeline:
                                 "at": e.occurred_at.timestamp(),
                                 "type": e.type,
                                 "event_id": e.event_id,
-                            }
+                            },
+                            "correlation_id": e.event_id,
                         },
                         "created_at": e.occurred_at,
                         "attempts": 0,
@@ -625,7 +715,13 @@ class Pipeline:
                 )
         return signals, sends, open_journeys
 
-    def _outbox_row(self, d: Decision) -> dict[str, Any]:
+    def _outbox_row(self, d: Decision, trace_context: dict[str, str] | None) -> dict[str, Any]:
+        # The triggering event's id follows the decision into the journey and its deliveries
+        # (`correlation_id` on their log lines); the decision's trace context, when traced, lets
+        # the dispatcher continue the decision's trace.
+        observed: dict[str, Any] = {"correlation_id": d.trigger_event_id}
+        if trace_context:
+            observed["trace"] = trace_context
         if d.status == "human":
             return {
                 "idempotency_key": f"{d.decision_id}:human",
@@ -637,6 +733,7 @@ class Pipeline:
                     "queue": d.human_queue,
                     "reason": d.reason,
                     "decided_at": d.decided_at,
+                    **observed,
                 },
                 "created_at": dt.datetime.fromisoformat(d.decided_at),
                 "attempts": 0,
@@ -663,10 +760,37 @@ class Pipeline:
                 "journey_hash": spec.content_hash,
                 "journey_horizon_s": spec.horizon_s,
                 "listens": spec.listens,
+                **observed,
             },
             "created_at": dt.datetime.fromisoformat(d.decided_at),
             "attempts": 0,
         }
+
+
+def _decision_span(d: Decision, batch: trace.Span, started_ns: int) -> dict[str, str]:
+    """A trace of the decision's own (linked to its batch's span); its stored context.
+
+    Each decision roots a trace, so its journey and deliveries make one trace per triggering
+    event rather than one for every journey a batch of 40,000 events starts. The span covers the
+    batch's perceive-and-decide time: decisions are made all at once.
+    """
+    span = tracing.tracer.start_span(
+        "tenure.decision",
+        context=otel_context.Context(),
+        links=[trace.Link(batch.get_span_context())],
+        start_time=started_ns,
+        attributes={
+            "tenure.correlation_id": d.trigger_event_id,
+            "tenure.decision_id": d.decision_id,
+            "tenure.customer_id": d.customer_id,
+            "tenure.policy_id": d.policy_id,
+            "tenure.status": d.status,
+            "tenure.action_id": d.action_id or "",
+            "tenure.channel": d.channel or "",
+        },
+    )
+    span.end()
+    return tracing.carrier(span)
 
 
 def _decision_row(d: Decision, audit_seq: int) -> dict[str, Any]:

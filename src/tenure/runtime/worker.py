@@ -18,6 +18,7 @@ from tenure.channels.adapters import ChannelSettings
 from tenure.channels.courier import Courier
 from tenure.journeys.activities import JourneyActivities
 from tenure.journeys.workflow import JourneyWorkflow
+from tenure.observe.tracing import with_tracing
 from tenure.policy.guardrails import GuardrailSettings
 from tenure.runtime.dispatch import Dispatcher
 from tenure.runtime.temporal import TASK_QUEUE
@@ -47,10 +48,14 @@ def journey_worker(
     threads: int = 8,
     now: Callable[[], float] = time.time,
 ) -> Worker:
-    """A worker running journeys; activities run in a thread pool (they do blocking I/O)."""
+    """A worker running journeys; activities run in a thread pool (they do blocking I/O).
+
+    The client is traced, so workflows and activities continue the trace of whoever started
+    them (the dispatcher, which continues the decision's).
+    """
     activities = JourneyActivities(store, courier, guardrails, now=now)
     return Worker(
-        client,
+        with_tracing(client),
         task_queue=task_queue,
         workflows=[JourneyWorkflow],
         activities=[activities.act, activities.record, activities.task_status],
