@@ -82,6 +82,9 @@ def test_erase_removes_personal_data_and_keeps_audit_and_ledger_verifying(
         monkeypatch.setenv("TENURE_DATABASE_URL", url)
     else:
         url = f"sqlite:///{ws / 'tenure.db'}"
+    logs = tmp_path / "tenure.jsonl"
+    monkeypatch.setenv("TENURE_LOG_FILE", str(logs))
+    monkeypatch.setenv("TENURE_LOG_LEVEL", "debug")
     code, output = tenure("run", "-e", str(history(tmp_path / "h.jsonl")), "--workspace", str(ws))
     assert code == 0, output
 
@@ -124,6 +127,10 @@ def test_erase_removes_personal_data_and_keeps_audit_and_ledger_verifying(
     assert view["personal"] == {"name": None, "email": None, "phone": None}
     assert view["loyalty"]["posted"] > 0  # the ledger is untouched
     assert "customer.erased" in after
+    # The logs never held them: every line masks personal values.
+    written = logs.read_text()
+    assert "decision made" in written and "ann" in written
+    assert not any(s in written for s in SECRETS)
     # Erasing again is harmless; an unknown customer is a clear error.
     assert tenure("customers", "erase", "ann", "--by", "dpo", "--workspace", str(ws))[0] == 0
     code, output = tenure("customers", "erase", "nobody", "--by", "dpo", "--workspace", str(ws))

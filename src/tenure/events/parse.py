@@ -59,6 +59,10 @@ def read_lines(stream: Iterable[bytes]) -> Iterator[RawLine]:
 _AT = re.compile(r"^(?P<msg>.*?)(?: - at `\$(?P<path>[^`]*)`)?$", re.S)
 _MISSING = re.compile(r"^Object missing required field `(?P<name>[^`]+)`$")
 _OWN = re.compile(r"^(?P<name>[a-z_]+): (?P<msg>.*)$")  # our own validators name the field
+_SHAPES = {
+    "email": "not an email address (expected name@domain)",
+    "phone": "not a phone number (digits, optionally +, spaces, dashes, dots, brackets)",
+}
 _UNKNOWN = re.compile(r"^Object contains unknown field `(?P<name>[^`]+)`$")
 
 
@@ -87,6 +91,9 @@ def describe(error: msgspec.MsgspecError) -> tuple[str, str]:
             f"schema_version: {msg.removeprefix('Invalid enum value ')} is not supported "
             f"(this version of tenure reads schema_version 1)",
         )
+    if "matching regex" in msg and field.rsplit(".", 1)[-1] in _SHAPES:
+        # The pattern also admits the event log's digests; the producer needs the plain rule.
+        return field, f"{field}: {_SHAPES[field.rsplit('.', 1)[-1]]}"
     if "with a timezone component" in msg:
         msg = "time has no time zone (naive times are refused; add Z or an offset)"
     elif msg.startswith("Expected `object`") and not field:
