@@ -109,6 +109,16 @@ def _environment() -> jinja2.Environment:
     return env
 
 
+def _strongest_first(contributions: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Feature contributions, the strongest (either way) first."""
+    return sorted(contributions, key=lambda c: -abs(c["weight"]))
+
+
+def _widest(contributions: list[dict[str, Any]]) -> float:
+    """The scale of a contribution bar chart."""
+    return max((abs(c["weight"]) for c in contributions), default=0.0) or 1.0
+
+
 def router(
     store: Store, settings: Settings, scorer: Scorer, contracts: Sequence[Contract]
 ) -> APIRouter:
@@ -310,14 +320,14 @@ def router(
             account = member_account(view["loyalty"]["programme"], customer_id)
             transfers = ledger.history(conn, account, 50)
             journeys = [acts.journey(conn, j["decision_id"]) or j for j in view["journeys"]]
-        contributions = sorted(view["score"]["contributions"], key=lambda c: -abs(c["weight"]))
+        contributions = _strongest_first(view["score"]["contributions"])
         return page(
             request,
             "customer.html",
             who,
             view=view,
             contributions=contributions,
-            widest=max((abs(c["weight"]) for c in contributions), default=0.0) or 1.0,
+            widest=_widest(contributions),
             events=events,
             journeys=journeys,
             account=account,
@@ -345,14 +355,14 @@ def router(
                 title="No such decision",
                 message=f"There is no decision {decision_id!r}.",
             )
-        explanation = sorted(record.get("explanation", []), key=lambda c: -abs(c["weight"]))
+        explanation = _strongest_first(record.get("explanation", []))
         return page(
             request,
             "decision.html",
             who,
             d=record,
             explanation=explanation,
-            widest=max((abs(c["weight"]) for c in explanation), default=0.0) or 1.0,
+            widest=_widest(explanation),
             journey=journey,
             tasks=tasks,
             temporal_url=workflow_url(decision_id) if journey else None,

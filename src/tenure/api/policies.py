@@ -88,14 +88,6 @@ def router(svc: Service) -> APIRouter:
                 conn, version, move.to, who.name, move.percent, dt.datetime.now(dt.UTC)
             )
         svc.reload_policies()
-        return {
-            "version": plan.version,
-            "policy_id": plan.policy_id,
-            "from": plan.from_status,
-            "to": plan.to_status,
-            "percent": plan.percent,
-            "by": plan.by,
-            "retired": list(plan.retired),
-        }
+        return plan.to_record()
 
     return api

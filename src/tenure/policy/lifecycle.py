@@ -66,6 +66,18 @@ class Transition:
     by: str
     retired: tuple[str, ...] = ()  # versions this transition retires
 
+    def to_record(self) -> dict[str, object]:
+        """The transition as the audit chain and the API show it."""
+        return {
+            "version": self.version,
+            "policy_id": self.policy_id,
+            "from": self.from_status,
+            "to": self.to_status,
+            "percent": self.percent,
+            "by": self.by,
+            "retires": list(self.retired),
+        }
+
 
 def plan_transition(
     version: str,

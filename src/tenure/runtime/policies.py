@@ -107,19 +107,7 @@ def promote(
             .where(p.policy_hash.in_(plan.retired))
             .values(status="retired", changed_at=now)
         )
-    bodies = [
-        {
-            "kind": "policy.transition",
-            "version": plan.version,
-            "policy_id": plan.policy_id,
-            "from": plan.from_status,
-            "to": plan.to_status,
-            "percent": plan.percent,
-            "by": plan.by,
-            "at": now.isoformat(),
-            "retires": list(plan.retired),
-        }
-    ]
+    bodies = [{"kind": "policy.transition", **plan.to_record(), "at": now.isoformat()}]
     seq, head = repo.lock_audit_head(conn)
     records = chain(head, seq + 1, bodies)
     repo.append_audit(conn, records, [("policy.transition", plan.version)])
