@@ -1,14 +1,21 @@
 """Experiments: what outcomes say about each action's uplift, and how actions are chosen.
 
 Evidence is counted per policy: churned / known outcomes of customers treated with each action,
-and of the control group, overall and per customer segment. Uplift means what a policy's prior
-means: the share of would-be churners an action keeps, 1 - churn(treated) / churn(control), with a
-Beta(1, 1) prior on each rate; within a segment, the rate is shrunk toward the arm's overall rate.
+and of the control group, overall and per cell (customer segment and risk band). Uplift means what
+a policy's prior means: the share of would-be churners an action keeps, 1 - churn(treated) /
+churn(control). It is estimated on the log scale of that churn ratio with partial pooling: a cell's
+own outcomes, the rest of its segment and the other segments are weighed by how much each knows
+(`Evidence.posterior`), so a cell with few outcomes or few churners borrows from its neighbours
+instead of swinging to an extreme it then never gets the evidence to leave.
 
 Three ways to choose among the actions that pass the guardrails:
 
-- `best-value`: the highest expected net value with uplift at its posterior mean (or the policy's
-  prior while an action has too few outcomes) — deterministic, propensity 1;
+- `best-value`: the highest expected net value with uplift at its posterior median (or the
+  policy's prior while an action has too few outcomes) — deterministic, propensity 1; with the
+  experiment's `explore_share`, that share of decisions (drawn from the decision's own seed)
+  values the actions at an uplift drawn from the posterior instead, so cells whose estimate is
+  low but uncertain keep getting evidence; the decision records the arm (`explore`/`exploit`)
+  and the propensity of its action under that mixture;
 - `thompson`: uplift drawn from the posteriors, so actions still being learned keep being tried;
   the propensity (the chance this policy picks the action) is estimated from further draws;
 - `ab`: a fixed split by weights, by a stable hash of the customer — propensity is the weight.
@@ -20,15 +27,30 @@ draws the same numbers.
 from __future__ import annotations
 
 import hashlib
+import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 
+from tenure.policy.model import Pooling
+
 MIN_OUTCOMES = 20  # below this, an arm's churn rate is too noisy to replace the policy's prior
-SHRINK_WEIGHT = 5.0  # how many outcomes the arm's overall rate counts for within a cell
 PROPENSITY_DRAWS = 256
+
+
+DEFAULT_POOLING = Pooling()
+PRIOR_SD = 1.0  # of an action's overall log churn ratio, around "no effect", once it is learned
+
+
+def _observe(prior: tuple[float, float], y: float | None, var: float | None) -> tuple[float, float]:
+    """A normal prior (mean, variance) updated by an observation with known variance."""
+    if y is None or var is None:
+        return prior
+    m, v = prior
+    w = v + var
+    return m + v / w * (y - m), v * var / w
 
 
 RISK_BANDS = ((0.3, "low"), (0.7, "mid"), (1.01, "high"))
@@ -55,37 +77,104 @@ class Evidence:
     "<arm>|<segment>" for the same counts within one customer segment."""
 
     arms: Mapping[str, tuple[int, int]] = field(default_factory=dict)
+    # Posteriors already worked out (the same evidence serves a whole batch of decisions).
+    _memo: dict[Any, Any] = field(default_factory=dict, compare=False, repr=False, hash=False)
 
     @property
     def control(self) -> tuple[int, int]:
         """The control group's counts over all segments."""
         return self.arms.get("control", (0, 0))
 
-    def learned(self, action_id: str) -> bool:
+    def learned(self, action_id: str, minimum: int = MIN_OUTCOMES) -> bool:
         """Whether the action and the control each have enough outcomes overall."""
-        return (
-            self.arms.get(action_id, (0, 0))[1] >= MIN_OUTCOMES and self.control[1] >= MIN_OUTCOMES
-        )
+        return self.arms.get(action_id, (0, 0))[1] >= minimum and self.control[1] >= minimum
 
-    def _beta(self, arm: str, segment: str | None) -> tuple[float, float]:
-        """Beta posterior of an arm's churn rate in a segment, shrunk toward the arm overall.
+    def control_outcomes(self, where: str) -> int:
+        """Known outcomes of the control group in one cell."""
+        return self.arms.get(segment_key("control", where), (0, 0))[1]
 
-        A segment's few outcomes are pooled with the arm's overall rate (worth SHRINK_WEIGHT
-        outcomes), so segments are told apart as soon as they differ, without trusting a
-        handful of customers.
+    def _pooled(self, arm: str, keys: Sequence[str]) -> tuple[int, int]:
+        k = n = 0
+        for key in keys:
+            kk, nn = self.arms.get(segment_key(arm, key), (0, 0))
+            k, n = k + kk, n + nn
+        return k, n
+
+    def _cells(self) -> dict[str, str]:
+        """Every cell any arm has outcomes in, with the segment it belongs to."""
+        found = self._memo.get("cells")
+        if found is None:
+            names = {key.partition("|")[2] for key in self.arms if "|" in key}
+            found = {name: name.partition("/")[0] for name in sorted(names)}
+            self._memo["cells"] = found
+        return found
+
+    def posterior(
+        self, action_id: str, where: str | None = None, pooling: Pooling | None = None
+    ) -> tuple[float, float]:
+        """Mean and variance of log(churn treated / churn control) in a cell.
+
+        Partial pooling, as in a two-level random-effects model: a cell's own outcomes are
+        weighed against what the rest of its segment says (risk bands of a segment differ by
+        about `pooling.band`), and that against the other segments (segments differ by about
+        `pooling.segment`). A cell with a handful of outcomes, or with so few churners that its
+        ratio means little (a low-risk band), is told by its segment; a cell with many speaks for
+        itself. Outcomes not filed under any cell count as a segment of their own.
         """
-        k, n = self.arms.get(arm, (0, 0))
-        overall = (1 + k) / (2 + n)
-        if segment is None:
-            return 1 + k, 1 + n - k
-        ks, ns = self.arms.get(segment_key(arm, segment), (0, 0))
-        return ks + SHRINK_WEIGHT * overall, ns - ks + SHRINK_WEIGHT * (1 - overall)
+        pooling = pooling or DEFAULT_POOLING
+        memo_key = (action_id, where, pooling)
+        if (hit := self._memo.get(memo_key)) is not None:
+            return hit
+        cells = self._cells()
+        segment = (where or "").partition("/")[0] if where else None
+        in_segment = [c for c, s in cells.items() if s == segment and c != where]
+        elsewhere = [c for c, s in cells.items() if s != segment]
+        # Outcomes counted overall but under no cell (evidence kept without segments).
+        rest = [
+            (a - b, m - n)
+            for (a, m), (b, n) in (
+                (self.arms.get(arm, (0, 0)), self._pooled(arm, list(cells)))
+                for arm in (action_id, "control")
+            )
+        ]
+        world = _observe(
+            (0.0, PRIOR_SD**2),
+            *self._ratio(action_id, elsewhere, rest),
+        )
+        parent = _observe(
+            (world[0], world[1] + pooling.segment**2), *self._ratio(action_id, in_segment)
+        )
+        own = self._ratio(action_id, [where] if where in cells else [])
+        result = _observe((parent[0], parent[1] + pooling.band**2), *own)
+        self._memo[memo_key] = result
+        return result
 
-    def mean_uplift(self, action_id: str, segment: str | None = None) -> float:
-        """Posterior-mean share of would-be churners the action keeps (can be negative)."""
-        at, bt = self._beta(action_id, segment)
-        ac, bc = self._beta("control", segment)
-        return 1.0 - (at / (at + bt)) / (ac / (ac + bc))
+    def _ratio(
+        self,
+        action_id: str,
+        keys: Sequence[str],
+        extra: Sequence[tuple[int, int]] = ((0, 0), (0, 0)),
+    ) -> tuple[float, float] | tuple[None, None]:
+        """Log churn ratio (treated / control) of pooled cells and its sampling variance."""
+        kt, nt = self._pooled(action_id, keys)
+        kc, nc = self._pooled("control", keys)
+        kt, nt, kc, nc = kt + extra[0][0], nt + extra[0][1], kc + extra[1][0], nc + extra[1][1]
+        if nt <= 0 or nc <= 0:
+            return None, None
+        # Half a churner and half a stayer added to each arm: finite when an arm has none.
+        pt, pc = (kt + 0.5) / (nt + 1), (kc + 0.5) / (nc + 1)
+        var = (1 - pt) / ((nt + 1) * pt) + (1 - pc) / ((nc + 1) * pc)
+        return math.log(pt / pc), var
+
+    def mean_uplift(
+        self, action_id: str, segment: str | None = None, pooling: Pooling | None = None
+    ) -> float:
+        """Share of would-be churners the action keeps, at the posterior median (can be negative).
+
+        The median, not the mean: the log-normal's mean is pulled down by a long tail of effects
+        that would multiply churn, which no offer has, and would penalise a cell for being new.
+        """
+        return 1.0 - math.exp(self.posterior(action_id, segment, pooling)[0])
 
     def draw_uplift(
         self,
@@ -93,11 +182,11 @@ class Evidence:
         rng: np.random.Generator,
         size: int | None = None,
         segment: str | None = None,
+        pooling: Pooling | None = None,
     ) -> float | np.ndarray:
-        """Draws of that share from the Beta posteriors."""
-        at, bt = self._beta(action_id, segment)
-        ac, bc = self._beta("control", segment)
-        return 1.0 - rng.beta(at, bt, size) / rng.beta(ac, bc, size)
+        """Draws of that share from the posterior."""
+        m, v = self.posterior(action_id, segment, pooling)
+        return 1.0 - np.exp(rng.normal(m, math.sqrt(v), size))
 
     def to_record(self) -> dict[str, object]:
         """A JSON-ready form (kept in the decision's lineage for replay)."""
