@@ -47,6 +47,10 @@ SIM_POLICY = {
     "label": "one offer, value-based",
     "trigger": {"risk_at_least": 0.0},
     "actions": [{"id": "offer", "channel": "email", "cost": 5.0, "uplift": 0.2}],
+    # Hold back 30% of the customers it would treat in a segment and risk band until that cell's
+    # control group has 100 known outcomes (then only the workspace's 5%), and value a tenth of
+    # its decisions at a posterior draw, so a cell whose first outcomes looked bad is still tried.
+    "experiment": {"control_share": 0.3, "control_until": 100, "explore_share": 0.1},
 }
 
 
@@ -60,7 +64,7 @@ class SimSpec:
     horizon_days: int = 28
     cohort_days: int = 7
     budget: float | None = None  # total; default: enough to treat a tenth of customers
-    control_share: float = 0.2
+    control_share: float = 0.05  # the workspace's global control group (the policy may add)
 
 
 @dataclass(frozen=True)
