@@ -44,13 +44,17 @@ DEFAULT_POOLING = Pooling()
 PRIOR_SD = 1.0  # of an action's overall log churn ratio, around "no effect", once it is learned
 
 
-def _observe(prior: tuple[float, float], y: float | None, var: float | None) -> tuple[float, float]:
+def _observe(prior: tuple[float, float], y: float, var: float) -> tuple[float, float]:
     """A normal prior (mean, variance) updated by an observation with known variance."""
-    if y is None or var is None:
-        return prior
     m, v = prior
     w = v + var
     return m + v / w * (y - m), v * var / w
+
+
+def _combine(observations: Sequence[tuple[float, float]]) -> tuple[float, float]:
+    """Several observations of one quantity (mean, variance) as one, by precision."""
+    weight = sum(1 / v for _, v in observations)
+    return sum(y / v for y, v in observations) / weight, 1 / weight
 
 
 RISK_BANDS = ((0.3, "low"), (0.7, "mid"), (1.01, "high"))
@@ -93,13 +97,6 @@ class Evidence:
         """Known outcomes of the control group in one cell."""
         return self.arms.get(segment_key("control", where), (0, 0))[1]
 
-    def _pooled(self, arm: str, keys: Sequence[str]) -> tuple[int, int]:
-        k = n = 0
-        for key in keys:
-            kk, nn = self.arms.get(segment_key(arm, key), (0, 0))
-            k, n = k + kk, n + nn
-        return k, n
-
     def _cells(self) -> dict[str, str]:
         """Every cell any arm has outcomes in, with the segment it belongs to."""
         found = self._memo.get("cells")
@@ -109,62 +106,71 @@ class Evidence:
             self._memo["cells"] = found
         return found
 
+    def _counts(self, arm: str, where: str | None) -> tuple[int, int]:
+        """An arm's counts in a cell; `None`: those counted overall but under no cell."""
+        if where is not None:
+            return self.arms.get(segment_key(arm, where), (0, 0))
+        k, n = self.arms.get(arm, (0, 0))
+        for name in self._cells():
+            kk, nn = self.arms.get(segment_key(arm, name), (0, 0))
+            k, n = k - kk, n - nn
+        return k, n
+
+    def _ratio(self, action_id: str, where: str | None) -> tuple[float, float] | None:
+        """Log churn ratio (treated / control) in a cell and its sampling variance."""
+        kt, nt = self._counts(action_id, where)
+        kc, nc = self._counts("control", where)
+        if nt <= 0 or nc <= 0:
+            return None
+        # Half a churner and half a stayer added to each arm: finite when an arm has none.
+        pt, pc = (kt + 0.5) / (nt + 1), (kc + 0.5) / (nc + 1)
+        var = (1 - pt) / ((nt + 1) * pt) + (1 - pc) / ((nc + 1) * pc)
+        return math.log(pt / pc), var
+
     def posterior(
         self, action_id: str, where: str | None = None, pooling: Pooling | None = None
     ) -> tuple[float, float]:
         """Mean and variance of log(churn treated / churn control) in a cell.
 
-        Partial pooling, as in a two-level random-effects model: a cell's own outcomes are
-        weighed against what the rest of its segment says (risk bands of a segment differ by
-        about `pooling.band`), and that against the other segments (segments differ by about
-        `pooling.segment`). A cell with a handful of outcomes, or with so few churners that its
-        ratio means little (a low-risk band), is told by its segment; a cell with many speaks for
-        itself. Outcomes not filed under any cell count as a segment of their own.
+        A two-level random-effects model with known spreads: a segment's effect varies around
+        the action's overall effect by `pooling.segment`, a risk band's around its segment's by
+        `pooling.band`. A cell's own outcomes are weighed against what the rest of its segment
+        says, and that against the other segments, each by its precision: a cell with a handful
+        of outcomes, or so few churners that its ratio means little (a low-risk band), is told by
+        its segment; a cell with many speaks for itself. Cells are combined as ratios, never as
+        pooled counts, so cells treated and held back in different proportions do not mislead.
+        Outcomes counted under no cell speak of the overall effect.
         """
         pooling = pooling or DEFAULT_POOLING
         memo_key = (action_id, where, pooling)
         if (hit := self._memo.get(memo_key)) is not None:
             return hit
-        cells = self._cells()
-        segment = (where or "").partition("/")[0] if where else None
-        in_segment = [c for c, s in cells.items() if s == segment and c != where]
-        elsewhere = [c for c, s in cells.items() if s != segment]
-        # Outcomes counted overall but under no cell (evidence kept without segments).
-        rest = [
-            (a - b, m - n)
-            for (a, m), (b, n) in (
-                (self.arms.get(arm, (0, 0)), self._pooled(arm, list(cells)))
-                for arm in (action_id, "control")
+        band2, segment2 = pooling.band**2, pooling.segment**2
+        segment = where.partition("/")[0] if where else None
+        # What each other segment says about its own effect, from its cells.
+        others: dict[str | None, list[tuple[float, float]]] = {}
+        siblings: list[tuple[float, float]] = []
+        for name, seg in self._cells().items():
+            if name == where or (obs := self._ratio(action_id, name)) is None:
+                continue
+            (siblings if seg == segment else others.setdefault(seg, [])).append(
+                (obs[0], obs[1] + band2)
             )
-        ]
-        world = _observe(
-            (0.0, PRIOR_SD**2),
-            *self._ratio(action_id, elsewhere, rest),
-        )
-        parent = _observe(
-            (world[0], world[1] + pooling.segment**2), *self._ratio(action_id, in_segment)
-        )
-        own = self._ratio(action_id, [where] if where in cells else [])
-        result = _observe((parent[0], parent[1] + pooling.band**2), *own)
+        overall = (0.0, PRIOR_SD**2)
+        for obs in others.values():
+            m, v = _combine(obs)
+            overall = _observe(overall, m, v + segment2)
+        if (unfiled := self._ratio(action_id, None)) is not None:
+            # A mix of every segment: it speaks of the overall effect itself.
+            overall = _observe(overall, *unfiled)
+        own_segment = (overall[0], overall[1] + segment2)
+        if siblings:
+            own_segment = _observe(own_segment, *_combine(siblings))
+        result = (own_segment[0], own_segment[1] + band2)
+        if where is not None and (own := self._ratio(action_id, where)) is not None:
+            result = _observe(result, *own)
         self._memo[memo_key] = result
         return result
-
-    def _ratio(
-        self,
-        action_id: str,
-        keys: Sequence[str],
-        extra: Sequence[tuple[int, int]] = ((0, 0), (0, 0)),
-    ) -> tuple[float, float] | tuple[None, None]:
-        """Log churn ratio (treated / control) of pooled cells and its sampling variance."""
-        kt, nt = self._pooled(action_id, keys)
-        kc, nc = self._pooled("control", keys)
-        kt, nt, kc, nc = kt + extra[0][0], nt + extra[0][1], kc + extra[1][0], nc + extra[1][1]
-        if nt <= 0 or nc <= 0:
-            return None, None
-        # Half a churner and half a stayer added to each arm: finite when an arm has none.
-        pt, pc = (kt + 0.5) / (nt + 1), (kc + 0.5) / (nc + 1)
-        var = (1 - pt) / ((nt + 1) * pt) + (1 - pc) / ((nc + 1) * pc)
-        return math.log(pt / pc), var
 
     def mean_uplift(
         self, action_id: str, segment: str | None = None, pooling: Pooling | None = None

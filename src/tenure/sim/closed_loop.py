@@ -6,7 +6,10 @@ some do not, some would stay anyway. Customers reach their decision moment week 
 targeting mode spends the same budget per cohort; outcomes are drawn once per customer (common
 random numbers), so modes differ only in whom they treat. `best-value` runs the real `decide()`
 with the policy, the workspace-style guardrails and a control group, and learns the offer's uplift
-per segment from the outcomes of earlier cohorts, as the engine does from its own history.
+per segment and risk band from the outcomes of earlier cohorts, as the engine does from its own
+history. What learning costs is counted: customers held back as control (the workspace's group and
+the larger one the policy's experiment holds back while a cell is learned) and customers treated
+because an exploring decision valued the offer at a posterior draw (ranked by that drawn value).
 
 An action with a journey runs it through the journey machine in simulated time: a customer the
 offer saves redeems it the day after (`channel.redeemed`), the others let it lapse, and a
@@ -109,7 +112,8 @@ def _features(i: int, segment: str, now: dt.datetime, channels: frozenset[str]) 
     )
 
 
-Candidate = tuple[float, int, bool, str]  # priority, customer, held back as control, action
+# priority, customer, held back as control, action, explored (valued at a posterior draw)
+Candidate = tuple[float, int, bool, str, bool]
 
 
 def _choose(
@@ -124,12 +128,14 @@ def _choose(
     """Candidates of one cohort. The baselines use the policy's first action."""
     first = policy.actions[0].id
     if mode == "oracle":
-        return [(pop.churn[i] * pop.response[i] * pop.value[i], i, False, first) for i in idx]
+        return [
+            (pop.churn[i] * pop.response[i] * pop.value[i], i, False, first, False) for i in idx
+        ]
     if mode == "riskiest":
-        return [(pop.risk[i], i, False, first) for i in idx]
+        return [(pop.risk[i], i, False, first, False) for i in idx]
     if mode == "random":
         draws = rng.random(len(idx))
-        return [(float(r), i, False, first) for r, i in zip(draws, idx, strict=True)]
+        return [(float(r), i, False, first, False) for r, i in zip(draws, idx, strict=True)]
     channels = frozenset(a.channel for a in policy.actions)
     ranked = []
     for i in idx:
@@ -149,7 +155,8 @@ def _choose(
             pick = next((c for c in d.candidates if c.action_id == d.action_id), None) or max(
                 d.candidates, key=lambda c: c.expected_net_value
             )
-            ranked.append((pick.expected_net_value, int(i), held_back, pick.action_id))
+            explored = d.arm == "explore"
+            ranked.append((pick.expected_net_value, int(i), held_back, pick.action_id, explored))
     return ranked
 
 
@@ -207,6 +214,7 @@ def run(
     rng = np.random.default_rng(spec.seed + 1)
     treated = np.zeros(spec.customers, dtype=bool)
     control = np.zeros(spec.customers, dtype=bool)
+    exploring = np.zeros(spec.customers, dtype=bool)
     action_of: dict[int, str] = {}
     spent = np.zeros(spec.customers)
     cohorts = range(0, max(1, spec.days - spec.horizon_days), spec.cohort_days)
@@ -229,7 +237,7 @@ def run(
         carried = 0.0
         # Walk down the ranking; a control customer is held back where it stands (so treated and
         # control are alike), costing nothing.
-        for _, i, held_back, action in sorted(ranked, key=lambda x: (-x[0], x[1])):
+        for _, i, held_back, action, explored in sorted(ranked, key=lambda x: (-x[0], x[1])):
             if allowance < min(costs.values()):
                 break
             if held_back:
@@ -238,6 +246,7 @@ def run(
             if costs[action] > allowance:
                 continue
             treated[i] = True
+            exploring[i] = explored
             action_of[int(i)] = action
             spent[i] = costs[action]
             allowance -= costs[action]
@@ -263,6 +272,10 @@ def run(
         "learned": _tally(pop, treated, spent, pop.arrival >= learned_from),
         "journeys": dict(sorted(outcomes.items())),
         "messages": messages,
+        # Customers held back as control, and treated because an exploring decision drew a
+        # good enough uplift: what learning cost.
+        "control": int(control.sum()),
+        "explored": int(exploring.sum()),
     }
 
 
