@@ -1082,8 +1082,14 @@ def simulate(
         float | None, typer.Option(min=0, help="Total budget (default: a tenth of customers).")
     ] = None,
     control_share: Annotated[
-        float, typer.Option(min=0.0, max=0.5, help="Control group share for best-value.")
-    ] = 0.2,
+        float,
+        typer.Option(
+            min=0.0,
+            max=0.5,
+            help="The workspace's global control group for best-value (the policy's experiment "
+            "may hold back more while it learns).",
+        ),
+    ] = 0.05,
     workspace: Annotated[
         Path | None,
         typer.Option(
@@ -1128,6 +1134,7 @@ def simulate(
         "saved value",
         "cost/saved",
         "oracle share",
+        "learned: saved",
         "learned: saved (exp.)",
         "learned: oracle share",
     ):
@@ -1140,6 +1147,7 @@ def simulate(
             f"{r['saved_value']:,.0f}",
             "-" if r["cost_per_saved"] is None else f"{r['cost_per_saved']:.2f}",
             f"{r['oracle_share']:.0%}",
+            str(r["learned"]["saved"]),
             f"{r['learned']['expected_saved']:.1f}",
             f"{r['learned']['oracle_share']:.0%}",
         )

@@ -98,12 +98,22 @@ def test_a_segment_uses_its_own_evidence_once_it_has_enough() -> None:
     evidence = Evidence(
         {
             "control": (2 * n // 2, 2 * n),
-            "winback-email": (2 * n // 2, 2 * n),  # overall: no effect
+            "winback-email": (n // 10 + n // 2, 2 * n),
             "control|smb": (n // 2, n),
             "winback-email|smb": (n // 10, n),  # in smb: keeps most would-be churners
+            "control|consumer": (n // 2, n),
+            "winback-email|consumer": (n // 2, n),  # in consumer: no effect
         }
     )
     assert evidence.learned("winback-email")
-    assert evidence.mean_uplift("winback-email", "smb") > 0.6  # shrunk toward "no effect"
-    assert abs(evidence.mean_uplift("winback-email", "enterprise")) < 0.05
+    smb = evidence.mean_uplift("winback-email", "smb")
+    consumer = evidence.mean_uplift("winback-email", "consumer")
+    assert smb > 0.6 and abs(consumer) < 0.1  # each segment mostly its own
+    # A segment never seen is somewhere between the ones seen, and less sure.
+    enterprise = evidence.mean_uplift("winback-email", "enterprise")
+    assert consumer < enterprise < smb
+    assert (
+        evidence.posterior("winback-email", "enterprise")[1]
+        > (evidence.posterior("winback-email", "smb")[1])
+    )
     assert Evidence.from_record(evidence.to_record()) == evidence

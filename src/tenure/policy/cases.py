@@ -62,13 +62,15 @@ class Case(_Model):
         return value
 
 
-def _salt_holding(customer_id: str) -> str:
-    """A control-group salt under which `customer_id` falls in a 50% control group."""
+def _salt_holding(customer_id: str, inside: bool = True) -> str:
+    """A control-group salt under which `customer_id` falls in (or, `inside=False`, outside) a 50%
+    control group: the largest any setting allows, so a policy's experiment cannot add to it."""
     from tenure.policy.guardrails import in_control_group
 
     for n in range(1000):
         salt = f"case-{n}"
-        if in_control_group(customer_id, GuardrailSettings(control_share=0.5, control_salt=salt)):
+        settings = GuardrailSettings(control_share=0.5, control_salt=salt)
+        if in_control_group(customer_id, settings) == inside:
             return salt
     raise AssertionError("no salt found")  # a 50% share makes this unreachable in practice
 
@@ -134,10 +136,11 @@ def run_case(
     )
     trigger = TriggerContext(f"case:{case.name}", case.trigger, frozenset({case.trigger}))
     guards = guardrails.model_copy(
-        update={"control_share": 0.5 if case.in_control_group else 0.0, "control_salt": "case"}
+        update={
+            "control_share": 0.5 if case.in_control_group else 0.0,
+            "control_salt": _salt_holding(f.customer_id, case.in_control_group),
+        }
     )
-    if case.in_control_group:
-        guards = guards.model_copy(update={"control_salt": _salt_holding(f.customer_id)})
     outcome = decide(f, sc, policy, memory, trigger, case.now, guards)
     d = outcome.decision
     got = (

@@ -33,7 +33,7 @@ from tenure.policy.guardrails import (
     recent,
     zone,
 )
-from tenure.policy.model import CONSENT_PURPOSE, Action, Policy
+from tenure.policy.model import CONSENT_PURPOSE, Action, Policy, Pooling
 from tenure.scoring.types import Contribution, Score
 
 DEFAULT_GUARDRAILS = GuardrailSettings()
@@ -194,13 +194,14 @@ def _thompson(
     segment: str | None,
 ) -> tuple[Candidate, float]:
     """Choose by drawn uplift; estimate how often this choice would be made (the propensity)."""
+    pooling = policy.experiment.pooling
     rng = rng_for(seed)
     costs = {a.id: a.cost for a in policy.actions}
 
     def draws(size: int | None) -> dict[str, Any]:
         return {
             c.action_id: (
-                evidence.draw_uplift(c.action_id, rng, size, segment)
+                evidence.draw_uplift(c.action_id, rng, size, segment, pooling)
                 if c.uplift_source == "posterior"
                 else c.uplift
             )
@@ -225,6 +226,70 @@ def _thompson(
     )
     wins = np.mean(np.argmax(values, axis=0) == allowed.index(best))
     return best, round(float(wins), 4)
+
+
+def _best_allowed(candidates: list[Candidate]) -> Candidate | None:
+    """The action best-value takes among candidates: the best positive value no guardrail blocks."""
+    ok = [c for c in candidates if c.blocked_by is None and c.expected_net_value > 0]
+    return min(ok, key=lambda c: (-c.expected_net_value, c.action_id)) if ok else None
+
+
+@dataclass(frozen=True)
+class _Exploration:
+    """Best-value's exploring decisions: actions valued at an uplift drawn from the posterior."""
+
+    evidence: Evidence
+    where: str
+    pooling: Pooling
+    score: Score
+    policy: Policy
+    candidates: list[Candidate]
+
+    def _uplifts(self, rng: np.random.Generator, size: int | None) -> dict[str, Any]:
+        # An action still on its prior has no posterior to draw from: it keeps the prior.
+        return {
+            c.action_id: (
+                self.evidence.draw_uplift(c.action_id, rng, size, self.where, self.pooling)
+                if c.uplift_source == "posterior"
+                else c.uplift
+            )
+            for c in self.candidates
+        }
+
+    def drawn(self, seed: int) -> list[Candidate]:
+        """The candidates valued at one draw (the draw the decision acts on)."""
+        rng = rng_for(seed)
+        rng.random()  # the draw that chose to explore
+        uplifts = self._uplifts(rng, None)
+        costs = {a.id: a for a in self.policy.actions}
+        out = []
+        for c in self.candidates:
+            u = round(float(uplifts[c.action_id]), 6)
+            source = "draw" if c.uplift_source == "posterior" else c.uplift_source
+            value = _net_value(costs[c.action_id], self.score, u)
+            out.append(replace(c, expected_net_value=value, uplift=u, uplift_source=source))
+        return out
+
+    def chance(self, action_id: str, seed: int, acted: bool) -> float:
+        """How often an exploring decision takes `action_id`, estimated from further draws.
+
+        `acted`: the decision's own draw took it, and counts as one more draw (so an action
+        taken is never reported as impossible).
+        """
+        rng = rng_for(seed ^ 0x5EED)
+        many = self._uplifts(rng, PROPENSITY_DRAWS)
+        ok = [c for c in self.candidates if c.blocked_by is None]
+        costs = {a.id: a.cost for a in self.policy.actions}
+        # Taking no action is worth 0: a draw where every action loses money takes none.
+        values = np.zeros((len(ok) + 1, PROPENSITY_DRAWS))
+        risk, value = self.score.risk, self.score.value
+        for row, c in enumerate(sorted(ok, key=lambda c: c.action_id), start=1):
+            values[row] = risk * many[c.action_id] * value - costs[c.action_id]
+        names = [None, *sorted(c.action_id for c in ok)]
+        if action_id not in names:
+            return 0.0
+        hits = int(np.count_nonzero(np.argmax(values, axis=0) == names.index(action_id)))
+        return (hits + acted) / (PROPENSITY_DRAWS + acted)
 
 
 def decision_id(policy_id: str, customer_id: str, trigger_event_id: str) -> str:
@@ -329,10 +394,12 @@ def decide(
     selection = policy.selection.mode
 
     where = cell(features.segment, score.risk)
+    experiment = policy.experiment.settings(features.segment)
+    pooling = policy.experiment.pooling
 
     def uplift_of(action: Action) -> tuple[float, str]:
-        if evidence.learned(action.id):
-            return round(evidence.mean_uplift(action.id, where), 6), "posterior"
+        if evidence.learned(action.id, experiment.min_outcomes):
+            return round(evidence.mean_uplift(action.id, where, pooling), 6), "posterior"
         return action.uplift, "prior"
 
     tz = zone(features.timezone, guardrails)
@@ -373,6 +440,20 @@ def decide(
                 source,
             )
         )
+    greedy = _best_allowed(candidates)
+    exploring: float | None = None  # the propensity of an exploring decision's action
+    arm: str | None = None
+    if selection == "best-value" and experiment.explore_share > 0:
+        explore = _Exploration(evidence, where, pooling, score, policy, candidates)
+        arm = "exploit"
+        if rng_for(seed).random() < experiment.explore_share:
+            arm, candidates = "explore", explore.drawn(seed)
+        drawn_best = _best_allowed(candidates)
+        if drawn_best is not None:
+            share = experiment.explore_share
+            exploit = 1.0 if greedy is not None and greedy.action_id == drawn_best.action_id else 0
+            chance = explore.chance(drawn_best.action_id, seed, arm == "explore")
+            exploring = (1 - share) * exploit + share * chance
     # Best value first; ties broken by action id so the choice never depends on file order.
     ranked = sorted(candidates, key=lambda c: (-c.expected_net_value, c.action_id))
     # An action whose own condition fails is not a candidate at all (unlike a guardrail block,
@@ -384,7 +465,6 @@ def decide(
     chosen: Candidate | None = None
     guardrail: str | None = None
     propensity: float | None = None
-    arm: str | None = None
     if selection == "ab":
         # A fixed split: the customer's arm is decided by a hash, whatever its value; the
         # guardrails still apply to that arm.
@@ -411,8 +491,16 @@ def decide(
             "action",
             (f"{why}; Thompson sampling chose {arm} ({propensity:.0%} of draws choose it)"),
         )
+    elif allowed and arm == "explore":
+        chosen, propensity = allowed[0], round(exploring or 0.0, 4)
+        status, reason = (
+            "action",
+            f"{why}; exploring: best net value {chosen.expected_net_value:.2f} at an uplift drawn "
+            f"from the posterior (propensity {propensity:.1%})",
+        )
     elif allowed:
-        chosen, propensity = allowed[0], 1.0
+        chosen = allowed[0]
+        propensity = 1.0 if exploring is None else round(exploring, 4)
         status, reason = "action", f"{why}; best expected net value {chosen.expected_net_value:.2f}"
     elif positive:
         status, guardrail = "suppressed", positive[0].blocked_by
@@ -436,8 +524,16 @@ def decide(
         status, guardrail, chosen, propensity = "human", None, None, None
         human_queue = escalation.queue
         reason = f"{why}; escalated to {escalation.queue}: {escalation.when}"
+    # The policy's experiment holds back more than the workspace's control group while the
+    # customer's cell is still being learned (by the same hash: the global group is inside it).
+    control_share = guardrails.control_share
+    if (
+        experiment.control_share > control_share
+        and evidence.control_outcomes(where) < experiment.control_until
+    ):
+        control_share = experiment.control_share
     if (chosen is not None or status == "human") and in_control_group(
-        features.customer_id, guardrails
+        features.customer_id, guardrails, control_share
     ):
         # Held back only once the policy would have acted (an action or a hand-off to a person):
         # the control group is then made of customers the policy would have treated, which is
@@ -445,10 +541,12 @@ def decide(
         # held-back customer is not decided again (and counted twice) days later.
         would = chosen.action_id if chosen is not None else f"a hand-off to {human_queue}"
         status, guardrail, held_back = "suppressed", "control_group", True
-        reason = (
-            f"{why}; would have taken {would}, but the customer is in the global control "
-            f"group ({guardrails.control_share:.0%})"
+        group = (
+            f"the global control group ({control_share:.0%})"
+            if control_share == guardrails.control_share
+            else f"the experiment's control group ({control_share:.0%} while {where} is learned)"
         )
+        reason = f"{why}; would have taken {would}, but the customer is in {group}"
         chosen, propensity, human_queue = None, None, None
     if chosen is not None and deferral:
         reason += f"; {deferral}"

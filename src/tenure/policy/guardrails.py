@@ -90,10 +90,17 @@ def zone(timezone: str | None, settings: GuardrailSettings) -> zoneinfo.ZoneInfo
         return _zone_info(settings.default_timezone)
 
 
-def in_control_group(customer_id: str, settings: GuardrailSettings) -> bool:
-    """Stable membership of the global control group: the same customer, the same answer."""
+def in_control_group(
+    customer_id: str, settings: GuardrailSettings, share: float | None = None
+) -> bool:
+    """Stable membership of the global control group: the same customer, the same answer.
+
+    `share` (at least the workspace's) widens it by the same hash, so a larger group always
+    contains the global one.
+    """
     digest = hashlib.sha256(f"{settings.control_salt}\x1f{customer_id}".encode()).digest()
-    return int.from_bytes(digest[:8], "big") / 2**64 < settings.control_share
+    point = int.from_bytes(digest[:8], "big") / 2**64
+    return point < max(settings.control_share, share or 0.0)
 
 
 def _period(t: dt.datetime, per: str) -> tuple[int, ...]:

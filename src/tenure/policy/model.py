@@ -120,6 +120,85 @@ class Selection(_Model):
         return value
 
 
+class SegmentExperiment(_Model):
+    """Experiment settings for one customer segment; what is left out is the policy's."""
+
+    control_share: float | None = Field(default=None, ge=0.0, le=0.5)
+    control_until: int | None = Field(default=None, ge=0)
+    explore_share: float | None = Field(default=None, ge=0.0, le=0.5)
+    min_outcomes: int | None = Field(default=None, ge=1)
+
+
+class Pooling(_Model):
+    """How far uplift is expected to differ between segments and between a segment's risk bands
+    (prior standard deviations of the log churn ratio): smaller pools more."""
+
+    segment: float = Field(default=0.6, gt=0.0, le=5.0)
+    band: float = Field(default=0.25, gt=0.0, le=5.0)
+
+
+class ExperimentSettings(_Model):
+    """What one decision's experiment does: the policy's settings with its segment's overrides."""
+
+    control_share: float = 0.0
+    control_until: int = 200
+    explore_share: float = 0.0
+    min_outcomes: int = 20
+
+
+class Experiment(_Model):
+    """How the policy learns each action's uplift from its own outcomes (see policy.experiments).
+
+    The workspace's control group is always held back; `control_share` holds back more of the
+    customers the policy would treat (by the same stable hash), in each segment and risk band, until
+    that cell's control group has `control_until` known outcomes. `explore_share` of decisions
+    value the actions at an uplift drawn from the posterior instead of its median, so a cell whose
+    early outcomes looked bad keeps getting some evidence; the decision records the arm (`explore`
+    or `exploit`) and the propensity of its action.
+    """
+
+    control_share: float = Field(
+        default=0.0,
+        ge=0.0,
+        le=0.5,
+        description="Share of would-be-treated customers held back while a cell is being learned "
+        "(the workspace's control group is held back in any case).",
+    )
+    control_until: int = Field(
+        default=200,
+        ge=0,
+        description="Known control outcomes in a segment and risk band after which only the "
+        "workspace's control group is held back there.",
+    )
+    explore_share: float = Field(
+        default=0.0,
+        ge=0.0,
+        le=0.5,
+        description="Share of decisions that value actions at an uplift drawn from the posterior "
+        "(Thompson) rather than its median.",
+    )
+    min_outcomes: int = Field(
+        default=20,
+        ge=1,
+        description="Outcomes an action and the control group each need before the posterior "
+        "replaces the action's prior uplift.",
+    )
+    pooling: Pooling = Pooling()
+    segments: dict[str, SegmentExperiment] = Field(
+        default_factory=dict,
+        description="Overrides per customer segment (features.segment), e.g. a larger "
+        "control_share where the effect is small and hard to measure.",
+    )
+
+    def settings(self, segment: str | None) -> ExperimentSettings:
+        """The settings a customer of `segment` is decided under."""
+        base = {k: getattr(self, k) for k in ExperimentSettings.model_fields}
+        own = self.segments.get(segment) if segment is not None else None
+        if own is not None:
+            base.update({k: v for k, v in own.model_dump().items() if v is not None})
+        return ExperimentSettings(**base)
+
+
 class Budget(_Model):
     """Spend a policy may reserve per period (cost is reserved when an action is decided)."""
 
@@ -155,6 +234,7 @@ class Policy(_Model):
     guardrails: Guardrails = Guardrails()
     budget: Budget | None = None
     selection: Selection = Selection()
+    experiment: Experiment = Experiment()
     actions: tuple[Action, ...] = Field(min_length=1)
 
     @model_validator(mode="after")
@@ -175,7 +255,12 @@ class Policy(_Model):
 
     def canonical(self) -> bytes:
         """The policy's canonical JSON: what its content hash is taken over."""
-        return orjson.dumps(self.model_dump(mode="json"), option=orjson.OPT_SORT_KEYS)
+        data = self.model_dump(mode="json")
+        if self.experiment == Experiment():
+            # A policy that leaves the experiment alone keeps the version it had before the
+            # setting existed.
+            del data["experiment"]
+        return orjson.dumps(data, option=orjson.OPT_SORT_KEYS)
 
     @functools.cached_property
     def content_hash(self) -> str:

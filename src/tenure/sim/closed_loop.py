@@ -6,7 +6,10 @@ some do not, some would stay anyway. Customers reach their decision moment week 
 targeting mode spends the same budget per cohort; outcomes are drawn once per customer (common
 random numbers), so modes differ only in whom they treat. `best-value` runs the real `decide()`
 with the policy, the workspace-style guardrails and a control group, and learns the offer's uplift
-per segment from the outcomes of earlier cohorts, as the engine does from its own history.
+per segment and risk band from the outcomes of earlier cohorts, as the engine does from its own
+history. What learning costs is counted: customers held back as control (the workspace's group and
+the larger one the policy's experiment holds back while a cell is learned) and customers treated
+because an exploring decision valued the offer at a posterior draw (ranked by that drawn value).
 
 An action with a journey runs it through the journey machine in simulated time: a customer the
 offer saves redeems it the day after (`channel.redeemed`), the others let it lapse, and a
@@ -47,6 +50,10 @@ SIM_POLICY = {
     "label": "one offer, value-based",
     "trigger": {"risk_at_least": 0.0},
     "actions": [{"id": "offer", "channel": "email", "cost": 5.0, "uplift": 0.2}],
+    # Hold back 30% of the customers it would treat in a segment and risk band until that cell's
+    # control group has 100 known outcomes (then only the workspace's 5%), and value a tenth of
+    # its decisions at a posterior draw, so a cell whose first outcomes looked bad is still tried.
+    "experiment": {"control_share": 0.3, "control_until": 100, "explore_share": 0.1},
 }
 
 
@@ -60,7 +67,7 @@ class SimSpec:
     horizon_days: int = 28
     cohort_days: int = 7
     budget: float | None = None  # total; default: enough to treat a tenth of customers
-    control_share: float = 0.2
+    control_share: float = 0.05  # the workspace's global control group (the policy may add)
 
 
 @dataclass(frozen=True)
@@ -105,7 +112,8 @@ def _features(i: int, segment: str, now: dt.datetime, channels: frozenset[str]) 
     )
 
 
-Candidate = tuple[float, int, bool, str]  # priority, customer, held back as control, action
+# priority, customer, held back as control, action, explored (valued at a posterior draw)
+Candidate = tuple[float, int, bool, str, bool]
 
 
 def _choose(
@@ -120,12 +128,14 @@ def _choose(
     """Candidates of one cohort. The baselines use the policy's first action."""
     first = policy.actions[0].id
     if mode == "oracle":
-        return [(pop.churn[i] * pop.response[i] * pop.value[i], i, False, first) for i in idx]
+        return [
+            (pop.churn[i] * pop.response[i] * pop.value[i], i, False, first, False) for i in idx
+        ]
     if mode == "riskiest":
-        return [(pop.risk[i], i, False, first) for i in idx]
+        return [(pop.risk[i], i, False, first, False) for i in idx]
     if mode == "random":
         draws = rng.random(len(idx))
-        return [(float(r), i, False, first) for r, i in zip(draws, idx, strict=True)]
+        return [(float(r), i, False, first, False) for r, i in zip(draws, idx, strict=True)]
     channels = frozenset(a.channel for a in policy.actions)
     ranked = []
     for i in idx:
@@ -145,7 +155,8 @@ def _choose(
             pick = next((c for c in d.candidates if c.action_id == d.action_id), None) or max(
                 d.candidates, key=lambda c: c.expected_net_value
             )
-            ranked.append((pick.expected_net_value, int(i), held_back, pick.action_id))
+            explored = d.arm == "explore"
+            ranked.append((pick.expected_net_value, int(i), held_back, pick.action_id, explored))
     return ranked
 
 
@@ -203,6 +214,7 @@ def run(
     rng = np.random.default_rng(spec.seed + 1)
     treated = np.zeros(spec.customers, dtype=bool)
     control = np.zeros(spec.customers, dtype=bool)
+    exploring = np.zeros(spec.customers, dtype=bool)
     action_of: dict[int, str] = {}
     spent = np.zeros(spec.customers)
     cohorts = range(0, max(1, spec.days - spec.horizon_days), spec.cohort_days)
@@ -225,7 +237,7 @@ def run(
         carried = 0.0
         # Walk down the ranking; a control customer is held back where it stands (so treated and
         # control are alike), costing nothing.
-        for _, i, held_back, action in sorted(ranked, key=lambda x: (-x[0], x[1])):
+        for _, i, held_back, action, explored in sorted(ranked, key=lambda x: (-x[0], x[1])):
             if allowance < min(costs.values()):
                 break
             if held_back:
@@ -234,6 +246,7 @@ def run(
             if costs[action] > allowance:
                 continue
             treated[i] = True
+            exploring[i] = explored
             action_of[int(i)] = action
             spent[i] = costs[action]
             allowance -= costs[action]
@@ -259,6 +272,10 @@ def run(
         "learned": _tally(pop, treated, spent, pop.arrival >= learned_from),
         "journeys": dict(sorted(outcomes.items())),
         "messages": messages,
+        # Customers held back as control, and treated because an exploring decision drew a
+        # good enough uplift: what learning cost.
+        "control": int(control.sum()),
+        "explored": int(exploring.sum()),
     }
 
 
