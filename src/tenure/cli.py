@@ -1126,19 +1126,25 @@ def simulate(
     if as_json:
         _dump(result)
         return
-    table = Table(title="same budget for every mode; 'learned' = the second half of the run")
+    table = Table(
+        title="same budget for every mode; 'learned' = the second half of the run",
+        caption="exp. = expected saved customers (from the known churn probabilities)",
+        box=None,
+        padding=(0, 1),
+        pad_edge=False,
+    )
     for col in (
-        "targeting",
+        "mode",
         "treated",
         "saved",
-        "saved value",
-        "cost/saved",
-        "oracle share",
-        "learned: saved",
-        "learned: saved (exp.)",
-        "learned: oracle share",
+        "value\nsaved",
+        "cost\n/save",
+        "of\noracle",
+        "learned\nsaved",
+        "learned\nexp.",
+        "learned\noracle",
     ):
-        table.add_column(col)
+        table.add_column(col, no_wrap=True, justify="left" if col == "mode" else "right")
     for mode, r in result["modes"].items():
         table.add_row(
             mode,
