@@ -448,6 +448,10 @@ def demo(
     out.print(f"  tenure customers show CUSTOMER_ID{ws}")
     out.print(f"  tenure audit verify{ws}")
     out.print(f"  tenure journeys list --limit 10{ws}")
+    out.print(
+        f"  tenure tokens create --role operator --name YOU{ws} && tenure serve{ws}"
+        "   (dashboard: http://127.0.0.1:8000/dashboard)"
+    )
     if summary.duplicates == summary.read and summary.read:
         out.print(
             "\n(every event was already in this workspace: run with a fresh --workspace "
