@@ -43,7 +43,7 @@ def create_app(settings: Settings) -> FastAPI:
     app.state.store = store
     app.state.service = svc
     instrument(app, store, metrics, settings.channels)
-    app.include_router(dashboard.router(store, settings, svc.scorer, svc.contracts))
+    app.include_router(dashboard.router(store, settings, svc.scorer, svc.contracts, svc.journeys))
 
     @app.exception_handler(HTTPException)
     async def _http(_: Request, exc: HTTPException) -> JSONResponse:
@@ -125,9 +125,7 @@ def create_app(settings: Settings) -> FastAPI:
         customers, and only the fields its contract shares; asking for another field is 403."""
         wanted = [f.strip() for f in fields.split(",") if f.strip()] if fields else []
         if who.role == "partner":
-            svc.require_own_customer(who, customer_id, None)
-            for field in wanted:
-                svc.require_own_customer(who, customer_id, field)
+            svc.require_own_customer(who, customer_id, wanted)
         with store.reader() as conn:
             view = customer_view(conn, customer_id, scorer=svc.scorer)
         if view is None:

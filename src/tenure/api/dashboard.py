@@ -32,7 +32,7 @@ from tenure.api import charts
 from tenure.api.auth import Caller, caller
 from tenure.config import Settings
 from tenure.errors import TenureError
-from tenure.journeys.library import workspace_library
+from tenure.journeys.library import JourneyLibrary
 from tenure.journeys.spec import Human
 from tenure.loyalty.contracts import Contract
 from tenure.loyalty.ledger import member_account
@@ -120,11 +120,15 @@ def _widest(contributions: list[dict[str, Any]]) -> float:
 
 
 def router(
-    store: Store, settings: Settings, scorer: Scorer, contracts: Sequence[Contract]
+    store: Store,
+    settings: Settings,
+    scorer: Scorer,
+    contracts: Sequence[Contract],
+    library: JourneyLibrary,
 ) -> APIRouter:
-    """The dashboard's routes for one workspace (the app's store, scorer and contracts)."""
+    """The dashboard's routes for one workspace (the app's store, scorer, contracts and journey
+    library, loaded once by the service)."""
     templates = Jinja2Templates(env=_environment())
-    library = workspace_library(settings.workspace)
     api = APIRouter(prefix=PREFIX, include_in_schema=False)
 
     def page(

@@ -20,7 +20,7 @@ from tenure.api.auth import Caller
 from tenure.api.service import Service
 from tenure.loyalty.ledger import member_account
 from tenure.runtime import loyalty
-from tenure.store import ledger
+from tenure.store import ledger, queries
 from tenure.store import schema as t
 
 PERIOD = r"^(19|2[0-9])[0-9]{2}-(0[1-9]|1[0-2])$"  # YYYY-MM, years 1900-2999
@@ -68,13 +68,10 @@ def router(svc: Service) -> APIRouter:
         programme: str, customer_id: str, who: Annotated[Caller, Depends(members)]
     ) -> dict[str, Any]:
         """A member's points (posted, held, available), lots and tier."""
-        svc.require_own_customer(who, customer_id, "loyalty")
+        svc.require_own_customer(who, customer_id, ["loyalty"])
         with svc.store.reader() as conn:
             data = loyalty.member_balance(conn, programme, customer_id)
-            lt = t.loyalty_tiers.c
-            data["tier"] = conn.execute(
-                select(lt.tier).where(lt.programme == programme, lt.customer_id == customer_id)
-            ).scalar()
+            data["tier"] = queries.tier(conn, programme, customer_id)
         return data
 
     @api.get("/loyalty/{programme}/members/{customer_id}/history", tags=["loyalty"])
@@ -85,7 +82,7 @@ def router(svc: Service) -> APIRouter:
         limit: Annotated[int, Query(ge=1, le=1000)] = 100,
     ) -> list[dict[str, Any]]:
         """A member's transfers, newest first."""
-        svc.require_own_customer(who, customer_id, "loyalty")
+        svc.require_own_customer(who, customer_id, ["loyalty"])
         with svc.store.reader() as conn:
             return ledger.history(conn, member_account(programme, customer_id), limit)
 

@@ -128,7 +128,9 @@ class Service:
                 return set(contract.versions[-1].sharing.get(partner, []))
         return set()
 
-    def require_own_customer(self, who: Caller, customer_id: str, field: str | None) -> None:
+    def require_own_customer(
+        self, who: Caller, customer_id: str, fields: Sequence[str] = ()
+    ) -> None:
         """A partner may see only its own customers, and only fields its contract shares."""
         if who.role != "partner":
             return
@@ -141,8 +143,12 @@ class Service:
             ).first()
         if own is None:
             raise HTTPException(403, f"customer {customer_id!r} is not a customer of {who.partner}")
-        if field is not None and field not in self.sharing(who.partner or ""):
-            raise HTTPException(403, f"{who.partner}'s contract does not share {field!r} with it")
+        scope = self.sharing(who.partner or "")
+        for field in fields:
+            if field not in scope:
+                raise HTTPException(
+                    403, f"{who.partner}'s contract does not share {field!r} with it"
+                )
 
     def ingest(self, items: list[Any], source: str = "api") -> dict[str, Any]:
         """Parse, deduplicate and decide; per item accepted, duplicate or rejected, and the

@@ -31,10 +31,7 @@ def customer_view(
     account = member_account(programme, customer_id)
     ac = t.ledger_accounts.c
     row = conn.execute(select(t.ledger_accounts).where(ac.account_id == account)).first()
-    lt = t.loyalty_tiers.c
-    tier = conn.execute(
-        select(lt.tier).where(lt.programme == programme, lt.customer_id == customer_id)
-    ).scalar()
+    tier = queries.tier(conn, programme, customer_id)
     return {
         "customer_id": customer_id,
         "personal": personal(conn, customer_id),

@@ -337,3 +337,11 @@ def decision_tasks(conn: Connection, decision_id: str) -> list[dict[str, Any]]:
     k = t.tasks.c
     query = select(t.tasks).where(k.decision_id == decision_id).order_by(k.created_at, k.task_id)
     return repo.rows(conn, query)
+
+
+def tier(conn: Connection, programme: str, customer_id: str) -> str | None:
+    """A member's current tier in a programme (None: not yet placed)."""
+    lt = t.loyalty_tiers.c
+    return conn.execute(
+        select(lt.tier).where(lt.programme == programme, lt.customer_id == customer_id)
+    ).scalar()
