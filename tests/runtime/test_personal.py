@@ -135,3 +135,30 @@ def test_erase_removes_personal_data_and_keeps_audit_and_ledger_verifying(
     assert tenure("customers", "erase", "ann", "--by", "dpo", "--workspace", str(ws))[0] == 0
     code, output = tenure("customers", "erase", "nobody", "--by", "dpo", "--workspace", str(ws))
     assert code != 0 and "no customer 'nobody'" in output
+
+
+def test_later_batches_update_per_field_and_a_late_value_never_wins(tmp_path):
+    from tenure.config import resolve
+    from tenure.events.parse import LineParser, RawLine
+    from tenure.runtime.personal import personal
+    from tenure.runtime.pipeline import Pipeline
+    from tenure.runtime.policies import live_set
+
+    store = Store(resolve(tmp_path / "ws").database_url)
+    with store.reader() as conn:
+        pipeline = Pipeline(store, live_set(conn))
+    parser = LineParser(())
+
+    def feed(n: int, customer: str, day: int, **values: str) -> None:
+        raw = line(f"e{n}", "profile.updated", day, **values).replace('"ann"', f'"{customer}"')
+        pipeline.run(iter([parser.parse(RawLine(1, raw.encode()))]), "test")
+
+    feed(1, "a", 5, email="a@new.com", name="N")
+    feed(2, "b", 5, email="b@new.com", name="N")
+    feed(3, "b", 2, email="b.stale@example.com", phone="+49 1234567")  # older than b's values
+    feed(4, "a", 9, email="a2@new.com")
+    with store.reader() as conn:
+        assert personal(conn, "a") == {"name": "N", "email": "a2@new.com", "phone": None}
+        # The stale email loses; the phone b never had is taken.
+        assert personal(conn, "b") == {"name": "N", "email": "b@new.com", "phone": "+49 1234567"}
+    store.close()

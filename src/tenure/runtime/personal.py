@@ -18,7 +18,7 @@ from collections.abc import Sequence
 from typing import Any
 
 import orjson
-from sqlalchemy import Connection, delete, select, update
+from sqlalchemy import Connection, bindparam, delete, select, update
 
 from tenure.audit.chain import chain
 from tenure.errors import InputError
@@ -50,24 +50,30 @@ def keep(conn: Connection, events: Sequence[Event]) -> int:
             select(t.personal_data).where(_among(conn, p.customer_id, list(newest)))
         )
     }
+    inserts: list[dict[str, Any]] = []
+    updates: list[dict[str, Any]] = []
     for customer, fields in newest.items():
         row = current.get(customer)
         stamp = row.updated_at if row is not None else None
-        values = {f: getattr(row, f) for f in SENSITIVE} if row is not None else {}
+        values = {f: (getattr(row, f) if row is not None else None) for f in SENSITIVE}
         # One `updated_at` per customer: a field is replaced when its event is not older.
         for field, (at, value) in fields.items():
             if stamp is None or at >= stamp or values.get(field) is None:
                 values[field] = value
         latest = max([at for at, _ in fields.values()] + ([stamp] if stamp else []))
-        if row is None:
-            row_values = {"customer_id": customer, **values, "updated_at": latest}
-            conn.execute(t.personal_data.insert(), [row_values])
-        else:
-            conn.execute(
-                update(t.personal_data)
-                .where(p.customer_id == customer)
-                .values(**values, updated_at=latest)
-            )
+        (inserts if row is None else updates).append(
+            {"customer_id": customer, **values, "updated_at": latest}
+        )
+    # One statement each for new and known customers, whatever the batch holds.
+    if inserts:
+        conn.execute(t.personal_data.insert(), inserts)
+    if updates:
+        conn.execute(
+            update(t.personal_data)
+            .where(p.customer_id == bindparam("b_customer_id"))
+            .values({c: bindparam(f"b_{c}") for c in (*SENSITIVE, "updated_at")}),
+            [{f"b_{k}": v for k, v in u.items()} for u in updates],
+        )
     return len(newest)
 
 
