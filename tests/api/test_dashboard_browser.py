@@ -54,7 +54,7 @@ def _needs_a_browser() -> None:
     try:
         import selenium  # noqa: F401
     except ImportError:
-        missing.append("selenium (pip install -e '.[test]')")
+        missing.append("selenium (the README's test command installs it)")
     if missing:
         message = f"the browser test needs {', '.join(missing)}"
         if os.environ.get("CI"):
