@@ -224,3 +224,14 @@ def test_lift_report(tmp_path: Path, history: Path) -> None:
     row = report["rows"][0]
     assert row["action_id"] == "email" and row["control"]["customers"] > 0
     assert row["treated"]["customers"] > 0
+
+
+def test_version_flag_prints_the_installed_version() -> None:
+    from typer.testing import CliRunner
+
+    from tenure import __version__
+    from tenure.cli import app
+
+    result = CliRunner().invoke(app, ["--version"])
+    assert result.exit_code == 0
+    assert result.output.strip() == f"tenure {__version__}"

@@ -1,5 +1,5 @@
 """`python -m tenure` runs the command line."""
 
-from tenure.cli import main
+from tenure.cli import run_cli
 
-main()
+run_cli()

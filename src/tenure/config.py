@@ -16,7 +16,8 @@ from tenure.loyalty.tiers import Tiers
 from tenure.policy.guardrails import GuardrailSettings
 
 DEFAULT_WORKSPACE = Path(".tenure")
-KNOWN_SETTINGS = ("event_types", "guardrails", "channels", "programmes")
+KNOWN_SETTINGS = ("event_types", "guardrails", "channels", "programmes", "worker")
+DEFAULT_HEARTBEAT_S = 40.0
 
 
 @dataclass(frozen=True)
@@ -29,6 +30,8 @@ class Settings:
     guardrails: GuardrailSettings = field(default_factory=GuardrailSettings)
     channels: dict[str, ChannelSettings] = field(default_factory=dict)
     tiers: dict[str, Tiers] = field(default_factory=dict)  # programme -> its tier rules
+    # How long a journey activity may go without a heartbeat before Temporal retries it elsewhere.
+    activity_heartbeat_s: float = DEFAULT_HEARTBEAT_S
 
 
 def resolve(workspace: Path | None = None, database_url: str | None = None) -> Settings:
@@ -49,6 +52,7 @@ def resolve(workspace: Path | None = None, database_url: str | None = None) -> S
         _guardrails(config, ws / "tenure.yaml"),
         _channels(config, ws / "tenure.yaml"),
         _tiers(config, ws / "tenure.yaml"),
+        _heartbeat(config, ws / "tenure.yaml"),
     )
 
 
@@ -118,3 +122,16 @@ def _tiers(config: dict[str, Any], path: Path) -> dict[str, Tiers]:
         except ValidationError as exc:
             raise ConfigError(f"{path}: programme {name!r} tiers: {field_errors(exc)}") from None
     return out
+
+
+def _heartbeat(config: dict[str, Any], path: Path) -> float:
+    """`worker: {activity_heartbeat_s: N}`: how soon a dead worker's activity is retried."""
+    raw = config.get("worker") or {}
+    if not isinstance(raw, dict) or set(raw) - {"activity_heartbeat_s"}:
+        raise ConfigError(f"{path}: worker: only activity_heartbeat_s can be set")
+    value = raw.get("activity_heartbeat_s", DEFAULT_HEARTBEAT_S)
+    if isinstance(value, bool) or not isinstance(value, int | float) or not 1 <= value <= 3600:
+        raise ConfigError(
+            f"{path}: worker.activity_heartbeat_s must be a number of seconds from 1 to 3600"
+        )
+    return float(value)

@@ -23,11 +23,11 @@ from tenure.journeys.library import workspace_library
 from tenure.policy.guardrails import GuardrailSettings
 from tenure.policy.model import parse_policy
 from tenure.runtime import policies
-from tenure.runtime.loyalty import workspace_contracts
 from tenure.runtime.pipeline import Pipeline
 from tenure.store import acts
 from tenure.store import schema as t
 from tenure.store.db import Store
+from tenure.workspace import load_contracts
 from tests.helpers import ev
 from tests.loyalty.test_contracts import CONTRACT
 
@@ -99,7 +99,7 @@ def build_workspace(ws: Path) -> Settings:
         live,
         guardrails=GUARDRAILS,
         journeys=workspace_library(ws),
-        contracts=workspace_contracts(ws),
+        contracts=load_contracts(ws),
     )
     # Two runs, as two days of a live feed: the cancellations come after the decisions.
     events.sort(key=lambda e: e.occurred_at)

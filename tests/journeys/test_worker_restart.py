@@ -118,6 +118,8 @@ def test_killed_worker_restarts_without_losing_or_repeating_a_send(tmp_path: Pat
                     },
                     # Three sends in seconds: caps that allow them (the default is 1 a day).
                     "guardrails": {"caps": [{"max": 5, "per": "day"}], "control_share": 0},
+                    # A killed worker's activity is retried after 3 s, not the default 40 s.
+                    "worker": {"activity_heartbeat_s": 3},
                 }
             )
         )
@@ -138,8 +140,9 @@ def test_killed_worker_restarts_without_losing_or_repeating_a_send(tmp_path: Pat
             assert len(rx.requests) == 6
             time.sleep(3.5)  # the timers fire while no worker runs
             worker = start_worker(ws, env)
-            # An activity the kill caught between its effect and its report to Temporal is retried
-            # after the heartbeat timeout (40 s); its retry finds the send done and sends nothing.
+            # An activity the kill caught between its effect and its report to Temporal is
+            # retried after the heartbeat timeout (3 s here); its retry finds the send done and
+            # sends nothing.
             finished = {"completed:done": 6}
             wait_for(lambda: statuses(store) == finished, 150, "the journeys to finish")
             # One more customer event after the journeys ended changes nothing.

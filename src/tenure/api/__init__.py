@@ -1,1 +1,6 @@
-"""The HTTP service and dashboard. Not built yet; `tenure` is command-line only for now."""
+"""The HTTP service: versioned JSON routes under /v1 (bearer tokens, roles, partner scope,
+problem+json errors), /metrics, and the server-rendered dashboard under /dashboard.
+
+`app.create_app` builds it; `service.Service` holds what the routes share (the workspace, its
+store, and the pipeline the engine built for it).
+"""

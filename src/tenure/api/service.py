@@ -21,16 +21,14 @@ from sqlalchemy import select
 from tenure.api.auth import Caller, caller
 from tenure.config import Settings
 from tenure.events.envelope import Event
-from tenure.events.parse import LineParser, RawLine, Reject
-from tenure.journeys.library import workspace_library
+from tenure.events.parse import RawLine, Reject
 from tenure.loyalty.contracts import Contract
-from tenure.runtime import policies as policy_registry
-from tenure.runtime.loyalty import workspace_contracts
-from tenure.runtime.models import scorer_for
+from tenure.runtime.engine import Engine, learned
 from tenure.runtime.pipeline import Pipeline
 from tenure.store import repo
 from tenure.store import schema as t
 from tenure.store.db import Store
+from tenure.workspace import Workspace
 
 PROBLEM = "application/problem+json"
 MAX_EVENTS = 10_000
@@ -74,33 +72,25 @@ class Service:
 
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
+        self.workspace = Workspace.load(settings)
         self.store = Store(settings.database_url)
+        self.engine = Engine(self.workspace, self.store)
         self.metrics = Metrics()
         self.lock = threading.Lock()
-        self.parser = LineParser(settings.extra_event_types)
-        with self.store.reader() as conn:
-            self.scorer = scorer_for(conn)
-        self.contracts: Sequence[Contract] = workspace_contracts(settings.workspace)
-        self.journeys = workspace_library(settings.workspace)
+        self.parser = self.workspace.parser()
+        self.contracts: Sequence[Contract] = self.workspace.contracts
+        self.journeys = self.workspace.journeys
+        self.knowledge = learned(self.store)
+        self.scorer = self.knowledge.scorer
         self.pipeline = self._pipeline()
 
     def _pipeline(self) -> Pipeline:
-        with self.store.reader() as conn:
-            live = policy_registry.live_set(conn)
-        return Pipeline(
-            self.store,
-            live,
-            batch_size=MAX_EVENTS,
-            scorer=self.scorer,
-            guardrails=self.settings.guardrails,
-            journeys=self.journeys,
-            contracts=self.contracts,
-            tiers=self.settings.tiers,
-        )
+        return self.engine.pipeline(batch_size=MAX_EVENTS, knowledge=self.knowledge)
 
     def reload_policies(self) -> None:
-        """Decide with the registry's live set from now on (after a promotion)."""
+        """Decide with the registry's live set, and what has been learned, from now on."""
         with self.lock:
+            self.knowledge = learned(self.store)
             self.pipeline = self._pipeline()
 
     def guard(self, *roles: str) -> Callable[[Request], Caller]:

@@ -1,1 +1,4 @@
-"""Act: delivery adapters (file outbox, webhook, SMTP, CRM, human tasks). Not built yet."""
+"""Act: delivery adapters (JSON lines files, webhook, SMTP, CRM tickets) and the courier that
+sends each message once per idempotency key, with retries, dead letters, a circuit breaker and a
+rate limit per channel kept in the store.
+"""

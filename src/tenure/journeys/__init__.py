@@ -1,6 +1,6 @@
 """Act: durable multi-step journeys (send, wait, branch, grant, ticket, human, compensate).
 
-Not built yet. Decided actions already wait in the outbox (`store.schema.outbox`, kind
-`journey.start`, idempotency key `<decision_id>:start`); the Temporal workflows that take them
-from there live here.
+`spec` validates a journey file, `machine.step` is the pure state machine, `library` finds the
+built-in and workspace journeys; `workflow` and `activities` are the Temporal shell that runs a
+journey started from the outbox (workflow id = decision id).
 """

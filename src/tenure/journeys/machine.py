@@ -16,7 +16,7 @@ from __future__ import annotations
 import dataclasses
 import datetime as dt
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Any, Literal, assert_never
 
 from tenure.journeys.spec import (
     Branch,
@@ -29,6 +29,9 @@ from tenure.journeys.spec import (
     Ticket,
     Wait,
     seconds,
+)
+from tenure.journeys.spec import (
+    Step as StepKind,
 )
 from tenure.policy.conditions import holds
 
@@ -237,65 +240,90 @@ def step(
     """Apply one observation; return the new state and the commands to carry out in order."""
     if state.status == "completed":
         return state, []
-    if isinstance(obs, Start):
-        if state.status != "new":
-            return state, []
-        state = dataclasses.replace(state, status="running", reserved=inp.cost)
-        if inp.deliver_at is not None and inp.deliver_at > obs.at:
-            pause = Pause(step=spec.steps[0].id, visit=0, until=inp.deliver_at, kind="delay")
-            return _log(
-                dataclasses.replace(state, pause=pause),
-                obs.at,
-                spec.steps[0].id,
-                f"deferred until {_iso(inp.deliver_at)} (quiet hours)",
-            ), []
-        return _run(spec, inp, state, spec.steps[0].id, obs.at, initial=True)
-    if state.status == "new":
+    if state.status == "new" and not isinstance(obs, Start):
         return state, []  # nothing happens before the start
-    pause = state.pause
-    if isinstance(obs, Seen):
-        if obs.event_id in state.seen_ids:
-            return state, []
-        state = dataclasses.replace(
-            state,
-            seen={**state.seen, obs.type: state.seen.get(obs.type, 0) + 1},
-            seen_ids=(*state.seen_ids, obs.event_id),
-            last_event={"type": obs.type, "event_id": obs.event_id, "payload": obs.payload},
-        )
-        if pause is None or pause.kind != "wait" or obs.type not in pause.events:
-            return state, []
-        wait: Wait = spec.step(pause.step)
-        state = _log(state, obs.at, pause.step, f"{obs.type} arrived ({obs.event_id})")
-        target = wait.on.get(obs.type) or wait.next or spec.following(wait.id)
-        return _run(spec, inp, dataclasses.replace(state, pause=None), target, obs.at)
-    if isinstance(obs, TimerFired):
-        if pause is None or (pause.step, pause.visit) != (obs.step, obs.visit):
-            return state, []  # a timer of a pause already left
-        if pause.kind == "delay":
-            state = dataclasses.replace(state, pause=None)
-            return _run(spec, inp, state, pause.step, obs.at, initial=True)
-        s = spec.step(pause.step)
-        state = _log(dataclasses.replace(state, pause=None), obs.at, s.id, "timed out")
-        target = s.on_timeout or spec.following(s.id)
-        state, commands = _run(spec, inp, state, target, obs.at)
-        if pause.kind == "human":
-            expire = ExpireTask(f"{pause.task}:expired", s.id, pause.task)
-            return state, [expire, *commands]
-        return state, commands
-    if isinstance(obs, Resolved):
-        if pause is None or pause.kind != "human" or pause.task != obs.task:
-            return state, []
-        human: Human = spec.step(pause.step)
-        by = f" by {obs.by}" if obs.by else ""
-        state = _log(
-            dataclasses.replace(state, pause=None),
+    match obs:
+        case Start():
+            return _start(spec, inp, state, obs)
+        case Seen():
+            return _seen(spec, inp, state, obs)
+        case TimerFired():
+            return _timer_fired(spec, inp, state, obs)
+        case Resolved():
+            return _resolved(spec, inp, state, obs)
+        case _:
+            assert_never(obs)
+
+
+def _start(
+    spec: JourneySpec, inp: JourneyInput, state: JourneyState, obs: Start
+) -> tuple[JourneyState, list[Command]]:
+    if state.status != "new":
+        return state, []
+    state = dataclasses.replace(state, status="running", reserved=inp.cost)
+    if inp.deliver_at is not None and inp.deliver_at > obs.at:
+        pause = Pause(step=spec.steps[0].id, visit=0, until=inp.deliver_at, kind="delay")
+        return _log(
+            dataclasses.replace(state, pause=pause),
             obs.at,
-            human.id,
-            f"resolved {obs.resolution!r}{by}",
-        )
-        target = human.on.get(obs.resolution) or human.next or spec.following(human.id)
-        return _run(spec, inp, state, target, obs.at)
-    raise TypeError(f"unknown observation {obs!r}")
+            spec.steps[0].id,
+            f"deferred until {_iso(inp.deliver_at)} (quiet hours)",
+        ), []
+    return _run(spec, inp, state, spec.steps[0].id, obs.at, initial=True)
+
+
+def _seen(
+    spec: JourneySpec, inp: JourneyInput, state: JourneyState, obs: Seen
+) -> tuple[JourneyState, list[Command]]:
+    if obs.event_id in state.seen_ids:
+        return state, []
+    pause = state.pause
+    state = dataclasses.replace(
+        state,
+        seen={**state.seen, obs.type: state.seen.get(obs.type, 0) + 1},
+        seen_ids=(*state.seen_ids, obs.event_id),
+        last_event={"type": obs.type, "event_id": obs.event_id, "payload": obs.payload},
+    )
+    if pause is None or pause.kind != "wait" or obs.type not in pause.events:
+        return state, []
+    wait: Wait = spec.step(pause.step)
+    state = _log(state, obs.at, pause.step, f"{obs.type} arrived ({obs.event_id})")
+    target = wait.on.get(obs.type) or wait.next or spec.following(wait.id)
+    return _run(spec, inp, dataclasses.replace(state, pause=None), target, obs.at)
+
+
+def _timer_fired(
+    spec: JourneySpec, inp: JourneyInput, state: JourneyState, obs: TimerFired
+) -> tuple[JourneyState, list[Command]]:
+    pause = state.pause
+    if pause is None or (pause.step, pause.visit) != (obs.step, obs.visit):
+        return state, []  # a timer of a pause already left
+    if pause.kind == "delay":
+        state = dataclasses.replace(state, pause=None)
+        return _run(spec, inp, state, pause.step, obs.at, initial=True)
+    s = spec.step(pause.step)
+    state = _log(dataclasses.replace(state, pause=None), obs.at, s.id, "timed out")
+    target = s.on_timeout or spec.following(s.id)
+    state, commands = _run(spec, inp, state, target, obs.at)
+    if pause.kind == "human":
+        expire = ExpireTask(f"{pause.task}:expired", s.id, pause.task)
+        return state, [expire, *commands]
+    return state, commands
+
+
+def _resolved(
+    spec: JourneySpec, inp: JourneyInput, state: JourneyState, obs: Resolved
+) -> tuple[JourneyState, list[Command]]:
+    pause = state.pause
+    if pause is None or pause.kind != "human" or pause.task != obs.task:
+        return state, []
+    human: Human = spec.step(pause.step)
+    by = f" by {obs.by}" if obs.by else ""
+    state = _log(
+        dataclasses.replace(state, pause=None), obs.at, human.id, f"resolved {obs.resolution!r}{by}"
+    )
+    target = human.on.get(obs.resolution) or human.next or spec.following(human.id)
+    return _run(spec, inp, state, target, obs.at)
 
 
 def _log(state: JourneyState, at: float, step_id: str, what: str) -> JourneyState:
@@ -317,6 +345,98 @@ def _context(inp: JourneyInput, state: JourneyState) -> dict[str, Any]:
         "visits": dict(state.visits),
         "granted": len(state.grants),
     }
+
+
+@dataclass(frozen=True)
+class _Visit:
+    """One arrival at a step: which visit it is, its idempotency key, when, and whether the
+    decision itself started this run of steps."""
+
+    visit: int
+    key: str
+    at: float
+    initial: bool
+
+
+# What carrying out one step gives: the new state, its commands, and either the next step to go
+# on to (continue) or None with `paused` set (the machine stops here).
+_Done = tuple[JourneyState, list[Command], str | None, bool]
+
+
+def _carry_out(
+    spec: JourneySpec, inp: JourneyInput, state: JourneyState, s: StepKind, v: _Visit
+) -> _Done:
+    """Carry out one step; every kind is matched, so a new kind cannot be skipped silently."""
+    after = s.next or spec.following(s.id)
+    match s:
+        case Send():
+            channel = inp.channel if s.channel == "action" else s.channel
+            first = v.initial and state.sends == 0
+            deliver = Deliver(v.key, s.id, channel, s.template, dict(s.payload), first)
+            state = dataclasses.replace(state, sends=state.sends + 1)
+            state = _log(state, v.at, s.id, f"send {s.template!r} on {channel}")
+            return state, [deliver], after, False
+        case Grant():
+            what = f"offer {s.offer!r}" if s.offer else f"{s.points} points"
+            state = dataclasses.replace(state, grants=(*state.grants, v.key))
+            grant = GrantOffer(v.key, s.id, s.offer, s.points)
+            return _log(state, v.at, s.id, f"grant {what}"), [grant], after, False
+        case Ticket():
+            ticket = OpenTicket(v.key, s.id, s.queue, s.subject)
+            return (
+                _log(state, v.at, s.id, f"ticket in {s.queue}: {s.subject}"),
+                [ticket],
+                after,
+                False,
+            )
+        case Compensate():
+            return (*_compensate(s, state, v), after, False)
+        case Branch():
+            ok, error = holds(s.when, _context(inp, state))
+            target = s.then if ok else s.else_
+            note = f" ({error})" if error else ""
+            return (
+                _log(state, v.at, s.id, f"branch {s.when!r} is {ok}{note} -> {target}"),
+                [],
+                target,
+                False,
+            )
+        case Wait():
+            until = v.at + seconds(s.timeout or "0s")
+            pause = Pause(s.id, v.visit, until, "wait", events=tuple(s.for_))
+            what = f"wait for {', '.join(s.for_)} until {_iso(until)}"
+            return _log(dataclasses.replace(state, pause=pause), v.at, s.id, what), [], None, True
+        case Human():
+            until = v.at + seconds(s.timeout)
+            task = CreateTask(v.key, s.id, s.queue, s.reason or f"journey {spec.id}", until)
+            pause = Pause(s.id, v.visit, until, "human", task=v.key)
+            what = f"task in {s.queue} until {_iso(until)}"
+            return (
+                _log(dataclasses.replace(state, pause=pause), v.at, s.id, what),
+                [task],
+                None,
+                True,
+            )
+        case Exit():
+            state = _log(state, v.at, s.id, f"exit: {s.outcome}")
+            done = dataclasses.replace(state, status="completed", outcome=s.outcome, pause=None)
+            return done, [], None, True
+        case _:
+            assert_never(s)
+
+
+def _compensate(
+    s: Compensate, state: JourneyState, v: _Visit
+) -> tuple[JourneyState, list[Command]]:
+    grants = state.grants if s.revoke_offer else ()
+    release = state.reserved if s.release_budget else 0.0
+    state = dataclasses.replace(
+        state,
+        grants=() if s.revoke_offer else state.grants,
+        reserved=0.0 if s.release_budget else state.reserved,
+    )
+    what = f"compensate: revoke {len(grants)} grant(s), release {release:g}"
+    return _log(state, v.at, s.id, what), [Undo(v.key, s.id, grants, release)]
 
 
 def _run(
@@ -342,71 +462,11 @@ def _run(
         s = spec.step(step_id)
         visit = state.visits.get(s.id, 0) + 1
         state = dataclasses.replace(state, step=s.id, visits={**state.visits, s.id: visit})
-        key = f"{inp.decision_id}:{s.id}:{visit}"
-        after = s.next or spec.following(s.id)
-        if isinstance(s, Send):
-            channel = inp.channel if s.channel == "action" else s.channel
-            first = initial and state.sends == 0
-            commands.append(Deliver(key, s.id, channel, s.template, dict(s.payload), first))
-            state = _log(
-                dataclasses.replace(state, sends=state.sends + 1),
-                at,
-                s.id,
-                f"send {s.template!r} on {channel}",
-            )
-        elif isinstance(s, Grant):
-            commands.append(GrantOffer(key, s.id, s.offer, s.points))
-            what = f"offer {s.offer!r}" if s.offer else f"{s.points} points"
-            state = _log(
-                dataclasses.replace(state, grants=(*state.grants, key)), at, s.id, f"grant {what}"
-            )
-        elif isinstance(s, Ticket):
-            commands.append(OpenTicket(key, s.id, s.queue, s.subject))
-            state = _log(state, at, s.id, f"ticket in {s.queue}: {s.subject}")
-        elif isinstance(s, Compensate):
-            grants = state.grants if s.revoke_offer else ()
-            release = state.reserved if s.release_budget else 0.0
-            commands.append(Undo(key, s.id, grants, release))
-            state = dataclasses.replace(
-                state,
-                grants=() if s.revoke_offer else state.grants,
-                reserved=0.0 if s.release_budget else state.reserved,
-            )
-            state = _log(
-                state, at, s.id, f"compensate: revoke {len(grants)} grant(s), release {release:g}"
-            )
-        elif isinstance(s, Branch):
-            ok, error = holds(s.when, _context(inp, state))
-            after = s.then if ok else s.else_
-            note = f" ({error})" if error else ""
-            state = _log(state, at, s.id, f"branch {s.when!r} is {ok}{note} -> {after}")
-        elif isinstance(s, Wait):
-            until = at + seconds(s.timeout or "0s")
-            pause = Pause(s.id, visit, until, "wait", events=tuple(s.for_))
-            state = _log(
-                dataclasses.replace(state, pause=pause),
-                at,
-                s.id,
-                f"wait for {', '.join(s.for_)} until {_iso(until)}",
-            )
+        here = _Visit(visit, f"{inp.decision_id}:{s.id}:{visit}", at, initial)
+        state, more, step_id, paused = _carry_out(spec, inp, state, s, here)
+        commands.extend(more)
+        if paused:
             return state, commands
-        elif isinstance(s, Human):
-            until = at + seconds(s.timeout)
-            commands.append(CreateTask(key, s.id, s.queue, s.reason or f"journey {spec.id}", until))
-            pause = Pause(s.id, visit, until, "human", task=key)
-            state = _log(
-                dataclasses.replace(state, pause=pause),
-                at,
-                s.id,
-                f"task in {s.queue} until {_iso(until)}",
-            )
-            return state, commands
-        elif isinstance(s, Exit):
-            state = _log(state, at, s.id, f"exit: {s.outcome}")
-            return dataclasses.replace(
-                state, status="completed", outcome=s.outcome, pause=None
-            ), commands
-        step_id = after
     raise JourneyStuck(f"journey {spec.id!r} ran {_MAX_IMMEDIATE} steps without pausing")
 
 

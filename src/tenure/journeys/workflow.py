@@ -53,7 +53,9 @@ _TIMEOUT = dt.timedelta(minutes=2)
 # A worker that dies mid-activity is noticed after this long without a heartbeat, not after the
 # whole timeout (activities heartbeat while they wait between delivery attempts; nothing else in
 # them blocks this long). The retry then finds the effect's key settled and does not redo it.
-_HEARTBEAT = dt.timedelta(seconds=40)
+# The dispatcher sets it per journey from the workspace (`worker: {activity_heartbeat_s: N}`);
+# journeys started without it use this.
+_HEARTBEAT_S = 40.0
 _RECORD_TIMEOUT = dt.timedelta(seconds=30)
 
 
@@ -85,6 +87,7 @@ class JourneyWorkflow:
     def __init__(self) -> None:
         self._inbox: list[dict[str, Any]] = []
         self._state = JourneyState()
+        self._heartbeat_s = _HEARTBEAT_S
 
     @workflow.signal
     def observe(self, data: dict[str, Any]) -> None:
@@ -138,6 +141,7 @@ class JourneyWorkflow:
     async def _run(self, data: dict[str, Any]) -> dict[str, Any]:
         spec = JourneySpec.model_validate(data["journey"])
         inp = journey_input(data)
+        self._heartbeat_s = float(data.get("activity_heartbeat_s") or _HEARTBEAT_S)
         await self._apply(spec, inp, Start(workflow.now().timestamp()))
         while self._state.status == "running" and self._state.pause is not None:
             pause = self._state.pause
@@ -192,6 +196,6 @@ class JourneyWorkflow:
             ACT,
             args=[_about(inp), dataclasses.asdict(command), record],
             start_to_close_timeout=_TIMEOUT,
-            heartbeat_timeout=_HEARTBEAT,
+            heartbeat_timeout=dt.timedelta(seconds=self._heartbeat_s),
             retry_policy=_RETRY,
         )

@@ -21,6 +21,8 @@ from temporalio.common import WorkflowIDReusePolicy
 from temporalio.exceptions import WorkflowAlreadyStartedError
 from temporalio.service import RPCError, RPCStatusCode
 
+from tenure.config import DEFAULT_HEARTBEAT_S
+from tenure.errors import TenureError
 from tenure.journeys.workflow import WORKFLOW
 from tenure.observe import tracing
 from tenure.observe.logs import bound, get_logger
@@ -35,6 +37,10 @@ RETRY_LATER = "not yet"
 log = get_logger("tenure.dispatch")
 
 
+class UnknownOutboxKind(TenureError):
+    """An outbox row of a kind this dispatcher cannot carry out."""
+
+
 class Dispatcher:
     """Moves outbox rows into Temporal in pages, a bounded number in flight at once."""
 
@@ -44,12 +50,14 @@ class Dispatcher:
         client: Client,
         task_queue: str = TASK_QUEUE,
         now: Callable[[], float] = time.time,
+        activity_heartbeat_s: float = DEFAULT_HEARTBEAT_S,
     ) -> None:
         self.store = store
         # Traced: the start carries the decision's trace into the workflow and its activities.
         self.client = tracing.with_tracing(client)
         self.task_queue = task_queue
         self.now = now
+        self.activity_heartbeat_s = activity_heartbeat_s
 
     async def dispatch(self, page: int = 500) -> Counter[str]:
         """Dispatch everything pending now; counts by what happened.
@@ -137,7 +145,7 @@ class Dispatcher:
             try:
                 await self.client.start_workflow(
                     WORKFLOW,
-                    payload,
+                    {**payload, "activity_heartbeat_s": self.activity_heartbeat_s},
                     id=row["decision_id"],
                     task_queue=self.task_queue,
                     id_reuse_policy=WorkflowIDReusePolicy.REJECT_DUPLICATE,
@@ -176,4 +184,6 @@ class Dispatcher:
                     },
                 )
             return "task opened"
-        return f"unknown kind {kind}"
+        # A kind this version does not know (written by a newer one, or a bug) stays pending and
+        # is reported on every pass; marking it dispatched would drop its effect without a trace.
+        raise UnknownOutboxKind(f"outbox row {row['id']} has unknown kind {kind!r}")

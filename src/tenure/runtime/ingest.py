@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 import sys
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO
@@ -14,16 +14,11 @@ import yaml
 from tenure.errors import ConfigError, InputError
 from tenure.events.envelope import Event
 from tenure.events.parse import CsvMapping, LineParser, Reject, read_csv
-from tenure.journeys.library import JourneyLibrary
-from tenure.loyalty.contracts import Contract
-from tenure.loyalty.tiers import Tiers
-from tenure.policy.decide import DEFAULT_GUARDRAILS
-from tenure.policy.guardrails import GuardrailSettings
 from tenure.policy.lifecycle import PolicySet
 from tenure.policy.model import Policy
 from tenure.runtime.clock import Clock
-from tenure.runtime.pipeline import DEFAULT_BATCH_SIZE, Pipeline, RunSummary
-from tenure.store.db import Store
+from tenure.runtime.engine import Engine
+from tenure.runtime.pipeline import DEFAULT_BATCH_SIZE, RunSummary
 
 Progress = Callable[[int], None]  # called with the number of bytes read since the last call
 
@@ -137,44 +132,18 @@ def items(
 
 
 def run(
-    store: Store,
-    policy: Policy | PolicySet,
+    engine: Engine,
+    policy: Policy | PolicySet | None,
     source: Source,
-    parser: LineParser,
     clock: Clock,
     batch_size: int = DEFAULT_BATCH_SIZE,
     progress: Progress | None = None,
-    guardrails: GuardrailSettings = DEFAULT_GUARDRAILS,
-    journeys: JourneyLibrary | None = None,
-    contracts: Sequence[Contract] = (),
-    tiers: Mapping[str, Tiers] | None = None,
 ) -> RunSummary:
-    """Run one input through the pipeline into the store."""
-    from tenure.policy.lift import evidence_by_policy
-    from tenure.runtime.models import scorer_for
-    from tenure.store.queries import lift_inputs, segments
-
-    with store.reader() as conn:
-        scorer = scorer_for(conn)
-        decided, cancels, observed, _ = lift_inputs(conn)
-        segment_of = segments(conn, sorted({d.customer_id for d in decided}))
-    evidence = (
-        evidence_by_policy(decided, cancels, observed, segments=segment_of) if observed else {}
-    )
+    """Run one input through the engine's pipeline (default policy: the live set) into its store."""
+    pipeline = engine.pipeline(policy, clock=clock, batch_size=batch_size)
+    parser = engine.workspace.parser()
     stream = open_input(source)
     try:
-        pipeline = Pipeline(
-            store,
-            policy,
-            clock=clock,
-            batch_size=batch_size,
-            scorer=scorer,
-            guardrails=guardrails,
-            evidence=evidence,
-            journeys=journeys,
-            contracts=contracts,
-            tiers=tiers,
-        )
         label = "stdin" if source.is_stdin else str(Path(source.path).resolve())
         return pipeline.run(items(source, stream, parser, progress), label)
     finally:

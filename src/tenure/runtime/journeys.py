@@ -18,11 +18,10 @@ from temporalio.testing import WorkflowEnvironment
 from tenure.config import Settings
 from tenure.errors import InputError
 from tenure.events.envelope import make_event
-from tenure.journeys.library import workspace_library
 from tenure.policy.lifecycle import PolicySet
 from tenure.policy.model import Policy
 from tenure.runtime.dispatch import Dispatcher
-from tenure.runtime.pipeline import Pipeline
+from tenure.runtime.engine import Engine
 from tenure.runtime.temporal import (
     Temporal,
     connect,
@@ -83,7 +82,13 @@ class LiveWorker:
         courier = courier_for(self.store, self.settings.workspace, self.settings.channels)
         self._ready.set()
         await serve(
-            client, self.store, courier, self.settings.guardrails, self._stop, on_tick=self.on_tick
+            client,
+            self.store,
+            courier,
+            self.settings.guardrails,
+            self._stop,
+            on_tick=self.on_tick,
+            activity_heartbeat_s=self.settings.activity_heartbeat_s,
         )
 
     def stop(self, stop_server: bool = True) -> None:
@@ -174,12 +179,12 @@ def _responds(decision_id: str, share: float) -> bool:
 
 
 async def _compressed(
-    settings: Settings,
-    store: Store,
+    engine: Engine,
     policy: Policy | PolicySet,
     respond_share: float,
     days: int,
 ) -> CompressedRun:
+    settings, store = engine.workspace.settings, engine.store
     result = CompressedRun()
     start = time.perf_counter()
     env = await WorkflowEnvironment.start_time_skipping(
@@ -188,7 +193,9 @@ async def _compressed(
     try:
         courier = courier_for(store, settings.workspace, settings.channels)
         async with journey_worker(env.client, store, courier, settings.guardrails):
-            dispatcher = Dispatcher(store, env.client)
+            dispatcher = Dispatcher(
+                store, env.client, activity_heartbeat_s=settings.activity_heartbeat_s
+            )
             counts = await dispatcher.dispatch()
             result.started = counts["started"]
             # Some customers redeem their offer a day after it was decided: their events go
@@ -217,12 +224,7 @@ async def _compressed(
                 for customer, j in sorted(chosen.items())
             ]
             if responses:
-                Pipeline(
-                    store,
-                    policy,
-                    guardrails=settings.guardrails,
-                    journeys=workspace_library(settings.workspace),
-                ).run(iter(responses), "demo responses")
+                engine.pipeline(policy).run(iter(responses), "demo responses")
                 await dispatcher.dispatch()
                 result.responded = len(responses)
             await env.sleep(dt.timedelta(days=days))
@@ -248,11 +250,10 @@ async def _compressed(
 
 
 def run_compressed(
-    settings: Settings,
-    store: Store,
+    engine: Engine,
     policy: Policy | PolicySet,
     respond_share: float = 0.3,
     days: int = 10,
 ) -> CompressedRun:
     """Run every pending journey on the time-skipping server: `days` of journeys in seconds."""
-    return asyncio.run(_compressed(settings, store, policy, respond_share, days))
+    return asyncio.run(_compressed(engine, policy, respond_share, days))

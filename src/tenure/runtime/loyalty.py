@@ -13,7 +13,6 @@ import datetime as dt
 import hashlib
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 import msgspec
@@ -22,7 +21,7 @@ from sqlalchemy import Connection, bindparam, select
 from tenure.audit.chain import chain
 from tenure.errors import InputError
 from tenure.events.envelope import Event
-from tenure.loyalty.contracts import Contract, capped, earn, load_contract, split
+from tenure.loyalty.contracts import Contract, capped, earn, split
 from tenure.loyalty.ledger import (
     Request,
     breakage_account,
@@ -213,14 +212,6 @@ def accrue_in(
     if rows:
         conn.execute(t.loyalty_accruals.insert(), rows)
     return summary
-
-
-def workspace_contracts(workspace: Path) -> list[Contract]:
-    """The contracts in `<workspace>/contracts/*.yaml`, in file-name order."""
-    directory = workspace / "contracts"
-    if not directory.is_dir():
-        return []
-    return [load_contract(p) for p in sorted(directory.glob("*.y*ml"))]
 
 
 def _month(period: str) -> tuple[dt.datetime, dt.datetime]:

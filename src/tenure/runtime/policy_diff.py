@@ -11,28 +11,28 @@ from typing import Any
 from sqlalchemy import select
 
 from tenure.events.envelope import Event
-from tenure.policy.decide import DEFAULT_GUARDRAILS
-from tenure.policy.guardrails import GuardrailSettings
 from tenure.policy.model import Policy
 from tenure.runtime.clock import EventClock
-from tenure.runtime.pipeline import DEFAULT_BATCH_SIZE, Pipeline
+from tenure.runtime.engine import Engine, Learned, learned
+from tenure.runtime.pipeline import DEFAULT_BATCH_SIZE
 from tenure.store import repo
 from tenure.store import schema as t
 from tenure.store.db import Store
 
 
 def _decisions(
+    engine: Engine,
+    knowledge: Learned,
     events: Sequence[Event],
     policy: Policy,
     root: Path,
     name: str,
-    guardrails: GuardrailSettings,
     batch_size: int,
 ) -> dict[str, list[dict[str, Any]]]:
     store = Store(f"sqlite:///{root / f'{name}.db'}")
     try:
-        Pipeline(
-            store, policy, clock=EventClock(), batch_size=batch_size, guardrails=guardrails
+        engine.pipeline(
+            policy, clock=EventClock(), batch_size=batch_size, into=store, knowledge=knowledge
         ).run(iter(events), f"diff:{name}")
         d = t.decisions.c
         with store.reader() as conn:
@@ -63,16 +63,21 @@ def _key(decisions: list[dict[str, Any]]) -> list[tuple[Any, ...]]:
 
 
 def diff(
+    engine: Engine,
     events: Sequence[Event],
     old: Policy,
     new: Policy,
-    guardrails: GuardrailSettings = DEFAULT_GUARDRAILS,
     batch_size: int = DEFAULT_BATCH_SIZE,
 ) -> dict[str, Any]:
-    """Customers whose decisions differ between the two policies, with both sets of decisions."""
+    """Customers whose decisions differ between the two policies, with both sets of decisions.
+
+    Both replay into scratch stores with the workspace's journeys, contracts, guardrails, scorer
+    and learned evidence, so each side decides as `tenure run` would.
+    """
+    knowledge = learned(engine.store)
     with tempfile.TemporaryDirectory(prefix="tenure-diff-") as tmp:
-        a = _decisions(events, old, Path(tmp), "old", guardrails, batch_size)
-        b = _decisions(events, new, Path(tmp), "new", guardrails, batch_size)
+        a = _decisions(engine, knowledge, events, old, Path(tmp), "old", batch_size)
+        b = _decisions(engine, knowledge, events, new, Path(tmp), "new", batch_size)
     differing = [
         {"customer_id": cid, "old": a.get(cid, []), "new": b.get(cid, [])}
         for cid in sorted(set(a) | set(b))

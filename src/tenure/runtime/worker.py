@@ -16,6 +16,7 @@ from temporalio.worker import Worker
 
 from tenure.channels.adapters import ChannelSettings
 from tenure.channels.courier import Courier
+from tenure.config import DEFAULT_HEARTBEAT_S
 from tenure.journeys.activities import JourneyActivities
 from tenure.journeys.workflow import JourneyWorkflow
 from tenure.observe.tracing import with_tracing
@@ -72,9 +73,10 @@ async def serve(
     stop: asyncio.Event,
     interval_s: float = 1.0,
     on_tick: Callable[[Counter[str]], None] | None = None,
+    activity_heartbeat_s: float = DEFAULT_HEARTBEAT_S,
 ) -> None:
     """Run a worker and, every `interval_s`, dispatch the outbox and release held messages."""
-    dispatcher = Dispatcher(store, client)
+    dispatcher = Dispatcher(store, client, activity_heartbeat_s=activity_heartbeat_s)
     async with journey_worker(client, store, courier, guardrails):
         while not stop.is_set():
             counts = await dispatcher.dispatch()

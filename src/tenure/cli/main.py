@@ -1,4 +1,5 @@
-"""The `tenure` command line: parse arguments, call a service, print. Nothing else lives here."""
+"""Perceive, decide and prove: `run`, `demo`, `generate`, `stats`, `simulate`, events, audit,
+customers, decisions, rejects, models, policies and reports."""
 
 from __future__ import annotations
 
@@ -6,11 +7,9 @@ import datetime as dt
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import Annotated, Any, TypeVar
+from typing import Annotated, Any
 
-import orjson
 import typer
-from rich.console import Console
 from rich.progress import (
     BarColumn,
     DownloadColumn,
@@ -19,174 +18,45 @@ from rich.progress import (
     TransferSpeedColumn,
 )
 from rich.table import Table
-from sqlalchemy import Connection
-from sqlalchemy.exc import SQLAlchemyError
 
 from tenure import __version__
-from tenure.config import Settings, resolve
+from tenure.cli.shell import (
+    FAILURES,
+    JsonFlag,
+    WorkspaceDir,
+    app,
+    audit_app,
+    customers_app,
+    decisions_app,
+    dump,
+    err,
+    events_app,
+    fail,
+    model_app,
+    open_workspace,
+    out,
+    policy_app,
+    query,
+    rejects_app,
+    report_app,
+)
+from tenure.config import resolve
 from tenure.errors import AuditError, TenureError
 from tenure.events.envelope import json_schema
-from tenure.events.parse import LineParser
-from tenure.journeys.library import JourneyLibrary, workspace_library
+from tenure.journeys.library import JourneyLibrary
 from tenure.policy.decide import DEFAULT_GUARDRAILS
 from tenure.policy.lifecycle import PolicySet
 from tenure.policy.model import Policy, default_policy, load_policy, parse_policy
 from tenure.runtime import ingest
 from tenure.runtime.clock import EventClock, WallClock
-from tenure.runtime.loyalty import workspace_contracts
+from tenure.runtime.engine import Engine
 from tenure.runtime.pipeline import DEFAULT_BATCH_SIZE, RunSummary
 from tenure.store import queries
 from tenure.store.db import Store
+from tenure.workspace import Workspace
 
 DEMO_BATCH_SIZE = 5_000
 STDIN_BATCH_SIZE = 1_000
-T = TypeVar("T")
-
-app = typer.Typer(
-    help="tenure keeps customers: events in, governed and audited retention actions out.",
-    no_args_is_help=True,
-    add_completion=False,
-    pretty_exceptions_enable=False,
-)
-events_app = typer.Typer(help="The event envelope.", no_args_is_help=True)
-audit_app = typer.Typer(help="The hash-chained audit of every decision.", no_args_is_help=True)
-customers_app = typer.Typer(help="What tenure knows about a customer.", no_args_is_help=True)
-decisions_app = typer.Typer(help="Decisions made by policies.", no_args_is_help=True)
-rejects_app = typer.Typer(
-    help="Input lines that did not become events, with reasons.", no_args_is_help=True
-)
-app.add_typer(events_app, name="events")
-app.add_typer(audit_app, name="audit")
-app.add_typer(customers_app, name="customers")
-app.add_typer(decisions_app, name="decisions")
-report_app = typer.Typer(help="Reports on what the decisions achieved.", no_args_is_help=True)
-app.add_typer(report_app, name="report")
-policy_app = typer.Typer(
-    help="Policies: validate, test against cases, compare on history.", no_args_is_help=True
-)
-app.add_typer(policy_app, name="policy")
-model_app = typer.Typer(
-    help="Churn and value models: train, compare, promote, watch.", no_args_is_help=True
-)
-app.add_typer(rejects_app, name="rejects")
-app.add_typer(model_app, name="model")
-
-out = Console()
-err = Console(stderr=True)
-
-# The log options as given (None: not given), for the long-running commands to default to info.
-LOG_OPTIONS: dict[str, Any] = {"level": None, "format": "json", "file": None}
-
-
-@app.callback()
-def _logging(
-    log_level: Annotated[
-        str | None,
-        typer.Option(
-            "--log-level",
-            envvar="TENURE_LOG_LEVEL",
-            help="debug, info, warning or error (default: info for serve and worker, else "
-            "warning).",
-            show_default=False,
-        ),
-    ] = None,
-    log_format: Annotated[
-        str,
-        typer.Option("--log-format", envvar="TENURE_LOG_FORMAT", help="json or console."),
-    ] = "json",
-    log_file: Annotated[
-        Path | None,
-        typer.Option(
-            "--log-file",
-            envvar="TENURE_LOG_FILE",
-            help="Append log lines to this file instead of stderr.",
-            show_default=False,
-        ),
-    ] = None,
-) -> None:
-    # Logs are for operators and machines: JSON on stderr (or a file), never on stdout, where
-    # commands print their results. Tracing exports only when the OTEL_* variables ask.
-    from tenure.observe.logs import configure_logging
-    from tenure.observe.tracing import configure_tracing
-
-    LOG_OPTIONS.update(level=log_level, format=log_format, file=log_file)
-    try:
-        configure_logging(log_level or "warning", log_format, log_file)
-        configure_tracing()
-    except (ValueError, TenureError, OSError) as exc:
-        raise _fail(exc) from None
-
-
-def _service_logging() -> None:
-    """Long-running commands log at info unless a level was given."""
-    if LOG_OPTIONS["level"] is None:
-        from tenure.observe.logs import configure_logging
-
-        configure_logging("info", LOG_OPTIONS["format"], LOG_OPTIONS["file"])
-
-
-Workspace = Annotated[
-    Path | None,
-    typer.Option(
-        "--workspace",
-        "-w",
-        help="Workspace directory (default ./.tenure or "
-        "$TENURE_WORKSPACE). TENURE_DATABASE_URL selects PostgreSQL instead of the "
-        "workspace's SQLite file.",
-        show_default=False,
-    ),
-]
-JsonFlag = Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")]
-
-
-def _dump(obj: Any) -> None:
-    typer.echo(
-        orjson.dumps(
-            obj, option=orjson.OPT_INDENT_2 | orjson.OPT_NON_STR_KEYS, default=str
-        ).decode()
-    )
-
-
-# What a command turns into a one-line error and exit 2 instead of a traceback: our own errors,
-# a database that refuses (read-only file, lost connection), and the file system.
-FAILURES = (TenureError, SQLAlchemyError, OSError)
-
-
-def _fail(exc: BaseException) -> typer.Exit:
-    if isinstance(exc, SQLAlchemyError):
-        detail = str(getattr(exc, "orig", None) or exc).splitlines()[0]
-        message = f"the store refused the operation: {detail}"
-    elif isinstance(exc, OSError) and not isinstance(exc, TenureError):
-        message = f"{exc.strerror or exc}: {exc.filename}" if exc.filename else str(exc)
-    else:
-        message = str(exc)
-    err.print(f"[red]error:[/red] {message}", highlight=False, soft_wrap=True)
-    return typer.Exit(2)
-
-
-def _open(workspace: Path | None) -> tuple[Settings, Store]:
-    settings = resolve(workspace)
-    return settings, Store(settings.database_url)
-
-
-def _query(workspace: Path | None, read: Callable[[Connection], T]) -> T:
-    """Run one read against the workspace's store; any failure is a one-line error."""
-    try:
-        _, store = _open(workspace)
-        with store.reader() as conn:
-            return read(conn)
-    except FAILURES as exc:
-        raise _fail(exc) from None
-
-
-def _policies(path: Path | None, store: Store) -> Any:
-    """The file given, else the registry's live set (active, canary, shadows)."""
-    if path is not None:
-        return load_policy(path)
-    from tenure.runtime import policies
-
-    with store.reader() as conn:
-        return policies.live_set(conn)
 
 
 def _summary_tables(summary: RunSummary, seconds: float) -> None:
@@ -220,34 +90,19 @@ def _summary_tables(summary: RunSummary, seconds: float) -> None:
 
 
 def _run(
-    settings: Settings,
-    store: Store,
+    engine: Engine,
     source: ingest.Source,
-    policy: Policy | PolicySet,
+    policy: Policy | PolicySet | None,
     batch_size: int,
     live: bool,
     quiet: bool,
 ) -> tuple[RunSummary, float]:
-    parser = LineParser(settings.extra_event_types)
     clock = WallClock() if live else EventClock()
     start = time.perf_counter()
     size = source.size()
-    journeys = workspace_library(settings.workspace)
 
     def run(progress: Callable[[int], None] | None = None) -> RunSummary:
-        return ingest.run(
-            store,
-            policy,
-            source,
-            parser,
-            clock,
-            batch_size,
-            progress=progress,
-            guardrails=settings.guardrails,
-            journeys=journeys,
-            contracts=workspace_contracts(settings.workspace),
-            tiers=settings.tiers,
-        )
+        return ingest.run(engine, policy, source, clock, batch_size, progress=progress)
 
     if quiet or size is None:
         summary = run()
@@ -276,7 +131,7 @@ def run(
     policy: Annotated[
         Path | None, typer.Option(help="Policy YAML (default: the built-in retention policy).")
     ] = None,
-    workspace: Workspace = None,
+    workspace: WorkspaceDir = None,
     batch_size: Annotated[
         int | None,
         typer.Option(
@@ -322,8 +177,9 @@ def run(
         source.check()
         if policy is not None:
             load_policy(policy)  # a bad policy file fails before the workspace is touched
-        settings, store = _open(workspace)
-        chosen = _policies(policy, store)
+        settings, store = open_workspace(workspace)
+        engine = Engine(Workspace.load(settings), store)
+        chosen = load_policy(policy) if policy is not None else None
         size = batch_size or (STDIN_BATCH_SIZE if source.is_stdin else DEFAULT_BATCH_SIZE)
         worker = None
         if live:
@@ -334,11 +190,11 @@ def run(
             err.print(
                 f"journeys run on Temporal at {temporal.address}; web UI {temporal.ui or '-'}"
             )
-        summary, seconds = _run(settings, store, source, chosen, size, live, as_json)
+        summary, seconds = _run(engine, source, chosen, size, live, as_json)
     except FAILURES as exc:
-        raise _fail(exc) from None
+        raise fail(exc) from None
     if as_json:
-        _dump({**summary.to_record(), "seconds": round(seconds, 3)})
+        dump({**summary.to_record(), "seconds": round(seconds, 3)})
     else:
         _summary_tables(summary, seconds)
     if worker is not None:
@@ -365,18 +221,18 @@ def generate(
     try:
         first = dt.date.fromisoformat(start)
     except ValueError:
-        raise _fail(TenureError(f"--start must be a date like 2026-01-01, got {start!r}")) from None
+        raise fail(TenureError(f"--start must be a date like 2026-01-01, got {start!r}")) from None
     spec = PopulationSpec(customers=customers, days=days, seed=seed, start=first)
     try:
         n = write_jsonl(spec, out_path)
     except OSError as exc:
-        raise _fail(TenureError(f"cannot write {out_path}: {exc.strerror}")) from None
+        raise fail(TenureError(f"cannot write {out_path}: {exc.strerror}")) from None
     err.print(f"wrote {n:,} events for {customers:,} customers over {days} days to {out_path}")
 
 
 @app.command()
 def demo(
-    workspace: Workspace = None,
+    workspace: WorkspaceDir = None,
     customers: Annotated[
         int, typer.Option(min=1, help="Customers in the generated population.")
     ] = 2000,
@@ -410,10 +266,9 @@ def demo(
             tmp = path.with_suffix(".partial")
             write_jsonl(PopulationSpec(customers=customers, days=days, seed=seed), tmp)
             tmp.replace(path)
-        store = Store(settings.database_url)
+        engine = Engine(Workspace.load(settings), Store(settings.database_url))
         summary, seconds = _run(
-            settings,
-            store,
+            engine,
             ingest.Source(str(path)),
             default_policy(),
             batch_size,
@@ -425,9 +280,9 @@ def demo(
             from tenure.runtime.journeys import run_compressed
 
             with err.status("running journeys on the time-skipping Temporal server"):
-                compressed = run_compressed(settings, store, default_policy())
+                compressed = run_compressed(engine, default_policy())
     except FAILURES as exc:
-        raise _fail(exc) from None
+        raise fail(exc) from None
     out.print(f"[bold]tenure demo[/bold]: {path} (batches of {batch_size:,} events)")
     _summary_tables(summary, seconds)
     if compressed is not None:
@@ -460,11 +315,11 @@ def demo(
 
 
 @app.command()
-def stats(workspace: Workspace = None, as_json: JsonFlag = False) -> None:
+def stats(workspace: WorkspaceDir = None, as_json: JsonFlag = False) -> None:
     """Counts of events, duplicates, rejects, decisions, suppressions and outbox rows."""
-    figures = _query(workspace, queries.stats)
+    figures = query(workspace, queries.stats)
     if as_json:
-        _dump(figures)
+        dump(figures)
         return
     table = Table(show_header=False)
     for key, value in figures.items():
@@ -479,24 +334,24 @@ def version() -> None:
 
 
 @events_app.command("schema")
-def events_schema(workspace: Workspace = None) -> None:
+def events_schema(workspace: WorkspaceDir = None) -> None:
     """Print the JSON Schema of the event envelope (with the workspace's registered types)."""
     try:
         settings = resolve(workspace) if workspace else None
     except FAILURES as exc:
-        raise _fail(exc) from None
-    _dump(json_schema(settings.extra_event_types if settings else ()))
+        raise fail(exc) from None
+    dump(json_schema(settings.extra_event_types if settings else ()))
 
 
 @audit_app.command("verify")
-def audit_verify(workspace: Workspace = None, as_json: JsonFlag = False) -> None:
+def audit_verify(workspace: WorkspaceDir = None, as_json: JsonFlag = False) -> None:
     """Recompute the hash chain; exit 1 naming the first broken record if it does not hold."""
     try:
-        _, store = _open(workspace)
+        _, store = open_workspace(workspace)
         with store.reader() as conn:
             checked, broken, head = queries.verify_audit(conn)
     except FAILURES as exc:
-        raise _fail(exc) from None
+        raise fail(exc) from None
     result = {
         "records": checked,
         "head": head,
@@ -504,7 +359,7 @@ def audit_verify(workspace: Workspace = None, as_json: JsonFlag = False) -> None
         "first_broken": None if broken is None else {"seq": broken.seq, "problem": broken.problem},
     }
     if as_json:
-        _dump(result)
+        dump(result)
     elif broken is None:
         out.print(f"audit chain ok: {checked:,} records verified")
     else:
@@ -517,14 +372,16 @@ def audit_verify(workspace: Workspace = None, as_json: JsonFlag = False) -> None
 
 
 @audit_app.command("replay")
-def audit_replay(decision_id: str, workspace: Workspace = None, as_json: JsonFlag = False) -> None:
+def audit_replay(
+    decision_id: str, workspace: WorkspaceDir = None, as_json: JsonFlag = False
+) -> None:
     """Re-run a decision from its audit record and check the result is identical."""
     from tenure.audit.replay import replay
     from tenure.runtime.models import scorer_named
     from tenure.store import repo
 
     try:
-        _, store = _open(workspace)
+        _, store = open_workspace(workspace)
         with store.reader() as conn:
             body = queries.audit_body(conn, decision_id)
             if body is None:
@@ -536,10 +393,10 @@ def audit_replay(decision_id: str, workspace: Workspace = None, as_json: JsonFla
             raise AuditError("the policy version of this decision is not stored")
         replayed = replay(body, parse_policy(content, "stored policy"), scorer)
     except FAILURES as exc:
-        raise _fail(exc) from None
+        raise fail(exc) from None
     same = replayed.to_record() == body["decision"]
     if as_json:
-        _dump({"decision_id": decision_id, "identical": same, "replayed": replayed.to_record()})
+        dump({"decision_id": decision_id, "identical": same, "replayed": replayed.to_record()})
     else:
         out.print(
             f"{decision_id}: replay {'identical' if same else 'DIFFERS'} "
@@ -551,19 +408,19 @@ def audit_replay(decision_id: str, workspace: Workspace = None, as_json: JsonFla
 
 @customers_app.command("show")
 def customers_show(
-    customer_id: str, workspace: Workspace = None, as_json: JsonFlag = False
+    customer_id: str, workspace: WorkspaceDir = None, as_json: JsonFlag = False
 ) -> None:
     """A customer's features now (as of their last event), risk with reasons, and decisions."""
     from tenure.features.snapshot import Features
     from tenure.runtime.views import customer_view
     from tenure.scoring.types import Score
 
-    view = _query(workspace, lambda conn: customer_view(conn, customer_id))
+    view = query(workspace, lambda conn: customer_view(conn, customer_id))
     if view is None:
         err.print(f"[red]error:[/red] no customer {customer_id!r} in this workspace")
         raise typer.Exit(1)
     if as_json:
-        _dump(view)
+        dump(view)
         return
     features = Features.from_record(view["features"])
     sc = Score.from_record(view["score"])
@@ -587,7 +444,7 @@ def customers_show(
 def customers_erase(
     customer_id: str,
     by: Annotated[str, typer.Option("--by", help="Who asked for the erasure (audited).")],
-    workspace: Workspace = None,
+    workspace: WorkspaceDir = None,
     as_json: JsonFlag = False,
 ) -> None:
     """Erase a customer's personal data (name, email, phone) everywhere it is kept; the audit
@@ -595,12 +452,12 @@ def customers_erase(
     from tenure.runtime.personal import erase
 
     try:
-        _, store = _open(workspace)
+        _, store = open_workspace(workspace)
         done = erase(store, customer_id, by)
     except FAILURES as exc:
-        raise _fail(exc) from None
+        raise fail(exc) from None
     if as_json:
-        _dump(done)
+        dump(done)
         return
     fields = ", ".join(done["fields_erased"]) or "no personal fields were held"
     out.print(
@@ -633,43 +490,43 @@ def decisions_list(
     customer: Annotated[str | None, typer.Option(help="Only this customer's decisions.")] = None,
     status: Annotated[str | None, typer.Option(help="action, none or suppressed.")] = None,
     limit: Annotated[int, typer.Option(min=1, help="At most this many, newest first.")] = 20,
-    workspace: Workspace = None,
+    workspace: WorkspaceDir = None,
     as_json: JsonFlag = False,
 ) -> None:
     """List decisions, newest first."""
     if status is not None and status not in ("action", "none", "suppressed"):
-        raise _fail(TenureError(f"--status must be action, none or suppressed, got {status!r}"))
-    rows = _query(
+        raise fail(TenureError(f"--status must be action, none or suppressed, got {status!r}"))
+    rows = query(
         workspace,
         lambda conn: queries.decisions(conn, customer_id=customer, limit=limit, status=status),
     )
     if as_json:
-        _dump(rows)
+        dump(rows)
     else:
         _decision_table(rows)
 
 
 @decisions_app.command("show")
-def decisions_show(decision_id: str, workspace: Workspace = None) -> None:
+def decisions_show(decision_id: str, workspace: WorkspaceDir = None) -> None:
     """One decision with its candidates, guardrail verdicts and lineage (JSON)."""
-    body = _query(workspace, lambda conn: queries.audit_body(conn, decision_id))
+    body = query(workspace, lambda conn: queries.audit_body(conn, decision_id))
     if body is None:
         err.print(f"[red]error:[/red] no decision {decision_id!r}")
         raise typer.Exit(1)
-    _dump(body)
+    dump(body)
 
 
 @rejects_app.command("list")
 def rejects_list(
     limit: Annotated[int, typer.Option(min=1, help="At most this many, oldest first.")] = 100,
     run_id: Annotated[str | None, typer.Option(help="Only this run's rejects.")] = None,
-    workspace: Workspace = None,
+    workspace: WorkspaceDir = None,
     as_json: JsonFlag = False,
 ) -> None:
     """List rejected input lines with their line number and reason."""
-    rows = _query(workspace, lambda conn: queries.rejects(conn, limit=limit, run_id=run_id))
+    rows = query(workspace, lambda conn: queries.rejects(conn, limit=limit, run_id=run_id))
     if as_json:
-        _dump(rows)
+        dump(rows)
         return
     table = Table()
     for col in ("line", "field", "reason", "raw"):
@@ -715,7 +572,7 @@ def model_train(
     ] = None,
     horizon: Horizon = 30.0,
     churn: Churn = "no-activity",
-    workspace: Workspace = None,
+    workspace: WorkspaceDir = None,
     as_json: JsonFlag = False,
 ) -> None:
     """Train the classifier (rolling point-in-time cut-offs) and BG/NBD; register a candidate."""
@@ -724,7 +581,7 @@ def model_train(
 
     try:
         definition = _churn(churn)
-        _, store = _open(workspace)
+        _, store = open_workspace(workspace)
         if events is not None:
             history = ingest.load_events(events)
         else:
@@ -735,10 +592,10 @@ def model_train(
         with store.transaction() as conn:
             version = models.register(conn, trained, dt.datetime.now(dt.UTC))
     except FAILURES as exc:
-        raise _fail(exc) from None
+        raise fail(exc) from None
     m = trained.metrics
     if as_json:
-        _dump({"version": version, "metrics": m, "training_window": trained.window})
+        dump({"version": version, "metrics": m, "training_window": trained.window})
         return
     out.print(
         f"registered [bold]{version}[/bold] (candidate): {m['examples']:,} examples, "
@@ -749,13 +606,13 @@ def model_train(
 
 
 @model_app.command("list")
-def model_list(workspace: Workspace = None, as_json: JsonFlag = False) -> None:
+def model_list(workspace: WorkspaceDir = None, as_json: JsonFlag = False) -> None:
     """Registered models, newest first."""
     from tenure.store import repo
 
-    rows = _query(workspace, repo.models)
+    rows = query(workspace, repo.models)
     if as_json:
-        _dump(rows)
+        dump(rows)
         return
     table = Table()
     for col in ("version", "status", "algorithm", "created", "examples", "auc", "brier", "window"):
@@ -776,16 +633,16 @@ def model_list(workspace: Workspace = None, as_json: JsonFlag = False) -> None:
 
 
 @model_app.command("promote")
-def model_promote(version: str, workspace: Workspace = None) -> None:
+def model_promote(version: str, workspace: WorkspaceDir = None) -> None:
     """Make VERSION the model the pipeline scores with; the previous active one is retired."""
     from tenure.runtime import models
 
     try:
-        _, store = _open(workspace)
+        _, store = open_workspace(workspace)
         with store.transaction() as conn:
             previous = models.promote(conn, version)
     except FAILURES as exc:
-        raise _fail(exc) from None
+        raise fail(exc) from None
     out.print(f"{version} is active" + (f"; {previous} retired" if previous else ""))
 
 
@@ -813,9 +670,9 @@ def model_backtest(
         with err.status(f"backtesting on {len(history):,} events"):
             result = backtest(history, at, horizon, definition)
     except FAILURES as exc:
-        raise _fail(exc) from None
+        raise fail(exc) from None
     if as_json:
-        _dump(result)
+        dump(result)
         return
     out.print(
         f"{result['customers']:,} customers at {result['cutoff']}, churn ({churn}) within "
@@ -836,7 +693,7 @@ def model_drift(
         typer.Option(help="Model to compare against (default: the active one, else the newest)."),
     ] = None,
     threshold: Annotated[float, typer.Option(help="PSI above which a feature is flagged.")] = 0.2,
-    workspace: Workspace = None,
+    workspace: WorkspaceDir = None,
     as_json: JsonFlag = False,
 ) -> None:
     """Population stability of each feature and the score: training window against now."""
@@ -845,7 +702,7 @@ def model_drift(
     from tenure.store.queries import customer_states
 
     try:
-        _, store = _open(workspace)
+        _, store = open_workspace(workspace)
         with store.reader() as conn:
             states = customer_states(conn)
             if not states:
@@ -855,9 +712,9 @@ def model_drift(
             recent = models.recent_window([snapshot(s, as_of) for s in states], as_of)
             used, rows = models.drift(conn, recent, version, threshold)
     except FAILURES as exc:
-        raise _fail(exc) from None
+        raise fail(exc) from None
     if as_json:
-        _dump(
+        dump(
             {
                 "version": used,
                 "as_of": as_of.isoformat(),
@@ -881,7 +738,7 @@ def policy_validate(path: Path) -> None:
     try:
         p = load_policy(path)
     except FAILURES as exc:
-        raise _fail(exc) from None
+        raise fail(exc) from None
     out.print(f"{p.id} ({p.label or 'no label'}) version {p.content_hash[:12]}: valid")
     out.print(
         f"  trigger: risk >= {p.trigger.risk_at_least:g}"
@@ -895,30 +752,30 @@ def policy_validate(path: Path) -> None:
 def policy_add(
     path: Path,
     by: Annotated[str, typer.Option(help="Who wrote this version (an approver must differ).")],
-    workspace: Workspace = None,
+    workspace: WorkspaceDir = None,
 ) -> None:
     """Register a policy file as a draft version in the workspace."""
     from tenure.runtime import policies
 
     try:
         policy = load_policy(path)
-        _, store = _open(workspace)
+        _, store = open_workspace(workspace)
         with store.transaction() as conn:
             version, new = policies.register(conn, policy, by, dt.datetime.now(dt.UTC))
     except FAILURES as exc:
-        raise _fail(exc) from None
+        raise fail(exc) from None
     state = "registered as draft" if new else "already registered"
     out.print(f"{policy.id} version {version[:12]} {state}")
 
 
 @policy_app.command("list")
-def policy_list(workspace: Workspace = None, as_json: JsonFlag = False) -> None:
+def policy_list(workspace: WorkspaceDir = None, as_json: JsonFlag = False) -> None:
     """Registered policy versions with their status, author and approver."""
     from tenure.runtime import policies
 
-    rows = _query(workspace, policies.listing)
+    rows = query(workspace, policies.listing)
     if as_json:
-        _dump(rows)
+        dump(rows)
         return
     table = Table()
     for col in ("version", "policy", "label", "status", "author", "approved by", "changed"):
@@ -948,17 +805,17 @@ def policy_promote(
         ),
     ],
     percent: Annotated[float | None, typer.Option(help="Canary share of customers, 0-100.")] = None,
-    workspace: Workspace = None,
+    workspace: WorkspaceDir = None,
 ) -> None:
     """Move a policy version through draft -> shadow -> canary -> active -> retired."""
     from tenure.runtime import policies
 
     try:
-        _, store = _open(workspace)
+        _, store = open_workspace(workspace)
         with store.transaction() as conn:
             plan = policies.promote(conn, version, to, by, percent, dt.datetime.now(dt.UTC))
     except FAILURES as exc:
-        raise _fail(exc) from None
+        raise fail(exc) from None
     share = f" for {plan.percent:g}% of customers" if plan.percent else ""
     out.print(
         f"{plan.policy_id} {plan.version[:12]}: {plan.from_status} -> {plan.to_status}"
@@ -973,14 +830,14 @@ def policy_schema() -> None:
     """Print the JSON Schema of policy files."""
     from tenure.policy.model import Policy
 
-    _dump(Policy.model_json_schema())
+    dump(Policy.model_json_schema())
 
 
 @policy_app.command("test")
 def policy_test(
     path: Path,
     cases: Annotated[Path, typer.Option(help="YAML file of cases and the decision each must get.")],
-    workspace: Workspace = None,
+    workspace: WorkspaceDir = None,
     as_json: JsonFlag = False,
 ) -> None:
     """Run a policy on test cases; exit 1 if any case gets another decision than expected."""
@@ -994,10 +851,10 @@ def policy_test(
             settings.guardrails if settings else DEFAULT_GUARDRAILS,
         )
     except FAILURES as exc:
-        raise _fail(exc) from None
+        raise fail(exc) from None
     failed = [r for r in results if not r.passed]
     if as_json:
-        _dump(
+        dump(
             [
                 {"name": r.name, "passed": r.passed, "got": r.got, "expected": r.expected}
                 for r in results
@@ -1029,24 +886,23 @@ def policy_diff(
     batch_size: Annotated[int, typer.Option(min=1, help="Events per batch in both replays.")] = (
         DEMO_BATCH_SIZE
     ),
-    workspace: Workspace = None,
+    workspace: WorkspaceDir = None,
     as_json: JsonFlag = False,
 ) -> None:
     """Replay events through two policies and list the customers whose decisions differ."""
     from tenure.runtime.policy_diff import diff
 
     try:
-        settings = resolve(workspace) if workspace else None
         a, b = load_policy(old), load_policy(new)
-        history = ingest.load_events(events)
+        settings, store = open_workspace(workspace)
+        engine = Engine(Workspace.load(settings), store)
+        history = ingest.load_events(events, engine.workspace.parser())
         with err.status(f"replaying {len(history):,} events through both policies"):
-            result = diff(
-                history, a, b, settings.guardrails if settings else DEFAULT_GUARDRAILS, batch_size
-            )
+            result = diff(engine, history, a, b, batch_size)
     except FAILURES as exc:
-        raise _fail(exc) from None
+        raise fail(exc) from None
     if as_json:
-        _dump(result)
+        dump(result)
         return
     out.print(f"old {result['old']['policy_id']}: {result['old']['decisions']}")
     out.print(f"new {result['new']['policy_id']}: {result['new']['decisions']}")
@@ -1115,20 +971,20 @@ def simulate(
 
     modes = TARGETINGS if targeting == "all" else (targeting,)
     if any(m not in TARGETINGS for m in modes):
-        raise _fail(TenureError(f"--targeting must be all or one of {', '.join(TARGETINGS)}"))
+        raise fail(TenureError(f"--targeting must be all or one of {', '.join(TARGETINGS)}"))
     try:
         chosen = load_policy(policy) if policy else None
         spec = SimSpec(
             customers=customers, days=days, seed=seed, budget=budget, control_share=control_share
         )
-        library = workspace_library(resolve(workspace).workspace) if workspace else None
-        journeys = (library or JourneyLibrary()).specs
+        library = Workspace.open(workspace).journeys if workspace else JourneyLibrary()
+        journeys = library.specs
         with err.status(f"simulating {customers:,} customers over {days} days"):
             result = compare(spec, modes, chosen, journeys)  # type: ignore[arg-type]
     except FAILURES as exc:
-        raise _fail(exc) from None
+        raise fail(exc) from None
     if as_json:
-        _dump(result)
+        dump(result)
         return
     table = Table(
         title="same budget for every mode; 'learned' = the second half of the run",
@@ -1170,16 +1026,16 @@ def report_lift(
         float,
         typer.Option(min=1, help="Days after a decision in which a cancellation counts as churn."),
     ] = 30.0,
-    workspace: Workspace = None,
+    workspace: WorkspaceDir = None,
     as_json: JsonFlag = False,
 ) -> None:
     """Churn of treated customers against the control group, per policy version and action."""
     from tenure.policy.lift import report
 
-    decided, cancels, observed, budgets = _query(workspace, queries.lift_inputs)
+    decided, cancels, observed, budgets = query(workspace, queries.lift_inputs)
     rows = report(decided, cancels, observed, window) if observed else []
     if as_json:
-        _dump({"window_days": window, "observed_until": observed, "rows": rows, "budgets": budgets})
+        dump({"window_days": window, "observed_until": observed, "rows": rows, "budgets": budgets})
         return
     if not rows:
         out.print("no treated customers yet: run some events with a policy first")
@@ -1210,12 +1066,3 @@ def report_lift(
             "-" if lift["cost_per_saved"] is None else f"{lift['cost_per_saved']:.2f}",
         )
     out.print(table)
-
-
-def main() -> None:
-    """Entry point for `python -m tenure`."""
-    app()
-
-
-# The act layer's commands (worker, journeys, tasks, dlq) register themselves on `app`.
-from tenure import cli_act, cli_api, cli_loyalty  # noqa: E402, F401

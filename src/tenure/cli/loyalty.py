@@ -9,10 +9,11 @@ from typing import Annotated, Any
 import typer
 from rich.table import Table
 
-from tenure.cli import JsonFlag, Workspace, _dump, _fail, _query, app, out
+from tenure.cli.shell import JsonFlag, WorkspaceDir, app, dump, fail, out, query
 from tenure.errors import TenureError
 from tenure.loyalty.ledger import member_account, verify
 from tenure.store import ledger
+from tenure.workspace import load_contracts
 
 ledger_app = typer.Typer(
     help="The points ledger: balances, history, invariants.", no_args_is_help=True
@@ -26,15 +27,15 @@ Programme = Annotated[str, typer.Option(help="The loyalty programme.")]
 def ledger_balance(
     customer: str,
     programme: Programme = "default",
-    workspace: Workspace = None,
+    workspace: WorkspaceDir = None,
     as_json: JsonFlag = False,
 ) -> None:
     """A member's points: posted, pending and available, and the lots they are in."""
     from tenure.runtime.loyalty import member_balance
 
-    data = _query(workspace, lambda c: member_balance(c, programme, customer))
+    data = query(workspace, lambda c: member_balance(c, programme, customer))
     if as_json:
-        _dump(data)
+        dump(data)
         return
     out.print(
         f"[bold]{data['account']}[/bold]: {data['posted']:,} posted, "
@@ -63,14 +64,14 @@ def ledger_history(
     customer: str,
     programme: Programme = "default",
     limit: Annotated[int, typer.Option(min=1)] = 100,
-    workspace: Workspace = None,
+    workspace: WorkspaceDir = None,
     as_json: JsonFlag = False,
 ) -> None:
     """A member's transfers, newest first."""
     account_id = member_account(programme, customer)
-    rows = _query(workspace, lambda c: ledger.history(c, account_id, limit))
+    rows = query(workspace, lambda c: ledger.history(c, account_id, limit))
     if as_json:
-        _dump(rows)
+        dump(rows)
         return
     table = Table(title=f"{account_id} ({len(rows)} transfers)", title_justify="left")
     for col in ("at", "transfer", "kind", "points", "status", "other side", "ref"):
@@ -91,7 +92,7 @@ def ledger_history(
 
 
 @ledger_app.command("verify")
-def ledger_verify(workspace: Workspace = None, as_json: JsonFlag = False) -> None:
+def ledger_verify(workspace: WorkspaceDir = None, as_json: JsonFlag = False) -> None:
     """Check every ledger invariant; exit 1 naming the first breach."""
 
     def read(conn: Any) -> tuple[str | None, int, int]:
@@ -104,10 +105,10 @@ def ledger_verify(workspace: Workspace = None, as_json: JsonFlag = False) -> Non
                     break
         return breach, len(book.transfers), len(book.accounts)
 
-    from tenure.cli import FAILURES, _open
+    from tenure.cli.shell import FAILURES, open_workspace
 
     try:
-        _, store = _open(workspace)
+        _, store = open_workspace(workspace)
         with store.engine.connect() as conn:
             if conn.dialect.name == "postgresql":
                 # One snapshot for every read, so postings meanwhile cannot look like a breach.
@@ -116,11 +117,9 @@ def ledger_verify(workspace: Workspace = None, as_json: JsonFlag = False) -> Non
             with conn.begin():
                 breach, transfers, accounts = read(conn)
     except FAILURES as exc:
-        raise _fail(exc) from None
+        raise fail(exc) from None
     if as_json:
-        _dump(
-            {"ok": breach is None, "breach": breach, "transfers": transfers, "accounts": accounts}
-        )
+        dump({"ok": breach is None, "breach": breach, "transfers": transfers, "accounts": accounts})
     elif breach is None:
         out.print(
             f"ledger ok: {transfers:,} transfers on {accounts:,} accounts, every invariant holds"
@@ -145,7 +144,7 @@ def contract_validate(path: Path) -> None:
     try:
         contract = load_contract(path)
     except TenureError as exc:
-        raise _fail(exc) from None
+        raise fail(exc) from None
     out.print(
         f"{path}: contract {contract.id!r} is valid ({len(contract.versions)} version(s), "
         f"OEM {contract.oem}, {len(contract.dealers)} dealer(s))"
@@ -153,15 +152,14 @@ def contract_validate(path: Path) -> None:
 
 
 @contract_app.command("list")
-def contract_list(workspace: Workspace = None, as_json: JsonFlag = False) -> None:
+def contract_list(workspace: WorkspaceDir = None, as_json: JsonFlag = False) -> None:
     """The workspace's contracts (`<workspace>/contracts/*.yaml`)."""
     from tenure.config import resolve
-    from tenure.runtime.loyalty import workspace_contracts
 
     try:
-        contracts = workspace_contracts(resolve(workspace).workspace)
+        contracts = load_contracts(resolve(workspace).workspace)
     except TenureError as exc:
-        raise _fail(exc) from None
+        raise fail(exc) from None
     rows = [
         {
             "id": c.id,
@@ -173,7 +171,7 @@ def contract_list(workspace: Workspace = None, as_json: JsonFlag = False) -> Non
         for c in contracts
     ]
     if as_json:
-        _dump(rows)
+        dump(rows)
         return
     table = Table(title=f"contracts ({len(rows)})", title_justify="left")
     for col in ("id", "programme", "oem", "dealers", "versions from"):
@@ -190,20 +188,19 @@ def contract_list(workspace: Workspace = None, as_json: JsonFlag = False) -> Non
 
 
 @contract_app.command("show")
-def contract_show(contract_id: str, workspace: Workspace = None) -> None:
+def contract_show(contract_id: str, workspace: WorkspaceDir = None) -> None:
     """One contract as JSON: every version's earn rules, funding, caps, catalogue, sharing."""
     from tenure.config import resolve
-    from tenure.runtime.loyalty import workspace_contracts
 
     try:
-        contracts = workspace_contracts(resolve(workspace).workspace)
+        contracts = load_contracts(resolve(workspace).workspace)
     except TenureError as exc:
-        raise _fail(exc) from None
+        raise fail(exc) from None
     found = next((c for c in contracts if c.id == contract_id), None)
     if found is None:
         known = ", ".join(c.id for c in contracts) or "none"
-        raise _fail(TenureError(f"no contract {contract_id!r} in the workspace (known: {known})"))
-    _dump(found.model_dump(mode="json"))
+        raise fail(TenureError(f"no contract {contract_id!r} in the workspace (known: {known})"))
+    dump(found.model_dump(mode="json"))
 
 
 partner_app = typer.Typer(help="Partner statements and settlements.", no_args_is_help=True)
@@ -215,9 +212,9 @@ def _as_of(value: str | None) -> dt.datetime:
     try:
         when = dt.datetime.fromisoformat(value) if value else dt.datetime.now(dt.UTC)
     except ValueError:
-        raise _fail(TenureError(f"--as-of must be an ISO 8601 time, not {value!r}")) from None
+        raise fail(TenureError(f"--as-of must be an ISO 8601 time, not {value!r}")) from None
     if when.tzinfo is None:
-        raise _fail(TenureError("--as-of needs a time zone (e.g. 2026-04-01T00:00:00Z)"))
+        raise fail(TenureError("--as-of needs a time zone (e.g. 2026-04-01T00:00:00Z)"))
     return when
 
 
@@ -225,7 +222,7 @@ def _period(value: str) -> str:
     try:
         dt.datetime.strptime(value, "%Y-%m")
     except ValueError:
-        raise _fail(TenureError(f"--period must look like 2026-03, not {value!r}")) from None
+        raise fail(TenureError(f"--period must look like 2026-03, not {value!r}")) from None
     return value
 
 
@@ -234,7 +231,7 @@ def partner_reconcile(
     partner: Annotated[str, typer.Option(help="The partner whose statement this is.")],
     statement: Annotated[Path, typer.Option(help="CSV with columns reference, points.")],
     period: Annotated[str, typer.Option(help="YYYY-MM, by event time.")],
-    workspace: Workspace = None,
+    workspace: WorkspaceDir = None,
     as_json: JsonFlag = False,
 ) -> None:
     """Compare a partner's statement with the points the ledger says it funded; exit 1 on any
@@ -244,11 +241,11 @@ def partner_reconcile(
     period = _period(period)
     try:
         text = statement.read_text(encoding="utf-8")
-        data = _query(workspace, lambda c: reconciliation(c, partner, period, text, str(statement)))
+        data = query(workspace, lambda c: reconciliation(c, partner, period, text, str(statement)))
     except (TenureError, OSError) as exc:
-        raise _fail(exc) from None
+        raise fail(exc) from None
     if as_json:
-        _dump(data)
+        dump(data)
     else:
         out.print(f"{partner} {period}: {data['matched']:,} lines match")
         for x in data["missing_in_ledger"]:
@@ -269,21 +266,21 @@ def partner_reconcile(
 @partner_app.command("settlement")
 def partner_settlement(
     period: Annotated[str, typer.Option(help="YYYY-MM, by event time.")],
-    workspace: Workspace = None,
+    workspace: WorkspaceDir = None,
     as_json: JsonFlag = False,
 ) -> None:
     """What each funder owes for the period: funded points x the contract's point value."""
     from tenure.config import resolve
-    from tenure.runtime.loyalty import settlement, workspace_contracts
+    from tenure.runtime.loyalty import settlement
 
     period = _period(period)
     try:
-        contracts = workspace_contracts(resolve(workspace).workspace)
+        contracts = load_contracts(resolve(workspace).workspace)
     except TenureError as exc:
-        raise _fail(exc) from None
-    rows = _query(workspace, lambda c: settlement(c, contracts, period))
+        raise fail(exc) from None
+    rows = query(workspace, lambda c: settlement(c, contracts, period))
     if as_json:
-        _dump(rows)
+        dump(rows)
         return
     table = Table(title=f"settlement {period}", title_justify="left")
     for col in ("contract", "funder", "points", "point value", "owed"):
@@ -308,27 +305,27 @@ def tiers_recalc(
     as_of: Annotated[
         str | None, typer.Option(help="Evaluate as of this time (ISO 8601; default now).")
     ] = None,
-    workspace: Workspace = None,
+    workspace: WorkspaceDir = None,
     as_json: JsonFlag = False,
 ) -> None:
     """The scheduled run: re-evaluate every member's tier (upgrades, grace periods, downgrades)."""
-    from tenure.cli import _open
-    from tenure.runtime.loyalty import recalc_all, workspace_contracts
+    from tenure.cli.shell import open_workspace
+    from tenure.runtime.loyalty import recalc_all
 
     when = _as_of(as_of)
     try:
-        settings, store = _open(workspace)
+        settings, store = open_workspace(workspace)
         if not settings.tiers:
             raise TenureError("no programme has tiers: set programmes.NAME.tiers in tenure.yaml")
-        changes = recalc_all(store, settings.tiers, workspace_contracts(settings.workspace), when)
+        changes = recalc_all(store, settings.tiers, load_contracts(settings.workspace), when)
     except TenureError as exc:
-        raise _fail(exc) from None
+        raise fail(exc) from None
     rows = [
         {"programme": p, "customer_id": c, "from": ch.before, "to": ch.after, "reason": ch.reason}
         for p, c, ch in changes
     ]
     if as_json:
-        _dump(rows)
+        dump(rows)
         return
     out.print(f"{len(rows)} tier change(s) as of {when.isoformat()}")
     for r in rows:
@@ -345,18 +342,18 @@ def partner_adjust(
     points: Annotated[int, typer.Option(help="Points the partner funds more (negative: less).")],
     reason: Annotated[str, typer.Option(help="Why (the dispute).")],
     by: Annotated[str, typer.Option("--by", help="Who proposes it.")],
-    workspace: Workspace = None,
+    workspace: WorkspaceDir = None,
 ) -> None:
     """Propose an adjustment for a disputed line; it posts when someone else approves it."""
-    from tenure.cli import _open
-    from tenure.runtime.loyalty import propose_adjustment, workspace_contracts
+    from tenure.cli.shell import open_workspace
+    from tenure.runtime.loyalty import propose_adjustment
 
     period = _period(period)
     try:
-        settings, store = _open(workspace)
+        settings, store = open_workspace(workspace)
         adj = propose_adjustment(
             store,
-            workspace_contracts(settings.workspace),
+            load_contracts(settings.workspace),
             partner,
             period,
             reference,
@@ -366,7 +363,7 @@ def partner_adjust(
             dt.datetime.now(dt.UTC),
         )
     except TenureError as exc:
-        raise _fail(exc) from None
+        raise fail(exc) from None
     out.print(f"proposed {adj}: {points:+,} points for {partner} on {reference}; awaiting approval")
 
 
@@ -374,17 +371,17 @@ def partner_adjust(
 def partner_approve(
     adjustment_id: str,
     by: Annotated[str, typer.Option("--by", help="Who approves (not the author).")],
-    workspace: Workspace = None,
+    workspace: WorkspaceDir = None,
 ) -> None:
     """Approve an adjustment (four eyes) and post it to the ledger."""
-    from tenure.cli import _open
+    from tenure.cli.shell import open_workspace
     from tenure.runtime.loyalty import approve_adjustment
 
     try:
-        _, store = _open(workspace)
+        _, store = open_workspace(workspace)
         row = approve_adjustment(store, adjustment_id, by, dt.datetime.now(dt.UTC))
     except TenureError as exc:
-        raise _fail(exc) from None
+        raise fail(exc) from None
     out.print(
         f"approved {adjustment_id} by {by}: {row['points']:+,} points for {row['partner']} posted"
     )
@@ -393,15 +390,15 @@ def partner_approve(
 @partner_app.command("adjustments")
 def partner_adjustments(
     partner: Annotated[str | None, typer.Option(help="Only this partner.")] = None,
-    workspace: Workspace = None,
+    workspace: WorkspaceDir = None,
     as_json: JsonFlag = False,
 ) -> None:
     """Adjustments, proposed and approved, newest first."""
     from tenure.runtime.loyalty import adjustments
 
-    rows = _query(workspace, lambda c: adjustments(c, partner))
+    rows = query(workspace, lambda c: adjustments(c, partner))
     if as_json:
-        _dump(rows)
+        dump(rows)
         return
     table = Table(title=f"adjustments ({len(rows)})", title_justify="left")
     for col in ("id", "partner", "period", "reference", "points", "status", "by", "approved by"):
@@ -423,24 +420,24 @@ def partner_adjustments(
 @ledger_app.command("expire")
 def ledger_expire(
     as_of: Annotated[str | None, typer.Option(help="ISO 8601 time (default now).")] = None,
-    workspace: Workspace = None,
+    workspace: WorkspaceDir = None,
     as_json: JsonFlag = False,
 ) -> None:
     """The scheduled run: expire lapsed lots to breakage and void holds past their timeout.
 
     Safe to run as often as you like: each expiry and each void posts once.
     """
-    from tenure.cli import _open
+    from tenure.cli.shell import open_workspace
     from tenure.runtime.loyalty import expire_run
 
     when = _as_of(as_of)
     try:
-        _, store = _open(workspace)
+        _, store = open_workspace(workspace)
         counts = expire_run(store, when)
     except TenureError as exc:
-        raise _fail(exc) from None
+        raise fail(exc) from None
     if as_json:
-        _dump(counts)
+        dump(counts)
     else:
         out.print(
             f"{counts['lots_expired']:,} lot(s) expired ({counts['points_expired']:,} points to "

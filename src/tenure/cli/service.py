@@ -7,7 +7,16 @@ from typing import Annotated
 
 import typer
 
-from tenure.cli import FAILURES, Workspace, _fail, _open, _service_logging, app, err, out
+from tenure.cli.shell import (
+    FAILURES,
+    WorkspaceDir,
+    app,
+    err,
+    fail,
+    open_workspace,
+    out,
+    service_logging,
+)
 
 tokens_app = typer.Typer(help="API tokens (shown once, stored as digests).", no_args_is_help=True)
 app.add_typer(tokens_app, name="tokens")
@@ -28,17 +37,17 @@ def tokens_create(
             help="Who holds the token (a person or system); four-eyes approvals compare names.",
         ),
     ] = "",
-    workspace: Workspace = None,
+    workspace: WorkspaceDir = None,
 ) -> None:
     """Create a token; it is printed once and only its digest is kept."""
     from tenure.api.auth import create_token
 
     try:
-        _, store = _open(workspace)
+        _, store = open_workspace(workspace)
         with store.transaction() as conn:
             token_id, token = create_token(conn, role, partner, label, dt.datetime.now(dt.UTC))
     except FAILURES as exc:
-        raise _fail(exc) from None
+        raise fail(exc) from None
     err.print(f"created {token_id} ({role}{' for ' + partner if partner else ''}); keep it now:")
     out.print(token, highlight=False)
 
@@ -47,7 +56,7 @@ def tokens_create(
 def serve(
     host: Annotated[str, typer.Option(help="Address to listen on.")] = "127.0.0.1",
     port: Annotated[int, typer.Option(help="Port.")] = 8000,
-    workspace: Workspace = None,
+    workspace: WorkspaceDir = None,
 ) -> None:
     """Run the HTTP API (OpenAPI at /docs and /openapi.json)."""
     import uvicorn
@@ -55,10 +64,10 @@ def serve(
     from tenure.api.app import create_app
     from tenure.config import resolve
 
-    _service_logging()
+    service_logging()
     try:
         application = create_app(resolve(workspace))
     except FAILURES as exc:
-        raise _fail(exc) from None
+        raise fail(exc) from None
     err.print(f"tenure API on http://{host}:{port} (OpenAPI: /docs)")
     uvicorn.run(application, host=host, port=port, log_level="warning")

@@ -9,18 +9,18 @@ from typing import Annotated, Any
 import typer
 from rich.table import Table
 
-from tenure.cli import (
+from tenure.cli.shell import (
     FAILURES,
     JsonFlag,
-    Workspace,
-    _dump,
-    _fail,
-    _open,
-    _query,
-    _service_logging,
+    WorkspaceDir,
     app,
+    dump,
     err,
+    fail,
+    open_workspace,
     out,
+    query,
+    service_logging,
 )
 from tenure.runtime.temporal import workflow_url
 from tenure.store import acts
@@ -42,7 +42,7 @@ def _time(value: Any) -> str:
 
 @app.command()
 def worker(
-    workspace: Workspace = None,
+    workspace: WorkspaceDir = None,
     once: Annotated[
         bool, typer.Option(help="Dispatch the outbox once and exit (no worker keeps running).")
     ] = False,
@@ -66,9 +66,9 @@ def worker(
     """
     from tenure.runtime.journeys import LiveWorker
 
-    _service_logging()
+    service_logging()
     try:
-        settings, store = _open(workspace)
+        settings, store = open_workspace(workspace)
         if metrics_port is not None and not once:
             from prometheus_client import start_http_server
 
@@ -87,7 +87,9 @@ def worker(
             target = ensure_server(settings.workspace)
 
             async def dispatch() -> Counter[str]:
-                return await Dispatcher(store, await connect(target)).dispatch()
+                client = await connect(target)
+                heartbeat = settings.activity_heartbeat_s
+                return await Dispatcher(store, client, activity_heartbeat_s=heartbeat).dispatch()
 
             counts = asyncio.run(dispatch())
             out.print(
@@ -102,7 +104,7 @@ def worker(
         live = LiveWorker(settings, store, on_tick=tick)
         temporal = live.start()
     except FAILURES as exc:
-        raise _fail(exc) from None
+        raise fail(exc) from None
     err.print(f"worker running on {temporal.address} (web UI {temporal.ui or '-'}); Ctrl-C to stop")
     try:
         live.wait()
@@ -111,7 +113,7 @@ def worker(
     finally:
         live.stop()
     if live.error is not None:
-        raise _fail(live.error)
+        raise fail(live.error)
 
 
 @journeys_app.command("list")
@@ -122,17 +124,17 @@ def journeys_list(
     ] = None,
     customer: Annotated[str | None, typer.Option(help="Only this customer's journeys.")] = None,
     limit: Annotated[int, typer.Option(min=1)] = 50,
-    workspace: Workspace = None,
+    workspace: WorkspaceDir = None,
     as_json: JsonFlag = False,
 ) -> None:
     """Journeys, newest first, with their current step and outcome."""
     if status is not None and status not in ("pending", "running", "completed", "failed"):
-        raise _fail(
+        raise fail(
             ValueError(f"--status must be pending, running, completed or failed, not {status!r}")
         )
-    rows = _query(workspace, lambda c: acts.journeys(c, status, customer, limit))
+    rows = query(workspace, lambda c: acts.journeys(c, status, customer, limit))
     if as_json:
-        _dump([{k: v for k, v in r.items() if k != "state"} for r in rows])
+        dump([{k: v for k, v in r.items() if k != "state"} for r in rows])
         return
     table = Table(title=f"journeys ({len(rows)})", title_justify="left")
     for col in ("decision", "customer", "journey", "status", "step", "outcome", "updated"):
@@ -153,15 +155,17 @@ def journeys_list(
 
 
 @journeys_app.command("show")
-def journeys_show(decision_id: str, workspace: Workspace = None, as_json: JsonFlag = False) -> None:
+def journeys_show(
+    decision_id: str, workspace: WorkspaceDir = None, as_json: JsonFlag = False
+) -> None:
     """One journey: current step, what it waits for, its history, and its Temporal UI page."""
-    row = _query(workspace, lambda c: acts.journey(c, decision_id))
+    row = query(workspace, lambda c: acts.journey(c, decision_id))
     if row is None:
-        raise _fail(ValueError(f"no journey {decision_id!r} (see `tenure journeys list`)"))
+        raise fail(ValueError(f"no journey {decision_id!r} (see `tenure journeys list`)"))
     link = workflow_url(decision_id)
     state = row.get("state") or {}
     if as_json:
-        _dump({**row, "temporal_ui": link})
+        dump({**row, "temporal_ui": link})
         return
     out.print(f"[bold]{decision_id}[/bold]  {row['journey_id']} for {row['customer_id']}")
     out.print(f"status {row['status']}, step {row['step'] or '-'}, outcome {row['outcome'] or '-'}")
@@ -185,14 +189,14 @@ def tasks_list(
     status: Annotated[str, typer.Option(help="open, resolved, or all.")] = "open",
     queue: Annotated[str | None, typer.Option(help="Only this queue.")] = None,
     limit: Annotated[int, typer.Option(min=1)] = 100,
-    workspace: Workspace = None,
+    workspace: WorkspaceDir = None,
     as_json: JsonFlag = False,
 ) -> None:
     """Tasks waiting for a person (oldest first)."""
     chosen = None if status == "all" else status
-    rows = _query(workspace, lambda c: acts.tasks(c, chosen, queue, limit))
+    rows = query(workspace, lambda c: acts.tasks(c, chosen, queue, limit))
     if as_json:
-        _dump(rows)
+        dump(rows)
         return
     table = Table(title=f"tasks: {status} ({len(rows)})", title_justify="left")
     for col in ("task", "customer", "queue", "reason", "due", "status"):
@@ -209,23 +213,23 @@ def tasks_resolve(
     task_id: str,
     resolution: Annotated[str, typer.Option(help="What happened, e.g. saved or lost.")],
     by: Annotated[str, typer.Option("--by", help="Who resolved it.")],
-    workspace: Workspace = None,
+    workspace: WorkspaceDir = None,
 ) -> None:
     """Resolve a task; the journey waiting on it continues (through the outbox and the worker)."""
     from tenure.runtime.journeys import resolve_task
 
     try:
-        _, store = _open(workspace)
+        _, store = open_workspace(workspace)
         row = resolve_task(store, task_id, resolution, by, time.time())
     except FAILURES as exc:
-        raise _fail(exc) from None
+        raise fail(exc) from None
     out.print(f"resolved {task_id} as {row['resolution']!r} by {row['resolved_by']}")
 
 
 @dlq_app.command("list")
 def dlq_list(
     held: Annotated[bool, typer.Option(help="Also list messages held by an open circuit.")] = True,
-    workspace: Workspace = None,
+    workspace: WorkspaceDir = None,
     as_json: JsonFlag = False,
 ) -> None:
     """Dead letters (and held messages), with each channel's circuit."""
@@ -234,9 +238,9 @@ def dlq_list(
         states = ["dead", "held"] if held else ["dead"]
         return acts.deliveries(conn, states, limit=10_000), acts.channel_states(conn)
 
-    rows, channels = _query(workspace, read)
+    rows, channels = query(workspace, read)
     if as_json:
-        _dump({"deliveries": rows, "channels": channels})
+        dump({"deliveries": rows, "channels": channels})
         return
     table = Table(title=f"dead letters and held messages ({len(rows)})", title_justify="left")
     for col in ("key", "channel", "status", "attempts", "last error", "since"):
@@ -262,17 +266,17 @@ def dlq_list(
 @dlq_app.command("retry")
 def dlq_retry(
     keys: Annotated[list[str] | None, typer.Argument(help="Keys to retry (default: all).")] = None,
-    workspace: Workspace = None,
+    workspace: WorkspaceDir = None,
 ) -> None:
     """Deliver dead letters again (through an open circuit: this is the operator's trial)."""
     from tenure.runtime.worker import courier_for
 
     try:
-        settings, store = _open(workspace)
+        settings, store = open_workspace(workspace)
         courier = courier_for(store, settings.workspace, settings.channels)
         receipts = courier.retry_dead(keys or None)
     except FAILURES as exc:
-        raise _fail(exc) from None
+        raise fail(exc) from None
     if not receipts:
         out.print("no dead letters" + (" with those keys" if keys else ""))
         return

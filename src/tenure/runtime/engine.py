@@ -1,0 +1,84 @@
+"""The composition root: the one place a `Pipeline` is built.
+
+CLI runs, the API, the demo's responses and `policy diff` all ask an `Engine` for their pipeline,
+so every path decides with the same workspace (journeys, contracts, tiers, guardrails), the same
+scorer and the same learned evidence. Hand-wired copies drifted before: the API decided with
+priors where `tenure run` used the evidence it had learned.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+from tenure.policy.experiments import Evidence
+from tenure.policy.lifecycle import PolicySet
+from tenure.policy.lift import evidence_by_policy
+from tenure.policy.model import Policy
+from tenure.runtime import policies as policy_registry
+from tenure.runtime.clock import Clock
+from tenure.runtime.models import scorer_for
+from tenure.runtime.pipeline import DEFAULT_BATCH_SIZE, Pipeline
+from tenure.scoring.types import Scorer
+from tenure.store.db import Store
+from tenure.store.queries import lift_inputs, segments
+from tenure.workspace import Workspace
+
+
+@dataclass(frozen=True)
+class Learned:
+    """What the store has learned: the scorer to use and the uplift evidence per policy id."""
+
+    scorer: Scorer
+    evidence: Mapping[str, Evidence]
+
+
+def learned(store: Store) -> Learned:
+    """The active scorer and the evidence of the outcomes observed so far."""
+    with store.reader() as conn:
+        scorer = scorer_for(conn)
+        decided, cancels, observed, _ = lift_inputs(conn)
+        segment_of = segments(conn, sorted({d.customer_id for d in decided}))
+    evidence = (
+        evidence_by_policy(decided, cancels, observed, segments=segment_of) if observed else {}
+    )
+    return Learned(scorer, evidence)
+
+
+class Engine:
+    """A workspace and its store, building the pipelines that decide for it."""
+
+    def __init__(self, workspace: Workspace, store: Store) -> None:
+        self.workspace = workspace
+        self.store = store
+
+    def live_set(self) -> PolicySet:
+        """The registry's live policies: active (or the built-in one), canary and shadows."""
+        with self.store.reader() as conn:
+            return policy_registry.live_set(conn)
+
+    def pipeline(
+        self,
+        policy: Policy | PolicySet | None = None,
+        *,
+        clock: Clock | None = None,
+        batch_size: int = DEFAULT_BATCH_SIZE,
+        into: Store | None = None,
+        knowledge: Learned | None = None,
+    ) -> Pipeline:
+        """A pipeline deciding with `policy` (default: the live set) into `into` (default: the
+        workspace's store), with what the workspace's store has learned unless given."""
+        known = knowledge if knowledge is not None else learned(self.store)
+        ws = self.workspace
+        return Pipeline(
+            into or self.store,
+            policy if policy is not None else self.live_set(),
+            clock=clock,
+            batch_size=batch_size,
+            scorer=known.scorer,
+            guardrails=ws.guardrails,
+            evidence=known.evidence,
+            journeys=ws.journeys,
+            contracts=ws.contracts,
+            tiers=ws.tiers,
+        )
