@@ -58,7 +58,6 @@ SQL_OUTSIDE_STORE = {
 LONG_FUNCTIONS = {
     "api/dashboard.py:router": 470,
     "policy/decide.py:decide": 280,
-    "runtime/pipeline.py:_process": 214,
     "api/loyalty.py:router": 152,
     "api/app.py:create_app": 141,
     "observe/metrics.py:_families": 127,
@@ -66,7 +65,6 @@ LONG_FUNCTIONS = {
     "runtime/loyalty.py:_loyalty_requests": 103,
     "cli/main.py:simulate": 90,
     "sim/closed_loop.py:run": 90,
-    "runtime/pipeline.py:decide_many": 87,
     "cli/main.py:run": 84,
     "cli/main.py:demo": 81,
     "runtime/backtest.py:backtest": 81,

@@ -10,9 +10,10 @@ workspace's contact caps at the moment it goes out, and counts toward those caps
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from collections.abc import Callable
-from typing import Any
+from typing import Any, assert_never
 
 from sqlalchemy import select
 from temporalio import activity
@@ -21,6 +22,16 @@ from tenure.channels.adapters import Message
 from tenure.channels.courier import Courier, Receipt
 from tenure.features.snapshot import snapshot
 from tenure.features.state import CustomerState
+from tenure.journeys.inputs import ActInput, JourneyAbout, RecordInput
+from tenure.journeys.machine import (
+    Command,
+    CreateTask,
+    Deliver,
+    ExpireTask,
+    GrantOffer,
+    OpenTicket,
+    Undo,
+)
 from tenure.loyalty.ledger import Request, funder_account, member_account
 from tenure.observe.logs import bound, get_logger
 from tenure.policy.guardrails import (
@@ -62,81 +73,77 @@ class JourneyActivities:
         self.now = now
 
     @activity.defn(name="tenure.act")
-    def act(
-        self, about: dict[str, Any], command: dict[str, Any], record: dict[str, Any] | None = None
-    ) -> dict[str, Any]:
+    def act(self, inp: ActInput) -> dict[str, Any]:
         """Carry out one machine command (then record the journey's state, when given)."""
+        about, command = inp.about, inp.command
         # Bound for the activity's thread, so the courier's lines carry the journey's ids too.
         with bound(
-            correlation_id=about.get("correlation_id"),
-            decision_id=about["decision_id"],
-            key=command.get("key"),
+            correlation_id=about.correlation_id, decision_id=about.decision_id, key=command.key
         ):
             log.info(
                 "activity executing",
-                command=command["kind"],
-                step=command.get("step"),
+                command=command.kind,
+                step=command.step,
                 attempt=activity.info().attempt if activity.in_activity() else 1,
             )
             result = self._act(about, command)
-            if record is not None:
-                self.record(about["decision_id"], record, about.get("correlation_id", ""))
+            if inp.record is not None:
+                self.record(RecordInput(about.decision_id, inp.record, about.correlation_id))
         return result
 
-    def _act(self, about: dict[str, Any], command: dict[str, Any]) -> dict[str, Any]:
-        kind = command["kind"]
-        if kind == "deliver":
-            return self._deliver(about, command)
-        if kind == "ticket":
-            message = Message(
-                command["key"],
-                about["decision_id"],
-                about["customer_id"],
-                CRM_CHANNEL,
-                "ticket",
-                {"queue": command["queue"], "subject": command["subject"]},
-                kind="ticket",
-            )
-            return self._receipt(self.courier.deliver(message))
-        if kind == "task":
-            return self._task(about, command)
-        if kind == "expire":
-            with self.store.transaction() as conn:
-                closed = acts.close_task(
-                    conn, command["task"], status="expired", resolved_at=utc(self.now())
+    def _act(self, about: JourneyAbout, command: Command) -> dict[str, Any]:
+        match command:
+            case Deliver():
+                return self._deliver(about, command)
+            case OpenTicket():
+                message = Message(
+                    command.key,
+                    about.decision_id,
+                    about.customer_id,
+                    CRM_CHANNEL,
+                    "ticket",
+                    {"queue": command.queue, "subject": command.subject},
+                    kind="ticket",
                 )
-            return {"status": "expired" if closed else "already closed"}
-        if kind == "grant":
-            return self._once(
-                about, command, "grant", lambda conn: self._grant(conn, about, command)
-            )
-        if kind == "compensate":
-            return self._once(
-                about, command, "compensate", lambda conn: self._undo(conn, about, command)
-            )
-        raise ValueError(f"unknown command kind {kind!r}")
+                return self._receipt(self.courier.deliver(message))
+            case CreateTask():
+                return self._task(about, command)
+            case ExpireTask():
+                with self.store.transaction() as conn:
+                    closed = acts.close_task(
+                        conn, command.task, status="expired", resolved_at=utc(self.now())
+                    )
+                return {"status": "expired" if closed else "already closed"}
+            case GrantOffer():
+                grant = command
+                return self._once(about, grant, "grant", lambda c: self._grant(c, about, grant))
+            case Undo():
+                undo = command
+                return self._once(about, undo, "compensate", lambda c: self._undo(c, about, undo))
+            case _:
+                assert_never(command)
 
-    def _deliver(self, about: dict[str, Any], command: dict[str, Any]) -> dict[str, Any]:
+    def _deliver(self, about: JourneyAbout, command: Deliver) -> dict[str, Any]:
         message = Message(
-            command["key"],
-            about["decision_id"],
-            about["customer_id"],
-            command["channel"],
-            command["template"],
-            {**command["payload"], "action_id": about["action_id"]},
+            command.key,
+            about.decision_id,
+            about.customer_id,
+            command.channel,
+            command.template,
+            {**command.payload, "action_id": about.action_id},
         )
-        if not command.get("first"):
-            blocked = self._guardrail(about["customer_id"], command["channel"])
+        if not command.first:
+            blocked = self._guardrail(about.customer_id, command.channel)
             if blocked:
                 self._once(about, command, "deliver", lambda conn: "suppressed", blocked)
                 return {"status": "suppressed", "error": blocked}
         receipt = self._receipt(self.courier.deliver(message))
-        if receipt["status"] == "delivered" and not command.get("first"):
+        if receipt["status"] == "delivered" and not command.first:
             with self.store.transaction() as conn:
-                row = acts.journey(conn, about["decision_id"])
+                row = acts.journey(conn, about.decision_id)
                 if row is not None:
-                    sends = [*row["sends"], [int(self.now()), command["channel"]]]
-                    acts.update_journey(conn, about["decision_id"], sends=sends)
+                    sends = [*row["sends"], [int(self.now()), command.channel]]
+                    acts.update_journey(conn, about.decision_id, sends=sends)
         return receipt
 
     @staticmethod
@@ -166,28 +173,28 @@ class JourneyActivities:
         tz = zone(features.timezone, self.guardrails)
         return cap_block(contacts, channel, utc(now), tz, self.guardrails.caps)
 
-    def _task(self, about: dict[str, Any], command: dict[str, Any]) -> dict[str, Any]:
+    def _task(self, about: JourneyAbout, command: CreateTask) -> dict[str, Any]:
         at = utc(self.now())
         with self.store.transaction() as conn:
             acts.insert_task(
                 conn,
                 {
-                    "task_id": command["key"],
-                    "decision_id": about["decision_id"],
-                    "customer_id": about["customer_id"],
-                    "queue": command["queue"],
-                    "reason": command["reason"],
+                    "task_id": command.key,
+                    "decision_id": about.decision_id,
+                    "customer_id": about.customer_id,
+                    "queue": command.queue,
+                    "reason": command.reason,
                     "status": "open",
                     "created_at": at,
-                    "due_at": utc(command["due"]),
+                    "due_at": utc(command.due),
                 },
             )
         return {"status": "open"}
 
     def _once(
         self,
-        about: dict[str, Any],
-        command: dict[str, Any],
+        about: JourneyAbout,
+        command: Deliver | GrantOffer | Undo,
         kind: str,
         effect: Callable[[Any], str],
         error: str | None = None,
@@ -198,14 +205,14 @@ class JourneyActivities:
             row = acts.claim_delivery(
                 conn,
                 {
-                    "key": command["key"],
-                    "decision_id": about["decision_id"],
-                    "customer_id": about["customer_id"],
+                    "key": command.key,
+                    "decision_id": about.decision_id,
+                    "customer_id": about.customer_id,
                     "kind": kind,
-                    "channel": command.get("channel"),
+                    "channel": command.channel if isinstance(command, Deliver) else None,
                     "status": "pending",
                     "attempts": 0,
-                    "payload": command,
+                    "payload": dataclasses.asdict(command),
                     "created_at": at,
                     "updated_at": at,
                 },
@@ -214,42 +221,42 @@ class JourneyActivities:
                 return {"status": row["status"], "duplicate": True}
             status = effect(conn)
             acts.update_delivery(
-                conn, command["key"], status=status, attempts=1, last_error=error, updated_at=at
+                conn, command.key, status=status, attempts=1, last_error=error, updated_at=at
             )
         return {"status": status}
 
-    def _grant(self, conn: Any, about: dict[str, Any], command: dict[str, Any]) -> str:
+    def _grant(self, conn: Any, about: JourneyAbout, command: GrantOffer) -> str:
         """An offer is recorded; points are posted to the member from the retention funder."""
-        if command.get("points"):
+        if command.points:
             now = self.now()
-            member = member_account(PROGRAMME, about["customer_id"])
+            member = member_account(PROGRAMME, about.customer_id)
             request = Request(
-                command["key"],
+                command.key,
                 "accrue",
                 funder_account(RETENTION_FUNDER),
                 member,
-                int(command["points"]),
+                int(command.points),
                 at=now,
-                ref=about["decision_id"],
+                ref=about.decision_id,
             )
             (result,) = ledger.post_in(conn, [request], now)
             if result not in ("ok", "exists"):
                 raise RuntimeError(f"the ledger refused the grant: {result}")
-            log.info("points granted", points=int(command["points"]), ledger=result)
+            log.info("points granted", points=int(command.points), ledger=result)
         return "granted"
 
-    def _undo(self, conn: Any, about: dict[str, Any], command: dict[str, Any]) -> str:
+    def _undo(self, conn: Any, about: JourneyAbout, command: Undo) -> str:
         """Revoke the journey's grants (points clawed back as far as the balance allows) and give
         back its reserved budget."""
         d = t.deliveries.c
-        if command["grants"]:
+        if command.grants:
             granted = conn.execute(
                 select(d.key, d.payload).where(
-                    d.key.in_(list(command["grants"])), d.status == "granted"
+                    d.key.in_(list(command.grants)), d.status == "granted"
                 )
             ).all()
             now = self.now()
-            member = member_account(PROGRAMME, about["customer_id"])
+            member = member_account(PROGRAMME, about.customer_id)
             for key, payload in granted:
                 points = int((payload or {}).get("points") or 0)
                 if not points:
@@ -269,19 +276,19 @@ class JourneyActivities:
                                 funder_account(RETENTION_FUNDER),
                                 back,
                                 at=now,
-                                ref=about["decision_id"],
+                                ref=about.decision_id,
                             )
                         ],
                         now,
                     )
             conn.execute(
                 t.deliveries.update()
-                .where(d.key.in_(list(command["grants"])), d.status == "granted")
+                .where(d.key.in_(list(command.grants)), d.status == "granted")
                 .values(status="revoked", updated_at=utc(self.now()))
             )
-        period = about.get("budget_period")
-        if command["release"] and period:
-            acts.release_budget(conn, about["policy_id"], period, float(command["release"]))
+        period = about.budget_period
+        if command.release and period:
+            acts.release_budget(conn, about.policy_id, period, float(command.release))
         return "done"
 
     @activity.defn(name="tenure.task_status")
@@ -294,8 +301,9 @@ class JourneyActivities:
         return {"status": row["status"], "resolution": row["resolution"], "by": row["resolved_by"]}
 
     @activity.defn(name="tenure.record")
-    def record(self, decision_id: str, state: dict[str, Any], correlation_id: str = "") -> None:
+    def record(self, inp: RecordInput) -> None:
         """Write where the journey stands to the journeys table (what operators look at)."""
+        decision_id, state, correlation_id = inp.decision_id, inp.state, inp.correlation_id
         status = state["status"] if state["status"] in ("completed", "failed") else "running"
         with bound(correlation_id=correlation_id, decision_id=decision_id):
             (log.info if status != "running" else log.debug)(

@@ -9,7 +9,6 @@ takes exactly the same path.
 
 from __future__ import annotations
 
-import dataclasses
 import datetime as dt
 from typing import Any
 
@@ -20,6 +19,14 @@ from temporalio.exceptions import ActivityError, ApplicationError
 with workflow.unsafe.imports_passed_through():
     from pydantic import ValidationError
 
+    from tenure.journeys.inputs import (
+        ActInput,
+        JourneyAbout,
+        JourneyStart,
+        RecordInput,
+        SignalObservation,
+        observation,
+    )
     from tenure.journeys.machine import (
         Command,
         JourneyInput,
@@ -27,7 +34,6 @@ with workflow.unsafe.imports_passed_through():
         JourneyStuck,
         Observation,
         Resolved,
-        Seen,
         Start,
         TimerFired,
         step,
@@ -59,40 +65,19 @@ _HEARTBEAT_S = 40.0
 _RECORD_TIMEOUT = dt.timedelta(seconds=30)
 
 
-def observation(data: dict[str, Any]) -> Observation:
-    """A signal's payload as an observation."""
-    if data["kind"] == "resolved":
-        return Resolved(data["at"], data["task"], data["resolution"], data.get("by", ""))
-    return Seen(data["at"], data["type"], data["event_id"], data.get("payload") or {})
-
-
-def journey_input(data: dict[str, Any]) -> JourneyInput:
-    """The workflow argument (an outbox payload) as the machine's input."""
-    fields = {f.name for f in dataclasses.fields(JourneyInput)}
-    values = {k: v for k, v in data.items() if k in fields}
-    if isinstance(values.get("deliver_at"), str):  # decisions record times as ISO strings
-        values["deliver_at"] = dt.datetime.fromisoformat(values["deliver_at"]).timestamp()
-    return JourneyInput(**values)
-
-
-def _about(inp: JourneyInput) -> dict[str, Any]:
-    """The journey's input without its spec (activities do not need it; it is the bulky part)."""
-    return {k: v for k, v in dataclasses.asdict(inp).items() if k != "journey"}
-
-
 @workflow.defn(name=WORKFLOW)
 class JourneyWorkflow:
     """Runs one journey to its exit."""
 
     def __init__(self) -> None:
-        self._inbox: list[dict[str, Any]] = []
+        self._inbox: list[SignalObservation] = []
         self._state = JourneyState()
         self._heartbeat_s = _HEARTBEAT_S
 
     @workflow.signal
-    def observe(self, data: dict[str, Any]) -> None:
+    def observe(self, signal: SignalObservation) -> None:
         """A customer event or a task resolution for this journey."""
-        self._inbox.append(data)
+        self._inbox.append(signal)
 
     @workflow.query
     def state(self) -> dict[str, Any]:
@@ -100,14 +85,14 @@ class JourneyWorkflow:
         return self._state.to_record()
 
     @workflow.run
-    async def run(self, data: dict[str, Any]) -> dict[str, Any]:
+    async def run(self, start: JourneyStart) -> dict[str, Any]:
         """Interpret the journey until it exits; return its final state.
 
         A journey that cannot go on (its spec does not validate, it loops without pausing) is
         recorded as failed and the workflow fails, rather than retrying the same error forever.
         """
         try:
-            return await self._run(data)
+            return await self._run(start)
         except (
             ValidationError,
             JourneyStuck,
@@ -128,20 +113,16 @@ class JourneyWorkflow:
             ]
             await workflow.execute_activity(
                 RECORD,
-                args=[
-                    data.get("decision_id", workflow.info().workflow_id),
-                    failed,
-                    data.get("correlation_id", ""),
-                ],
+                RecordInput(start.decision_id, failed, start.correlation_id),
                 start_to_close_timeout=_RECORD_TIMEOUT,
                 retry_policy=_RETRY,
             )
             raise ApplicationError(reason, non_retryable=True) from exc
 
-    async def _run(self, data: dict[str, Any]) -> dict[str, Any]:
-        spec = JourneySpec.model_validate(data["journey"])
-        inp = journey_input(data)
-        self._heartbeat_s = float(data.get("activity_heartbeat_s") or _HEARTBEAT_S)
+    async def _run(self, start: JourneyStart) -> dict[str, Any]:
+        spec = JourneySpec.model_validate(start.journey)
+        inp = start.machine_input()
+        self._heartbeat_s = float(start.activity_heartbeat_s or _HEARTBEAT_S)
         await self._apply(spec, inp, Start(workflow.now().timestamp()))
         while self._state.status == "running" and self._state.pause is not None:
             pause = self._state.pause
@@ -184,7 +165,7 @@ class JourneyWorkflow:
         if self._state != before and not commands:
             await workflow.execute_activity(
                 RECORD,
-                args=[inp.decision_id, self._state.to_record(), inp.correlation_id],
+                RecordInput(inp.decision_id, self._state.to_record(), inp.correlation_id),
                 start_to_close_timeout=_RECORD_TIMEOUT,
                 retry_policy=_RETRY,
             )
@@ -194,7 +175,7 @@ class JourneyWorkflow:
     ) -> None:
         await workflow.execute_activity(
             ACT,
-            args=[_about(inp), dataclasses.asdict(command), record],
+            ActInput(JourneyAbout.of(inp), command, record),
             start_to_close_timeout=_TIMEOUT,
             heartbeat_timeout=dt.timedelta(seconds=self._heartbeat_s),
             retry_policy=_RETRY,

@@ -11,10 +11,11 @@ each of the three tolerates.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import time
 from collections import Counter
 from collections.abc import Callable
-from typing import Any
+from typing import Any, assert_never
 
 from temporalio.client import Client
 from temporalio.common import WorkflowIDReusePolicy
@@ -22,7 +23,7 @@ from temporalio.exceptions import WorkflowAlreadyStartedError
 from temporalio.service import RPCError, RPCStatusCode
 
 from tenure.config import DEFAULT_HEARTBEAT_S
-from tenure.errors import TenureError
+from tenure.journeys.inputs import HumanTask, JourneySignal, JourneyStart, read_outbox
 from tenure.journeys.workflow import WORKFLOW
 from tenure.observe import tracing
 from tenure.observe.logs import bound, get_logger
@@ -35,10 +36,6 @@ from tenure.store.db import Store
 _CONCURRENCY = 64
 RETRY_LATER = "not yet"
 log = get_logger("tenure.dispatch")
-
-
-class UnknownOutboxKind(TenureError):
-    """An outbox row of a kind this dispatcher cannot carry out."""
 
 
 class Dispatcher:
@@ -140,50 +137,58 @@ class Dispatcher:
                 return result
 
     async def _one(self, row: dict[str, Any]) -> str:
-        kind, payload = row["kind"], row["payload"]
-        if kind == "journey.start":
-            try:
-                await self.client.start_workflow(
-                    WORKFLOW,
-                    {**payload, "activity_heartbeat_s": self.activity_heartbeat_s},
-                    id=row["decision_id"],
-                    task_queue=self.task_queue,
-                    id_reuse_policy=WorkflowIDReusePolicy.REJECT_DUPLICATE,
-                )
-            except WorkflowAlreadyStartedError:
-                return "already started"
-            return "started"
-        if kind == "journey.signal":
-            handle = self.client.get_workflow_handle(row["decision_id"])
-            try:
-                await handle.signal("observe", payload["observation"])
-            except RPCError as exc:
-                if exc.status != RPCStatusCode.NOT_FOUND:
-                    raise
-                with self.store.reader() as conn:
-                    row = acts.journey(conn, row["decision_id"])
-                # Not started yet: keep the signal for later. Over: nothing listens any more.
-                return (
-                    RETRY_LATER
-                    if row is not None and row["status"] == "pending"
-                    else "journey over"
-                )
-            return "signalled"
-        if kind == "human.task":
-            with self.store.transaction() as conn:
-                acts.insert_task(
-                    conn,
-                    {
-                        "task_id": row["idempotency_key"],
-                        "decision_id": row["decision_id"],
-                        "customer_id": payload["customer_id"],
-                        "queue": payload.get("queue") or "retention",
-                        "reason": payload.get("reason") or "",
-                        "status": "open",
-                        "created_at": utc(self.now()),
-                    },
-                )
-            return "task opened"
-        # A kind this version does not know (written by a newer one, or a bug) stays pending and
-        # is reported on every pass; marking it dispatched would drop its effect without a trace.
-        raise UnknownOutboxKind(f"outbox row {row['id']} has unknown kind {kind!r}")
+        # A kind this version does not know (written by a newer one, or a bug) raises here: the
+        # row stays pending and is reported on every pass, never marked dispatched unseen.
+        message = read_outbox(row["kind"], row["payload"])
+        match message:
+            case JourneyStart():
+                return await self._start(message)
+            case JourneySignal():
+                return await self._signal(row["decision_id"], message)
+            case HumanTask():
+                return self._open_task(row["idempotency_key"], message)
+            case _:
+                assert_never(message)
+
+    async def _start(self, start: JourneyStart) -> str:
+        try:
+            await self.client.start_workflow(
+                WORKFLOW,
+                dataclasses.replace(start, activity_heartbeat_s=self.activity_heartbeat_s),
+                id=start.decision_id,
+                task_queue=self.task_queue,
+                id_reuse_policy=WorkflowIDReusePolicy.REJECT_DUPLICATE,
+            )
+        except WorkflowAlreadyStartedError:
+            return "already started"
+        return "started"
+
+    async def _signal(self, decision_id: str, signal: JourneySignal) -> str:
+        handle = self.client.get_workflow_handle(decision_id)
+        try:
+            await handle.signal("observe", signal.observation)
+        except RPCError as exc:
+            if exc.status != RPCStatusCode.NOT_FOUND:
+                raise
+            with self.store.reader() as conn:
+                journey = acts.journey(conn, decision_id)
+            # Not started yet: keep the signal for later. Over: nothing listens any more.
+            pending = journey is not None and journey["status"] == "pending"
+            return RETRY_LATER if pending else "journey over"
+        return "signalled"
+
+    def _open_task(self, task_id: str, task: HumanTask) -> str:
+        with self.store.transaction() as conn:
+            acts.insert_task(
+                conn,
+                {
+                    "task_id": task_id,
+                    "decision_id": task.decision_id,
+                    "customer_id": task.customer_id,
+                    "queue": task.queue or "retention",
+                    "reason": task.reason or "",
+                    "status": "open",
+                    "created_at": utc(self.now()),
+                },
+            )
+        return "task opened"

@@ -18,10 +18,12 @@ from temporalio.testing import WorkflowEnvironment
 from tenure.config import Settings
 from tenure.errors import InputError
 from tenure.events.envelope import make_event
+from tenure.journeys.inputs import JourneySignal, TaskResolved
 from tenure.policy.lifecycle import PolicySet
 from tenure.policy.model import Policy
 from tenure.runtime.dispatch import Dispatcher
 from tenure.runtime.engine import Engine
+from tenure.runtime.pipeline import outbox_row
 from tenure.runtime.temporal import (
     Temporal,
     connect,
@@ -135,27 +137,9 @@ def resolve_task(
             resolved_at=utc(now),
         )
         if acts.journey(conn, row["decision_id"]) is not None:
-            repo.insert_outbox(
-                conn,
-                [
-                    {
-                        "idempotency_key": f"{task_id}:resolved",
-                        "decision_id": row["decision_id"],
-                        "kind": "journey.signal",
-                        "payload": {
-                            "observation": {
-                                "kind": "resolved",
-                                "at": now,
-                                "task": task_id,
-                                "resolution": resolution,
-                                "by": by,
-                            }
-                        },
-                        "created_at": utc(now),
-                        "attempts": 0,
-                    }
-                ],
-            )
+            signal = JourneySignal(TaskResolved(now, task_id, resolution, by))
+            key = f"{task_id}:resolved"
+            repo.insert_outbox(conn, [outbox_row(signal, key, row["decision_id"], utc(now))])
         return {**row, "status": "resolved", "resolution": resolution, "resolved_by": by}
 
 

@@ -29,6 +29,15 @@ from tenure.events.parse import Reject
 from tenure.events.personal import redacted
 from tenure.features.snapshot import Features, snapshot
 from tenure.features.state import CustomerState, apply_all
+from tenure.journeys.inputs import (
+    EventObserved,
+    HumanTask,
+    JourneySignal,
+    JourneyStart,
+    OutboxMessage,
+    outbox_kind,
+    outbox_payload,
+)
 from tenure.journeys.library import JourneyLibrary
 from tenure.journeys.spec import JourneyError
 from tenure.loyalty.contracts import Contract
@@ -198,9 +207,9 @@ def decide_many(
         if policy.budget and outcome.decision is not None and outcome.decision.status == "action":
             spent[period] = spent_before[-1] + outcome.decision.cost
         outcomes.append(outcome)
-    # Explanations are made only for customers a decision was made for, all in one call; decide()
-    # runs again on the explained score so the decision carries its reasons (same result
-    # otherwise: explanations do not enter the choice).
+    # Explanations are made only for customers a decision was made for, all in one call, and
+    # attached to the decision: they do not enter the choice, so decide() need not run again
+    # (replay runs it on the explained score from the lineage and gets this same decision).
     scores = [p.score for p in perceived]
     decided = [i for i, o in enumerate(outcomes) if o.decision is not None]
     if decided:
@@ -208,48 +217,59 @@ def decide_many(
             scorer, [perceived[i].features for i in decided], [scores[i] for i in decided]
         )
         for i, sc in zip(decided, full, strict=True):
-            p = perceived[i]
             scores[i] = sc
-            outcomes[i] = decide(
-                p.features,
-                sc,
-                policy,
-                memories[i],
-                p.trigger,
-                p.now,
-                guardrails,
-                spent_before[i],
-                mode,
-                evidence,
-            )
-    out = []
-    for p, memory, sc, outcome, budget_before in zip(
-        perceived, memories, scores, outcomes, spent_before, strict=True
-    ):
-        lineage = None
-        if outcome.decision is not None:
-            lineage = {
-                "trigger_event_id": p.trigger.event_id,
-                "trigger": {
-                    "event_id": p.trigger.event_id,
-                    "event_type": p.trigger.event_type,
-                    "seen_types": sorted(p.trigger.seen_types),
-                },
-                "now": p.now.isoformat(),
-                "features": p.features.to_record(),
-                "score": sc.to_record(),
-                "scorer": sc.scorer,
-                "scorer_version": sc.version,
-                "policy_id": policy.id,
-                "policy_hash": policy.content_hash,
-                "memory_before": memory.to_record(),
-                "guardrails": guardrails.model_dump(mode="json"),
-                "budget_spent": budget_before,
-                "mode": mode,
-                "evidence": evidence.to_record(),
-            }
-        out.append(Decided(outcome, lineage))
-    return out
+            outcomes[i] = _with_explanation(outcomes[i], sc)
+    return [
+        Decided(
+            outcome,
+            _lineage(p, memory, sc, policy, guardrails, before, mode, evidence)
+            if outcome.decision is not None
+            else None,
+        )
+        for p, memory, sc, outcome, before in zip(
+            perceived, memories, scores, outcomes, spent_before, strict=True
+        )
+    ]
+
+
+def _lineage(
+    p: Perceived,
+    memory: DecisionMemory,
+    sc: Score,
+    policy: Policy,
+    guardrails: GuardrailSettings,
+    budget_before: float,
+    mode: str,
+    evidence: Evidence,
+) -> dict[str, Any]:
+    """Everything decide() was given, as the audit record keeps it (replay reads it back)."""
+    return {
+        "trigger_event_id": p.trigger.event_id,
+        "trigger": {
+            "event_id": p.trigger.event_id,
+            "event_type": p.trigger.event_type,
+            "seen_types": sorted(p.trigger.seen_types),
+        },
+        "now": p.now.isoformat(),
+        "features": p.features.to_record(),
+        "score": sc.to_record(),
+        "scorer": sc.scorer,
+        "scorer_version": sc.version,
+        "policy_id": policy.id,
+        "policy_hash": policy.content_hash,
+        "memory_before": memory.to_record(),
+        "guardrails": guardrails.model_dump(mode="json"),
+        "budget_spent": budget_before,
+        "mode": mode,
+        "evidence": evidence.to_record(),
+    }
+
+
+def _with_explanation(outcome: Outcome, score: Score) -> Outcome:
+    """The outcome with its decision carrying the explained score's reasons."""
+    assert outcome.decision is not None
+    decision = dataclasses.replace(outcome.decision, explanation=score.contributions)
+    return dataclasses.replace(outcome, decision=decision)
 
 
 def batched(items: Iterable[Event | Reject], size: int) -> Iterator[list[Event | Reject]]:
@@ -276,23 +296,35 @@ def _collector_per_batch() -> Iterator[None]:
             gc.enable()
 
 
-def journey_row(outbox_row: dict[str, Any]) -> dict[str, Any]:
-    """The journeys-table row of a journey.start outbox row (status pending)."""
-    p = outbox_row["payload"]
-    at = outbox_row["created_at"]
+def outbox_row(
+    message: OutboxMessage, key: str, decision_id: str, at: dt.datetime
+) -> dict[str, Any]:
+    """The outbox row carrying `message` under its idempotency key."""
     return {
-        "decision_id": p["decision_id"],
-        "customer_id": p["customer_id"],
-        "journey_id": p["journey"]["id"],
-        "journey_hash": p["journey_hash"],
-        "action_id": p["action_id"],
-        "channel": p["channel"],
+        "idempotency_key": key,
+        "decision_id": decision_id,
+        "kind": outbox_kind(message),
+        "payload": outbox_payload(message),
+        "created_at": at,
+        "attempts": 0,
+    }
+
+
+def journey_row(start: JourneyStart, at: dt.datetime) -> dict[str, Any]:
+    """The journeys-table row of a journey the decision starts (status pending)."""
+    return {
+        "decision_id": start.decision_id,
+        "customer_id": start.customer_id,
+        "journey_id": start.journey["id"],
+        "journey_hash": start.journey_hash,
+        "action_id": start.action_id,
+        "channel": start.channel,
         "status": "pending",
-        "listens": p["listens"],
+        "listens": start.listens,
         "sends": [],
         "started_at": at,
         "updated_at": at,
-        "ends_by": at + dt.timedelta(seconds=p["journey_horizon_s"]),
+        "ends_by": at + dt.timedelta(seconds=start.journey_horizon_s),
     }
 
 
@@ -307,6 +339,123 @@ def _with_sends(memory: dict[str, Any], sends: list[list[Any]] | None) -> dict[s
     have = {(int(at), str(ch)) for at, ch in contacts}
     extra = [[int(at), str(ch)] for at, ch in sends if (int(at), str(ch)) not in have]
     return {**memory, "contacts": [*contacts, *extra]} if extra else memory
+
+
+@dataclass(frozen=True)
+class Sorted:
+    """A batch sorted out: its new events (input order, and by customer), rejects, duplicates."""
+
+    events: list[Event]
+    by_customer: dict[str, list[Event]]
+    rejects: list[Reject]
+    duplicates: int
+    duplicate_ids: list[str]  # kept only when debug logging is on
+
+
+@dataclass
+class Evaluation:
+    """The batch's customers through perceive and decide (customers in id order)."""
+
+    ids: list[str]
+    current: list[Known]  # as stored: state, memory, version
+    memories: list[dict[str, Any]]  # updated as each policy decides
+    signals: list[dict[str, Any]]  # outbox rows for journeys waiting on these events
+    open_journeys: Counter[str]
+    perceived: list[Perceived] = field(default_factory=list)
+    before_live: list[dict[str, Any]] = field(default_factory=list)
+    results: list[list[Decided]] = field(default_factory=list)
+
+    def memory(self, i: int, key: str, customer_memory: dict[str, Any]) -> DecisionMemory:
+        """What a policy (by memory key) remembers of customer `i`, with their open journeys."""
+        return dataclasses.replace(
+            DecisionMemory.of_customer(customer_memory, key),
+            open_journeys=self.open_journeys.get(self.ids[i], 0),
+        )
+
+
+@dataclass
+class Recorded:
+    """The audit's decisions as rows, and the outbox and journey rows of their effects."""
+
+    decision_rows: list[dict[str, Any]] = field(default_factory=list)
+    outbox: list[dict[str, Any]] = field(default_factory=list)
+    journeys: list[dict[str, Any]] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class BatchWrite:
+    """What one batch writes besides its audit records, all in its one transaction."""
+
+    events: list[Event]
+    rejects: list[Reject]
+    customers: list[dict[str, Any]]
+    decisions: list[dict[str, Any]]
+    outbox: list[dict[str, Any]]
+    journeys: list[dict[str, Any]]
+
+
+def _customer_rows(ev: Evaluation) -> list[dict[str, Any]]:
+    """Each customer's new state and memory, one version up."""
+    rows = []
+    for i, cid in enumerate(ev.ids):
+        state, version = ev.perceived[i].state, ev.current[i][2]
+        rows.append(
+            {
+                "customer_id": cid,
+                "state": state.to_record(),
+                "memory": ev.memories[i],
+                "last_seen": dt.datetime.fromtimestamp(state.last_seen or 0, dt.UTC),
+                "version": version + 1,
+            }
+        )
+    return rows
+
+
+def _written(ev: Evaluation) -> dict[str, Known]:
+    """What the batch wrote per customer, for the cache once it commits."""
+    return {
+        cid: (ev.perceived[i].state, ev.memories[i], ev.current[i][2] + 1)
+        for i, cid in enumerate(ev.ids)
+    }
+
+
+def _tally(summary: RunSummary, d: Decision) -> None:
+    if d.mode == "shadow":
+        summary.shadow[d.status] += 1
+        return
+    summary.decisions[d.status] += 1
+    if d.action_id:
+        summary.actions[d.action_id] += 1
+    if d.guardrail:
+        summary.suppressed[d.guardrail] += 1
+
+
+def _reject_row(summary: RunSummary, r: Reject) -> dict[str, Any]:
+    return {
+        "run_id": summary.run_id,
+        "source": summary.source,
+        "line_no": r.line_no,
+        "field": r.field,
+        "reason": r.reason,
+        "raw": r.raw,
+    }
+
+
+def _count(read: int, sorted_: Sorted, decisions: int, summary: RunSummary) -> dict[str, int]:
+    """The batch's counts, added to the run's (read = accepted + duplicates + rejected)."""
+    counts = {
+        "read": read,
+        "accepted": len(sorted_.events),
+        "duplicates": sorted_.duplicates,
+        "rejected": len(sorted_.rejects),
+        "decisions": decisions,
+    }
+    summary.read += counts["read"]
+    summary.accepted += counts["accepted"]
+    summary.duplicates += counts["duplicates"]
+    summary.rejected += counts["rejected"]
+    summary.batches += 1
+    return counts
 
 
 class Pipeline:
@@ -460,7 +609,37 @@ class Pipeline:
         summary: RunSummary,
         span: trace.Span = trace.INVALID_SPAN,
     ) -> dict[str, int]:
-        decide_started = time.time_ns()
+        """One batch, as a short list of named stages, in the caller's transaction."""
+        started_ns = time.time_ns()
+        sorted_ = self._sort(conn, batch)
+        evaluation = self._load(conn, sorted_)
+        self._perceive(evaluation, sorted_)
+        self._decide_live(conn, evaluation)
+        self._decide_shadows(evaluation)
+        decisions = [d for ds in evaluation.results for d in ds if d.outcome.decision is not None]
+        recorded = self._record(conn, decisions, summary, span, started_ns)
+        write = BatchWrite(
+            events=sorted_.events,
+            rejects=sorted_.rejects,
+            customers=_customer_rows(evaluation),
+            decisions=recorded.decision_rows,
+            outbox=[*recorded.outbox, *evaluation.signals],
+            journeys=recorded.journeys,
+        )
+        self._write(conn, write, summary)
+        # Only now is the batch certain to commit with these versions; a rollback raises first.
+        self._pending = _written(evaluation)
+        self._committed = _Committed(
+            list(sorted_.events),
+            sorted_.duplicate_ids,
+            sorted_.rejects,
+            [d.outcome.decision for d in decisions if d.outcome.decision is not None],
+        )
+        return _count(len(batch), sorted_, len(write.decisions), summary)
+
+    def _sort(self, conn: Connection, batch: list[Event | Reject]) -> Sorted:
+        """Split a batch into new events by customer, rejects and duplicates (within the batch
+        and against the event log)."""
         debug = enabled(logging.DEBUG)
         events: dict[str, Event] = {}
         rejects: list[Reject] = []
@@ -480,38 +659,43 @@ class Pipeline:
         if debug:
             duplicate_ids.extend(existing)
         by_customer: dict[str, list[Event]] = {}
-        event_rows = []
+        fresh = []
         for eid, e in events.items():
             if eid in existing:
                 continue
             by_customer.setdefault(e.customer_id, []).append(e)
-            event_rows.append(e)
-        customer_ids = sorted(by_customer)
-        known = self._known(conn, customer_ids)
-        signals, journey_sends, open_journeys = self._journeys_of(conn, customer_ids, by_customer)
+            fresh.append(e)
+        return Sorted(fresh, by_customer, rejects, duplicates, duplicate_ids)
 
-        customer_rows, decision_rows, bodies, refs, outbox_rows = [], [], [], [], []
-        decisions: list[Decision] = []
-        written: dict[str, Known] = {}
-        current = [known.get(cid) or (CustomerState(cid), {}, 0) for cid in customer_ids]
-        perceived = perceive_many(
+    def _load(self, conn: Connection, sorted_: Sorted) -> Evaluation:
+        """The batch's customers as stored, and what their journeys wait for and sent."""
+        ids = sorted(sorted_.by_customer)
+        known = self._known(conn, ids)
+        signals, sends, open_journeys = self._journeys_of(conn, ids, sorted_.by_customer)
+        current = [known.get(cid) or (CustomerState(cid), {}, 0) for cid in ids]
+        memories = [
+            _with_sends(mem, sends.get(cid)) for cid, (_, mem, _) in zip(ids, current, strict=True)
+        ]
+        return Evaluation(ids, current, memories, signals, open_journeys)
+
+    def _perceive(self, evaluation: Evaluation, sorted_: Sorted) -> None:
+        """Fold each customer's new events into their state and score them all at once."""
+        evaluation.perceived = perceive_many(
             [
-                (state, by_customer[cid])
-                for cid, (state, _, _) in zip(customer_ids, current, strict=True)
+                (state, sorted_.by_customer[cid])
+                for cid, (state, _, _) in zip(evaluation.ids, evaluation.current, strict=True)
             ],
             self.scorer,
             self.clock,
         )
-        memories = [
-            _with_sends(mem, journey_sends.get(cid))
-            for cid, (_, mem, _) in zip(customer_ids, current, strict=True)
-        ]
         # Shadows see the customer as they were before this batch's live decisions.
-        before_live = list(memories)
-        results: list[list[Decided]] = [[] for _ in customer_ids]
-        # Live: each customer under the active policy, or the canary for the canary's share.
+        evaluation.before_live = list(evaluation.memories)
+        evaluation.results = [[] for _ in evaluation.ids]
+
+    def _decide_live(self, conn: Connection, ev: Evaluation) -> None:
+        """Each customer under the active policy, or under the canary for the canary's share."""
         live: dict[str, list[int]] = {}
-        for i, cid in enumerate(customer_ids):
+        for i, cid in enumerate(ev.ids):
             live.setdefault(self.policies.live_for(cid).content_hash, []).append(i)
         for policy in self.policies.live_policies():
             idx = live.get(policy.content_hash, [])
@@ -519,41 +703,30 @@ class Pipeline:
                 continue
             spent = repo.budget_spent(conn, policy.id) if policy.budget else {}
             before = dict(spent)
-            mode = "canary" if policy is self.policies.canary else "live"
             got = decide_many(
-                [perceived[i] for i in idx],
-                [
-                    dataclasses.replace(
-                        DecisionMemory.of_customer(memories[i], policy.id),
-                        open_journeys=open_journeys.get(customer_ids[i], 0),
-                    )
-                    for i in idx
-                ],
+                [ev.perceived[i] for i in idx],
+                [ev.memory(i, policy.id, ev.memories[i]) for i in idx],
                 policy,
                 self.scorer,
                 self.guardrails,
                 spent,
-                mode,
+                "canary" if policy is self.policies.canary else "live",
                 self.evidence.get(policy.id, NO_EVIDENCE),
             )
             if policy.budget and spent != before:
                 repo.save_budget_spent(conn, policy.id, spent)
             for i, d in zip(idx, got, strict=True):
-                memories[i] = d.outcome.memory.into_customer(memories[i], policy.id)
-                results[i].append(d)
-        # Shadow: the same customers, decided with no effect. A shadow keeps only its own
-        # at-risk band, under a key of its own version, so it never re-arms a live policy.
+                ev.memories[i] = d.outcome.memory.into_customer(ev.memories[i], policy.id)
+                ev.results[i].append(d)
+
+    def _decide_shadows(self, ev: Evaluation) -> None:
+        """The same customers, decided with no effect. A shadow keeps only its own at-risk band,
+        under a key of its own version, so it never re-arms a live policy."""
         for policy in self.policies.shadows:
             key = shadow_key(policy)
             got = decide_many(
-                perceived,
-                [
-                    dataclasses.replace(
-                        DecisionMemory.of_customer(m, key),
-                        open_journeys=open_journeys.get(cid, 0),
-                    )
-                    for cid, m in zip(customer_ids, before_live, strict=True)
-                ],
+                ev.perceived,
+                [ev.memory(i, key, m) for i, m in enumerate(ev.before_live)],
                 policy,
                 self.scorer,
                 self.guardrails,
@@ -563,110 +736,77 @@ class Pipeline:
                 self.evidence.get(policy.id, NO_EVIDENCE),
             )
             for i, d in enumerate(got):
-                memories[i] = {
-                    **memories[i],
-                    "at_risk": {**memories[i].get("at_risk", {}), key: d.outcome.memory.at_risk},
-                }
-                results[i].append(d)
-        for i, cid in enumerate(customer_ids):
-            state, version = perceived[i].state, current[i][2]
-            written[cid] = (state, memories[i], version + 1)
-            customer_rows.append(
-                {
-                    "customer_id": cid,
-                    "state": state.to_record(),
-                    "memory": memories[i],
-                    "last_seen": dt.datetime.fromtimestamp(state.last_seen or 0, dt.UTC),
-                    "version": version + 1,
-                }
-            )
-            for d in results[i]:
-                decision = d.outcome.decision
-                if decision is None:
-                    continue
-                decisions.append(decision)
-                bodies.append(
-                    {"kind": "decision", "decision": decision.to_record(), "lineage": d.lineage}
-                )
-                refs.append(("decision", decision.decision_id))
+                at_risk = {**ev.memories[i].get("at_risk", {}), key: d.outcome.memory.at_risk}
+                ev.memories[i] = {**ev.memories[i], "at_risk": at_risk}
+                ev.results[i].append(d)
 
-        if bodies:
-            head_seq, head_hash = repo.lock_audit_head(conn)
-            records = chain(head_hash, head_seq + 1, bodies)
-            repo.append_audit(conn, records, refs)
-            traced = span.is_recording()
-            for d, rec in zip(decisions, records, strict=True):
-                decision_rows.append(_decision_row(d, rec.seq))
-                if d.mode == "shadow":
-                    summary.shadow[d.status] += 1
-                    continue
-                if d.status in ("action", "human"):
-                    context = _decision_span(d, span, decide_started) if traced else None
-                    outbox_rows.append(self._outbox_row(d, context))
-                summary.decisions[d.status] += 1
-                if d.action_id:
-                    summary.actions[d.action_id] += 1
-                if d.guardrail:
-                    summary.suppressed[d.guardrail] += 1
+    def _record(
+        self,
+        conn: Connection,
+        decided: list[Decided],
+        summary: RunSummary,
+        span: trace.Span,
+        started_ns: int,
+    ) -> Recorded:
+        """Chain the decisions into the audit; the rows of each and of the effects it starts."""
+        recorded = Recorded()
+        if not decided:
+            return recorded
+        bodies = []
+        for d in decided:
+            assert d.outcome.decision is not None
+            record = d.outcome.decision.to_record()
+            bodies.append({"kind": "decision", "decision": record, "lineage": d.lineage})
+        decisions = [d.outcome.decision for d in decided if d.outcome.decision is not None]
+        head_seq, head_hash = repo.lock_audit_head(conn)
+        records = chain(head_hash, head_seq + 1, bodies)
+        repo.append_audit(conn, records, [("decision", d.decision_id) for d in decisions])
+        traced = span.is_recording()
+        for d, rec in zip(decisions, records, strict=True):
+            recorded.decision_rows.append(_decision_row(d, rec.seq))
+            _tally(summary, d)
+            if d.mode == "shadow" or d.status not in ("action", "human"):
+                continue
+            context = _decision_span(d, span, started_ns) if traced else None
+            message = self._effect(d, context)
+            at = dt.datetime.fromisoformat(d.decided_at)
+            recorded.outbox.append(outbox_row(message, _effect_key(d), d.decision_id, at))
+            if isinstance(message, JourneyStart):
+                recorded.journeys.append(journey_row(message, at))
+        return recorded
 
+    def _write(self, conn: Connection, write: BatchWrite, summary: RunSummary) -> None:
+        """Everything the batch writes besides the audit, in the same transaction."""
+        events = list(write.events)
         # Personal values go to their own table; the event log keeps their digests.
-        if any(e.type == "profile.updated" for e in event_rows):
-            personal.keep(conn, event_rows)
-            repo.insert_events(conn, [redacted(e) for e in event_rows])
+        if any(e.type == "profile.updated" for e in events):
+            personal.keep(conn, events)
+            repo.insert_events(conn, [redacted(e) for e in events])
         else:
-            repo.insert_events(conn, event_rows)
-        if event_rows:
-            newest = max(e.occurred_at for e in event_rows)
-            if self.contracts:
-                # Points commit with the events that earned them: a re-fed event is a duplicate.
-                accrued = accrue_in(conn, self.contracts, event_rows, newest.timestamp())
-                summary.points_accrued += accrued.points
-                summary.points_refused += accrued.refused_points
-                # Tiers are recalculated on activity: for the members who just earned.
-                for programme, rules in self.tiers.items():
-                    recalc_tiers_in(
-                        conn, programme, rules, self.contracts, sorted(accrued.customers), newest
-                    )
-            redeem_in(conn, self.contracts, event_rows, newest.timestamp())
-        repo.insert_rejects(
-            conn,
-            [
-                {
-                    "run_id": summary.run_id,
-                    "source": summary.source,
-                    "line_no": r.line_no,
-                    "field": r.field,
-                    "reason": r.reason,
-                    "raw": r.raw,
-                }
-                for r in rejects
-            ],
-        )
-        repo.upsert_customers(conn, customer_rows)
-        repo.insert_decisions(conn, decision_rows)
-        repo.insert_outbox(conn, outbox_rows + signals)
+            repo.insert_events(conn, events)
+        if events:
+            self._loyalty(conn, events, summary)
+        repo.insert_rejects(conn, [_reject_row(summary, r) for r in write.rejects])
+        repo.upsert_customers(conn, write.customers)
+        repo.insert_decisions(conn, write.decisions)
+        repo.insert_outbox(conn, write.outbox)
         # The journey exists from its decision on, so events after it reach it even before the
         # dispatcher has started its workflow.
-        acts.insert_journeys(
-            conn, [journey_row(r) for r in outbox_rows if r["kind"] == "journey.start"]
-        )
-        # Only now is the batch certain to commit with these versions; a rollback raises first.
-        self._pending = written
-        self._committed = _Committed(event_rows, duplicate_ids, rejects, decisions)
+        acts.insert_journeys(conn, write.journeys)
 
-        counts = {
-            "read": len(batch),
-            "accepted": len(event_rows),
-            "duplicates": duplicates,
-            "rejected": len(rejects),
-            "decisions": len(decision_rows),
-        }
-        summary.read += counts["read"]
-        summary.accepted += counts["accepted"]
-        summary.duplicates += duplicates
-        summary.rejected += counts["rejected"]
-        summary.batches += 1
-        return counts
+    def _loyalty(self, conn: Connection, events: list[Event], summary: RunSummary) -> None:
+        """Points commit with the events that earned them: a re-fed event is a duplicate."""
+        newest = max(e.occurred_at for e in events)
+        if self.contracts:
+            accrued = accrue_in(conn, self.contracts, events, newest.timestamp())
+            summary.points_accrued += accrued.points
+            summary.points_refused += accrued.refused_points
+            # Tiers are recalculated on activity: for the members who just earned.
+            for programme, rules in self.tiers.items():
+                recalc_tiers_in(
+                    conn, programme, rules, self.contracts, sorted(accrued.customers), newest
+                )
+        redeem_in(conn, self.contracts, events, newest.timestamp())
 
     def _journeys_of(
         self, conn: Connection, customer_ids: list[str], by_customer: dict[str, list[Event]]
@@ -695,76 +835,61 @@ class Pipeline:
                     row.ends_by is not None and e.occurred_at > row.ends_by
                 ):
                     continue
+                seen = EventObserved(e.occurred_at.timestamp(), e.type, e.event_id)
                 signals.append(
-                    {
-                        "idempotency_key": f"{row.decision_id}:{e.event_id}",
-                        "decision_id": row.decision_id,
-                        "kind": "journey.signal",
-                        "payload": {
-                            "observation": {
-                                "kind": "event",
-                                "at": e.occurred_at.timestamp(),
-                                "type": e.type,
-                                "event_id": e.event_id,
-                            },
-                            "correlation_id": e.event_id,
-                        },
-                        "created_at": e.occurred_at,
-                        "attempts": 0,
-                    }
+                    outbox_row(
+                        JourneySignal(seen, correlation_id=e.event_id),
+                        f"{row.decision_id}:{e.event_id}",
+                        row.decision_id,
+                        e.occurred_at,
+                    )
                 )
         return signals, sends, open_journeys
 
-    def _outbox_row(self, d: Decision, trace_context: dict[str, str] | None) -> dict[str, Any]:
-        # The triggering event's id follows the decision into the journey and its deliveries
-        # (`correlation_id` on their log lines); the decision's trace context, when traced, lets
-        # the dispatcher continue the decision's trace.
-        observed: dict[str, Any] = {"correlation_id": d.trigger_event_id}
-        if trace_context:
-            observed["trace"] = trace_context
+    def _effect(self, d: Decision, trace_context: dict[str, str] | None) -> OutboxMessage:
+        """What the decision asks the act layer to do: start its journey, or open a task.
+
+        The triggering event's id follows the decision into the journey and its deliveries
+        (`correlation_id` on their log lines); the decision's trace context, when traced, lets
+        the dispatcher continue the decision's trace.
+        """
+        trace_context = trace_context or None
         if d.status == "human":
-            return {
-                "idempotency_key": f"{d.decision_id}:human",
-                "decision_id": d.decision_id,
-                "kind": "human.task",
-                "payload": {
-                    "decision_id": d.decision_id,
-                    "customer_id": d.customer_id,
-                    "queue": d.human_queue,
-                    "reason": d.reason,
-                    "decided_at": d.decided_at,
-                    **observed,
-                },
-                "created_at": dt.datetime.fromisoformat(d.decided_at),
-                "attempts": 0,
-            }
+            return HumanTask(
+                d.decision_id,
+                d.customer_id,
+                d.human_queue,
+                d.reason,
+                d.decided_at,
+                d.trigger_event_id,
+                trace_context,
+            )
         policy = self.policies.by_hash[d.policy_hash]
         action = next(a for a in policy.actions if a.id == d.action_id)
         spec = self.journeys.get(action.journey)
         decided = dt.datetime.fromisoformat(d.decided_at)
-        return {
-            "idempotency_key": f"{d.decision_id}:start",
-            "decision_id": d.decision_id,
-            "kind": "journey.start",
-            "payload": {
-                "decision_id": d.decision_id,
-                "customer_id": d.customer_id,
-                "action_id": d.action_id,
-                "channel": d.channel,
-                "decided_at": d.decided_at,
-                "deliver_at": d.deliver_at,
-                "cost": d.cost,
-                "policy_id": policy.id,
-                "budget_period": policy.budget.period_key(decided) if policy.budget else None,
-                "journey": spec.model_dump(mode="json", by_alias=True),
-                "journey_hash": spec.content_hash,
-                "journey_horizon_s": spec.horizon_s,
-                "listens": spec.listens,
-                **observed,
-            },
-            "created_at": dt.datetime.fromisoformat(d.decided_at),
-            "attempts": 0,
-        }
+        return JourneyStart(
+            decision_id=d.decision_id,
+            customer_id=d.customer_id,
+            action_id=d.action_id or "",
+            channel=d.channel or "",
+            decided_at=d.decided_at,
+            journey=spec.model_dump(mode="json", by_alias=True),
+            journey_hash=spec.content_hash,
+            journey_horizon_s=spec.horizon_s,
+            listens=list(spec.listens),
+            cost=d.cost,
+            deliver_at=d.deliver_at,
+            policy_id=policy.id,
+            budget_period=policy.budget.period_key(decided) if policy.budget else None,
+            correlation_id=d.trigger_event_id,
+            trace=trace_context,
+        )
+
+
+def _effect_key(d: Decision) -> str:
+    """The outbox idempotency key of a decision's effect."""
+    return f"{d.decision_id}:human" if d.status == "human" else f"{d.decision_id}:start"
 
 
 def _decision_span(d: Decision, batch: trace.Span, started_ns: int) -> dict[str, str]:
