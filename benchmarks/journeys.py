@@ -28,10 +28,11 @@ from temporalio.worker import Worker
 sys.path.insert(0, str(Path(__file__).parent))
 from empty_workflow import EmptyWorkflow
 
+from tenure.journeys.inputs import JourneyStart
 from tenure.journeys.spec import SINGLE_SEND
 from tenure.policy.guardrails import GuardrailSettings
 from tenure.runtime.dispatch import Dispatcher
-from tenure.runtime.pipeline import journey_row
+from tenure.runtime.pipeline import journey_row, outbox_row
 from tenure.runtime.temporal import ensure_server, quiet_runtime
 from tenure.runtime.worker import courier_for, journey_worker
 from tenure.store import acts, repo
@@ -45,28 +46,22 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def outbox_rows(n: int, run: str) -> list[dict]:
+def starts(n: int, run: str) -> list[JourneyStart]:
+    """What the pipeline hands the act layer for N decided single-send actions."""
     at = dt.datetime.now(dt.UTC)
     spec = SINGLE_SEND.model_dump(mode="json", by_alias=True)
     return [
-        {
-            "idempotency_key": f"{run}-{i}:start",
-            "decision_id": f"{run}-{i}",
-            "kind": "journey.start",
-            "payload": {
-                "decision_id": f"{run}-{i}",
-                "customer_id": f"c-{i}",
-                "action_id": "bench",
-                "channel": "email",
-                "cost": 0.0,
-                "journey": spec,
-                "journey_hash": SINGLE_SEND.content_hash,
-                "journey_horizon_s": SINGLE_SEND.horizon_s,
-                "listens": [],
-            },
-            "created_at": at,
-            "attempts": 0,
-        }
+        JourneyStart(
+            decision_id=f"{run}-{i}",
+            customer_id=f"c-{i}",
+            action_id="bench",
+            channel="email",
+            decided_at=at.isoformat(),
+            journey=spec,
+            journey_hash=SINGLE_SEND.content_hash,
+            journey_horizon_s=SINGLE_SEND.horizon_s,
+            listens=[],
+        )
         for i in range(n)
     ]
 
@@ -88,10 +83,13 @@ async def bench(n: int, ws: Path) -> None:
         client = await Client.connect(server.address, runtime=quiet_runtime())
         store = Store(f"sqlite:///{ws / 'tenure.db'}")
         run = f"b{int(time.time())}"
-        rows = outbox_rows(n, run)
+        messages = starts(n, run)
+        at = dt.datetime.now(dt.UTC)
         with store.transaction() as conn:  # what the pipeline writes for decided actions
-            repo.insert_outbox(conn, rows)
-            acts.insert_journeys(conn, [journey_row(r) for r in rows])
+            repo.insert_outbox(
+                conn, [outbox_row(m, f"{m.decision_id}:start", m.decision_id, at) for m in messages]
+            )
+            acts.insert_journeys(conn, [journey_row(m, at) for m in messages])
         courier = courier_for(store, ws, {})
         guardrails = GuardrailSettings(control_share=0)
         async with journey_worker(client, store, courier, guardrails, threads=16):

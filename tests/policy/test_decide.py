@@ -12,6 +12,7 @@ from tenure.errors import ConfigError
 from tenure.features.snapshot import snapshot
 from tenure.features.state import CustomerState, apply_all
 from tenure.policy.decide import DecisionMemory, TriggerContext, decide
+from tenure.policy.inputs import DecisionInputs
 from tenure.policy.model import default_policy, parse_policy
 from tenure.scoring.types import Score
 from tests.helpers import T0, ev
@@ -34,13 +35,18 @@ TRIGGER = TriggerContext("e-9", "usage", frozenset({"usage"}))
 
 
 def test_below_threshold_no_decision_and_rearms() -> None:
-    out = decide(features("email"), risky(0.1), POLICY, DecisionMemory(at_risk=True), TRIGGER, NOW)
+    out = decide(
+        DecisionInputs(features("email"), risky(0.1), DecisionMemory(at_risk=True), TRIGGER, NOW),
+        POLICY,
+    )
     assert out.decision is None
     assert out.memory.at_risk is False
 
 
 def test_entering_the_risk_band_picks_best_expected_net_value() -> None:
-    out = decide(features("email", "sms"), risky(), POLICY, DecisionMemory(), TRIGGER, NOW)
+    out = decide(
+        DecisionInputs(features("email", "sms"), risky(), DecisionMemory(), TRIGGER, NOW), POLICY
+    )
     d = out.decision
     assert d is not None and d.status == "action"
     values = {c.action_id: c.expected_net_value for c in d.candidates}
@@ -51,18 +57,24 @@ def test_entering_the_risk_band_picks_best_expected_net_value() -> None:
 
 
 def test_staying_at_risk_without_a_signal_decides_nothing() -> None:
-    out = decide(features("email"), risky(), POLICY, DecisionMemory(at_risk=True), TRIGGER, NOW)
+    out = decide(
+        DecisionInputs(features("email"), risky(), DecisionMemory(at_risk=True), TRIGGER, NOW),
+        POLICY,
+    )
     assert out.decision is None
 
 
 def test_signal_event_retriggers_while_at_risk() -> None:
     signal = TriggerContext("e-10", "payment.failed", frozenset({"payment.failed"}))
-    out = decide(features("email"), risky(), POLICY, DecisionMemory(at_risk=True), signal, NOW)
+    out = decide(
+        DecisionInputs(features("email"), risky(), DecisionMemory(at_risk=True), signal, NOW),
+        POLICY,
+    )
     assert out.decision is not None and "payment.failed" in out.decision.reason
 
 
 def test_consent_blocks_and_is_named() -> None:
-    out = decide(features(), risky(), POLICY, DecisionMemory(), TRIGGER, NOW)
+    out = decide(DecisionInputs(features(), risky(), DecisionMemory(), TRIGGER, NOW), POLICY)
     d = out.decision
     assert d is not None and d.status == "suppressed" and d.guardrail == "consent"
     assert "no marketing consent on sms" in d.reason
@@ -70,19 +82,21 @@ def test_consent_blocks_and_is_named() -> None:
 
 
 def test_consent_falls_back_to_the_best_allowed_action() -> None:
-    out = decide(features("email"), risky(), POLICY, DecisionMemory(), TRIGGER, NOW)
+    out = decide(DecisionInputs(features("email"), risky(), DecisionMemory(), TRIGGER, NOW), POLICY)
     assert out.decision is not None and out.decision.action_id == "winback-email"
 
 
 def test_cooldown_blocks_with_the_numbers() -> None:
     last = (NOW - dt.timedelta(days=3)).isoformat()
     out = decide(
-        features("email", "sms"),
-        risky(),
+        DecisionInputs(
+            features("email", "sms"),
+            risky(),
+            DecisionMemory(at_risk=False, last_intervention_at=last),
+            TRIGGER,
+            NOW,
+        ),
         POLICY,
-        DecisionMemory(at_risk=False, last_intervention_at=last),
-        TRIGGER,
-        NOW,
     )
     d = out.decision
     assert d is not None and d.status == "suppressed" and d.guardrail == "cooldown"
@@ -92,27 +106,27 @@ def test_cooldown_blocks_with_the_numbers() -> None:
 
 def test_no_positive_value_means_no_action() -> None:
     out = decide(
-        features("email", "sms", "push"),
-        risky(0.61, value=1.0),
+        DecisionInputs(
+            features("email", "sms", "push"), risky(0.61, value=1.0), DecisionMemory(), TRIGGER, NOW
+        ),
         POLICY,
-        DecisionMemory(),
-        TRIGGER,
-        NOW,
     )
     assert out.decision is not None and out.decision.status == "none"
 
 
 def test_cancelled_customers_are_not_targeted() -> None:
     f = features("email", status="cancelled")
-    assert decide(f, risky(), POLICY, DecisionMemory(), TRIGGER, NOW).decision is None
+    assert (
+        decide(DecisionInputs(f, risky(), DecisionMemory(), TRIGGER, NOW), POLICY).decision is None
+    )
 
 
 def test_same_inputs_same_decision() -> None:
-    a = decide(features("email"), risky(), POLICY, DecisionMemory(), TRIGGER, NOW)
-    b = decide(features("email"), risky(), POLICY, DecisionMemory(), TRIGGER, NOW)
+    a = decide(DecisionInputs(features("email"), risky(), DecisionMemory(), TRIGGER, NOW), POLICY)
+    b = decide(DecisionInputs(features("email"), risky(), DecisionMemory(), TRIGGER, NOW), POLICY)
     assert a == b
     other = dataclasses.replace(TRIGGER, event_id="e-11")
-    c = decide(features("email"), risky(), POLICY, DecisionMemory(), other, NOW)
+    c = decide(DecisionInputs(features("email"), risky(), DecisionMemory(), other, NOW), POLICY)
     assert c.decision is not None and a.decision is not None
     assert c.decision.decision_id != a.decision.decision_id
 
@@ -148,17 +162,21 @@ def test_policy_version_is_its_content() -> None:
 
 def test_cooldown_is_per_customer_across_policies() -> None:
     other = parse_policy({**POLICY.model_dump(mode="json"), "id": "another-team"})
-    first = decide(features("email"), risky(), POLICY, DecisionMemory(), TRIGGER, NOW)
+    first = decide(
+        DecisionInputs(features("email"), risky(), DecisionMemory(), TRIGGER, NOW), POLICY
+    )
     assert first.decision is not None and first.decision.status == "action"
     customer = first.memory.into_customer({}, POLICY.id)
     later = NOW + dt.timedelta(days=2)
     second = decide(
-        features("email"),
-        risky(),
+        DecisionInputs(
+            features("email"),
+            risky(),
+            DecisionMemory.of_customer(customer, other.id),
+            TRIGGER,
+            later,
+        ),
         other,
-        DecisionMemory.of_customer(customer, other.id),
-        TRIGGER,
-        later,
     )
     assert second.decision is not None and second.decision.guardrail == "cooldown"
     assert DecisionMemory.of_customer(customer, "third").at_risk is False
@@ -187,14 +205,14 @@ def test_conditions_select_the_audience_and_the_actions() -> None:
     data["actions"][2]["when"] = "value > 1000"  # the sms offer only for valuable customers
     policy = parse_policy(data)
     f = features("email", "sms")  # plan "pro"
-    out = decide(f, risky(value=600), policy, DecisionMemory(), TRIGGER, NOW)
+    out = decide(DecisionInputs(f, risky(value=600), DecisionMemory(), TRIGGER, NOW), policy)
     assert out.decision is not None and out.decision.action_id == "winback-email"
     sms = next(c for c in out.decision.candidates if c.action_id == "retention-sms-offer")
     assert sms.blocked_by == "condition" and "value > 1000" in sms.detail
-    rich = decide(f, risky(value=5000), policy, DecisionMemory(), TRIGGER, NOW)
+    rich = decide(DecisionInputs(f, risky(value=5000), DecisionMemory(), TRIGGER, NOW), policy)
     assert rich.decision is not None and rich.decision.action_id == "retention-sms-offer"
     basic = msgspec.structs.replace(f, plan="basic")
-    left_out = decide(basic, risky(), policy, DecisionMemory(), TRIGGER, NOW)
+    left_out = decide(DecisionInputs(basic, risky(), DecisionMemory(), TRIGGER, NOW), policy)
     assert left_out.decision is None and left_out.memory.at_risk is False
 
 
@@ -208,7 +226,10 @@ def test_a_bad_expression_fails_the_policy_with_the_field_named() -> None:
 def test_an_expression_that_cannot_be_evaluated_counts_as_false() -> None:
     data = POLICY.model_dump(mode="json")
     data["eligibility"] = ["features.mean_order_value > 10"]  # None for customers with no orders
-    out = decide(features("email"), risky(), parse_policy(data), DecisionMemory(), TRIGGER, NOW)
+    out = decide(
+        DecisionInputs(features("email"), risky(), DecisionMemory(), TRIGGER, NOW),
+        parse_policy(data),
+    )
     assert out.decision is None
 
 
@@ -216,19 +237,25 @@ def test_escalation_hands_valuable_customers_to_a_person() -> None:
     data = POLICY.model_dump(mode="json")
     data["escalations"] = [{"when": "value > 5000 and risk > 0.8", "queue": "key-accounts"}]
     policy = parse_policy(data)
-    out = decide(features("email"), risky(value=9000), policy, DecisionMemory(), TRIGGER, NOW)
+    out = decide(
+        DecisionInputs(features("email"), risky(value=9000), DecisionMemory(), TRIGGER, NOW), policy
+    )
     d = out.decision
     assert d is not None and d.status == "human" and d.human_queue == "key-accounts"
     assert d.action_id is None and out.memory.last_intervention_at == d.decided_at
-    ordinary = decide(features("email"), risky(value=600), policy, DecisionMemory(), TRIGGER, NOW)
+    ordinary = decide(
+        DecisionInputs(features("email"), risky(value=600), DecisionMemory(), TRIGGER, NOW), policy
+    )
     assert ordinary.decision is not None and ordinary.decision.status == "action"
     # The cooldown still holds for people too.
     later = decide(
-        features("email"),
-        risky(value=9000),
+        DecisionInputs(
+            features("email"),
+            risky(value=9000),
+            out.memory,
+            dataclasses.replace(TRIGGER, event_id="e-2", seen_types=frozenset({"payment.failed"})),
+            NOW + dt.timedelta(days=2),
+        ),
         policy,
-        out.memory,
-        dataclasses.replace(TRIGGER, event_id="e-2", seen_types=frozenset({"payment.failed"})),
-        NOW + dt.timedelta(days=2),
     )
     assert later.decision is not None and later.decision.guardrail == "cooldown"

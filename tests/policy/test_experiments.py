@@ -10,6 +10,7 @@ import msgspec
 
 from tenure.policy.decide import DecisionMemory, TriggerContext, decide
 from tenure.policy.experiments import MIN_OUTCOMES, Evidence, ab_arm
+from tenure.policy.inputs import DecisionInputs
 from tenure.policy.model import default_policy, parse_policy
 from tenure.scoring.types import Score
 from tests.policy.test_decide import NOW, features
@@ -27,7 +28,9 @@ def policy(mode: str, weights: dict[str, float] | None = None):
 def run(pol, customer: str = "c-1", evidence: Evidence = Evidence(), consents=ALL):
     f = msgspec.structs.replace(features(*consents), customer_id=customer)
     trigger = TriggerContext(f"e-{customer}", "usage", frozenset({"usage"}))
-    return decide(f, SCORE, pol, DecisionMemory(), trigger, NOW, evidence=evidence).decision
+    return decide(
+        DecisionInputs(f, SCORE, DecisionMemory(), trigger, NOW, evidence=evidence), pol
+    ).decision
 
 
 def test_best_value_switches_from_prior_to_posterior_once_learned() -> None:
@@ -88,8 +91,8 @@ def test_same_seed_same_draws_across_time() -> None:
     later = NOW + dt.timedelta(hours=1)
     f = features(*ALL)
     trigger = TriggerContext("e-x", "usage", frozenset({"usage"}))
-    a = decide(f, SCORE, pol, DecisionMemory(), trigger, NOW).decision
-    b = decide(f, SCORE, pol, DecisionMemory(), trigger, later).decision
+    a = decide(DecisionInputs(f, SCORE, DecisionMemory(), trigger, NOW), pol).decision
+    b = decide(DecisionInputs(f, SCORE, DecisionMemory(), trigger, later), pol).decision
     assert a.seed == b.seed and a.action_id == b.action_id
 
 

@@ -15,6 +15,7 @@ from tenure.errors import ConfigError
 from tenure.policy.decide import DecisionMemory, TriggerContext, decide
 from tenure.policy.experiments import Evidence, cell
 from tenure.policy.guardrails import GuardrailSettings
+from tenure.policy.inputs import DecisionInputs
 from tenure.policy.model import default_policy, parse_policy
 from tenure.scoring.types import Score
 from tests.policy.test_decide import NOW, features
@@ -38,7 +39,9 @@ def decision(pol, customer: str, evidence: Evidence, segment: str = "smb", guard
         features("email", "sms", "push"), customer_id=customer, segment=segment
     )
     trigger = TriggerContext(f"e-{customer}", "usage", frozenset({"usage"}))
-    return decide(f, SCORE, pol, DecisionMemory(), trigger, NOW, guards, evidence=evidence).decision
+    return decide(
+        DecisionInputs(f, SCORE, DecisionMemory(), trigger, NOW, guards, evidence=evidence), pol
+    ).decision
 
 
 def doubtful(action: str = "offer") -> Evidence:

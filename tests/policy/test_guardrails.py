@@ -23,6 +23,7 @@ from tenure.policy.guardrails import (
     delivery_time,
     in_control_group,
 )
+from tenure.policy.inputs import DecisionInputs
 from tenure.policy.model import default_policy, parse_policy
 from tenure.scoring.types import Score
 from tests.helpers import T0, ev
@@ -91,7 +92,7 @@ def test_no_sequence_of_decisions_breaks_a_guardrail(
         trigger = TriggerContext(f"e-{i}", "payment.failed", frozenset({"payment.failed"}))
         period = pol.budget.period_key(now) if pol.budget else ""
         score = Score("test", "1", 0.95, 2000.0, ())
-        out = decide(f, score, pol, memory, trigger, now, GUARDS, spent[period])
+        out = decide(DecisionInputs(f, score, memory, trigger, now, GUARDS, spent[period]), pol)
         memory = out.memory
         d = out.decision
         assert d is not None
@@ -124,7 +125,9 @@ def test_control_group_customers_are_never_treated(customer: str) -> None:
     features = base_features(customer, "UTC", frozenset({"email", "sms", "push"}))
     now = T0 + dt.timedelta(days=2, hours=12)
     score = Score("t", "1", 0.9, 900, ())
-    out = decide(features, score, policy(1.0, None), DecisionMemory(), SIGNAL, now, guards)
+    out = decide(
+        DecisionInputs(features, score, DecisionMemory(), SIGNAL, now, guards), policy(1.0, None)
+    )
     assert out.decision is not None
     if in_control_group(customer, guards):
         assert out.decision.status == "suppressed" and out.decision.guardrail == "control_group"

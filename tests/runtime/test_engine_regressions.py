@@ -14,6 +14,7 @@ from tenure.cli import app
 from tenure.events.parse import LineParser, RawLine
 from tenure.policy.decide import DecisionMemory, TriggerContext, decide
 from tenure.policy.guardrails import GuardrailSettings
+from tenure.policy.inputs import DecisionInputs
 from tenure.policy.lifecycle import PolicySet, in_canary
 from tenure.policy.model import default_policy, parse_policy
 from tenure.runtime.pipeline import Pipeline
@@ -70,13 +71,15 @@ def test_an_escalation_respects_the_control_group() -> None:
         f = features("email")
         f = type(f)(**{**{k: getattr(f, k) for k in f.__struct_fields__}, "customer_id": f"c{i}"})
         out = decide(
-            f,
-            Score("t", "1", 0.9, 600, ()),
+            DecisionInputs(
+                f,
+                Score("t", "1", 0.9, 600, ()),
+                DecisionMemory(),
+                TriggerContext(f"e{i}", "usage", frozenset({"usage"})),
+                NOW,
+                guards,
+            ),
             policy,
-            DecisionMemory(),
-            TriggerContext(f"e{i}", "usage", frozenset({"usage"})),
-            NOW,
-            guards,
         )
         outcomes.append(out.decision)
     statuses = {(d.status, d.guardrail) for d in outcomes}
@@ -98,13 +101,15 @@ def test_an_ab_canary_still_splits_its_customers() -> None:
         f = features("email", "push")
         f = type(f)(**{**{k: getattr(f, k) for k in f.__struct_fields__}, "customer_id": cid})
         d = decide(
-            f,
-            Score("t", "1", 0.9, 600, ()),
+            DecisionInputs(
+                f,
+                Score("t", "1", 0.9, 600, ()),
+                DecisionMemory(),
+                TriggerContext(f"e{i}", "usage", frozenset({"usage"})),
+                NOW,
+                GuardrailSettings(control_share=0.0),
+            ),
             canary,
-            DecisionMemory(),
-            TriggerContext(f"e{i}", "usage", frozenset({"usage"})),
-            NOW,
-            GuardrailSettings(control_share=0.0),
         ).decision
         arms.add(d.arm)
     assert arms == {"winback-email", "retention-push"}
@@ -118,13 +123,15 @@ def test_thompson_ties_do_not_report_zero_propensity() -> None:
         {"id": "b", "channel": "email", "cost": 1, "uplift": 0.1},
     ]
     d = decide(
-        features("email"),
-        Score("t", "1", 0.9, 600, ()),
+        DecisionInputs(
+            features("email"),
+            Score("t", "1", 0.9, 600, ()),
+            DecisionMemory(),
+            TriggerContext("e", "usage", frozenset({"usage"})),
+            NOW,
+            GuardrailSettings(control_share=0.0),
+        ),
         parse_policy(data),
-        DecisionMemory(),
-        TriggerContext("e", "usage", frozenset({"usage"})),
-        NOW,
-        GuardrailSettings(control_share=0.0),
     ).decision
     assert d.status == "action" and d.propensity > 0
 

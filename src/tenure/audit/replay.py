@@ -2,14 +2,12 @@
 
 from __future__ import annotations
 
-import datetime as dt
 from typing import Any
 
 from tenure.errors import AuditError
 from tenure.features.snapshot import Features
-from tenure.policy.decide import Decision, DecisionMemory, TriggerContext, decide
-from tenure.policy.experiments import Evidence
-from tenure.policy.guardrails import GuardrailSettings
+from tenure.policy.decide import Decision, decide
+from tenure.policy.inputs import DecisionInputs
 from tenure.policy.model import Policy
 from tenure.scoring import baseline
 from tenure.scoring.types import Scorer, explained
@@ -30,24 +28,8 @@ def replay(body: dict[str, Any], policy: Policy, scorer: Scorer | None = None) -
             f"not {scorer.name} {scorer.version}"
         )
     features = Features.from_record(lineage["features"])
-    trig = lineage["trigger"]
-    trigger = TriggerContext(trig["event_id"], trig["event_type"], frozenset(trig["seen_types"]))
-    memory = DecisionMemory.from_record(lineage["memory_before"])
-    now = dt.datetime.fromisoformat(lineage["now"])
     score = explained(scorer, [features], scorer.score_many([features]))[0]
-    guardrails = GuardrailSettings.model_validate(lineage.get("guardrails") or {})
-    outcome = decide(
-        features,
-        score,
-        policy,
-        memory,
-        trigger,
-        now,
-        guardrails,
-        lineage.get("budget_spent", 0.0),
-        lineage.get("mode", "live"),
-        Evidence.from_record(lineage.get("evidence")),
-    )
+    outcome = decide(DecisionInputs.from_lineage(lineage, score), policy)
     if outcome.decision is None:
         raise AuditError("replay made no decision where the record has one")
     return outcome.decision

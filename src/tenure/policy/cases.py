@@ -22,6 +22,7 @@ from tenure.features.snapshot import Features, snapshot
 from tenure.features.state import CustomerState
 from tenure.policy.decide import DEFAULT_GUARDRAILS, DecisionMemory, TriggerContext, decide
 from tenure.policy.guardrails import GuardrailSettings
+from tenure.policy.inputs import DecisionInputs
 from tenure.policy.model import Policy
 from tenure.scoring.baseline import score as baseline_score
 from tenure.scoring.types import Score
@@ -141,7 +142,7 @@ def run_case(
             "control_salt": _salt_holding(f.customer_id, case.in_control_group),
         }
     )
-    outcome = decide(f, sc, policy, memory, trigger, case.now, guards)
+    outcome = decide(DecisionInputs(f, sc, memory, trigger, case.now, guards), policy)
     d = outcome.decision
     got = (
         {"status": "no-decision", "action_id": None, "guardrail": None}

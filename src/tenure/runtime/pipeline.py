@@ -55,6 +55,7 @@ from tenure.policy.decide import (
 )
 from tenure.policy.experiments import NO_EVIDENCE, Evidence
 from tenure.policy.guardrails import CONTACT_MEMORY_S, GuardrailSettings
+from tenure.policy.inputs import DecisionInputs
 from tenure.policy.lifecycle import PolicySet
 from tenure.policy.model import Policy
 from tenure.runtime import personal
@@ -188,81 +189,34 @@ def decide_many(
     """
     spent = budget_spent if budget_spent is not None else {}
     outcomes: list[Outcome] = []
-    spent_before = []
+    inputs: list[DecisionInputs] = []
     for p, memory in zip(perceived, memories, strict=True):
         period = policy.budget.period_key(p.now) if policy.budget else ""
-        spent_before.append(spent.get(period, 0.0))
-        outcome = decide(
-            p.features,
-            p.score,
-            policy,
-            memory,
-            p.trigger,
-            p.now,
-            guardrails,
-            spent_before[-1],
-            mode,
-            evidence,
+        before = spent.get(period, 0.0)
+        inputs.append(
+            DecisionInputs(
+                p.features, p.score, memory, p.trigger, p.now, guardrails, before, mode, evidence
+            )
         )
+        outcome = decide(inputs[-1], policy)
         if policy.budget and outcome.decision is not None and outcome.decision.status == "action":
-            spent[period] = spent_before[-1] + outcome.decision.cost
+            spent[period] = before + outcome.decision.cost
         outcomes.append(outcome)
     # Explanations are made only for customers a decision was made for, all in one call, and
     # attached to the decision: they do not enter the choice, so decide() need not run again
     # (replay runs it on the explained score from the lineage and gets this same decision).
-    scores = [p.score for p in perceived]
     decided = [i for i, o in enumerate(outcomes) if o.decision is not None]
     if decided:
         full = explained(
-            scorer, [perceived[i].features for i in decided], [scores[i] for i in decided]
+            scorer, [inputs[i].features for i in decided], [inputs[i].score for i in decided]
         )
         for i, sc in zip(decided, full, strict=True):
-            scores[i] = sc
+            inputs[i] = dataclasses.replace(inputs[i], score=sc)
             outcomes[i] = _with_explanation(outcomes[i], sc)
     return [
-        Decided(
-            outcome,
-            _lineage(p, memory, sc, policy, guardrails, before, mode, evidence)
-            if outcome.decision is not None
-            else None,
-        )
-        for p, memory, sc, outcome, before in zip(
-            perceived, memories, scores, outcomes, spent_before, strict=True
-        )
+        Decided(outcome, inp.lineage(policy) if outcome.decision is not None else None)
+        for inp, outcome in zip(inputs, outcomes, strict=True)
     ]
-
-
-def _lineage(
-    p: Perceived,
-    memory: DecisionMemory,
-    sc: Score,
-    policy: Policy,
-    guardrails: GuardrailSettings,
-    budget_before: float,
-    mode: str,
-    evidence: Evidence,
-) -> dict[str, Any]:
-    """Everything decide() was given, as the audit record keeps it (replay reads it back)."""
-    return {
-        "trigger_event_id": p.trigger.event_id,
-        "trigger": {
-            "event_id": p.trigger.event_id,
-            "event_type": p.trigger.event_type,
-            "seen_types": sorted(p.trigger.seen_types),
-        },
-        "now": p.now.isoformat(),
-        "features": p.features.to_record(),
-        "score": sc.to_record(),
-        "scorer": sc.scorer,
-        "scorer_version": sc.version,
-        "policy_id": policy.id,
-        "policy_hash": policy.content_hash,
-        "memory_before": memory.to_record(),
-        "guardrails": guardrails.model_dump(mode="json"),
-        "budget_spent": budget_before,
-        "mode": mode,
-        "evidence": evidence.to_record(),
-    }
 
 
 def _with_explanation(outcome: Outcome, score: Score) -> Outcome:

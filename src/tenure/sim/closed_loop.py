@@ -34,6 +34,7 @@ from tenure.journeys.spec import SINGLE_SEND, JourneyError, JourneySpec
 from tenure.policy.decide import DecisionMemory, TriggerContext, decide
 from tenure.policy.experiments import Evidence, cell, segment_key
 from tenure.policy.guardrails import GuardrailSettings
+from tenure.policy.inputs import DecisionInputs
 from tenure.policy.model import Policy, parse_policy
 from tenure.scoring.types import Score
 
@@ -146,7 +147,10 @@ def _choose(
         )
         trigger = TriggerContext(f"sim-{i}", "usage", frozenset({"usage"}))
         d = decide(
-            features, score, policy, DecisionMemory(), trigger, now, guardrails, evidence=evidence
+            DecisionInputs(
+                features, score, DecisionMemory(), trigger, now, guardrails, evidence=evidence
+            ),
+            policy,
         ).decision
         if d is None or d.status == "none":
             continue

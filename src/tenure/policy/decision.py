@@ -1,0 +1,178 @@
+"""What a decision is: the record of one evaluation, its candidates, and what a policy remembers.
+
+Pure data and the two derivations every decision makes (its id and its seed), shared by
+`decide()`, the pipeline, replay and the simulator.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+from dataclasses import dataclass
+from typing import Any, Literal
+
+from tenure.policy.guardrails import Contact
+from tenure.scoring.types import Contribution
+
+Status = Literal["action", "none", "suppressed", "human"]
+
+
+@dataclass(frozen=True, slots=True)
+class DecisionMemory:
+    """What a policy remembers about one customer between decisions."""
+
+    at_risk: bool = False
+    last_intervention_at: str | None = None  # ISO-8601 UTC of the last action taken
+    contacts: tuple[Contact, ...] = ()  # recent deliveries, for the caps
+    open_journeys: int = 0  # journeys still running for the customer (counted per batch)
+
+    def to_record(self) -> dict[str, Any]:
+        """A JSON-ready form."""
+        return {
+            "at_risk": self.at_risk,
+            "last_intervention_at": self.last_intervention_at,
+            "contacts": [[c.at, c.channel] for c in self.contacts],
+            "open_journeys": self.open_journeys,
+        }
+
+    @classmethod
+    def of_customer(cls, customer_memory: dict[str, Any] | None, policy_id: str) -> DecisionMemory:
+        """This policy's view of a customer's memory.
+
+        The last intervention is the customer's, whichever policy made it: a cooldown is a
+        guardrail, and a second policy must not get round it. Only the at-risk band is per policy.
+        """
+        rec = customer_memory or {}
+        return cls(
+            bool(rec.get("at_risk", {}).get(policy_id, False)),
+            rec.get("last_intervention_at"),
+            _contacts(rec.get("contacts")),
+        )
+
+    def into_customer(
+        self, customer_memory: dict[str, Any] | None, policy_id: str
+    ) -> dict[str, Any]:
+        """The customer's memory with this policy's evaluation folded in."""
+        rec = customer_memory or {}
+        return {
+            "at_risk": {**rec.get("at_risk", {}), policy_id: self.at_risk},
+            "last_intervention_at": self.last_intervention_at,
+            "contacts": [[c.at, c.channel] for c in self.contacts],
+        }
+
+    @classmethod
+    def from_record(cls, rec: dict[str, Any] | None) -> DecisionMemory:
+        """Rebuild from `to_record()` output; None means a customer never evaluated."""
+        if not rec:
+            return cls()
+        return cls(
+            bool(rec["at_risk"]),
+            rec.get("last_intervention_at"),
+            _contacts(rec.get("contacts")),
+            int(rec.get("open_journeys", 0)),
+        )
+
+
+def _contacts(rows: Any) -> tuple[Contact, ...]:
+    return tuple(Contact(int(at), str(channel)) for at, channel in rows or ())
+
+
+@dataclass(frozen=True, slots=True)
+class TriggerContext:
+    """The event at which the customer is evaluated and the event types seen since the last time."""
+
+    event_id: str
+    event_type: str
+    seen_types: frozenset[str]
+
+
+@dataclass(frozen=True, slots=True)
+class Candidate:
+    """One action considered, its expected net value and the guardrail verdict on it."""
+
+    action_id: str
+    channel: str
+    expected_net_value: float
+    blocked_by: str | None
+    detail: str | None
+    uplift: float = 0.0  # the uplift the value was computed with
+    uplift_source: str = "prior"  # "prior" (the policy's) or "posterior" (its outcomes)
+
+
+@dataclass(frozen=True, slots=True)
+class Decision:
+    """What the engine decided for one customer at one moment, and why."""
+
+    decision_id: str
+    customer_id: str
+    decided_at: str
+    status: Status
+    action_id: str | None
+    channel: str | None
+    guardrail: str | None
+    reason: str
+    risk: float
+    value: float
+    candidates: tuple[Candidate, ...]
+    policy_id: str
+    policy_hash: str
+    trigger_event_id: str
+    trigger_type: str
+    scorer: str
+    scorer_version: str
+    seed: int
+    explanation: tuple[Contribution, ...] = ()
+    deliver_at: str | None = None  # when it may go out: after decided_at in quiet hours
+    cost: float = 0.0  # reserved against the policy's budget
+    # How the action was chosen and the probability this policy had of choosing it: what an
+    # off-line evaluation of another policy on these logs needs. Best-value is deterministic.
+    selection: str = "best-value"
+    arm: str | None = None  # the experiment arm (A/B or Thompson), when there is one
+    human_queue: str | None = None  # for status "human": the queue the task goes to
+    propensity: float | None = None
+    mode: str = "live"
+
+    def to_record(self) -> dict[str, Any]:
+        """A JSON-ready form."""
+        rec = {k: getattr(self, k) for k in self.__slots__}  # type: ignore[attr-defined]
+        rec["explanation"] = [
+            {"feature": c.feature, "value": c.value, "weight": c.weight} for c in self.explanation
+        ]
+        rec["candidates"] = [
+            {
+                "action_id": c.action_id,
+                "channel": c.channel,
+                "expected_net_value": c.expected_net_value,
+                "blocked_by": c.blocked_by,
+                "detail": c.detail,
+                "uplift": c.uplift,
+                "uplift_source": c.uplift_source,
+            }
+            for c in self.candidates
+        ]
+        return rec
+
+
+@dataclass(frozen=True, slots=True)
+class Outcome:
+    """The result of an evaluation: a decision if the trigger fired, and the updated memory."""
+
+    decision: Decision | None
+    memory: DecisionMemory
+
+
+def decision_id(policy_id: str, customer_id: str, trigger_event_id: str) -> str:
+    """A stable id: the same policy, customer and trigger always name the same decision."""
+    digest = hashlib.sha256(f"{policy_id}\x1f{customer_id}\x1f{trigger_event_id}".encode())
+    return "d-" + digest.hexdigest()[:24]
+
+
+def decision_seed(customer_id: str, decision_key: str) -> int:
+    """The seed for any randomised choice in this decision, derived, never drawn."""
+    digest = hashlib.sha256(f"{customer_id}\x1f{decision_key}".encode()).digest()
+    return int.from_bytes(digest[:8], "big")
+
+
+def iso(t: dt.datetime) -> str:
+    """How a decision writes an instant: UTC with a `Z`."""
+    return t.astimezone(dt.UTC).isoformat().replace("+00:00", "Z")
