@@ -42,9 +42,11 @@ from tenure.channels.adapters import (
 from tenure.observe import tracing
 from tenure.observe.logs import bound, get_logger
 from tenure.observe.metrics import SENT
+from tenure.runtime.clock import WallClock
 from tenure.store import acts
 from tenure.store.acts import utc
 from tenure.store.db import Store
+from tenure.times import Clock, epoch
 
 Status = Literal["delivered", "duplicate", "held", "dead", "in_flight"]
 # A claimed message is `sending` for this long: another caller meanwhile gets `in_flight` and does
@@ -72,17 +74,22 @@ class Courier:
         store: Store,
         settings: dict[str, ChannelSettings],
         outbox_dir: Path,
-        now: Callable[[], float] = time.time,
+        clock: Clock | None = None,
         sleep: Callable[[float], None] = time.sleep,
         rng: random.Random | None = None,
     ) -> None:
         self.store = store
         self.settings = settings
         self.outbox_dir = outbox_dir
-        self.now = now
+        self.clock: Clock = clock or WallClock()
         self.sleep = sleep
         self.rng = rng or random.Random()
         self._channels: dict[str, Channel] = {}
+
+
+    def _now(self) -> float:
+        """The clock's time in epoch seconds (this edge counts leases and windows in numbers)."""
+        return epoch(self.clock.now())
 
     def settings_for(self, channel: str) -> ChannelSettings:
         """A channel's settings (a file channel's defaults when it is not configured)."""
@@ -136,7 +143,7 @@ class Courier:
             return receipt
 
     def _deliver(self, message: Message, force: bool) -> Receipt:
-        at = utc(self.now())
+        at = utc(self._now())
         with self.store.transaction() as conn:
             row = acts.claim_delivery(
                 conn,
@@ -155,7 +162,7 @@ class Courier:
             )
             if row["status"] == "delivered":
                 return Receipt(message.key, "duplicate", row["attempts"])
-            leased = row["updated_at"].timestamp() + SEND_LEASE_S > self.now()
+            leased = row["updated_at"].timestamp() + SEND_LEASE_S > self._now()
             if row["status"] == "sending" and leased:
                 return Receipt(message.key, "in_flight", row["attempts"], "another sender has it")
             if not force and not self._circuit_allows(conn, message.channel):
@@ -172,14 +179,14 @@ class Courier:
             return True
         opened = state["opened_at"].timestamp() if state["opened_at"] else 0.0
         # Half-open: once the open period has passed, let a message through as the trial.
-        return self.now() - opened >= self.settings_for(channel).open_for_s
+        return self._now() - opened >= self.settings_for(channel).open_for_s
 
     def _take_rate_slot(self, channel: str) -> None:
         limit = self.settings_for(channel).rate_per_minute
         if limit is None:
             return
         while True:
-            now = self.now()
+            now = self._now()
             minute = utc(now - now % 60)
             with self.store.transaction() as conn:
                 state = acts.channel_state(conn, channel)
@@ -223,7 +230,7 @@ class Courier:
         try:
             retrying(once)
         except (RetryError, Permanent):
-            at = utc(self.now())
+            at = utc(self._now())
             with self.store.transaction() as conn:
                 acts.update_delivery(
                     conn,
@@ -234,7 +241,7 @@ class Courier:
                     updated_at=at,
                 )
             return Receipt(message.key, "dead", before + attempts, error)
-        at = utc(self.now())
+        at = utc(self._now())
         with self.store.transaction() as conn:
             acts.update_delivery(
                 conn, message.key, status="delivered", attempts=before + attempts, updated_at=at
@@ -256,7 +263,7 @@ class Courier:
                 channel,
                 failures=failures,
                 circuit="open" if opened else state["circuit"],
-                opened_at=utc(self.now()) if opened else state["opened_at"],
+                opened_at=utc(self._now()) if opened else state["opened_at"],
             )
 
     # ------------------------------------------------------------ held and dead letters

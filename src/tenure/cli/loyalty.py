@@ -13,6 +13,7 @@ from tenure.cli.shell import JsonFlag, WorkspaceDir, app, dump, fail, out, query
 from tenure.errors import TenureError
 from tenure.loyalty.ledger import member_account, verify
 from tenure.store import ledger
+from tenure.times import iso_from_epoch
 from tenure.workspace import load_contracts
 
 ledger_app = typer.Typer(
@@ -55,10 +56,6 @@ def ledger_balance(
     out.print(table)
 
 
-def _iso(epoch: float | None) -> str | None:
-    return dt.datetime.fromtimestamp(epoch, dt.UTC).isoformat() if epoch is not None else None
-
-
 @ledger_app.command("history")
 def ledger_history(
     customer: str,
@@ -80,7 +77,7 @@ def ledger_history(
         sign = "+" if r["credit"] == account_id else "-"
         other = r["debit"] if sign == "+" else r["credit"]
         table.add_row(
-            (_iso(r["at"]) or "")[:19],
+            (iso_from_epoch(r["at"]) or "")[:19],
             r["transfer_id"],
             r["kind"],
             f"{sign}{r['amount']:,}",

@@ -11,7 +11,6 @@ workspace's contact caps at the moment it goes out, and counts toward those caps
 from __future__ import annotations
 
 import dataclasses
-import time
 from collections.abc import Callable
 from typing import Any, assert_never
 
@@ -41,11 +40,13 @@ from tenure.policy.guardrails import (
     cap_block,
     zone,
 )
+from tenure.runtime.clock import WallClock
 from tenure.store import acts, ledger
 from tenure.store import schema as t
 from tenure.store.acts import utc
 from tenure.store.db import Store
 from tenure.store.repo import load_customers
+from tenure.times import Clock, epoch
 
 CRM_CHANNEL = "crm"
 PROGRAMME = "default"  # the loyalty programme journeys grant points in
@@ -65,12 +66,17 @@ class JourneyActivities:
         store: Store,
         courier: Courier,
         guardrails: GuardrailSettings,
-        now: Callable[[], float] = time.time,
+        clock: Clock | None = None,
     ) -> None:
         self.store = store
         self.courier = courier
         self.guardrails = guardrails
-        self.now = now
+        self.clock: Clock = clock or WallClock()
+
+
+    def _now(self) -> float:
+        """The clock's time in epoch seconds (this edge counts leases and windows in numbers)."""
+        return epoch(self.clock.now())
 
     @activity.defn(name="tenure.act")
     def act(self, inp: ActInput) -> dict[str, Any]:
@@ -111,7 +117,7 @@ class JourneyActivities:
             case ExpireTask():
                 with self.store.transaction() as conn:
                     closed = acts.close_task(
-                        conn, command.task, status="expired", resolved_at=utc(self.now())
+                        conn, command.task, status="expired", resolved_at=utc(self._now())
                     )
                 return {"status": "expired" if closed else "already closed"}
             case GrantOffer():
@@ -142,7 +148,7 @@ class JourneyActivities:
             with self.store.transaction() as conn:
                 row = acts.journey(conn, about.decision_id)
                 if row is not None:
-                    sends = [*row["sends"], [int(self.now()), command.channel]]
+                    sends = [*row["sends"], [int(self._now()), command.channel]]
                     acts.update_journey(conn, about.decision_id, sends=sends)
         return receipt
 
@@ -155,7 +161,7 @@ class JourneyActivities:
 
     def _guardrail(self, customer_id: str, channel: str) -> str | None:
         """Why a follow-up send must not go out now (consent withdrawn, a cap reached), or None."""
-        now = self.now()
+        now = self._now()
         with self.store.reader() as conn:
             known = load_customers(conn, [customer_id]).get(customer_id)
             journeys = acts.journeys_of(conn, [customer_id], utc(now - CONTACT_MEMORY_S))
@@ -174,7 +180,7 @@ class JourneyActivities:
         return cap_block(contacts, channel, utc(now), tz, self.guardrails.caps)
 
     def _task(self, about: JourneyAbout, command: CreateTask) -> dict[str, Any]:
-        at = utc(self.now())
+        at = utc(self._now())
         with self.store.transaction() as conn:
             acts.insert_task(
                 conn,
@@ -200,7 +206,7 @@ class JourneyActivities:
         error: str | None = None,
     ) -> dict[str, Any]:
         """Run a database-only effect exactly once under the command's key."""
-        at = utc(self.now())
+        at = utc(self._now())
         with self.store.transaction() as conn:
             row = acts.claim_delivery(
                 conn,
@@ -228,7 +234,7 @@ class JourneyActivities:
     def _grant(self, conn: Any, about: JourneyAbout, command: GrantOffer) -> str:
         """An offer is recorded; points are posted to the member from the retention funder."""
         if command.points:
-            now = self.now()
+            now = self._now()
             member = member_account(PROGRAMME, about.customer_id)
             request = Request(
                 command.key,
@@ -255,7 +261,7 @@ class JourneyActivities:
                     d.key.in_(list(command.grants)), d.status == "granted"
                 )
             ).all()
-            now = self.now()
+            now = self._now()
             member = member_account(PROGRAMME, about.customer_id)
             for key, payload in granted:
                 points = int((payload or {}).get("points") or 0)
@@ -284,7 +290,7 @@ class JourneyActivities:
             conn.execute(
                 t.deliveries.update()
                 .where(d.key.in_(list(command.grants)), d.status == "granted")
-                .values(status="revoked", updated_at=utc(self.now()))
+                .values(status="revoked", updated_at=utc(self._now()))
             )
         period = about.budget_period
         if command.release and period:
@@ -317,5 +323,5 @@ class JourneyActivities:
                 step=state["step"],
                 outcome=state["outcome"],
                 state=state,
-                updated_at=utc(self.now()),
+                updated_at=utc(self._now()),
             )

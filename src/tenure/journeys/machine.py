@@ -14,7 +14,6 @@ reached again (a loop) gets a new key, the same step replayed after a crash the 
 from __future__ import annotations
 
 import dataclasses
-import datetime as dt
 from dataclasses import dataclass, field
 from typing import Any, Literal, assert_never
 
@@ -34,6 +33,7 @@ from tenure.journeys.spec import (
     Step as StepKind,
 )
 from tenure.policy.conditions import holds
+from tenure.times import iso_from_epoch
 
 # ---------------------------------------------------------------- inputs and observations
 
@@ -227,10 +227,6 @@ class JourneyStuck(RuntimeError):
 _MAX_IMMEDIATE = 1000
 
 
-def _iso(at: float) -> str:
-    return dt.datetime.fromtimestamp(at, dt.UTC).isoformat()
-
-
 # ---------------------------------------------------------------- the machine
 
 
@@ -267,7 +263,7 @@ def _start(
             dataclasses.replace(state, pause=pause),
             obs.at,
             spec.steps[0].id,
-            f"deferred until {_iso(inp.deliver_at)} (quiet hours)",
+            f"deferred until {iso_from_epoch(inp.deliver_at)} (quiet hours)",
         ), []
     return _run(spec, inp, state, spec.steps[0].id, obs.at, initial=True)
 
@@ -328,7 +324,7 @@ def _resolved(
 
 def _log(state: JourneyState, at: float, step_id: str, what: str) -> JourneyState:
     return dataclasses.replace(
-        state, history=(*state.history, {"at": _iso(at), "step": step_id, "what": what})
+        state, history=(*state.history, {"at": iso_from_epoch(at), "step": step_id, "what": what})
     )
 
 
@@ -404,13 +400,13 @@ def _carry_out(
         case Wait():
             until = v.at + seconds(s.timeout or "0s")
             pause = Pause(s.id, v.visit, until, "wait", events=tuple(s.for_))
-            what = f"wait for {', '.join(s.for_)} until {_iso(until)}"
+            what = f"wait for {', '.join(s.for_)} until {iso_from_epoch(until)}"
             return _log(dataclasses.replace(state, pause=pause), v.at, s.id, what), [], None, True
         case Human():
             until = v.at + seconds(s.timeout)
             task = CreateTask(v.key, s.id, s.queue, s.reason or f"journey {spec.id}", until)
             pause = Pause(s.id, v.visit, until, "human", task=v.key)
-            what = f"task in {s.queue} until {_iso(until)}"
+            what = f"task in {s.queue} until {iso_from_epoch(until)}"
             return (
                 _log(dataclasses.replace(state, pause=pause), v.at, s.id, what),
                 [task],

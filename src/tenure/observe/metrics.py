@@ -10,8 +10,7 @@ here: pipeline batch latency, dispatcher results, courier receipts.
 
 from __future__ import annotations
 
-import time
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Iterator, Mapping
 from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Histogram
@@ -21,8 +20,10 @@ from sqlalchemy import func, select
 from sqlalchemy.exc import SQLAlchemyError
 
 from tenure.channels.adapters import ChannelSettings
+from tenure.runtime.clock import WallClock
 from tenure.store import schema as t
 from tenure.store.db import Store
+from tenure.times import Clock, epoch
 
 JOURNEY_STATES = ("pending", "running", "completed", "failed")
 CIRCUIT_STATES = ("closed", "open", "half_open")
@@ -62,11 +63,16 @@ class StoreCollector(Collector):
         self,
         store: Store,
         channels: Mapping[str, ChannelSettings] | None = None,
-        now: Callable[[], float] = time.time,
+        clock: Clock | None = None,
     ) -> None:
         self.store = store
         self.channels = dict(channels or {})
-        self.now = now
+        self.clock: Clock = clock or WallClock()
+
+
+    def _now(self) -> float:
+        """The clock's time in epoch seconds (this edge counts leases and windows in numbers)."""
+        return epoch(self.clock.now())
 
     def describe(self) -> list[Metric]:
         """Nothing up front: registering must not query the store."""
@@ -165,7 +171,7 @@ class StoreCollector(Collector):
             "Failed attempts on a channel since its last delivery",
             labels=["channel"],
         )
-        now = self.now()
+        now = self._now()
         for row in sorted(channels, key=lambda r: r["channel"]):
             state = row["circuit"]
             if state == "open":

@@ -22,7 +22,6 @@ from tenure.policy.decision import (
     TriggerContext,
     decision_id,
     decision_seed,
-    iso,
 )
 from tenure.policy.experiments import cell
 from tenure.policy.guardrail_pass import Block, Screened, customer_block, screen
@@ -30,6 +29,7 @@ from tenure.policy.guardrails import Contact, in_control_group, recent
 from tenure.policy.inputs import DEFAULT_GUARDRAILS, DecisionInputs
 from tenure.policy.model import Policy
 from tenure.policy.selection import Choice, choose
+from tenure.times import iso
 
 __all__ = [
     "DEFAULT_GUARDRAILS",

@@ -6,7 +6,6 @@ Pure data and the two derivations every decision makes (its id and its seed), sh
 
 from __future__ import annotations
 
-import datetime as dt
 import hashlib
 from dataclasses import dataclass
 from typing import Any, Literal
@@ -171,8 +170,3 @@ def decision_seed(customer_id: str, decision_key: str) -> int:
     """The seed for any randomised choice in this decision, derived, never drawn."""
     digest = hashlib.sha256(f"{customer_id}\x1f{decision_key}".encode()).digest()
     return int.from_bytes(digest[:8], "big")
-
-
-def iso(t: dt.datetime) -> str:
-    """How a decision writes an instant: UTC with a `Z`."""
-    return t.astimezone(dt.UTC).isoformat().replace("+00:00", "Z")

@@ -7,17 +7,10 @@ decided as it would have been on each day, and replays give the same answers.
 from __future__ import annotations
 
 import datetime as dt
-from typing import Protocol
 
+from tenure.times import Clock
 
-class Clock(Protocol):
-    """A source of the current time, told about each event as it is processed."""
-
-    def observe(self, event_time: dt.datetime) -> None:
-        """Note that processing has reached `event_time`."""
-
-    def now(self) -> dt.datetime:
-        """The current time, timezone-aware."""
+__all__ = ["Clock", "EventClock", "FixedClock", "WallClock"]
 
 
 class WallClock:

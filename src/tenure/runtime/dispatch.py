@@ -12,9 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
-import time
 from collections import Counter
-from collections.abc import Callable
 from typing import Any, assert_never
 
 from temporalio.client import Client
@@ -28,10 +26,12 @@ from tenure.journeys.workflow import WORKFLOW
 from tenure.observe import tracing
 from tenure.observe.logs import bound, get_logger
 from tenure.observe.metrics import DISPATCHED
+from tenure.runtime.clock import WallClock
 from tenure.runtime.temporal import TASK_QUEUE
 from tenure.store import acts
 from tenure.store.acts import utc
 from tenure.store.db import Store
+from tenure.times import Clock, epoch
 
 _CONCURRENCY = 64
 RETRY_LATER = "not yet"
@@ -46,15 +46,20 @@ class Dispatcher:
         store: Store,
         client: Client,
         task_queue: str = TASK_QUEUE,
-        now: Callable[[], float] = time.time,
+        clock: Clock | None = None,
         activity_heartbeat_s: float = DEFAULT_HEARTBEAT_S,
     ) -> None:
         self.store = store
         # Traced: the start carries the decision's trace into the workflow and its activities.
         self.client = tracing.with_tracing(client)
         self.task_queue = task_queue
-        self.now = now
+        self.clock: Clock = clock or WallClock()
         self.activity_heartbeat_s = activity_heartbeat_s
+
+
+    def _now(self) -> float:
+        """The clock's time in epoch seconds (this edge counts leases and windows in numbers)."""
+        return epoch(self.clock.now())
 
     async def dispatch(self, page: int = 500) -> Counter[str]:
         """Dispatch everything pending now; counts by what happened.
@@ -103,7 +108,7 @@ class Dispatcher:
                     counts[result] += 1
                     done.append(row["id"])
             with self.store.transaction() as conn:
-                acts.mark_dispatched(conn, done, utc(self.now()))
+                acts.mark_dispatched(conn, done, utc(self._now()))
                 acts.note_attempt(conn, again)
             if len(rows) < page or not done:
                 return counts
@@ -188,7 +193,7 @@ class Dispatcher:
                     "queue": task.queue or "retention",
                     "reason": task.reason or "",
                     "status": "open",
-                    "created_at": utc(self.now()),
+                    "created_at": utc(self._now()),
                 },
             )
         return "task opened"

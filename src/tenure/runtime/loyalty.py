@@ -38,6 +38,7 @@ from tenure.store import ledger, repo
 from tenure.store import schema as t
 from tenure.store.db import Store
 from tenure.store.repo import _among, _insert
+from tenure.times import iso_from_epoch
 
 EARNING_TYPES = ("purchase", "service")
 
@@ -740,10 +741,6 @@ def expire_run(store: Store, now: dt.datetime) -> dict[str, int]:
     }
 
 
-def _iso(epoch: float | None) -> str | None:
-    return dt.datetime.fromtimestamp(epoch, dt.UTC).isoformat() if epoch is not None else None
-
-
 def member_balance(conn: Connection, programme: str, customer_id: str) -> dict[str, Any]:
     """A member's points: posted, pending and available, and the lots they are in (read only)."""
     account_id = member_account(programme, customer_id)
@@ -760,7 +757,7 @@ def member_balance(conn: Connection, programme: str, customer_id: str) -> dict[s
                 "lot": lot.lot_id,
                 "remaining": lot.remaining,
                 "reserved": lot.reserved,
-                "expires_at": _iso(lot.expires_at),
+                "expires_at": iso_from_epoch(lot.expires_at),
             }
             for lot in book.lots_of(account_id)
         ],

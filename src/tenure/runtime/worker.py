@@ -24,6 +24,7 @@ from tenure.policy.guardrails import GuardrailSettings
 from tenure.runtime.dispatch import Dispatcher
 from tenure.runtime.temporal import TASK_QUEUE
 from tenure.store.db import Store
+from tenure.times import Clock
 
 
 def heartbeating_sleep(seconds: float) -> None:
@@ -47,14 +48,14 @@ def journey_worker(
     guardrails: GuardrailSettings,
     task_queue: str = TASK_QUEUE,
     threads: int = 8,
-    now: Callable[[], float] = time.time,
+    clock: Clock | None = None,
 ) -> Worker:
     """A worker running journeys; activities run in a thread pool (they do blocking I/O).
 
     The client is traced, so workflows and activities continue the trace of whoever started
     them (the dispatcher, which continues the decision's).
     """
-    activities = JourneyActivities(store, courier, guardrails, now=now)
+    activities = JourneyActivities(store, courier, guardrails, clock=clock)
     return Worker(
         with_tracing(client),
         task_queue=task_queue,

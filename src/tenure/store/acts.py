@@ -10,13 +10,13 @@ from sqlalchemy import Connection, case, desc, func, select, update
 
 from tenure.store import schema as t
 from tenure.store.repo import _among, _insert
+from tenure.times import from_epoch
 
 OPEN_JOURNEY = ("pending", "running")
 
 
-def utc(epoch: float) -> dt.datetime:
-    """Epoch seconds as an aware UTC time (what the store's time columns take)."""
-    return dt.datetime.fromtimestamp(epoch, dt.UTC)
+# Epoch seconds as an aware UTC time (what the store's time columns take).
+utc = from_epoch
 
 
 # ---------------------------------------------------------------- deliveries
