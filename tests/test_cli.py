@@ -235,3 +235,17 @@ def test_version_flag_prints_the_installed_version() -> None:
     result = CliRunner().invoke(app, ["--version"])
     assert result.exit_code == 0
     assert result.output.strip() == f"tenure {__version__}"
+
+
+def test_one_error_boundary_prints_one_line_and_keeps_markup_literal(tmp_path) -> None:
+    from typer.testing import CliRunner
+
+    from tenure.cli import app
+
+    missing = tmp_path / "[red]none[/red].jsonl"  # raised deep inside `run`, caught once
+    result = CliRunner().invoke(app, ["run", "--events", str(missing), "-w", str(tmp_path)])
+    assert result.exit_code == 2
+    lines = [line for line in result.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1 and lines[0].startswith("error: events file not found")
+    assert "[red]none[/red].jsonl" in lines[0]
+    assert "Traceback" not in result.output

@@ -10,7 +10,6 @@ import typer
 from rich.table import Table
 
 from tenure.cli.shell import (
-    FAILURES,
     JsonFlag,
     WorkspaceDir,
     app,
@@ -67,44 +66,39 @@ def worker(
     from tenure.runtime.journeys import LiveWorker
 
     service_logging()
-    try:
-        settings, store = open_workspace(workspace)
-        if metrics_port is not None and not once:
-            from prometheus_client import start_http_server
+    settings, store = open_workspace(workspace)
+    if metrics_port is not None and not once:
+        from prometheus_client import start_http_server
 
-            from tenure.observe.metrics import registry_for
+        from tenure.observe.metrics import registry_for
 
-            start_http_server(
-                metrics_port, metrics_host, registry=registry_for(store, settings.channels)
-            )
-            err.print(f"metrics on http://{metrics_host}:{metrics_port}/metrics")
-        if once:
-            import asyncio
+        start_http_server(
+            metrics_port, metrics_host, registry=registry_for(store, settings.channels)
+        )
+        err.print(f"metrics on http://{metrics_host}:{metrics_port}/metrics")
+    if once:
+        import asyncio
 
-            from tenure.runtime.dispatch import Dispatcher
-            from tenure.runtime.temporal import connect, ensure_server
+        from tenure.runtime.dispatch import Dispatcher
+        from tenure.runtime.temporal import connect, ensure_server
 
-            target = ensure_server(settings.workspace)
+        target = ensure_server(settings.workspace)
 
-            async def dispatch() -> Counter[str]:
-                client = await connect(target)
-                heartbeat = settings.activity_heartbeat_s
-                return await Dispatcher(store, client, activity_heartbeat_s=heartbeat).dispatch()
+        async def dispatch() -> Counter[str]:
+            client = await connect(target)
+            heartbeat = settings.activity_heartbeat_s
+            return await Dispatcher(store, client, activity_heartbeat_s=heartbeat).dispatch()
 
-            counts = asyncio.run(dispatch())
-            out.print(
-                ", ".join(f"{k}: {v:,}" for k, v in sorted(counts.items())) or "nothing to do"
-            )
-            return
+        counts = asyncio.run(dispatch())
+        out.print(", ".join(f"{k}: {v:,}" for k, v in sorted(counts.items())) or "nothing to do")
+        return
 
-        def tick(counts: Counter[str]) -> None:
-            if counts:
-                err.print(", ".join(f"{k}: {v:,}" for k, v in sorted(counts.items())))
+    def tick(counts: Counter[str]) -> None:
+        if counts:
+            err.print(", ".join(f"{k}: {v:,}" for k, v in sorted(counts.items())))
 
-        live = LiveWorker(settings, store, on_tick=tick)
-        temporal = live.start()
-    except FAILURES as exc:
-        raise fail(exc) from None
+    live = LiveWorker(settings, store, on_tick=tick)
+    temporal = live.start()
     err.print(f"worker running on {temporal.address} (web UI {temporal.ui or '-'}); Ctrl-C to stop")
     try:
         live.wait()
@@ -218,11 +212,8 @@ def tasks_resolve(
     """Resolve a task; the journey waiting on it continues (through the outbox and the worker)."""
     from tenure.runtime.journeys import resolve_task
 
-    try:
-        _, store = open_workspace(workspace)
-        row = resolve_task(store, task_id, resolution, by, time.time())
-    except FAILURES as exc:
-        raise fail(exc) from None
+    _, store = open_workspace(workspace)
+    row = resolve_task(store, task_id, resolution, by, time.time())
     out.print(f"resolved {task_id} as {row['resolution']!r} by {row['resolved_by']}")
 
 
@@ -271,12 +262,9 @@ def dlq_retry(
     """Deliver dead letters again (through an open circuit: this is the operator's trial)."""
     from tenure.runtime.worker import courier_for
 
-    try:
-        settings, store = open_workspace(workspace)
-        courier = courier_for(store, settings.workspace, settings.channels)
-        receipts = courier.retry_dead(keys or None)
-    except FAILURES as exc:
-        raise fail(exc) from None
+    settings, store = open_workspace(workspace)
+    courier = courier_for(store, settings.workspace, settings.channels)
+    receipts = courier.retry_dead(keys or None)
     if not receipts:
         out.print("no dead letters" + (" with those keys" if keys else ""))
         return

@@ -102,19 +102,16 @@ def ledger_verify(workspace: WorkspaceDir = None, as_json: JsonFlag = False) -> 
                     break
         return breach, len(book.transfers), len(book.accounts)
 
-    from tenure.cli.shell import FAILURES, open_workspace
+    from tenure.cli.shell import open_workspace
 
-    try:
-        _, store = open_workspace(workspace)
-        with store.engine.connect() as conn:
-            if conn.dialect.name == "postgresql":
-                # One snapshot for every read, so postings meanwhile cannot look like a breach.
-                conn.execution_options(isolation_level="REPEATABLE READ")
-            conn.execution_options(tenure_readonly=True)
-            with conn.begin():
-                breach, transfers, accounts = read(conn)
-    except FAILURES as exc:
-        raise fail(exc) from None
+    _, store = open_workspace(workspace)
+    with store.engine.connect() as conn:
+        if conn.dialect.name == "postgresql":
+            # One snapshot for every read, so postings meanwhile cannot look like a breach.
+            conn.execution_options(isolation_level="REPEATABLE READ")
+        conn.execution_options(tenure_readonly=True)
+        with conn.begin():
+            breach, transfers, accounts = read(conn)
     if as_json:
         dump({"ok": breach is None, "breach": breach, "transfers": transfers, "accounts": accounts})
     elif breach is None:
@@ -138,10 +135,7 @@ def contract_validate(path: Path) -> None:
     """Check a contract file; exit 2 naming what is wrong."""
     from tenure.loyalty.contracts import load_contract
 
-    try:
-        contract = load_contract(path)
-    except TenureError as exc:
-        raise fail(exc) from None
+    contract = load_contract(path)
     out.print(
         f"{path}: contract {contract.id!r} is valid ({len(contract.versions)} version(s), "
         f"OEM {contract.oem}, {len(contract.dealers)} dealer(s))"
@@ -153,10 +147,7 @@ def contract_list(workspace: WorkspaceDir = None, as_json: JsonFlag = False) -> 
     """The workspace's contracts (`<workspace>/contracts/*.yaml`)."""
     from tenure.config import resolve
 
-    try:
-        contracts = load_contracts(resolve(workspace).workspace)
-    except TenureError as exc:
-        raise fail(exc) from None
+    contracts = load_contracts(resolve(workspace).workspace)
     rows = [
         {
             "id": c.id,
@@ -189,10 +180,7 @@ def contract_show(contract_id: str, workspace: WorkspaceDir = None) -> None:
     """One contract as JSON: every version's earn rules, funding, caps, catalogue, sharing."""
     from tenure.config import resolve
 
-    try:
-        contracts = load_contracts(resolve(workspace).workspace)
-    except TenureError as exc:
-        raise fail(exc) from None
+    contracts = load_contracts(resolve(workspace).workspace)
     found = next((c for c in contracts if c.id == contract_id), None)
     if found is None:
         known = ", ".join(c.id for c in contracts) or "none"
@@ -236,11 +224,8 @@ def partner_reconcile(
     from tenure.runtime.loyalty import reconciliation
 
     period = _period(period)
-    try:
-        text = statement.read_text(encoding="utf-8")
-        data = query(workspace, lambda c: reconciliation(c, partner, period, text, str(statement)))
-    except (TenureError, OSError) as exc:
-        raise fail(exc) from None
+    text = statement.read_text(encoding="utf-8")
+    data = query(workspace, lambda c: reconciliation(c, partner, period, text, str(statement)))
     if as_json:
         dump(data)
     else:
@@ -271,10 +256,7 @@ def partner_settlement(
     from tenure.runtime.loyalty import settlement
 
     period = _period(period)
-    try:
-        contracts = load_contracts(resolve(workspace).workspace)
-    except TenureError as exc:
-        raise fail(exc) from None
+    contracts = load_contracts(resolve(workspace).workspace)
     rows = query(workspace, lambda c: settlement(c, contracts, period))
     if as_json:
         dump(rows)
@@ -310,13 +292,10 @@ def tiers_recalc(
     from tenure.runtime.loyalty import recalc_all
 
     when = _as_of(as_of)
-    try:
-        settings, store = open_workspace(workspace)
-        if not settings.tiers:
-            raise TenureError("no programme has tiers: set programmes.NAME.tiers in tenure.yaml")
-        changes = recalc_all(store, settings.tiers, load_contracts(settings.workspace), when)
-    except TenureError as exc:
-        raise fail(exc) from None
+    settings, store = open_workspace(workspace)
+    if not settings.tiers:
+        raise TenureError("no programme has tiers: set programmes.NAME.tiers in tenure.yaml")
+    changes = recalc_all(store, settings.tiers, load_contracts(settings.workspace), when)
     rows = [
         {"programme": p, "customer_id": c, "from": ch.before, "to": ch.after, "reason": ch.reason}
         for p, c, ch in changes
@@ -346,21 +325,18 @@ def partner_adjust(
     from tenure.runtime.loyalty import propose_adjustment
 
     period = _period(period)
-    try:
-        settings, store = open_workspace(workspace)
-        adj = propose_adjustment(
-            store,
-            load_contracts(settings.workspace),
-            partner,
-            period,
-            reference,
-            points,
-            reason,
-            by,
-            dt.datetime.now(dt.UTC),
-        )
-    except TenureError as exc:
-        raise fail(exc) from None
+    settings, store = open_workspace(workspace)
+    adj = propose_adjustment(
+        store,
+        load_contracts(settings.workspace),
+        partner,
+        period,
+        reference,
+        points,
+        reason,
+        by,
+        dt.datetime.now(dt.UTC),
+    )
     out.print(f"proposed {adj}: {points:+,} points for {partner} on {reference}; awaiting approval")
 
 
@@ -374,11 +350,8 @@ def partner_approve(
     from tenure.cli.shell import open_workspace
     from tenure.runtime.loyalty import approve_adjustment
 
-    try:
-        _, store = open_workspace(workspace)
-        row = approve_adjustment(store, adjustment_id, by, dt.datetime.now(dt.UTC))
-    except TenureError as exc:
-        raise fail(exc) from None
+    _, store = open_workspace(workspace)
+    row = approve_adjustment(store, adjustment_id, by, dt.datetime.now(dt.UTC))
     out.print(
         f"approved {adjustment_id} by {by}: {row['points']:+,} points for {row['partner']} posted"
     )
@@ -428,11 +401,8 @@ def ledger_expire(
     from tenure.runtime.loyalty import expire_run
 
     when = _as_of(as_of)
-    try:
-        _, store = open_workspace(workspace)
-        counts = expire_run(store, when)
-    except TenureError as exc:
-        raise fail(exc) from None
+    _, store = open_workspace(workspace)
+    counts = expire_run(store, when)
     if as_json:
         dump(counts)
     else:

@@ -21,7 +21,6 @@ from rich.table import Table
 
 from tenure import __version__
 from tenure.cli.shell import (
-    FAILURES,
     JsonFlag,
     WorkspaceDir,
     app,
@@ -170,29 +169,24 @@ def run(
     as_json: JsonFlag = False,
 ) -> None:
     """Process events: validate, deduplicate, update features, score, decide and audit."""
-    try:
-        fmt = ingest.detect_format(events, input_format)
-        mapping = ingest.load_mapping(csv_map, map_ or [], set_ or []) if fmt == "csv" else None
-        source = ingest.Source(events, fmt, mapping)
-        source.check()
-        if policy is not None:
-            load_policy(policy)  # a bad policy file fails before the workspace is touched
-        settings, store = open_workspace(workspace)
-        engine = Engine(Workspace.load(settings), store)
-        chosen = load_policy(policy) if policy is not None else None
-        size = batch_size or (STDIN_BATCH_SIZE if source.is_stdin else DEFAULT_BATCH_SIZE)
-        worker = None
-        if live:
-            from tenure.runtime.journeys import LiveWorker
+    fmt = ingest.detect_format(events, input_format)
+    mapping = ingest.load_mapping(csv_map, map_ or [], set_ or []) if fmt == "csv" else None
+    source = ingest.Source(events, fmt, mapping)
+    source.check()
+    if policy is not None:
+        load_policy(policy)  # a bad policy file fails before the workspace is touched
+    settings, store = open_workspace(workspace)
+    engine = Engine(Workspace.load(settings), store)
+    chosen = load_policy(policy) if policy is not None else None
+    size = batch_size or (STDIN_BATCH_SIZE if source.is_stdin else DEFAULT_BATCH_SIZE)
+    worker = None
+    if live:
+        from tenure.runtime.journeys import LiveWorker
 
-            worker = LiveWorker(settings, store)
-            temporal = worker.start()
-            err.print(
-                f"journeys run on Temporal at {temporal.address}; web UI {temporal.ui or '-'}"
-            )
-        summary, seconds = _run(engine, source, chosen, size, live, as_json)
-    except FAILURES as exc:
-        raise fail(exc) from None
+        worker = LiveWorker(settings, store)
+        temporal = worker.start()
+        err.print(f"journeys run on Temporal at {temporal.address}; web UI {temporal.ui or '-'}")
+    summary, seconds = _run(engine, source, chosen, size, live, as_json)
     if as_json:
         dump({**summary.to_record(), "seconds": round(seconds, 3)})
     else:
@@ -258,31 +252,28 @@ def demo(
     """Generate a population (if absent), run it with the default policy and its journeys."""
     from tenure.sim.population import PopulationSpec, write_jsonl
 
-    try:
-        settings = resolve(workspace)
-        path = settings.workspace / f"demo-{customers}x{days}-s{seed}.jsonl"
-        if not path.exists():
-            err.print(f"generating {customers:,} customers x {days} days -> {path}")
-            tmp = path.with_suffix(".partial")
-            write_jsonl(PopulationSpec(customers=customers, days=days, seed=seed), tmp)
-            tmp.replace(path)
-        engine = Engine(Workspace.load(settings), Store(settings.database_url))
-        summary, seconds = _run(
-            engine,
-            ingest.Source(str(path)),
-            default_policy(),
-            batch_size,
-            live=False,
-            quiet=False,
-        )
-        compressed = None
-        if journeys:
-            from tenure.runtime.journeys import run_compressed
+    settings = resolve(workspace)
+    path = settings.workspace / f"demo-{customers}x{days}-s{seed}.jsonl"
+    if not path.exists():
+        err.print(f"generating {customers:,} customers x {days} days -> {path}")
+        tmp = path.with_suffix(".partial")
+        write_jsonl(PopulationSpec(customers=customers, days=days, seed=seed), tmp)
+        tmp.replace(path)
+    engine = Engine(Workspace.load(settings), Store(settings.database_url))
+    summary, seconds = _run(
+        engine,
+        ingest.Source(str(path)),
+        default_policy(),
+        batch_size,
+        live=False,
+        quiet=False,
+    )
+    compressed = None
+    if journeys:
+        from tenure.runtime.journeys import run_compressed
 
-            with err.status("running journeys on the time-skipping Temporal server"):
-                compressed = run_compressed(engine, default_policy())
-    except FAILURES as exc:
-        raise fail(exc) from None
+        with err.status("running journeys on the time-skipping Temporal server"):
+            compressed = run_compressed(engine, default_policy())
     out.print(f"[bold]tenure demo[/bold]: {path} (batches of {batch_size:,} events)")
     _summary_tables(summary, seconds)
     if compressed is not None:
@@ -336,22 +327,16 @@ def version() -> None:
 @events_app.command("schema")
 def events_schema(workspace: WorkspaceDir = None) -> None:
     """Print the JSON Schema of the event envelope (with the workspace's registered types)."""
-    try:
-        settings = resolve(workspace) if workspace else None
-    except FAILURES as exc:
-        raise fail(exc) from None
+    settings = resolve(workspace) if workspace else None
     dump(json_schema(settings.extra_event_types if settings else ()))
 
 
 @audit_app.command("verify")
 def audit_verify(workspace: WorkspaceDir = None, as_json: JsonFlag = False) -> None:
     """Recompute the hash chain; exit 1 naming the first broken record if it does not hold."""
-    try:
-        _, store = open_workspace(workspace)
-        with store.reader() as conn:
-            checked, broken, head = queries.verify_audit(conn)
-    except FAILURES as exc:
-        raise fail(exc) from None
+    _, store = open_workspace(workspace)
+    with store.reader() as conn:
+        checked, broken, head = queries.verify_audit(conn)
     result = {
         "records": checked,
         "head": head,
@@ -380,20 +365,17 @@ def audit_replay(
     from tenure.runtime.models import scorer_named
     from tenure.store import repo
 
-    try:
-        _, store = open_workspace(workspace)
-        with store.reader() as conn:
-            body = queries.audit_body(conn, decision_id)
-            if body is None:
-                raise TenureError(f"no audit record for decision {decision_id}")
-            content = repo.policy_content(conn, body["lineage"]["policy_hash"])
-            lineage = body["lineage"]
-            scorer = scorer_named(conn, lineage["scorer"], lineage["scorer_version"])
-        if content is None:
-            raise AuditError("the policy version of this decision is not stored")
-        replayed = replay(body, parse_policy(content, "stored policy"), scorer)
-    except FAILURES as exc:
-        raise fail(exc) from None
+    _, store = open_workspace(workspace)
+    with store.reader() as conn:
+        body = queries.audit_body(conn, decision_id)
+        if body is None:
+            raise TenureError(f"no audit record for decision {decision_id}")
+        content = repo.policy_content(conn, body["lineage"]["policy_hash"])
+        lineage = body["lineage"]
+        scorer = scorer_named(conn, lineage["scorer"], lineage["scorer_version"])
+    if content is None:
+        raise AuditError("the policy version of this decision is not stored")
+    replayed = replay(body, parse_policy(content, "stored policy"), scorer)
     same = replayed.to_record() == body["decision"]
     if as_json:
         dump({"decision_id": decision_id, "identical": same, "replayed": replayed.to_record()})
@@ -451,11 +433,8 @@ def customers_erase(
     chain and the ledger still verify, and the erasure itself is audited."""
     from tenure.runtime.personal import erase
 
-    try:
-        _, store = open_workspace(workspace)
-        done = erase(store, customer_id, by)
-    except FAILURES as exc:
-        raise fail(exc) from None
+    _, store = open_workspace(workspace)
+    done = erase(store, customer_id, by)
     if as_json:
         dump(done)
         return
@@ -579,20 +558,17 @@ def model_train(
     from tenure.runtime import models
     from tenure.store import repo
 
-    try:
-        definition = _churn(churn)
-        _, store = open_workspace(workspace)
-        if events is not None:
-            history = ingest.load_events(events)
-        else:
-            with store.reader() as conn:
-                history = list(repo.iter_events(conn))
-        with err.status(f"training on {len(history):,} events"):
-            trained = models.train(history, horizon, definition)
-        with store.transaction() as conn:
-            version = models.register(conn, trained, dt.datetime.now(dt.UTC))
-    except FAILURES as exc:
-        raise fail(exc) from None
+    definition = _churn(churn)
+    _, store = open_workspace(workspace)
+    if events is not None:
+        history = ingest.load_events(events)
+    else:
+        with store.reader() as conn:
+            history = list(repo.iter_events(conn))
+    with err.status(f"training on {len(history):,} events"):
+        trained = models.train(history, horizon, definition)
+    with store.transaction() as conn:
+        version = models.register(conn, trained, dt.datetime.now(dt.UTC))
     m = trained.metrics
     if as_json:
         dump({"version": version, "metrics": m, "training_window": trained.window})
@@ -637,12 +613,9 @@ def model_promote(version: str, workspace: WorkspaceDir = None) -> None:
     """Make VERSION the model the pipeline scores with; the previous active one is retired."""
     from tenure.runtime import models
 
-    try:
-        _, store = open_workspace(workspace)
-        with store.transaction() as conn:
-            previous = models.promote(conn, version)
-    except FAILURES as exc:
-        raise fail(exc) from None
+    _, store = open_workspace(workspace)
+    with store.transaction() as conn:
+        previous = models.promote(conn, version)
     out.print(f"{version} is active" + (f"; {previous} retired" if previous else ""))
 
 
@@ -663,14 +636,11 @@ def model_backtest(
     """How well BG/NBD and the classifier would have predicted churn on your own history."""
     from tenure.runtime.backtest import backtest
 
-    try:
-        at = _time(cutoff, "--cutoff")
-        definition = _churn(churn)
-        history = ingest.load_events(events)
-        with err.status(f"backtesting on {len(history):,} events"):
-            result = backtest(history, at, horizon, definition)
-    except FAILURES as exc:
-        raise fail(exc) from None
+    at = _time(cutoff, "--cutoff")
+    definition = _churn(churn)
+    history = ingest.load_events(events)
+    with err.status(f"backtesting on {len(history):,} events"):
+        result = backtest(history, at, horizon, definition)
     if as_json:
         dump(result)
         return
@@ -701,18 +671,15 @@ def model_drift(
     from tenure.runtime import models
     from tenure.store.queries import customer_states
 
-    try:
-        _, store = open_workspace(workspace)
-        with store.reader() as conn:
-            states = customer_states(conn)
-            if not states:
-                raise TenureError("the workspace holds no customers yet")
-            newest = max(s.last_seen or 0 for s in states)
-            as_of = dt.datetime.fromtimestamp(newest, dt.UTC)
-            recent = models.recent_window([snapshot(s, as_of) for s in states], as_of)
-            used, rows = models.drift(conn, recent, version, threshold)
-    except FAILURES as exc:
-        raise fail(exc) from None
+    _, store = open_workspace(workspace)
+    with store.reader() as conn:
+        states = customer_states(conn)
+        if not states:
+            raise TenureError("the workspace holds no customers yet")
+        newest = max(s.last_seen or 0 for s in states)
+        as_of = dt.datetime.fromtimestamp(newest, dt.UTC)
+        recent = models.recent_window([snapshot(s, as_of) for s in states], as_of)
+        used, rows = models.drift(conn, recent, version, threshold)
     if as_json:
         dump(
             {
@@ -735,10 +702,7 @@ def model_drift(
 @policy_app.command("validate")
 def policy_validate(path: Path) -> None:
     """Check a policy file; print its id, version (content hash) and actions."""
-    try:
-        p = load_policy(path)
-    except FAILURES as exc:
-        raise fail(exc) from None
+    p = load_policy(path)
     out.print(f"{p.id} ({p.label or 'no label'}) version {p.content_hash[:12]}: valid")
     out.print(
         f"  trigger: risk >= {p.trigger.risk_at_least:g}"
@@ -757,13 +721,10 @@ def policy_add(
     """Register a policy file as a draft version in the workspace."""
     from tenure.runtime import policies
 
-    try:
-        policy = load_policy(path)
-        _, store = open_workspace(workspace)
-        with store.transaction() as conn:
-            version, new = policies.register(conn, policy, by, dt.datetime.now(dt.UTC))
-    except FAILURES as exc:
-        raise fail(exc) from None
+    policy = load_policy(path)
+    _, store = open_workspace(workspace)
+    with store.transaction() as conn:
+        version, new = policies.register(conn, policy, by, dt.datetime.now(dt.UTC))
     state = "registered as draft" if new else "already registered"
     out.print(f"{policy.id} version {version[:12]} {state}")
 
@@ -810,12 +771,9 @@ def policy_promote(
     """Move a policy version through draft -> shadow -> canary -> active -> retired."""
     from tenure.runtime import policies
 
-    try:
-        _, store = open_workspace(workspace)
-        with store.transaction() as conn:
-            plan = policies.promote(conn, version, to, by, percent, dt.datetime.now(dt.UTC))
-    except FAILURES as exc:
-        raise fail(exc) from None
+    _, store = open_workspace(workspace)
+    with store.transaction() as conn:
+        plan = policies.promote(conn, version, to, by, percent, dt.datetime.now(dt.UTC))
     share = f" for {plan.percent:g}% of customers" if plan.percent else ""
     out.print(
         f"{plan.policy_id} {plan.version[:12]}: {plan.from_status} -> {plan.to_status}"
@@ -843,15 +801,12 @@ def policy_test(
     """Run a policy on test cases; exit 1 if any case gets another decision than expected."""
     from tenure.policy.cases import load_cases, run_cases
 
-    try:
-        settings = resolve(workspace) if workspace else None
-        results = run_cases(
-            load_cases(cases),
-            load_policy(path),
-            settings.guardrails if settings else DEFAULT_GUARDRAILS,
-        )
-    except FAILURES as exc:
-        raise fail(exc) from None
+    settings = resolve(workspace) if workspace else None
+    results = run_cases(
+        load_cases(cases),
+        load_policy(path),
+        settings.guardrails if settings else DEFAULT_GUARDRAILS,
+    )
     failed = [r for r in results if not r.passed]
     if as_json:
         dump(
@@ -892,15 +847,12 @@ def policy_diff(
     """Replay events through two policies and list the customers whose decisions differ."""
     from tenure.runtime.policy_diff import diff
 
-    try:
-        a, b = load_policy(old), load_policy(new)
-        settings, store = open_workspace(workspace)
-        engine = Engine(Workspace.load(settings), store)
-        history = ingest.load_events(events, engine.workspace.parser())
-        with err.status(f"replaying {len(history):,} events through both policies"):
-            result = diff(engine, history, a, b, batch_size)
-    except FAILURES as exc:
-        raise fail(exc) from None
+    a, b = load_policy(old), load_policy(new)
+    settings, store = open_workspace(workspace)
+    engine = Engine(Workspace.load(settings), store)
+    history = ingest.load_events(events, engine.workspace.parser())
+    with err.status(f"replaying {len(history):,} events through both policies"):
+        result = diff(engine, history, a, b, batch_size)
     if as_json:
         dump(result)
         return
@@ -972,17 +924,14 @@ def simulate(
     modes = TARGETINGS if targeting == "all" else (targeting,)
     if any(m not in TARGETINGS for m in modes):
         raise fail(TenureError(f"--targeting must be all or one of {', '.join(TARGETINGS)}"))
-    try:
-        chosen = load_policy(policy) if policy else None
-        spec = SimSpec(
-            customers=customers, days=days, seed=seed, budget=budget, control_share=control_share
-        )
-        library = Workspace.open(workspace).journeys if workspace else JourneyLibrary()
-        journeys = library.specs
-        with err.status(f"simulating {customers:,} customers over {days} days"):
-            result = compare(spec, modes, chosen, journeys)  # type: ignore[arg-type]
-    except FAILURES as exc:
-        raise fail(exc) from None
+    chosen = load_policy(policy) if policy else None
+    spec = SimSpec(
+        customers=customers, days=days, seed=seed, budget=budget, control_share=control_share
+    )
+    library = Workspace.open(workspace).journeys if workspace else JourneyLibrary()
+    journeys = library.specs
+    with err.status(f"simulating {customers:,} customers over {days} days"):
+        result = compare(spec, modes, chosen, journeys)  # type: ignore[arg-type]
     if as_json:
         dump(result)
         return

@@ -8,11 +8,9 @@ from typing import Annotated
 import typer
 
 from tenure.cli.shell import (
-    FAILURES,
     WorkspaceDir,
     app,
     err,
-    fail,
     open_workspace,
     out,
     service_logging,
@@ -42,12 +40,9 @@ def tokens_create(
     """Create a token; it is printed once and only its digest is kept."""
     from tenure.api.auth import create_token
 
-    try:
-        _, store = open_workspace(workspace)
-        with store.transaction() as conn:
-            token_id, token = create_token(conn, role, partner, label, dt.datetime.now(dt.UTC))
-    except FAILURES as exc:
-        raise fail(exc) from None
+    _, store = open_workspace(workspace)
+    with store.transaction() as conn:
+        token_id, token = create_token(conn, role, partner, label, dt.datetime.now(dt.UTC))
     err.print(f"created {token_id} ({role}{' for ' + partner if partner else ''}); keep it now:")
     out.print(token, highlight=False)
 
@@ -65,9 +60,6 @@ def serve(
     from tenure.config import resolve
 
     service_logging()
-    try:
-        application = create_app(resolve(workspace))
-    except FAILURES as exc:
-        raise fail(exc) from None
+    application = create_app(resolve(workspace))
     err.print(f"tenure API on http://{host}:{port} (OpenAPI: /docs)")
     uvicorn.run(application, host=host, port=port, log_level="warning")

@@ -11,11 +11,14 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Annotated, Any, TypeVar
 
+import click
 import orjson
 import typer
 from rich.console import Console
+from rich.markup import escape
 from sqlalchemy import Connection
 from sqlalchemy.exc import SQLAlchemyError
+from typer.core import TyperGroup
 
 from tenure import __version__
 from tenure.config import Settings, resolve
@@ -26,7 +29,22 @@ DEMO_BATCH_SIZE = 5_000
 STDIN_BATCH_SIZE = 1_000
 T = TypeVar("T")
 
+
+class _ErrorBoundary(TyperGroup):
+    """The one error boundary of the command line: any failure a user can act on (tenure's own
+    errors, a store that refuses, a file that cannot be read), raised by any command at any
+    depth, becomes one line on stderr and exit code 2, never a traceback."""
+
+    def invoke(self, ctx: click.Context) -> Any:
+        """Run the command; turn a known failure into its one-line message."""
+        try:
+            return super().invoke(ctx)
+        except FAILURES as exc:
+            raise fail(exc) from None
+
+
 app = typer.Typer(
+    cls=_ErrorBoundary,
     help="tenure keeps customers: events in, governed and audited retention actions out.",
     no_args_is_help=True,
     add_completion=False,
@@ -159,7 +177,8 @@ def fail(exc: BaseException) -> typer.Exit:
         message = f"{exc.strerror or exc}: {exc.filename}" if exc.filename else str(exc)
     else:
         message = str(exc)
-    err.print(f"[red]error:[/red] {message}", highlight=False, soft_wrap=True)
+    # Escaped: a message may quote input (an id, a path) that looks like Rich markup.
+    err.print(f"[red]error:[/red] {escape(message)}", highlight=False, soft_wrap=True)
     return typer.Exit(2)
 
 
@@ -170,12 +189,9 @@ def open_workspace(workspace: Path | None) -> tuple[Settings, Store]:
 
 def query(workspace: Path | None, read: Callable[[Connection], T]) -> T:
     """Run one read against the workspace's store; any failure is a one-line error."""
-    try:
-        _, store = open_workspace(workspace)
-        with store.reader() as conn:
-            return read(conn)
-    except FAILURES as exc:
-        raise fail(exc) from None
+    _, store = open_workspace(workspace)
+    with store.reader() as conn:
+        return read(conn)
 
 
 def main() -> None:
