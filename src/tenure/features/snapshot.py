@@ -141,14 +141,14 @@ def _windows(bucket: Mapping[int, tuple[int, int]], today: int) -> tuple[int, ..
     return c7, a7, c30, a30, c90, a90, prev21, newest
 
 
-def snapshot(state: CustomerState, as_of: dt.datetime) -> Features:
-    """Compute the features of `state` as of `as_of` (timezone-aware)."""
-    now = int(as_of.timestamp())
-    today = now // DAY_S
+def _all_windows(
+    state: CustomerState, today: int
+) -> tuple[dict[str, float], dict[str, tuple[int, ...]]]:
+    """Counts and amounts over 7, 30 and 90 days per family, and each family's raw window
+    statistics (what the trend and recency features read)."""
     windows = dict(_ZERO_WINDOWS)
     stats: dict[str, tuple[int, ...]] = {}
-    daily = state.daily
-    for family, bucket in daily.items():
+    for family, bucket in state.daily.items():
         keys = _WINDOW_KEYS.get(family)
         if keys is None or not bucket:
             continue
@@ -157,6 +157,22 @@ def snapshot(state: CustomerState, as_of: dt.datetime) -> Features:
         windows[ck7], windows[ak7] = w[0], w[1] / MICROS
         windows[ck30], windows[ak30] = w[2], w[3] / MICROS
         windows[ck90], windows[ak90] = w[4], w[5] / MICROS
+    return windows, stats
+
+
+def _rfm(days: frozenset[int], today: int) -> tuple[int, float, float]:
+    """BG/NBD's inputs in days: repeat purchases, first-to-last span, age since the first."""
+    if not days:
+        return 0, 0.0, 0.0
+    first_day = min(days)
+    return len(days) - 1, float(max(days) - first_day), float(today - first_day)
+
+
+def snapshot(state: CustomerState, as_of: dt.datetime) -> Features:
+    """Compute the features of `state` as of `as_of` (timezone-aware)."""
+    now = int(as_of.timestamp())
+    today = now // DAY_S
+    windows, stats = _all_windows(state, today)
     usage = stats.get("usage", _NO_DAYS)
     usage_7d, usage_prev_21d = usage[0], usage[6]
     trend = (usage_7d / 7) / (usage_prev_21d / 21) if usage_prev_21d else None
@@ -170,14 +186,7 @@ def snapshot(state: CustomerState, as_of: dt.datetime) -> Features:
         if k.startswith("consent:")
     }
 
-    days = state.purchase_days
-    if days:
-        first_day, last_day = min(days), max(days)
-        frequency = len(days) - 1
-        recency = float(last_day - first_day)
-        age = float(today - first_day)
-    else:
-        frequency, recency, age = 0, 0.0, 0.0
+    frequency, recency, age = _rfm(state.purchase_days, today)
     n_purchases, spend_micros = state.totals.get("purchase", (0, 0))
     spend = spend_micros / MICROS
 

@@ -135,6 +135,35 @@ def apply(state: CustomerState, event: Event) -> CustomerState:
     return apply_all(state, (event,))
 
 
+def _forget_before_horizon(
+    last_before: int | None,
+    last: int,
+    oldest_day: int,
+    daily: dict[str, Any],
+    copied: set[str],
+    registers: dict[str, Any],
+) -> None:
+    """Drop day buckets and ticket registers older than the kept window (in place, copying a
+    family's buckets before the first change, as `apply_all` does)."""
+    horizon_day = last // DAY_S - KEEP_DAYS + 1
+    before = (last_before // DAY_S - KEEP_DAYS + 1) if last_before is not None else None
+    # Scan for stale entries only when something can have become stale: the horizon moved,
+    # or an event older than it arrived. Otherwise the copy is already clean.
+    if before is not None and horizon_day <= before and oldest_day >= horizon_day:
+        return
+    for family in list(daily):
+        stale = [d for d in daily[family] if d < horizon_day]
+        if stale:
+            if family not in copied:
+                copied.add(family)
+                daily[family] = dict(daily[family])
+            for d in stale:
+                del daily[family][d]
+    horizon_s = horizon_day * DAY_S
+    for name in [n for n, r in registers.items() if r[0] < horizon_s and n.startswith("ticket:")]:
+        del registers[name]
+
+
 def apply_all(state: CustomerState, events: Iterable[Event]) -> CustomerState:
     """Return the state after several events, in any order; the result does not depend on order.
 
@@ -186,24 +215,7 @@ def apply_all(state: CustomerState, events: Iterable[Event]) -> CustomerState:
             if old is None or (old[0], old[1]) < key:
                 registers[name] = (at, event.event_id, reg_value)
     if last is not None and oldest_day is not None:
-        horizon_day = last // DAY_S - KEEP_DAYS + 1
-        before = (state.last_seen // DAY_S - KEEP_DAYS + 1) if state.last_seen is not None else None
-        # Scan for stale entries only when something can have become stale: the horizon moved,
-        # or an event older than it arrived. Otherwise the copy is already clean.
-        if before is None or horizon_day > before or oldest_day < horizon_day:
-            for family in list(daily):
-                stale = [d for d in daily[family] if d < horizon_day]
-                if stale:
-                    if family not in copied:
-                        copied.add(family)
-                        daily[family] = dict(daily[family])
-                    for d in stale:
-                        del daily[family][d]
-            horizon_s = horizon_day * DAY_S
-            for name in [
-                n for n, r in registers.items() if r[0] < horizon_s and n.startswith("ticket:")
-            ]:
-                del registers[name]
+        _forget_before_horizon(state.last_seen, last, oldest_day, daily, copied, registers)
     return CustomerState(
         customer_id=state.customer_id,
         first_seen=first,

@@ -16,13 +16,12 @@ from typing import Any
 from prometheus_client import CollectorRegistry, Counter, Histogram
 from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
-from sqlalchemy import func, select
 from sqlalchemy.exc import SQLAlchemyError
 
 from tenure.channels.adapters import ChannelSettings
 from tenure.runtime.clock import WallClock
-from tenure.store import schema as t
 from tenure.store.db import Store
+from tenure.store.gauges import StoreCounts, store_counts
 from tenure.times import Clock, epoch
 
 JOURNEY_STATES = ("pending", "running", "completed", "failed")
@@ -69,7 +68,6 @@ class StoreCollector(Collector):
         self.channels = dict(channels or {})
         self.clock: Clock = clock or WallClock()
 
-
     def _now(self) -> float:
         """The clock's time in epoch seconds (this edge counts leases and windows in numbers)."""
         return epoch(self.clock.now())
@@ -92,75 +90,16 @@ class StoreCollector(Collector):
 
     def _families(self) -> list[Metric]:
         with self.store.reader() as conn:
-            j = t.journeys.c
-            journeys = dict(conn.execute(select(j.status, func.count()).group_by(j.status)).all())
-            d = t.deliveries.c
-            deliveries = conn.execute(
-                select(
-                    d.kind,
-                    d.channel,
-                    d.status,
-                    func.count(),
-                    func.coalesce(func.sum(d.attempts), 0),
-                ).group_by(d.kind, d.channel, d.status)
-            ).all()
-            channels = conn.execute(select(t.channel_state)).mappings().all()
-            x = t.ledger_transfers.c
-            transfers = conn.execute(
-                select(
-                    x.kind, x.status, func.count(), func.coalesce(func.sum(x.amount), 0)
-                ).group_by(x.kind, x.status)
-            ).all()
-            b = t.budgets.c
-            latest = (
-                select(b.policy_id, func.max(b.period).label("period"))
-                .group_by(b.policy_id)
-                .subquery()
-            )
-            budgets = conn.execute(
-                select(b.policy_id, b.period, b.spent).join(
-                    latest, (b.policy_id == latest.c.policy_id) & (b.period == latest.c.period)
-                )
-            ).all()
-            dc = t.decisions.c
-            decisions = conn.execute(
-                select(
-                    dc.mode,
-                    dc.status,
-                    func.coalesce(dc.guardrail, ""),
-                    func.count(),
-                ).group_by(dc.mode, dc.status, dc.guardrail)
-            ).all()
-        out: list[Metric] = []
+            counts = store_counts(conn)
+        return [
+            *_journey_families(counts),
+            *_delivery_families(counts),
+            *self._channel_families(counts),
+            *_ledger_families(counts),
+            *_decision_families(counts),
+        ]
 
-        g = GaugeMetricFamily("tenure_journeys", "Journeys by state", labels=["state"])
-        for state in sorted({*JOURNEY_STATES, *journeys}):
-            g.add_metric([state], journeys.get(state, 0))
-        out.append(g)
-
-        g = GaugeMetricFamily(
-            "tenure_deliveries",
-            "Effects recorded (sends, tickets, grants, revocations) by kind, channel and status",
-            labels=["kind", "channel", "status"],
-        )
-        failures: dict[str, int] = {}
-        for kind, channel, status, count, attempts in deliveries:
-            g.add_metric([kind, channel or "", status], count)
-            if kind in ("deliver", "ticket") and channel:
-                # Every attempt but the one that delivered failed.
-                failed = int(attempts) - (count if status == "delivered" else 0)
-                failures[channel] = failures.get(channel, 0) + max(0, failed)
-        out.append(g)
-
-        g = GaugeMetricFamily(
-            "tenure_delivery_failed_attempts",
-            "Failed delivery attempts per channel (retried, then delivered or dead-lettered)",
-            labels=["channel"],
-        )
-        for channel, failed in sorted(failures.items()):
-            g.add_metric([channel], failed)
-        out.append(g)
-
+    def _channel_families(self, counts: StoreCounts) -> list[Metric]:
         circuit = GaugeMetricFamily(
             "tenure_channel_circuit",
             "Each channel's circuit breaker: 1 for the state it is in",
@@ -172,7 +111,7 @@ class StoreCollector(Collector):
             labels=["channel"],
         )
         now = self._now()
-        for row in sorted(channels, key=lambda r: r["channel"]):
+        for row in sorted(counts.channels, key=lambda r: r["channel"]):
             state = row["circuit"]
             if state == "open":
                 opened = row["opened_at"].timestamp() if row["opened_at"] else 0.0
@@ -182,41 +121,70 @@ class StoreCollector(Collector):
             for s in CIRCUIT_STATES:
                 circuit.add_metric([row["channel"], s], 1 if s == state else 0)
             streak.add_metric([row["channel"]], row["failures"])
-        out += [circuit, streak]
+        return [circuit, streak]
 
-        count = GaugeMetricFamily(
-            "tenure_ledger_transfers",
-            "Ledger transfers by kind and status",
-            labels=["kind", "status"],
-        )
-        points = GaugeMetricFamily(
-            "tenure_ledger_points",
-            "Points moved by ledger transfers, by kind and status",
-            labels=["kind", "status"],
-        )
-        for kind, status, n, amount in transfers:
-            count.add_metric([kind, status], n)
-            points.add_metric([kind, status], int(amount))
-        out += [count, points]
 
-        g = GaugeMetricFamily(
-            "tenure_budget_spent",
-            "Budget reserved in each policy's latest budget period",
-            labels=["policy", "period"],
-        )
-        for policy, period, spent in sorted(budgets):
-            g.add_metric([policy, period], float(spent))
-        out.append(g)
+def _journey_families(counts: StoreCounts) -> list[Metric]:
+    g = GaugeMetricFamily("tenure_journeys", "Journeys by state", labels=["state"])
+    for state in sorted({*JOURNEY_STATES, *counts.journeys}):
+        g.add_metric([state], counts.journeys.get(state, 0))
+    return [g]
 
-        g = GaugeMetricFamily(
-            "tenure_recorded_decisions",
-            "Decisions in the store by mode, status and the guardrail that suppressed them",
-            labels=["mode", "status", "guardrail"],
-        )
-        for mode, status, guardrail, n in decisions:
-            g.add_metric([mode, status, guardrail], n)
-        out.append(g)
-        return out
+
+def _delivery_families(counts: StoreCounts) -> list[Metric]:
+    g = GaugeMetricFamily(
+        "tenure_deliveries",
+        "Effects recorded (sends, tickets, grants, revocations) by kind, channel and status",
+        labels=["kind", "channel", "status"],
+    )
+    failures: dict[str, int] = {}
+    for kind, channel, status, count, attempts in counts.deliveries:
+        g.add_metric([kind, channel or "", status], count)
+        if kind in ("deliver", "ticket") and channel:
+            # Every attempt but the one that delivered failed.
+            failed = int(attempts) - (count if status == "delivered" else 0)
+            failures[channel] = failures.get(channel, 0) + max(0, failed)
+    f = GaugeMetricFamily(
+        "tenure_delivery_failed_attempts",
+        "Failed delivery attempts per channel (retried, then delivered or dead-lettered)",
+        labels=["channel"],
+    )
+    for channel, failed in sorted(failures.items()):
+        f.add_metric([channel], failed)
+    return [g, f]
+
+
+def _ledger_families(counts: StoreCounts) -> list[Metric]:
+    count = GaugeMetricFamily(
+        "tenure_ledger_transfers", "Ledger transfers by kind and status", labels=["kind", "status"]
+    )
+    points = GaugeMetricFamily(
+        "tenure_ledger_points",
+        "Points moved by ledger transfers, by kind and status",
+        labels=["kind", "status"],
+    )
+    for kind, status, n, amount in counts.transfers:
+        count.add_metric([kind, status], n)
+        points.add_metric([kind, status], int(amount))
+    return [count, points]
+
+
+def _decision_families(counts: StoreCounts) -> list[Metric]:
+    budget = GaugeMetricFamily(
+        "tenure_budget_spent",
+        "Budget reserved in each policy's latest budget period",
+        labels=["policy", "period"],
+    )
+    for policy, period, spent in sorted(counts.budgets):
+        budget.add_metric([policy, period], float(spent))
+    decisions = GaugeMetricFamily(
+        "tenure_recorded_decisions",
+        "Decisions in the store by mode, status and the guardrail that suppressed them",
+        labels=["mode", "status", "guardrail"],
+    )
+    for mode, status, guardrail, n in counts.decisions:
+        decisions.add_metric([mode, status, guardrail], n)
+    return [budget, decisions]
 
 
 def registry_for(store: Store, channels: Mapping[str, ChannelSettings] | None = None) -> Any:
