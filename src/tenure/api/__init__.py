@@ -1,6 +1,7 @@
 """The HTTP service: versioned JSON routes under /v1 (bearer tokens, roles, partner scope,
 problem+json errors), /metrics, and the server-rendered dashboard under /dashboard.
 
-`app.create_app` builds it; `service.Service` holds what the routes share (the workspace, its
-store, and the pipeline the engine built for it).
+`app.create_app` builds it: `service.Service` holds what the routes share (the workspace, its
+store, and the pipeline the engine built for it), `routes/` has one router module per resource,
+`dashboard/` one module per page, and `errors` turns every failure into a problem response.
 """

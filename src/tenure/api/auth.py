@@ -13,10 +13,9 @@ import hashlib
 import secrets
 from dataclasses import dataclass
 
-from sqlalchemy import Connection, select
-
 from tenure.errors import InputError
-from tenure.store import schema as t
+from tenure.store import tokens
+from tenure.store.db import Connection
 
 ROLES = ("admin", "ingest", "policy-author", "approver", "operator", "auditor", "partner")
 
@@ -46,30 +45,14 @@ def create_token(
         raise InputError("a partner token needs --partner, and only a partner token takes it")
     token = "tnr_" + secrets.token_urlsafe(32)
     token_id = "tok-" + secrets.token_hex(6)
-    conn.execute(
-        t.api_tokens.insert(),
-        [
-            {
-                "token_hash": digest(token),
-                "token_id": token_id,
-                "role": role,
-                "partner": partner,
-                "label": label,
-                "created_at": now,
-            }
-        ],
-    )
+    tokens.add_token(conn, digest(token), token_id, role, partner, label, now)
     return token_id, token
 
 
 def caller(conn: Connection, token: str) -> Caller | None:
     """The caller a token belongs to (None: unknown or revoked)."""
-    a = t.api_tokens.c
-    row = conn.execute(
-        select(a.token_id, a.role, a.partner, a.label).where(
-            a.token_hash == digest(token), a.revoked_at.is_(None)
-        )
-    ).first()
-    if row is None:
+    found = tokens.live_token(conn, digest(token))
+    if found is None:
         return None
-    return Caller(row.token_id, row.role, row.partner, (row.label or "").strip() or row.token_id)
+    token_id, role, partner, label = found
+    return Caller(token_id, role, partner, (label or "").strip() or token_id)

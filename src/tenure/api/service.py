@@ -16,7 +16,6 @@ import orjson
 from fastapi import HTTPException, Request
 from fastapi.responses import JSONResponse
 from prometheus_client import CollectorRegistry, Counter, Histogram
-from sqlalchemy import select
 
 from tenure.api.auth import Caller, caller
 from tenure.config import Settings
@@ -25,8 +24,7 @@ from tenure.events.parse import RawLine, Reject
 from tenure.loyalty.contracts import Contract
 from tenure.runtime.engine import Engine, learned
 from tenure.runtime.pipeline import Pipeline
-from tenure.store import repo
-from tenure.store import schema as t
+from tenure.store import repo, service_reads
 from tenure.store.db import Store
 from tenure.workspace import Workspace
 
@@ -124,14 +122,9 @@ class Service:
         """A partner may see only its own customers, and only fields its contract shares."""
         if who.role != "partner":
             return
-        e = t.events.c
         with self.store.reader() as conn:
-            own = conn.execute(
-                select(e.event_id)
-                .where(e.customer_id == customer_id, e.partner_id == who.partner)
-                .limit(1)
-            ).first()
-        if own is None:
+            own = service_reads.is_partner_customer(conn, customer_id, who.partner)
+        if not own:
             raise HTTPException(403, f"customer {customer_id!r} is not a customer of {who.partner}")
         scope = self.sharing(who.partner or "")
         for field in fields:
@@ -168,15 +161,8 @@ class Service:
                 results.append({"index": i, "event_id": p.event_id, "status": "accepted"})
         rows: list[Any] = []
         if accepted:
-            d = t.decisions.c
             with self.store.reader() as conn:
-                rows = list(
-                    conn.execute(
-                        select(d.record).where(d.trigger_event_id.in_(accepted), d.mode != "shadow")
-                    )
-                    .scalars()
-                    .all()
-                )
+                rows = service_reads.decisions_triggered_by(conn, accepted)
         m = self.metrics
         for r in results:
             m.events.labels(r["status"]).inc()

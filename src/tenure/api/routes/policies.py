@@ -19,7 +19,7 @@ from tenure.api.service import Service
 from tenure.errors import ConfigError
 from tenure.journeys.spec import JourneyError
 from tenure.policy.model import Policy, parse_policy
-from tenure.runtime import policies as registry
+from tenure.services import policies as registry
 
 
 class Promotion(BaseModel):

@@ -1,0 +1,66 @@
+"""The dashboard: server-rendered pages for people, served by the API app under `/dashboard`.
+
+Overview, customers (timeline, risk and why, decisions, journeys, ledger), one decision with its
+explanation, policies (versions, lifecycle, lift with 95% intervals), partners (settlement and
+reconciliation) and the human task queue, one module per page. Pages read through the same
+functions as the CLI and the JSON API; the one write, resolving a task, goes through
+`services.tasks.resolve_task`.
+
+Sign-in: an API token is posted once to the login page and kept in an HttpOnly, SameSite=Strict
+cookie; every page looks the token up again (a revoked token is out at once) and checks its role.
+Forms carry a CSRF token derived from the session's token (HMAC), so a form can only come from a
+page this session was shown. No scripts: charts are SVG drawn here, CSS is inline.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from functools import partial
+from typing import Any
+
+from fastapi import APIRouter
+from fastapi.templating import Jinja2Templates
+
+from tenure.api.dashboard import customers, decisions, overview, partners, policies, signin, tasks
+from tenure.api.dashboard.common import COOKIE, PREFIX, Pages, csrf_token, environment
+from tenure.config import Settings
+from tenure.journeys.library import JourneyLibrary
+from tenure.loyalty.contracts import Contract
+from tenure.scoring.types import Scorer
+from tenure.store.db import Store
+
+__all__ = ["COOKIE", "csrf_token", "router"]
+
+# Matched in this order: a route listed earlier wins.
+ROUTES: tuple[tuple[str, str, Callable[..., Any]], ...] = (
+    ("/login", "GET", signin.login_form),
+    ("/login", "POST", signin.login),
+    ("/logout", "POST", signin.logout),
+    ("", "GET", overview.overview),
+    ("/customers", "GET", customers.customers),
+    ("/customers/{customer_id:path}", "GET", customers.customer),
+    ("/decisions/{decision_id:path}", "GET", decisions.decision),
+    ("/policies", "GET", policies.policies),
+    ("/partners", "GET", partners.partners),
+    ("/partners/reconcile", "POST", partners.partners_reconcile),
+    ("/tasks", "GET", tasks.tasks),
+    ("/tasks/resolve", "POST", tasks.resolve),
+)
+
+
+def router(
+    store: Store,
+    settings: Settings,
+    scorer: Scorer,
+    contracts: Sequence[Contract],
+    library: JourneyLibrary,
+) -> APIRouter:
+    """The dashboard's routes for one workspace (the app's store, scorer, contracts and journey
+    library, loaded once by the service; no page reads `settings`)."""
+    pages = Pages(store, scorer, contracts, library, Jinja2Templates(env=environment()))
+    api = APIRouter(prefix=PREFIX, include_in_schema=False)
+    for path, method, handler in ROUTES:
+        # Bound with partial rather than nested in here, so each page stays a top-level
+        # function that can be read (and called) on its own.
+        api.add_api_route(path, partial(handler, pages), methods=[method], name=handler.__name__)
+    return api

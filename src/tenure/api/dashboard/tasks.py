@@ -1,0 +1,108 @@
+"""The human task queue: tasks by status and queue, and the form an operator (or admin)
+resolves one with, after which the waiting journey continues.
+
+(No `from __future__ import annotations` here: FastAPI reads the route annotations.)
+"""
+
+import time
+from typing import Annotated, Any
+from urllib.parse import quote
+
+from fastapi import Form, Request
+from fastapi.responses import HTMLResponse, RedirectResponse, Response
+
+from tenure.api.auth import Caller
+from tenure.api.dashboard.common import PREFIX, RESOLVE, Pages
+from tenure.errors import TenureError
+from tenure.journeys.library import JourneyLibrary
+from tenure.journeys.spec import Human
+from tenure.services.tasks import resolve_task
+from tenure.store import acts, dashboard_reads
+
+STATUSES = ("open", "resolved", "expired", "all")
+
+
+def resolutions(
+    library: JourneyLibrary, task: dict[str, Any], journey_ids: dict[str, str]
+) -> list[str]:
+    """The resolutions the waiting journey step knows (empty: any text)."""
+    parts = task["task_id"].rsplit(":", 2)  # <decision_id>:<step_id>:<visit>
+    step_id = parts[1] if len(parts) == 3 else ""
+    journey_id = journey_ids.get(task["decision_id"])
+    spec = library.specs.get(journey_id or "")
+    step = next((s for s in spec.steps if s.id == step_id), None) if spec else None
+    return sorted(step.on) if isinstance(step, Human) else []
+
+
+def tasks_page(
+    pages: Pages,
+    request: Request,
+    who: Caller,
+    status: str,
+    queue: str | None,
+    notice: str | None = None,
+    error: str | None = None,
+    code: int = 200,
+) -> HTMLResponse:
+    """The queue's page for one status (open unless a known one is asked for) and queue."""
+    chosen = status if status in STATUSES else "open"
+    with pages.store.reader() as conn:
+        rows = acts.tasks(conn, None if chosen == "all" else chosen, queue or None, 200)
+        journey_ids = dashboard_reads.journey_ids(conn, list({r["decision_id"] for r in rows}))
+        queues = dashboard_reads.task_queues(conn)
+        counts = dashboard_reads.task_counts(conn)
+    return pages.page(
+        request,
+        "tasks.html",
+        who,
+        code,
+        tasks=[{**r, "choices": resolutions(pages.library, r, journey_ids)} for r in rows],
+        status=chosen,
+        queue=queue or "",
+        queues=queues,
+        counts=counts,
+        notice=notice,
+        error=error,
+    )
+
+
+def tasks(
+    pages: Pages,
+    request: Request,
+    status: str = "open",
+    queue: str | None = None,
+    resolved: str | None = None,
+) -> Response:
+    """The human task queue."""
+    who = pages.session(request)
+    if isinstance(who, Response):
+        return who
+    notice = f"Resolved {resolved}; its journey continues." if resolved else None
+    return tasks_page(pages, request, who, status, queue, notice)
+
+
+def resolve(
+    pages: Pages,
+    request: Request,
+    task_id: Annotated[str, Form()],
+    resolution: Annotated[str, Form()],
+    by: Annotated[str, Form()],
+    csrf: Annotated[str, Form()] = "",
+) -> Response:
+    """Resolve a task; the journey waiting on it hears of it through the outbox."""
+    who = pages.form_session(request, csrf, RESOLVE)
+    if isinstance(who, Response):
+        return who
+    # The name typed, and the token that signed in: a name alone could be anyone's.
+    name = by.strip()[:60]
+    try:
+        resolve_task(
+            pages.store,
+            task_id,
+            resolution.strip(),
+            name and f"{name} ({who.token_id})",
+            time.time(),
+        )
+    except TenureError as exc:
+        return tasks_page(pages, request, who, "open", None, error=str(exc), code=409)
+    return RedirectResponse(f"{PREFIX}/tasks?resolved={quote(task_id)}", status_code=303)

@@ -1,0 +1,37 @@
+"""Events in: a batch is parsed, deduplicated and decided before the response returns.
+
+(No `from __future__ import annotations` here: FastAPI reads the dependency annotations.)
+"""
+
+from typing import Annotated, Any
+
+import orjson
+from fastapi import APIRouter, Depends, HTTPException, Request
+
+from tenure.api.auth import Caller
+from tenure.api.service import MAX_EVENTS, Service
+
+
+def router(svc: Service) -> APIRouter:
+    """The event routes of one service."""
+    api = APIRouter(prefix="/v1", tags=["events"])
+
+    @api.post("/events")
+    async def post_events(
+        request: Request, who: Annotated[Caller, Depends(svc.guard("ingest"))]
+    ) -> dict[str, Any]:
+        """A batch of events: per event accepted, duplicate or rejected (with the reason), and
+        the decisions they caused, decided before the response returns."""
+        raw = await request.body()
+        try:
+            body = orjson.loads(raw)
+        except orjson.JSONDecodeError as exc:
+            raise HTTPException(400, f"the body is not JSON: {exc}") from None
+        items = body.get("events") if isinstance(body, dict) else body
+        if not isinstance(items, list):
+            raise HTTPException(400, 'send a JSON array of events, or {"events": [...]}')
+        if len(items) > MAX_EVENTS:
+            raise HTTPException(413, f"at most {MAX_EVENTS} events per request")
+        return svc.ingest(items)
+
+    return api

@@ -1,0 +1,104 @@
+"""Partner routes: statement reconciliation, settlement, and adjustments with four eyes (the
+proposer's token holder cannot approve).
+
+(No `from __future__ import annotations` here: FastAPI reads the dependency annotations.)
+"""
+
+import datetime as dt
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Body, Depends, HTTPException, Query
+from pydantic import BaseModel, Field
+
+from tenure.api.auth import Caller
+from tenure.api.routes.loyalty import Id
+from tenure.api.service import Service
+from tenure.services import loyalty
+
+PERIOD = r"^(19|2[0-9])[0-9]{2}-(0[1-9]|1[0-2])$"  # YYYY-MM, years 1900-2999
+
+
+class Adjustment(BaseModel):
+    """A disputed statement line: points the partner funds more (negative: less)."""
+
+    period: str = Field(pattern=PERIOD)
+    reference: Id
+    points: int = Field(ge=-1_000_000_000, le=1_000_000_000)
+    reason: str = Field(min_length=1, max_length=500)
+
+
+def own_partner(who: Caller, partner: str) -> None:
+    """A partner's token acts only for that partner."""
+    if who.role == "partner" and who.partner != partner:
+        raise HTTPException(403, f"a token of {who.partner} cannot act for {partner}")
+
+
+def router(svc: Service) -> APIRouter:
+    """The partner routes of one service."""
+    api = APIRouter(prefix="/v1/partners", tags=["partners"])
+    readers = svc.guard("operator", "auditor", "partner")
+
+    @api.post("/{partner}/reconciliation")
+    def reconcile(
+        partner: str,
+        who: Annotated[Caller, Depends(readers)],
+        period: Annotated[str, Query(pattern=PERIOD)],
+        statement: Annotated[
+            str, Body(media_type="text/csv", description="CSV with columns reference, points.")
+        ],
+    ) -> dict[str, Any]:
+        """Compare a partner's statement with the points the ledger says it funded."""
+        own_partner(who, partner)
+        with svc.store.reader() as conn:
+            return loyalty.reconciliation(conn, partner, period, statement, "statement")
+
+    @api.get("/{partner}/settlement")
+    def settlement(
+        partner: str,
+        who: Annotated[Caller, Depends(readers)],
+        period: Annotated[str, Query(pattern=PERIOD)],
+    ) -> list[dict[str, Any]]:
+        """What the partner's contracts settle for the period, per funder."""
+        own_partner(who, partner)
+        covered = {c.id for c in svc.contracts if c.covers(partner)}
+        with svc.store.reader() as conn:
+            rows = loyalty.settlement(conn, svc.contracts, period)
+        return [r for r in rows if r["contract"] in covered or r["funder"] == partner]
+
+    @api.get("/adjustments")
+    def list_adjustments(
+        who: Annotated[Caller, Depends(svc.guard("operator", "auditor", "approver"))],
+        partner: str | None = None,
+    ) -> list[dict[str, Any]]:
+        """Adjustments, proposed and approved, newest first."""
+        with svc.store.reader() as conn:
+            return loyalty.adjustments(conn, partner)
+
+    @api.post("/{partner}/adjustments", status_code=201)
+    def propose(
+        partner: str, body: Adjustment, who: Annotated[Caller, Depends(svc.guard("operator"))]
+    ) -> dict[str, Any]:
+        """Propose an adjustment for a disputed line; it posts when someone else approves."""
+        adjustment_id = loyalty.propose_adjustment(
+            svc.store,
+            svc.contracts,
+            partner,
+            body.period,
+            body.reference,
+            body.points,
+            body.reason,
+            who.name,
+            dt.datetime.now(dt.UTC),
+        )
+        return {"adjustment_id": adjustment_id, "status": "proposed", "author": who.name}
+
+    @api.post("/adjustments/{adjustment_id}/approve")
+    def approve(
+        adjustment_id: str, who: Annotated[Caller, Depends(svc.guard("approver"))]
+    ) -> dict[str, Any]:
+        """Approve an adjustment (not its author) and post it to the ledger, exactly once."""
+        return loyalty.approve_adjustment(
+            svc.store, adjustment_id, who.name, dt.datetime.now(dt.UTC)
+        )
+
+    return api

@@ -1,0 +1,54 @@
+"""The human task queue: list tasks, and resolve one so the journey waiting on it continues.
+
+(No `from __future__ import annotations` here: FastAPI reads the dependency annotations.)
+"""
+
+import time
+from typing import Annotated, Any, Literal
+
+from fastapi import APIRouter, Depends, HTTPException, Query
+from pydantic import BaseModel, Field
+
+from tenure.api.auth import Caller
+from tenure.api.service import Service
+from tenure.services.tasks import resolve_task
+from tenure.store import acts
+
+
+class Resolution(BaseModel):
+    """How a person closed a task."""
+
+    resolution: str = Field(
+        min_length=1, max_length=100, description="What happened, e.g. saved or lost."
+    )
+
+
+def router(svc: Service) -> APIRouter:
+    """The task routes of one service."""
+    api = APIRouter(prefix="/v1/tasks", tags=["tasks"])
+    operators = svc.guard("operator")
+
+    @api.get("")
+    def list_tasks(
+        who: Annotated[Caller, Depends(operators)],
+        status: Literal["open", "resolved", "expired", "all"] = "open",
+        queue: str | None = None,
+        limit: Annotated[int, Query(ge=1, le=1000)] = 100,
+    ) -> list[dict[str, Any]]:
+        """Tasks waiting for a person, oldest first."""
+        with svc.store.reader() as conn:
+            return acts.tasks(conn, None if status == "all" else status, queue, limit)
+
+    @api.post("/{task_id}/resolve")
+    def resolve(
+        task_id: str,
+        body: Resolution,
+        who: Annotated[Caller, Depends(operators)],
+    ) -> dict[str, Any]:
+        """Resolve a task as the caller; the journey waiting on it continues."""
+        with svc.store.reader() as conn:
+            if acts.task(conn, task_id) is None:
+                raise HTTPException(404, f"no task {task_id!r}")
+        return resolve_task(svc.store, task_id, body.resolution, who.name, time.time())
+
+    return api
