@@ -21,10 +21,10 @@ import orjson
 from tenure.events.envelope import Event
 from tenure.events.parse import LineParser, read_lines
 from tenure.policy.model import default_policy
-from tenure.runtime import models
 from tenure.runtime.pipeline import DEFAULT_BATCH_SIZE, Pipeline
 from tenure.scoring.model import ModelScorer
 from tenure.scoring.types import Scorer
+from tenure.services import models
 from tenure.sim.population import PopulationSpec, write_jsonl
 from tenure.store.db import Store
 

@@ -32,11 +32,11 @@ from tenure.journeys.inputs import JourneyStart
 from tenure.journeys.spec import SINGLE_SEND
 from tenure.policy.guardrails import GuardrailSettings
 from tenure.runtime.dispatch import Dispatcher
-from tenure.runtime.pipeline import journey_row, outbox_row
 from tenure.runtime.temporal import ensure_server, quiet_runtime
 from tenure.runtime.worker import courier_for, journey_worker
 from tenure.store import acts, repo
 from tenure.store import schema as t
+from tenure.store.acts import journey_row, outbox_row
 from tenure.store.db import Store
 
 

@@ -14,9 +14,9 @@ import time
 import orjson
 
 from tenure.events.parse import LineParser, RawLine
-from tenure.runtime import models
 from tenure.scoring.baseline import BaselineScorer
 from tenure.scoring.model import ModelScorer, PurchaseScorer
+from tenure.services import models
 from tenure.sim.population import PopulationSpec, generate
 
 

@@ -7,10 +7,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import yaml
 from pydantic import ValidationError
 
 from tenure.channels.adapters import ChannelSettings
+from tenure.documents import read_yaml
 from tenure.errors import ConfigError, InputError, field_errors
 from tenure.loyalty.tiers import Tiers
 from tenure.policy.guardrails import GuardrailSettings
@@ -59,10 +59,7 @@ def resolve(workspace: Path | None = None, database_url: str | None = None) -> S
 def _workspace_config(path: Path) -> dict[str, Any]:
     if not path.exists():
         return {}
-    try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
-    except (OSError, yaml.YAMLError) as exc:
-        raise ConfigError(f"cannot read {path}: {exc}") from None
+    data = read_yaml(path, "workspace settings") or {}
     if not isinstance(data, dict):
         raise ConfigError(f"{path}: expected a mapping (event_types, guardrails)")
     unknown = sorted(set(data) - set(KNOWN_SETTINGS))

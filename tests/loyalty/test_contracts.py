@@ -10,44 +10,13 @@ from sqlalchemy import select
 from tenure.errors import ConfigError
 from tenure.loyalty.contracts import parse_contract
 from tenure.loyalty.ledger import funder_account, member_account, verify
-from tenure.runtime.loyalty import accrue
+from tenure.services.loyalty import accrue
 from tenure.store import ledger
 from tenure.store import schema as t
 from tenure.store.db import Store
+from tests.fixtures.loyalty import CONTRACT
 from tests.helpers import ev
 
-CONTRACT = {
-    "id": "acme-dealers",
-    "oem": "acme",
-    "dealers": ["dealer-1", "dealer-2"],
-    "versions": [
-        {
-            "effective_from": "2026-01-01T00:00:00Z",
-            "earn": [
-                {
-                    "id": "parts",
-                    "when": 'event.payload.product_line == "parts"',
-                    "points_per_unit": 1.0,
-                    "funding": {"acme": 0.7, "dealer": 0.3},
-                },
-                {"id": "other", "when": "true", "points_per_unit": 0.5, "funding": {"acme": 1.0}},
-            ],
-            "customer_cap": {"points": 1000, "period": "month"},
-        },
-        {  # the amendment, effective mid-month: parts earn double
-            "effective_from": "2026-03-15T00:00:00Z",
-            "earn": [
-                {
-                    "id": "parts-v2",
-                    "when": 'event.payload.product_line == "parts"',
-                    "points_per_unit": 2.0,
-                    "funding": {"acme": 0.5, "dealer": 0.5},
-                }
-            ],
-            "customer_cap": {"points": 1000, "period": "month"},
-        },
-    ],
-}
 MARCH = dt.datetime(2026, 3, 1, 12, tzinfo=dt.UTC)
 
 
@@ -403,7 +372,7 @@ def test_a_redemption_must_pay_the_catalogue_price(tmp_path):
 
 def test_the_author_cannot_approve_under_another_spelling(tmp_path):
     from tenure.config import resolve
-    from tenure.runtime.loyalty import approve_adjustment, propose_adjustment
+    from tenure.services.loyalty import approve_adjustment, propose_adjustment
 
     ws = tmp_path / "ws"
     store = Store(resolve(ws).database_url)
@@ -419,8 +388,8 @@ def test_the_author_cannot_approve_under_another_spelling(tmp_path):
 def test_settlement_nets_returns_and_adjustments(tmp_path):
     from tenure.config import resolve
     from tenure.policy.model import default_policy
-    from tenure.runtime.loyalty import approve_adjustment, propose_adjustment, settlement
     from tenure.runtime.pipeline import Pipeline
+    from tenure.services.loyalty import approve_adjustment, propose_adjustment, settlement
 
     contract = parse_contract(CONTRACT)
     store = Store(resolve(tmp_path / "ws").database_url)

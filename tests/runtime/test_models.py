@@ -14,11 +14,11 @@ from typer.testing import CliRunner
 from tenure.cli import app
 from tenure.errors import ConfigError, InputError
 from tenure.events.parse import LineParser, RawLine
-from tenure.runtime import models
-from tenure.runtime.backtest import backtest
 from tenure.scoring import drift, gbm
 from tenure.scoring.baseline import BaselineScorer
 from tenure.scoring.model import ModelScorer, PurchaseScorer
+from tenure.services import models
+from tenure.services.backtest import backtest
 from tenure.sim.population import PopulationSpec, generate
 from tenure.store import repo
 from tenure.store.db import Store

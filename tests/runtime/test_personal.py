@@ -13,7 +13,7 @@ from typer.testing import CliRunner
 
 from tenure.cli import app
 from tenure.store.db import Store
-from tests.loyalty.test_contracts import CONTRACT
+from tests.fixtures.loyalty import CONTRACT
 
 runner = CliRunner()
 SECRETS = ("ann@example.com", "ann.old@example.com", "Ann Example", "+49 151 2345678")
@@ -140,9 +140,9 @@ def test_erase_removes_personal_data_and_keeps_audit_and_ledger_verifying(
 def test_later_batches_update_per_field_and_a_late_value_never_wins(tmp_path):
     from tenure.config import resolve
     from tenure.events.parse import LineParser, RawLine
-    from tenure.runtime.personal import personal
     from tenure.runtime.pipeline import Pipeline
-    from tenure.runtime.policies import live_set
+    from tenure.services.policies import live_set
+    from tenure.store.personal import personal
 
     store = Store(resolve(tmp_path / "ws").database_url)
     with store.reader() as conn:

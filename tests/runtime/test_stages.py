@@ -20,7 +20,8 @@ from tenure.journeys.inputs import (
     read_outbox,
 )
 from tenure.policy.model import default_policy
-from tenure.runtime.pipeline import Pipeline, journey_row
+from tenure.runtime.pipeline import Pipeline
+from tenure.store.acts import journey_row
 from tenure.store.db import Store
 from tests.helpers import T0, ev
 

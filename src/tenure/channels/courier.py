@@ -86,7 +86,6 @@ class Courier:
         self.rng = rng or random.Random()
         self._channels: dict[str, Channel] = {}
 
-
     def _now(self) -> float:
         """The clock's time in epoch seconds (this edge counts leases and windows in numbers)."""
         return epoch(self.clock.now())

@@ -63,7 +63,7 @@ def worker(
     database in the workspace (temporal.db) and the web UI on http://localhost:8233.
     Safe to run more than once at a time: every start and every delivery happens once.
     """
-    from tenure.runtime.journeys import LiveWorker
+    from tenure.runtime.live import LiveWorker
 
     service_logging()
     settings, store = open_workspace(workspace)
@@ -210,7 +210,7 @@ def tasks_resolve(
     workspace: WorkspaceDir = None,
 ) -> None:
     """Resolve a task; the journey waiting on it continues (through the outbox and the worker)."""
-    from tenure.runtime.journeys import resolve_task
+    from tenure.services.tasks import resolve_task
 
     _, store = open_workspace(workspace)
     row = resolve_task(store, task_id, resolution, by, time.time())

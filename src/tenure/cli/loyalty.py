@@ -32,7 +32,7 @@ def ledger_balance(
     as_json: JsonFlag = False,
 ) -> None:
     """A member's points: posted, pending and available, and the lots they are in."""
-    from tenure.runtime.loyalty import member_balance
+    from tenure.services.loyalty import member_balance
 
     data = query(workspace, lambda c: member_balance(c, programme, customer))
     if as_json:
@@ -221,7 +221,7 @@ def partner_reconcile(
 ) -> None:
     """Compare a partner's statement with the points the ledger says it funded; exit 1 on any
     difference (missing on either side, points that differ)."""
-    from tenure.runtime.loyalty import reconciliation
+    from tenure.services.loyalty import reconciliation
 
     period = _period(period)
     text = statement.read_text(encoding="utf-8")
@@ -253,7 +253,7 @@ def partner_settlement(
 ) -> None:
     """What each funder owes for the period: funded points x the contract's point value."""
     from tenure.config import resolve
-    from tenure.runtime.loyalty import settlement
+    from tenure.services.loyalty import settlement
 
     period = _period(period)
     contracts = load_contracts(resolve(workspace).workspace)
@@ -289,7 +289,7 @@ def tiers_recalc(
 ) -> None:
     """The scheduled run: re-evaluate every member's tier (upgrades, grace periods, downgrades)."""
     from tenure.cli.shell import open_workspace
-    from tenure.runtime.loyalty import recalc_all
+    from tenure.services.loyalty import recalc_all
 
     when = _as_of(as_of)
     settings, store = open_workspace(workspace)
@@ -322,7 +322,7 @@ def partner_adjust(
 ) -> None:
     """Propose an adjustment for a disputed line; it posts when someone else approves it."""
     from tenure.cli.shell import open_workspace
-    from tenure.runtime.loyalty import propose_adjustment
+    from tenure.services.loyalty import propose_adjustment
 
     period = _period(period)
     settings, store = open_workspace(workspace)
@@ -348,7 +348,7 @@ def partner_approve(
 ) -> None:
     """Approve an adjustment (four eyes) and post it to the ledger."""
     from tenure.cli.shell import open_workspace
-    from tenure.runtime.loyalty import approve_adjustment
+    from tenure.services.loyalty import approve_adjustment
 
     _, store = open_workspace(workspace)
     row = approve_adjustment(store, adjustment_id, by, dt.datetime.now(dt.UTC))
@@ -364,7 +364,7 @@ def partner_adjustments(
     as_json: JsonFlag = False,
 ) -> None:
     """Adjustments, proposed and approved, newest first."""
-    from tenure.runtime.loyalty import adjustments
+    from tenure.services.loyalty import adjustments
 
     rows = query(workspace, lambda c: adjustments(c, partner))
     if as_json:
@@ -398,7 +398,7 @@ def ledger_expire(
     Safe to run as often as you like: each expiry and each void posts once.
     """
     from tenure.cli.shell import open_workspace
-    from tenure.runtime.loyalty import expire_run
+    from tenure.services.loyalty import expire_run
 
     when = _as_of(as_of)
     _, store = open_workspace(workspace)

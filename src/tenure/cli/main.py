@@ -119,53 +119,60 @@ def _run(
     return summary, time.perf_counter() - start
 
 
+EventsOption = Annotated[
+    str,
+    typer.Option("--events", "-e", help="JSONL or CSV file of events, or - for standard input."),
+]
+PolicyOption = Annotated[
+    Path | None, typer.Option(help="Policy YAML (default: the built-in retention policy).")
+]
+BatchSizeOption = Annotated[
+    int | None,
+    typer.Option(
+        min=1,
+        help="Events per transaction; each customer with new events is evaluated once per "
+        f"batch (default {DEFAULT_BATCH_SIZE:,} for files, {STDIN_BATCH_SIZE:,} for standard "
+        "input, so a pipe is not held until a large batch fills).",
+        show_default=False,
+    ),
+]
+FormatOption = Annotated[
+    str | None, typer.Option("--format", help="jsonl or csv (default: from the file extension).")
+]
+CsvMapOption = Annotated[
+    Path | None, typer.Option(help="YAML mapping of CSV columns: columns/payload/constants.")
+]
+MapOption = Annotated[
+    list[str] | None,
+    typer.Option(
+        "--map", help="CSV: FIELD=COLUMN, e.g. customer_id=member or payload.amount=total."
+    ),
+]
+SetOption = Annotated[
+    list[str] | None,
+    typer.Option("--set", help="CSV: FIELD=VALUE for every row, e.g. type=purchase."),
+]
+LiveOption = Annotated[
+    bool,
+    typer.Option(
+        help="Decide at wall-clock time instead of event time, and run the journey worker "
+        "alongside (Temporal dev server in the workspace, or TENURE_TEMPORAL_ADDRESS) until "
+        "Ctrl-C."
+    ),
+]
+
+
 @app.command()
 def run(
-    events: Annotated[
-        str,
-        typer.Option(
-            "--events", "-e", help="JSONL or CSV file of events, or - for standard input."
-        ),
-    ],
-    policy: Annotated[
-        Path | None, typer.Option(help="Policy YAML (default: the built-in retention policy).")
-    ] = None,
+    events: EventsOption,
+    policy: PolicyOption = None,
     workspace: WorkspaceDir = None,
-    batch_size: Annotated[
-        int | None,
-        typer.Option(
-            min=1,
-            help="Events per transaction; each customer with new events is evaluated once per "
-            f"batch (default {DEFAULT_BATCH_SIZE:,} for files, {STDIN_BATCH_SIZE:,} for standard "
-            "input, so a pipe is not held until a large batch fills).",
-            show_default=False,
-        ),
-    ] = None,
-    input_format: Annotated[
-        str | None,
-        typer.Option("--format", help="jsonl or csv (default: from the file extension)."),
-    ] = None,
-    csv_map: Annotated[
-        Path | None, typer.Option(help="YAML mapping of CSV columns: columns/payload/constants.")
-    ] = None,
-    map_: Annotated[
-        list[str] | None,
-        typer.Option(
-            "--map", help="CSV: FIELD=COLUMN, e.g. customer_id=member or payload.amount=total."
-        ),
-    ] = None,
-    set_: Annotated[
-        list[str] | None,
-        typer.Option("--set", help="CSV: FIELD=VALUE for every row, e.g. type=purchase."),
-    ] = None,
-    live: Annotated[
-        bool,
-        typer.Option(
-            help="Decide at wall-clock time instead of event time, and run the journey worker "
-            "alongside (Temporal dev server in the workspace, or TENURE_TEMPORAL_ADDRESS) until "
-            "Ctrl-C."
-        ),
-    ] = False,
+    batch_size: BatchSizeOption = None,
+    input_format: FormatOption = None,
+    csv_map: CsvMapOption = None,
+    map_: MapOption = None,
+    set_: SetOption = None,
+    live: LiveOption = False,
     as_json: JsonFlag = False,
 ) -> None:
     """Process events: validate, deduplicate, update features, score, decide and audit."""
@@ -173,15 +180,14 @@ def run(
     mapping = ingest.load_mapping(csv_map, map_ or [], set_ or []) if fmt == "csv" else None
     source = ingest.Source(events, fmt, mapping)
     source.check()
-    if policy is not None:
-        load_policy(policy)  # a bad policy file fails before the workspace is touched
+    # A bad policy file fails before the workspace is touched.
+    chosen = load_policy(policy) if policy is not None else None
     settings, store = open_workspace(workspace)
     engine = Engine(Workspace.load(settings), store)
-    chosen = load_policy(policy) if policy is not None else None
     size = batch_size or (STDIN_BATCH_SIZE if source.is_stdin else DEFAULT_BATCH_SIZE)
     worker = None
     if live:
-        from tenure.runtime.journeys import LiveWorker
+        from tenure.runtime.live import LiveWorker
 
         worker = LiveWorker(settings, store)
         temporal = worker.start()
@@ -192,13 +198,18 @@ def run(
     else:
         _summary_tables(summary, seconds)
     if worker is not None:
-        err.print("events done; the journey worker keeps running (Ctrl-C to stop)")
-        try:
-            worker.wait()
-        except KeyboardInterrupt:
-            err.print("stopping the worker")
-        finally:
-            worker.stop()
+        _keep_running(worker)
+
+
+def _keep_running(worker: Any) -> None:
+    """`run --live`: the events are done; the journey worker runs until Ctrl-C."""
+    err.print("events done; the journey worker keeps running (Ctrl-C to stop)")
+    try:
+        worker.wait()
+    except KeyboardInterrupt:
+        err.print("stopping the worker")
+    finally:
+        worker.stop()
 
 
 @app.command()
@@ -222,6 +233,32 @@ def generate(
     except OSError as exc:
         raise fail(TenureError(f"cannot write {out_path}: {exc.strerror}")) from None
     err.print(f"wrote {n:,} events for {customers:,} customers over {days} days to {out_path}")
+
+
+def _journey_table(compressed: Any) -> None:
+    table = Table(title="journeys (Temporal, time-skipping)", title_justify="left")
+    table.add_column("journeys")
+    table.add_column("count", justify="right")
+    table.add_row("started", f"{compressed.started:,}")
+    table.add_row("completed", f"{compressed.completed:,}")
+    table.add_row("customers who redeemed on the way", f"{compressed.responded:,}")
+    for outcome, n in sorted(compressed.outcomes.items()):
+        table.add_row(f"outcome: {outcome}", f"{n:,}")
+    table.add_row("time", f"{compressed.seconds:.1f} s for 10 days of journey time")
+    out.print(table)
+
+
+def _next_steps(ws: str) -> None:
+    out.print("\nwhere to look next:")
+    out.print(f"  tenure stats --json{ws}")
+    out.print(f"  tenure decisions list --limit 10{ws}")
+    out.print(f"  tenure customers show CUSTOMER_ID{ws}")
+    out.print(f"  tenure audit verify{ws}")
+    out.print(f"  tenure journeys list --limit 10{ws}")
+    out.print(
+        f"  tenure tokens create --role operator --name YOU{ws} && tenure serve{ws}"
+        "   (dashboard: http://127.0.0.1:8000/dashboard)"
+    )
 
 
 @app.command()
@@ -270,34 +307,15 @@ def demo(
     )
     compressed = None
     if journeys:
-        from tenure.runtime.journeys import run_compressed
+        from tenure.services.demo import run_compressed
 
         with err.status("running journeys on the time-skipping Temporal server"):
             compressed = run_compressed(engine, default_policy())
     out.print(f"[bold]tenure demo[/bold]: {path} (batches of {batch_size:,} events)")
     _summary_tables(summary, seconds)
     if compressed is not None:
-        table = Table(title="journeys (Temporal, time-skipping)", title_justify="left")
-        table.add_column("journeys")
-        table.add_column("count", justify="right")
-        table.add_row("started", f"{compressed.started:,}")
-        table.add_row("completed", f"{compressed.completed:,}")
-        table.add_row("customers who redeemed on the way", f"{compressed.responded:,}")
-        for outcome, n in sorted(compressed.outcomes.items()):
-            table.add_row(f"outcome: {outcome}", f"{n:,}")
-        table.add_row("time", f"{compressed.seconds:.1f} s for 10 days of journey time")
-        out.print(table)
-    ws = f" --workspace {workspace}" if workspace else ""
-    out.print("\nwhere to look next:")
-    out.print(f"  tenure stats --json{ws}")
-    out.print(f"  tenure decisions list --limit 10{ws}")
-    out.print(f"  tenure customers show CUSTOMER_ID{ws}")
-    out.print(f"  tenure audit verify{ws}")
-    out.print(f"  tenure journeys list --limit 10{ws}")
-    out.print(
-        f"  tenure tokens create --role operator --name YOU{ws} && tenure serve{ws}"
-        "   (dashboard: http://127.0.0.1:8000/dashboard)"
-    )
+        _journey_table(compressed)
+    _next_steps(f" --workspace {workspace}" if workspace else "")
     if summary.duplicates == summary.read and summary.read:
         out.print(
             "\n(every event was already in this workspace: run with a fresh --workspace "
@@ -362,7 +380,7 @@ def audit_replay(
 ) -> None:
     """Re-run a decision from its audit record and check the result is identical."""
     from tenure.audit.replay import replay
-    from tenure.runtime.models import scorer_named
+    from tenure.services.models import scorer_named
     from tenure.store import repo
 
     _, store = open_workspace(workspace)
@@ -394,8 +412,8 @@ def customers_show(
 ) -> None:
     """A customer's features now (as of their last event), risk with reasons, and decisions."""
     from tenure.features.snapshot import Features
-    from tenure.runtime.views import customer_view
     from tenure.scoring.types import Score
+    from tenure.services.views import customer_view
 
     view = query(workspace, lambda conn: customer_view(conn, customer_id))
     if view is None:
@@ -431,7 +449,7 @@ def customers_erase(
 ) -> None:
     """Erase a customer's personal data (name, email, phone) everywhere it is kept; the audit
     chain and the ledger still verify, and the erasure itself is audited."""
-    from tenure.runtime.personal import erase
+    from tenure.services.personal import erase
 
     _, store = open_workspace(workspace)
     done = erase(store, customer_id, by)
@@ -555,7 +573,7 @@ def model_train(
     as_json: JsonFlag = False,
 ) -> None:
     """Train the classifier (rolling point-in-time cut-offs) and BG/NBD; register a candidate."""
-    from tenure.runtime import models
+    from tenure.services import models
     from tenure.store import repo
 
     definition = _churn(churn)
@@ -611,7 +629,7 @@ def model_list(workspace: WorkspaceDir = None, as_json: JsonFlag = False) -> Non
 @model_app.command("promote")
 def model_promote(version: str, workspace: WorkspaceDir = None) -> None:
     """Make VERSION the model the pipeline scores with; the previous active one is retired."""
-    from tenure.runtime import models
+    from tenure.services import models
 
     _, store = open_workspace(workspace)
     with store.transaction() as conn:
@@ -634,7 +652,7 @@ def model_backtest(
     as_json: JsonFlag = False,
 ) -> None:
     """How well BG/NBD and the classifier would have predicted churn on your own history."""
-    from tenure.runtime.backtest import backtest
+    from tenure.services.backtest import backtest
 
     at = _time(cutoff, "--cutoff")
     definition = _churn(churn)
@@ -668,7 +686,7 @@ def model_drift(
 ) -> None:
     """Population stability of each feature and the score: training window against now."""
     from tenure.features.snapshot import snapshot
-    from tenure.runtime import models
+    from tenure.services import models
     from tenure.store.queries import customer_states
 
     _, store = open_workspace(workspace)
@@ -719,7 +737,7 @@ def policy_add(
     workspace: WorkspaceDir = None,
 ) -> None:
     """Register a policy file as a draft version in the workspace."""
-    from tenure.runtime import policies
+    from tenure.services import policies
 
     policy = load_policy(path)
     _, store = open_workspace(workspace)
@@ -732,7 +750,7 @@ def policy_add(
 @policy_app.command("list")
 def policy_list(workspace: WorkspaceDir = None, as_json: JsonFlag = False) -> None:
     """Registered policy versions with their status, author and approver."""
-    from tenure.runtime import policies
+    from tenure.services import policies
 
     rows = query(workspace, policies.listing)
     if as_json:
@@ -769,7 +787,7 @@ def policy_promote(
     workspace: WorkspaceDir = None,
 ) -> None:
     """Move a policy version through draft -> shadow -> canary -> active -> retired."""
-    from tenure.runtime import policies
+    from tenure.services import policies
 
     _, store = open_workspace(workspace)
     with store.transaction() as conn:
@@ -845,7 +863,7 @@ def policy_diff(
     as_json: JsonFlag = False,
 ) -> None:
     """Replay events through two policies and list the customers whose decisions differ."""
-    from tenure.runtime.policy_diff import diff
+    from tenure.services.diff import diff
 
     a, b = load_policy(old), load_policy(new)
     settings, store = open_workspace(workspace)
@@ -935,6 +953,10 @@ def simulate(
     if as_json:
         dump(result)
         return
+    _simulation_table(result)
+
+
+def _simulation_table(result: dict[str, Any]) -> None:
     table = Table(
         title="same budget for every mode; 'learned' = the second half of the run",
         caption="exp. = expected saved customers (from the known churn probabilities)",

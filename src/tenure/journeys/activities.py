@@ -14,7 +14,6 @@ import dataclasses
 from collections.abc import Callable
 from typing import Any, assert_never
 
-from sqlalchemy import select
 from temporalio import activity
 
 from tenure.channels.adapters import Message
@@ -42,7 +41,6 @@ from tenure.policy.guardrails import (
 )
 from tenure.runtime.clock import WallClock
 from tenure.store import acts, ledger
-from tenure.store import schema as t
 from tenure.store.acts import utc
 from tenure.store.db import Store
 from tenure.store.repo import load_customers
@@ -72,7 +70,6 @@ class JourneyActivities:
         self.courier = courier
         self.guardrails = guardrails
         self.clock: Clock = clock or WallClock()
-
 
     def _now(self) -> float:
         """The clock's time in epoch seconds (this edge counts leases and windows in numbers)."""
@@ -254,48 +251,29 @@ class JourneyActivities:
     def _undo(self, conn: Any, about: JourneyAbout, command: Undo) -> str:
         """Revoke the journey's grants (points clawed back as far as the balance allows) and give
         back its reserved budget."""
-        d = t.deliveries.c
         if command.grants:
-            granted = conn.execute(
-                select(d.key, d.payload).where(
-                    d.key.in_(list(command.grants)), d.status == "granted"
-                )
-            ).all()
             now = self._now()
-            member = member_account(PROGRAMME, about.customer_id)
-            for key, payload in granted:
-                points = int((payload or {}).get("points") or 0)
-                if not points:
-                    continue
-                funder = funder_account(RETENTION_FUNDER)
-                book = ledger.load(conn, [], accounts=[member, funder])
-                available = book.account(member).available
-                back = min(points, max(0, available))
-                if back:
-                    ledger.post_in(
-                        conn,
-                        [
-                            Request(
-                                f"{key}:revoke",
-                                "clawback",
-                                member,
-                                funder_account(RETENTION_FUNDER),
-                                back,
-                                at=now,
-                                ref=about.decision_id,
-                            )
-                        ],
-                        now,
-                    )
-            conn.execute(
-                t.deliveries.update()
-                .where(d.key.in_(list(command.grants)), d.status == "granted")
-                .values(status="revoked", updated_at=utc(self._now()))
-            )
+            for key, points in acts.granted(conn, list(command.grants)):
+                if points:
+                    self._claw_back(conn, about, key, points, now)
+            acts.revoke_granted(conn, list(command.grants), utc(now))
         period = about.budget_period
         if command.release and period:
             acts.release_budget(conn, about.policy_id, period, float(command.release))
         return "done"
+
+    @staticmethod
+    def _claw_back(conn: Any, about: JourneyAbout, key: str, points: int, now: float) -> None:
+        """Take back a grant's points, as far as the member's balance allows."""
+        member = member_account(PROGRAMME, about.customer_id)
+        funder = funder_account(RETENTION_FUNDER)
+        book = ledger.load(conn, [], accounts=[member, funder])
+        back = min(points, max(0, book.account(member).available))
+        if back:
+            revoke = Request(
+                f"{key}:revoke", "clawback", member, funder, back, at=now, ref=about.decision_id
+            )
+            ledger.post_in(conn, [revoke], now)
 
     @activity.defn(name="tenure.task_status")
     def task_status(self, task_id: str) -> dict[str, Any] | None:

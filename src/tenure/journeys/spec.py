@@ -16,9 +16,9 @@ from pathlib import Path
 from typing import Annotated, Any, Literal
 
 import orjson
-import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from tenure.documents import read_yaml
 from tenure.errors import ConfigError
 from tenure.policy.conditions import parsed
 
@@ -328,11 +328,7 @@ def _explain(exc: ValidationError, data: dict[str, Any]) -> str:
 
 def load_journey(path: Path) -> JourneySpec:
     """Read and validate a journey file."""
-    try:
-        data = yaml.safe_load(path.read_text())
-    except (OSError, yaml.YAMLError) as exc:
-        raise JourneyError(f"{path}: cannot read journey: {exc}") from None
-    return parse_journey(data, str(path))
+    return parse_journey(read_yaml(path, "journey", JourneyError), str(path))
 
 
 # A decision whose action names no journey runs this: deliver on the chosen channel, done.

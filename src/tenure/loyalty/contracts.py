@@ -16,9 +16,9 @@ import math
 from pathlib import Path
 from typing import Any, Literal
 
-import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from tenure.documents import read_yaml
 from tenure.errors import ConfigError, field_errors
 from tenure.policy.conditions import holds, parsed
 
@@ -141,11 +141,7 @@ def parse_contract(data: Any, source: str = "contract") -> Contract:
 
 def load_contract(path: Path) -> Contract:
     """Read and validate a contract file."""
-    try:
-        data = yaml.safe_load(path.read_text())
-    except (OSError, yaml.YAMLError) as exc:
-        raise ConfigError(f"{path}: cannot read contract: {exc}") from None
-    return parse_contract(data, str(path))
+    return parse_contract(read_yaml(path, "contract"), str(path))
 
 
 class Accrual(_Model):

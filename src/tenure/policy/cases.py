@@ -13,9 +13,9 @@ from pathlib import Path
 from typing import Any, Literal
 
 import msgspec
-import yaml
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, ValidationError, field_validator
 
+from tenure.documents import read_yaml
 from tenure.errors import ConfigError, field_errors
 from tenure.events.envelope import EVENT_TYPES
 from tenure.features.snapshot import Features, snapshot
@@ -94,12 +94,7 @@ class CaseResult:
 
 def load_cases(path: Path) -> CaseFile:
     """Read and validate a cases YAML file; errors name the case and field."""
-    try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise ConfigError(f"cases file not found: {path}") from None
-    except (OSError, yaml.YAMLError) as exc:
-        raise ConfigError(f"cannot read cases {path}: {exc}") from None
+    data = read_yaml(path, "cases")
     try:
         return CaseFile.model_validate(data)
     except ValidationError as exc:

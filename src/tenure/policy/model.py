@@ -20,6 +20,7 @@ from pydantic import (
     model_validator,
 )
 
+from tenure.documents import read_yaml
 from tenure.errors import ConfigError, field_errors
 from tenure.events.envelope import EVENT_TYPES
 from tenure.policy.conditions import check
@@ -279,13 +280,7 @@ def parse_policy(data: Any, origin: str = "policy") -> Policy:
 
 def load_policy(path: Path) -> Policy:
     """Read and validate a policy YAML file."""
-    try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise ConfigError(f"policy file not found: {path}") from None
-    except (OSError, UnicodeDecodeError, yaml.YAMLError) as exc:
-        raise ConfigError(f"cannot read policy {path}: {exc}") from None
-    return parse_policy(data, str(path))
+    return parse_policy(read_yaml(path, "policy"), str(path))
 
 
 DEFAULT_POLICY_YAML = """\

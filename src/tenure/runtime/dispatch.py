@@ -56,7 +56,6 @@ class Dispatcher:
         self.clock: Clock = clock or WallClock()
         self.activity_heartbeat_s = activity_heartbeat_s
 
-
     def _now(self) -> float:
         """The clock's time in epoch seconds (this edge counts leases and windows in numbers)."""
         return epoch(self.clock.now())

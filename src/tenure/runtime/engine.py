@@ -15,11 +15,11 @@ from tenure.policy.experiments import Evidence
 from tenure.policy.lifecycle import PolicySet
 from tenure.policy.lift import evidence_by_policy
 from tenure.policy.model import Policy
-from tenure.runtime import policies as policy_registry
 from tenure.runtime.clock import Clock
-from tenure.runtime.models import scorer_for
 from tenure.runtime.pipeline import DEFAULT_BATCH_SIZE, Pipeline
 from tenure.scoring.types import Scorer
+from tenure.services import policies as policy_registry
+from tenure.services.models import scorer_for
 from tenure.store.db import Store
 from tenure.store.queries import lift_inputs, segments
 from tenure.workspace import Workspace

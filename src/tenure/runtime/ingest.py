@@ -9,8 +9,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO
 
-import yaml
-
+from tenure.documents import read_yaml
 from tenure.errors import ConfigError, InputError
 from tenure.events.envelope import Event
 from tenure.events.parse import CsvMapping, LineParser, Reject, read_csv
@@ -80,10 +79,7 @@ def load_mapping(path: Path | None, pairs: list[str], constants: list[str]) -> C
     payload: dict[str, str] = {}
     fixed: dict[str, str] = {}
     if path is not None:
-        try:
-            data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
-        except (OSError, yaml.YAMLError) as exc:
-            raise ConfigError(f"cannot read CSV mapping {path}: {exc}") from None
+        data = read_yaml(path, "CSV mapping") or {}
         if not isinstance(data, dict):
             raise ConfigError(f"{path}: expected a mapping with columns/payload/constants")
         unknown = sorted(set(data) - {"columns", "payload", "constants"})

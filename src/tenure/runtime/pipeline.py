@@ -35,8 +35,6 @@ from tenure.journeys.inputs import (
     JourneySignal,
     JourneyStart,
     OutboxMessage,
-    outbox_kind,
-    outbox_payload,
 )
 from tenure.journeys.library import JourneyLibrary
 from tenure.journeys.spec import JourneyError
@@ -58,12 +56,12 @@ from tenure.policy.guardrails import CONTACT_MEMORY_S, GuardrailSettings
 from tenure.policy.inputs import DecisionInputs
 from tenure.policy.lifecycle import PolicySet
 from tenure.policy.model import Policy
-from tenure.runtime import personal
 from tenure.runtime.clock import Clock, EventClock
-from tenure.runtime.loyalty import accrue_in, recalc_tiers_in, redeem_in
 from tenure.scoring.baseline import BaselineScorer
 from tenure.scoring.types import Score, Scorer, explained
-from tenure.store import acts, repo
+from tenure.services.loyalty import accrue_in, recalc_tiers_in, redeem_in
+from tenure.store import acts, personal, repo
+from tenure.store.acts import journey_row, outbox_row
 from tenure.store.db import Store
 
 DEFAULT_BATCH_SIZE = 40_000
@@ -248,38 +246,6 @@ def _collector_per_batch() -> Iterator[None]:
     finally:
         if was_enabled:
             gc.enable()
-
-
-def outbox_row(
-    message: OutboxMessage, key: str, decision_id: str, at: dt.datetime
-) -> dict[str, Any]:
-    """The outbox row carrying `message` under its idempotency key."""
-    return {
-        "idempotency_key": key,
-        "decision_id": decision_id,
-        "kind": outbox_kind(message),
-        "payload": outbox_payload(message),
-        "created_at": at,
-        "attempts": 0,
-    }
-
-
-def journey_row(start: JourneyStart, at: dt.datetime) -> dict[str, Any]:
-    """The journeys-table row of a journey the decision starts (status pending)."""
-    return {
-        "decision_id": start.decision_id,
-        "customer_id": start.customer_id,
-        "journey_id": start.journey["id"],
-        "journey_hash": start.journey_hash,
-        "action_id": start.action_id,
-        "channel": start.channel,
-        "status": "pending",
-        "listens": start.listens,
-        "sends": [],
-        "started_at": at,
-        "updated_at": at,
-        "ends_by": at + dt.timedelta(seconds=start.journey_horizon_s),
-    }
 
 
 def _with_sends(memory: dict[str, Any], sends: list[list[Any]] | None) -> dict[str, Any]:

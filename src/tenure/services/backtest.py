@@ -11,9 +11,9 @@ import numpy as np
 from tenure.errors import InputError
 from tenure.events.envelope import Event
 from tenure.features.training import Churn, rolling_cutoffs, training_set
-from tenure.runtime.models import fit_purchases
 from tenure.scoring import bgnbd, gbm
 from tenure.scoring.model import PurchaseModels, purchase_summaries
+from tenure.services.models import fit_purchases
 
 
 def _bgnbd_scores(
@@ -41,14 +41,8 @@ def _bgnbd_scores(
     }
 
 
-def backtest(
-    events: Sequence[Event],
-    cutoff: dt.datetime,
-    horizon_days: float,
-    churn: Churn = "no-activity",
-    seed: int = 7,
-) -> dict[str, Any]:
-    """Evaluate BG/NBD and the classifier on what happened after `cutoff`."""
+def _check_window(events: Sequence[Event], cutoff: dt.datetime, horizon_days: float) -> dt.datetime:
+    """The first event's time, once the cut-off and horizon are known to fit in the history."""
     if not events:
         raise InputError("the events file holds no valid events")
     first = min(e.occurred_at for e in events)
@@ -62,17 +56,25 @@ def backtest(
             f"the history ends {last.isoformat()}, before the {horizon_days:g}-day "
             f"horizon after the cut-off does; move the cut-off earlier"
         )
-    examples = training_set(events, [cutoff], horizon_days, churn)
-    if not examples:
-        raise InputError("no customer is active (seen and not cancelled) at the cut-off")
-    x = gbm.matrix([e.features for e in examples])
-    y = np.array([e.churned for e in examples], dtype=float)
-    after = np.array([e.purchases_after for e in examples], dtype=float)
+    return first
 
-    # Temporal split when earlier cut-offs have complete labels before this one; else 5-fold
-    # cross-validation over customers at the cut-off itself.
+
+def _classifier(
+    events: Sequence[Event],
+    x: Any,
+    y: Any,
+    first: dt.datetime,
+    cutoff: dt.datetime,
+    horizon_days: float,
+    churn: Churn,
+    seed: int,
+) -> tuple[Any, str]:
+    """The classifier's predictions at the cut-off and how they were made.
+
+    Temporal split when earlier cut-offs have complete labels before this one; else 5-fold
+    cross-validation over customers at the cut-off itself.
+    """
     train_cuts = rolling_cutoffs(first, cutoff, horizon_days)
-    method = "cross-validation"
     if train_cuts:
         past = training_set(
             [e for e in events if e.occurred_at < cutoff], train_cuts, horizon_days, churn
@@ -85,13 +87,29 @@ def backtest(
             model = gbm.train(
                 gbm.matrix([e.features for e in past]), py, seed=seed, groups=past_groups
             )
-            p = model.predict(x)
-            method = f"temporal ({len(train_cuts)} earlier cut-offs)"
-    if method == "cross-validation":
-        try:
-            p = gbm.cross_validated(x, y, seed=seed)
-        except ValueError as exc:
-            raise InputError(f"cannot evaluate the classifier: {exc}") from None
+            return model.predict(x), f"temporal ({len(train_cuts)} earlier cut-offs)"
+    try:
+        return gbm.cross_validated(x, y, seed=seed), "cross-validation"
+    except ValueError as exc:
+        raise InputError(f"cannot evaluate the classifier: {exc}") from None
+
+
+def backtest(
+    events: Sequence[Event],
+    cutoff: dt.datetime,
+    horizon_days: float,
+    churn: Churn = "no-activity",
+    seed: int = 7,
+) -> dict[str, Any]:
+    """Evaluate BG/NBD and the classifier on what happened after `cutoff`."""
+    first = _check_window(events, cutoff, horizon_days)
+    examples = training_set(events, [cutoff], horizon_days, churn)
+    if not examples:
+        raise InputError("no customer is active (seen and not cancelled) at the cut-off")
+    x = gbm.matrix([e.features for e in examples])
+    y = np.array([e.churned for e in examples], dtype=float)
+    after = np.array([e.purchases_after for e in examples], dtype=float)
+    p, method = _classifier(events, x, y, first, cutoff, horizon_days, churn, seed)
 
     buyers = [i for i, e in enumerate(examples) if e.features.purchases_total > 0]
     purchases = fit_purchases([examples[i].features for i in buyers])

@@ -8,15 +8,12 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import select
-
 from tenure.events.envelope import Event
 from tenure.policy.model import Policy
 from tenure.runtime.clock import EventClock
 from tenure.runtime.engine import Engine, Learned, learned
 from tenure.runtime.pipeline import DEFAULT_BATCH_SIZE
-from tenure.store import repo
-from tenure.store import schema as t
+from tenure.store import queries
 from tenure.store.db import Store
 
 
@@ -34,20 +31,8 @@ def _decisions(
         engine.pipeline(
             policy, clock=EventClock(), batch_size=batch_size, into=store, knowledge=knowledge
         ).run(iter(events), f"diff:{name}")
-        d = t.decisions.c
         with store.reader() as conn:
-            rows = repo.rows(
-                conn,
-                select(
-                    d.customer_id,
-                    d.decided_at,
-                    d.status,
-                    d.action_id,
-                    d.guardrail,
-                    d.risk,
-                    d.trigger_event_id,
-                ).order_by(d.customer_id, d.decided_at, d.trigger_event_id),
-            )
+            rows = queries.decision_outcomes(conn)
     finally:
         store.close()
     out: dict[str, list[dict[str, Any]]] = {}

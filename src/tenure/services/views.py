@@ -5,15 +5,14 @@ from __future__ import annotations
 import datetime as dt
 from typing import Any
 
-from sqlalchemy import Connection, select
+from sqlalchemy import Connection
 
 from tenure.features.snapshot import snapshot
 from tenure.loyalty.ledger import member_account
-from tenure.runtime.models import scorer_for
-from tenure.runtime.personal import personal
 from tenure.scoring.types import Scorer, explained
-from tenure.store import acts, queries
-from tenure.store import schema as t
+from tenure.services.models import scorer_for
+from tenure.store import acts, ledger, queries
+from tenure.store.personal import personal
 
 
 def customer_view(
@@ -29,8 +28,7 @@ def customer_view(
     scorer = scorer or scorer_for(conn)  # a service passes the one it loaded at start
     score = explained(scorer, [features], scorer.score_many([features]))[0]
     account = member_account(programme, customer_id)
-    ac = t.ledger_accounts.c
-    row = conn.execute(select(t.ledger_accounts).where(ac.account_id == account)).first()
+    posted, available = ledger.balances(conn, account) or (0, 0)
     tier = queries.tier(conn, programme, customer_id)
     return {
         "customer_id": customer_id,
@@ -45,8 +43,8 @@ def customer_view(
         ],
         "loyalty": {
             "programme": programme,
-            "posted": int(row.posted_cr - row.posted_dr) if row else 0,
-            "available": int(row.posted_cr - row.posted_dr - row.pending_dr) if row else 0,
+            "posted": posted,
+            "available": available,
             "tier": tier,
         },
     }

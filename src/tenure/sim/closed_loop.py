@@ -206,15 +206,11 @@ def run(
     specs = _journey_specs(policy, journeys)
     channel_of = {a.id: a.channel for a in policy.actions}
     outcomes: Counter[str] = Counter()
-    messages = 0
-    carried = 0.0  # budget given back by compensated journeys, spent by later cohorts
+    messages, carried = 0, 0.0  # carried: budget compensated journeys gave back, for later
     pop = population(spec)
     costs = {a.id: a.cost for a in policy.actions}
-    first_cost = costs[policy.actions[0].id]
-    budget = spec.budget if spec.budget is not None else 0.1 * spec.customers * first_cost
-    guardrails = GuardrailSettings(
-        caps=(), quiet_hours=None, control_share=spec.control_share, control_salt=f"sim-{spec.seed}"
-    )
+    budget = _budget(spec, costs[policy.actions[0].id])
+    guardrails = _guardrails(spec)
     rng = np.random.default_rng(spec.seed + 1)
     treated = np.zeros(spec.customers, dtype=bool)
     control = np.zeros(spec.customers, dtype=bool)
@@ -226,16 +222,7 @@ def run(
         idx = np.flatnonzero((pop.arrival >= start) & (pop.arrival < start + spec.cohort_days))
         # Outcomes of cohorts whose horizon has passed are known: that is all the policy learns.
         known = np.flatnonzero((treated | control) & (pop.arrival + spec.horizon_days <= start))
-        arms: dict[str, list[int]] = {}
-        for j in known:
-            churned = int(pop.draw[j] < _churn_probability(pop, j, treated[j]))
-            arm = action_of[int(j)] if treated[j] else "control"
-            where = cell(str(pop.segment[j]), float(round(pop.risk[j], 6)))
-            for key in (segment_key(arm, None), segment_key(arm, where)):
-                k_n = arms.setdefault(key, [0, 0])
-                k_n[0] += churned
-                k_n[1] += 1
-        evidence = Evidence({k: (v[0], v[1]) for k, v in arms.items()})
+        evidence = _evidence(pop, known, treated, action_of)
         ranked = _choose(mode, idx, pop, policy, evidence, guardrails, rng)
         allowance = budget * len(idx) / spec.customers + carried
         carried = 0.0
@@ -255,15 +242,8 @@ def run(
             spent[i] = costs[action]
             allowance -= costs[action]
             saved = bool(pop.churn[i] * (1 - pop.response[i]) <= pop.draw[i] < pop.churn[i])
-            outcome, released, sent = _run_journey(
-                specs[action],
-                int(i),
-                action,
-                channel_of[action],
-                costs[action],
-                int(pop.arrival[i]),
-                saved,
-            )
+            journey = (specs[action], int(i), action, channel_of[action], costs[action])
+            outcome, released, sent = _run_journey(*journey, int(pop.arrival[i]), saved)
             outcomes[outcome] += 1
             messages += sent
             spent[i] -= released
@@ -281,6 +261,32 @@ def run(
         "control": int(control.sum()),
         "explored": int(exploring.sum()),
     }
+
+
+def _budget(spec: SimSpec, first_cost: float) -> float:
+    """The run's budget: as given, else enough for a tenth of customers at the first action."""
+    return spec.budget if spec.budget is not None else 0.1 * spec.customers * first_cost
+
+
+def _guardrails(spec: SimSpec) -> GuardrailSettings:
+    """No caps or quiet hours in the simulation; its own control group, salted by the seed."""
+    return GuardrailSettings(
+        caps=(), quiet_hours=None, control_share=spec.control_share, control_salt=f"sim-{spec.seed}"
+    )
+
+
+def _evidence(pop: Population, known: Any, treated: Any, action_of: Mapping[int, str]) -> Evidence:
+    """Churned and total per arm, overall and per cell, over customers with known outcomes."""
+    arms: dict[str, list[int]] = {}
+    for j in known:
+        churned = int(pop.draw[j] < _churn_probability(pop, j, treated[j]))
+        arm = action_of[int(j)] if treated[j] else "control"
+        where = cell(str(pop.segment[j]), float(round(pop.risk[j], 6)))
+        for key in (segment_key(arm, None), segment_key(arm, where)):
+            k_n = arms.setdefault(key, [0, 0])
+            k_n[0] += churned
+            k_n[1] += 1
+    return Evidence({k: (v[0], v[1]) for k, v in arms.items()})
 
 
 def _churn_probability(pop: Population, i: int, treated: bool) -> float:

@@ -8,6 +8,7 @@ from typing import Any
 
 from sqlalchemy import Connection, case, desc, func, select, update
 
+from tenure.journeys.inputs import JourneyStart, OutboxMessage, outbox_kind, outbox_payload
 from tenure.store import schema as t
 from tenure.store.repo import _among, _insert
 from tenure.times import from_epoch
@@ -228,4 +229,70 @@ def release_budget(conn: Connection, policy_id: str, period: str, amount: float)
         update(t.budgets)
         .where(b.policy_id == policy_id, b.period == period)
         .values(spent=case((b.spent > amount, b.spent - amount), else_=0.0))
+    )
+
+
+# ---------------------------------------------------------------- rows of typed messages
+
+
+def outbox_row(
+    message: OutboxMessage, key: str, decision_id: str, at: dt.datetime
+) -> dict[str, Any]:
+    """The outbox row carrying `message` under its idempotency key."""
+    return {
+        "idempotency_key": key,
+        "decision_id": decision_id,
+        "kind": outbox_kind(message),
+        "payload": outbox_payload(message),
+        "created_at": at,
+        "attempts": 0,
+    }
+
+
+def journey_row(start: JourneyStart, at: dt.datetime) -> dict[str, Any]:
+    """The journeys-table row of a journey the decision starts (status pending)."""
+    return {
+        "decision_id": start.decision_id,
+        "customer_id": start.customer_id,
+        "journey_id": start.journey["id"],
+        "journey_hash": start.journey_hash,
+        "action_id": start.action_id,
+        "channel": start.channel,
+        "status": "pending",
+        "listens": start.listens,
+        "sends": [],
+        "started_at": at,
+        "updated_at": at,
+        "ends_by": at + dt.timedelta(seconds=start.journey_horizon_s),
+    }
+
+
+def decision_times(conn: Connection) -> dict[str, dt.datetime]:
+    """When each decision was made, by decision id."""
+    d = t.decisions.c
+    return dict(conn.execute(select(d.decision_id, d.decided_at)).all())  # type: ignore[arg-type]
+
+
+def any_open_journey(conn: Connection) -> bool:
+    """Whether any journey is still pending or running."""
+    j = t.journeys.c
+    return conn.execute(select(j.decision_id).where(j.status.in_(OPEN_JOURNEY))).first() is not None
+
+
+def granted(conn: Connection, keys: list[str]) -> list[tuple[str, int]]:
+    """The grants among `keys` still standing, with the points each gave (0 for an offer)."""
+    d = t.deliveries.c
+    rows = conn.execute(
+        select(d.key, d.payload).where(d.key.in_(keys), d.status == "granted")
+    ).all()
+    return [(key, int((payload or {}).get("points") or 0)) for key, payload in rows]
+
+
+def revoke_granted(conn: Connection, keys: list[str], at: dt.datetime) -> None:
+    """Mark the standing grants among `keys` revoked."""
+    d = t.deliveries.c
+    conn.execute(
+        t.deliveries.update()
+        .where(d.key.in_(keys), d.status == "granted")
+        .values(status="revoked", updated_at=at)
     )

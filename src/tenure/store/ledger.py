@@ -114,6 +114,12 @@ def load(
 
 def save(conn: Connection, before: Book, after: Book) -> None:
     """Write what `post` changed: balances, lots, new transfers with their entries, statuses."""
+    _save_accounts(conn, before, after)
+    _save_transfers(conn, before, after)
+    _save_lots(conn, before, after)
+
+
+def _save_accounts(conn: Connection, before: Book, after: Book) -> None:
     changed = [a for k, a in after.accounts.items() if before.accounts.get(k) != a]
     fresh = [
         {"account_id": a.id, **dict.fromkeys(_BALANCES, 0)}
@@ -129,29 +135,30 @@ def save(conn: Connection, before: Book, after: Book) -> None:
             .values({k: bindparam(f"a_{k}") for k in _BALANCES}),
             [{"a_id": a.id, **{f"a_{k}": getattr(a, k) for k in _BALANCES}} for a in changed],
         )
+
+
+def _transfer_row(x: Transfer) -> dict[str, Any]:
+    return {
+        "transfer_id": x.id,
+        "kind": x.kind,
+        "debit": x.debit,
+        "credit": x.credit,
+        "amount": x.amount,
+        "at": x.at,
+        "status": x.status,
+        "payload_hash": x.payload_hash,
+        "pending_id": x.pending_id or None,
+        "timeout_at": x.timeout_at,
+        "lots": [list(p) for p in x.lots],
+        "unbacked": x.unbacked,
+        "ref": x.ref or None,
+    }
+
+
+def _save_transfers(conn: Connection, before: Book, after: Book) -> None:
     new = [x for k, x in after.transfers.items() if k not in before.transfers]
     if new:
-        conn.execute(
-            t.ledger_transfers.insert(),
-            [
-                {
-                    "transfer_id": x.id,
-                    "kind": x.kind,
-                    "debit": x.debit,
-                    "credit": x.credit,
-                    "amount": x.amount,
-                    "at": x.at,
-                    "status": x.status,
-                    "payload_hash": x.payload_hash,
-                    "pending_id": x.pending_id or None,
-                    "timeout_at": x.timeout_at,
-                    "lots": [list(p) for p in x.lots],
-                    "unbacked": x.unbacked,
-                    "ref": x.ref or None,
-                }
-                for x in new
-            ],
-        )
+        conn.execute(t.ledger_transfers.insert(), [_transfer_row(x) for x in new])
         rows = [
             {"transfer_id": x.id, "account_id": account, "amount": amount}
             for x in new
@@ -171,28 +178,32 @@ def save(conn: Connection, before: Book, after: Book) -> None:
             .values(status=bindparam("t_status")),
             resolved,
         )
+
+
+def _save_lots(conn: Connection, before: Book, after: Book) -> None:
     lots = [lot for k, lot in after.lots.items() if before.lots.get(k) != lot]
-    if lots:
-        stmt = _insert(conn, t.ledger_lots)
-        stmt = stmt.on_conflict_do_update(
-            index_elements=[t.ledger_lots.c.lot_id],
-            set_={"remaining": stmt.excluded.remaining, "reserved": stmt.excluded.reserved},
-        )
-        conn.execute(
-            stmt,
-            [
-                {
-                    "lot_id": lot.lot_id,
-                    "account_id": lot.account,
-                    "earned_at": lot.earned_at,
-                    "expires_at": lot.expires_at,
-                    "amount": lot.amount,
-                    "remaining": lot.remaining,
-                    "reserved": lot.reserved,
-                }
-                for lot in lots
-            ],
-        )
+    if not lots:
+        return
+    stmt = _insert(conn, t.ledger_lots)
+    stmt = stmt.on_conflict_do_update(
+        index_elements=[t.ledger_lots.c.lot_id],
+        set_={"remaining": stmt.excluded.remaining, "reserved": stmt.excluded.reserved},
+    )
+    conn.execute(
+        stmt,
+        [
+            {
+                "lot_id": lot.lot_id,
+                "account_id": lot.account,
+                "earned_at": lot.earned_at,
+                "expires_at": lot.expires_at,
+                "amount": lot.amount,
+                "remaining": lot.remaining,
+                "reserved": lot.reserved,
+            }
+            for lot in lots
+        ],
+    )
 
 
 def post_in(conn: Connection, requests: Sequence[Request], now: float) -> list[str]:
@@ -242,3 +253,25 @@ def pending_ids_of(conn: Connection, account_id: str) -> list[str]:
     tr = t.ledger_transfers.c
     query = select(tr.transfer_id).where(tr.debit == account_id, tr.status == "pending")
     return sorted(conn.execute(query).scalars())
+
+
+def balances(conn: Connection, account_id: str) -> tuple[int, int] | None:
+    """An account's posted and available points (read only; None when it has no entries)."""
+    ac = t.ledger_accounts.c
+    row = conn.execute(select(t.ledger_accounts).where(ac.account_id == account_id)).first()
+    if row is None:
+        return None
+    posted = int(row.posted_cr - row.posted_dr)
+    return posted, posted - int(row.pending_dr)
+
+
+def clawbacks(conn: Connection, start_s: float, end_s: float) -> list[tuple[str, int]]:
+    """(credited account, amount) of the posted clawbacks at times in [start_s, end_s)."""
+    tr = t.ledger_transfers.c
+    query = select(tr.credit, tr.amount).where(
+        tr.kind == "clawback",
+        tr.status == "posted",
+        tr.at >= start_s,
+        tr.at < end_s,
+    )
+    return [(credit, amount) for credit, amount in conn.execute(query)]

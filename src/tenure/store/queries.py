@@ -345,3 +345,21 @@ def tier(conn: Connection, programme: str, customer_id: str) -> str | None:
     return conn.execute(
         select(lt.tier).where(lt.programme == programme, lt.customer_id == customer_id)
     ).scalar()
+
+
+def decision_outcomes(conn: Connection) -> list[dict[str, Any]]:
+    """Every decision's customer, time, status, action, guardrail, risk and trigger, in
+    customer and time order (what `policy diff` compares)."""
+    d = t.decisions.c
+    return repo.rows(
+        conn,
+        select(
+            d.customer_id,
+            d.decided_at,
+            d.status,
+            d.action_id,
+            d.guardrail,
+            d.risk,
+            d.trigger_event_id,
+        ).order_by(d.customer_id, d.decided_at, d.trigger_event_id),
+    )

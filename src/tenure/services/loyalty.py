@@ -16,13 +16,13 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import msgspec
-from sqlalchemy import Connection, bindparam, select
 
 from tenure.audit.chain import chain
 from tenure.errors import InputError
 from tenure.events.envelope import Event
-from tenure.loyalty.contracts import Contract, capped, earn, split
+from tenure.loyalty.contracts import Accrual, Contract, Version, capped, earn, split
 from tenure.loyalty.ledger import (
+    Book,
     Request,
     breakage_account,
     expiries_due,
@@ -35,9 +35,9 @@ from tenure.loyalty.ledger import (
 )
 from tenure.loyalty.tiers import Change, Standing, Tiers, evaluate
 from tenure.store import ledger, repo
-from tenure.store import schema as t
+from tenure.store import loyalty as loyalty_store
 from tenure.store.db import Store
-from tenure.store.repo import _among, _insert
+from tenure.store.loyalty import Connection, UsageKey
 from tenure.times import iso_from_epoch
 
 EARNING_TYPES = ("purchase", "service")
@@ -55,6 +55,18 @@ class AccrualSummary:
     customers: set[str] = field(default_factory=set)  # who earned
 
 
+@dataclass(frozen=True)
+class _Plan:
+    """One event's accrual before caps, with the cap usage keys it counts against."""
+
+    event: Event
+    contract: Contract
+    version: Version
+    accrual: Accrual
+    contract_key: UsageKey
+    customer_key: UsageKey
+
+
 def _as_mapping(e: Event) -> dict[str, Any]:
     return {
         "type": e.type,
@@ -64,34 +76,6 @@ def _as_mapping(e: Event) -> dict[str, Any]:
         "partner_id": e.partner_id,
         "payload": e.payload if isinstance(e.payload, dict) else msgspec.to_builtins(e.payload),
     }
-
-
-def _usage(
-    conn: Connection, keys: Sequence[tuple[str, str, str]]
-) -> dict[tuple[str, str, str], int]:
-    """Cap usage for these (contract, scope, period) keys, created at zero and locked."""
-    if not keys:
-        return {}
-    conn.execute(
-        _insert(conn, t.contract_usage).on_conflict_do_nothing(),
-        [{"contract_id": c, "scope": s, "period": p, "points": 0} for c, s, p in sorted(set(keys))],
-    )
-    u = t.contract_usage.c
-    # Only the rows of these scopes and periods: the table grows by customer and month, and a
-    # batch must neither read nor lock all of it.
-    query = (
-        select(u.contract_id, u.scope, u.period, u.points)
-        .where(
-            u.contract_id.in_(sorted({c for c, _, _ in keys})),
-            u.period.in_(sorted({p for _, _, p in keys})),
-            _among(conn, u.scope, sorted({s for _, s, _ in keys})),
-        )
-        .order_by(u.contract_id, u.scope, u.period)
-    )
-    if conn.dialect.name == "postgresql":
-        query = query.with_for_update()
-    wanted = set(keys)
-    return {(c, s, p): int(n) for c, s, p, n in conn.execute(query) if (c, s, p) in wanted}
 
 
 def accrue(
@@ -116,18 +100,30 @@ def accrue_in(
     summary.events = len(candidates)
     if not candidates:
         return summary
-    a = t.loyalty_accruals.c
-    done = set(
-        conn.execute(
-            select(a.event_id).where(_among(conn, a.event_id, [e.event_id for e in candidates]))
-        ).scalars()
-    )
+    done = loyalty_store.accrued_event_ids(conn, [e.event_id for e in candidates])
     todo = sorted(
         (e for e in candidates if e.event_id not in done),
         key=lambda e: (e.occurred_at, e.event_id),
     )
+    plans = _plans(contracts, todo)
+    used = loyalty_store.lock_usage(
+        conn, [k for p in plans for k in (p.contract_key, p.customer_key)]
+    )
+    rows, requests = _grant(plans, used, summary)
+    results = ledger.post_in(conn, requests, now)
+    bad = [
+        (r.id, res) for r, res in zip(requests, results, strict=True) if res not in ("ok", "exists")
+    ]
+    if bad:
+        raise RuntimeError(f"ledger refused accruals: {bad[:3]}")  # rolls the batch back
+    loyalty_store.save_usage(conn, used)
+    loyalty_store.insert_accruals(conn, rows)
+    return summary
+
+
+def _plans(contracts: Sequence[Contract], todo: Sequence[Event]) -> list[_Plan]:
+    """What each event earns under its contract's version, and the caps it counts against."""
     plans = []
-    keys: list[tuple[str, str, str]] = []
     for e in todo:
         contract = next(c for c in contracts if c.covers(e.partner_id))
         accrual = earn(contract, _as_mapping(e))
@@ -142,39 +138,35 @@ def accrue_in(
             e.customer_id,
             version.customer_cap.key(at) if version.customer_cap else "-",
         )
-        keys += [ckey, ukey]
-        plans.append((e, contract, version, accrual, ckey, ukey))
-    used = _usage(conn, keys)
+        plans.append(_Plan(e, contract, version, accrual, ckey, ukey))
+    return plans
+
+
+def _grant(
+    plans: Sequence[_Plan], used: dict[UsageKey, int], summary: AccrualSummary
+) -> tuple[list[dict[str, Any]], list[Request]]:
+    """Apply the caps in order (counting into `used` and `summary`): accrual rows and postings."""
     rows, requests = [], []
-    for e, contract, version, accrual, ckey, ukey in plans:
+    for plan in plans:
+        e, accrual = plan.event, plan.accrual
         granted, reason = capped(
-            accrual, version, e.occurred_at.astimezone(dt.UTC), used[ckey], used[ukey]
+            accrual,
+            plan.version,
+            e.occurred_at.astimezone(dt.UTC),
+            used[plan.contract_key],
+            used[plan.customer_key],
         )
-        used[ckey] += granted
-        used[ukey] += granted
-        shares = split(accrual.shares, accrual.points, granted, contract.oem)
-        member = member_account(contract.programme, e.customer_id)
-        funders = sorted(shares)
-        for i, funder in enumerate(funders):
-            requests.append(
-                Request(
-                    f"accrue:{e.event_id}:{funder}",
-                    "accrue",
-                    funder_account(funder),
-                    member,
-                    shares[funder],
-                    at=e.occurred_at.timestamp(),
-                    linked=i < len(funders) - 1,
-                    ref=e.event_id,
-                )
-            )
+        used[plan.contract_key] += granted
+        used[plan.customer_key] += granted
+        shares = split(accrual.shares, accrual.points, granted, plan.contract.oem)
+        requests += _funding_requests(plan.contract, e, shares)
         rows.append(
             {
                 "event_id": e.event_id,
                 "customer_id": e.customer_id,
                 "partner_id": e.partner_id,
                 "occurred_at": e.occurred_at,
-                "contract_id": contract.id,
+                "contract_id": plan.contract.id,
                 "version_from": accrual.version_from,
                 "rule_id": accrual.rule_id,
                 "requested": accrual.points,
@@ -189,30 +181,26 @@ def accrue_in(
         summary.refused_points += accrual.points - granted
         if reason:
             summary.refusals.append(f"{e.event_id}: {reason}")
-    results = ledger.post_in(conn, requests, now)
-    bad = [
-        (r.id, res) for r, res in zip(requests, results, strict=True) if res not in ("ok", "exists")
-    ]
-    if bad:
-        raise RuntimeError(f"ledger refused accruals: {bad[:3]}")  # rolls the batch back
-    if used:
-        u = t.contract_usage.c
-        conn.execute(
-            t.contract_usage.update()
-            .where(
-                u.contract_id == bindparam("u_contract"),
-                u.scope == bindparam("u_scope"),
-                u.period == bindparam("u_period"),
-            )
-            .values(points=bindparam("u_points")),
-            [
-                {"u_contract": c, "u_scope": s, "u_period": p, "u_points": n}
-                for (c, s, p), n in used.items()
-            ],
+    return rows, requests
+
+
+def _funding_requests(contract: Contract, e: Event, shares: dict[str, int]) -> list[Request]:
+    """One linked transfer per funder, from the funder's account to the member's."""
+    member = member_account(contract.programme, e.customer_id)
+    funders = sorted(shares)
+    return [
+        Request(
+            f"accrue:{e.event_id}:{funder}",
+            "accrue",
+            funder_account(funder),
+            member,
+            shares[funder],
+            at=e.occurred_at.timestamp(),
+            linked=i < len(funders) - 1,
+            ref=e.event_id,
         )
-    if rows:
-        conn.execute(t.loyalty_accruals.insert(), rows)
-    return summary
+        for i, funder in enumerate(funders)
+    ]
 
 
 def _month(period: str) -> tuple[dt.datetime, dt.datetime]:
@@ -224,55 +212,40 @@ def _month(period: str) -> tuple[dt.datetime, dt.datetime]:
 
 def funded_points(conn: Connection, partner: str, period: str) -> dict[str, int]:
     """Per event (reference), the points `partner` funded in `period` (YYYY-MM, by event time)."""
-    a = t.loyalty_accruals.c
     start, end = _month(period)
-    query = select(a.event_id, a.shares).where(a.occurred_at >= start, a.occurred_at < end)
     out = {}
-    for event_id, shares in conn.execute(query):
+    for event_id, shares in loyalty_store.shares_by_event(conn, start, end):
         if shares.get(partner):
             out[event_id] = int(shares[partner])
-    pa = t.partner_adjustments.c
-    approved = select(pa.reference, pa.points).where(
-        pa.partner == partner, pa.period == period, pa.status == "approved"
-    )
-    for reference, points in conn.execute(approved):
+    for reference, points in loyalty_store.approved_points(conn, partner, period):
         out[reference] = out.get(reference, 0) + int(points)
     return out
+
+
+def _contract_of(contracts: Sequence[Contract], partner: str) -> str:
+    """The id of the contract covering a partner ("-": none does)."""
+    contract = next((c for c in contracts if c.covers(partner)), None)
+    return contract.id if contract else "-"
 
 
 def settlement(
     conn: Connection, contracts: Sequence[Contract], period: str
 ) -> list[dict[str, Any]]:
     """Per contract and funder: points funded in the period and the amount owed for them."""
-    a = t.loyalty_accruals.c
     start, end = _month(period)
     by_id = {c.id: c for c in contracts}
     totals: dict[tuple[str, str], int] = {}
-    query = select(a.contract_id, a.shares).where(a.occurred_at >= start, a.occurred_at < end)
-    for contract_id, shares in conn.execute(query):
+    for contract_id, shares in loyalty_store.shares_by_contract(conn, start, end):
         for funder, points in shares.items():
             totals[(contract_id, funder)] = totals.get((contract_id, funder), 0) + int(points)
     # Returns give funders their points back (clawbacks credit the funder's account).
-    tr = t.ledger_transfers.c
-    returned = select(tr.credit, tr.amount).where(
-        tr.kind == "clawback",
-        tr.status == "posted",
-        tr.at >= start.timestamp(),
-        tr.at < end.timestamp(),
-    )
-    for credit, amount in conn.execute(returned):
+    for credit, amount in ledger.clawbacks(conn, start.timestamp(), end.timestamp()):
         funder = credit.removeprefix("funder:")
-        contract = next((c for c in contracts if c.covers(funder)), None)
-        key = contract.id if contract else "-"
+        key = _contract_of(contracts, funder)
         totals[(key, funder)] = totals.get((key, funder), 0) - int(amount)
     # Approved adjustments move funding between a partner and its OEM.
-    pa = t.partner_adjustments.c
-    approved = select(pa.partner, pa.oem, pa.points).where(
-        pa.period == period, pa.status == "approved"
-    )
-    for partner, oem, points in conn.execute(approved):
-        contract = next((c for c in contracts if c.covers(partner)), None)
-        key = contract.id if contract else "-"
+    for partner, oem, points in loyalty_store.approved_moves(conn, period):
+        key = _contract_of(contracts, partner)
         totals[(key, partner)] = totals.get((key, partner), 0) + int(points)
         totals[(key, oem)] = totals.get((key, oem), 0) - int(points)
     rows = []
@@ -313,12 +286,7 @@ def redeem_in(
     )
     if not todo:
         return {}
-    r = t.loyalty_results.c
-    done = set(
-        conn.execute(
-            select(r.event_id).where(_among(conn, r.event_id, [e.event_id for e in todo]))
-        ).scalars()
-    )
+    done = loyalty_store.result_event_ids(conn, [e.event_id for e in todo])
     counts: dict[str, int] = {}
     rows = []
     for e in todo:
@@ -343,8 +311,7 @@ def redeem_in(
             }
         )
         counts[rows[-1]["result"]] = counts.get(rows[-1]["result"], 0) + 1
-    if rows:
-        conn.execute(t.loyalty_results.insert(), rows)
+    loyalty_store.insert_results(conn, rows)
     return counts
 
 
@@ -362,32 +329,18 @@ def _catalogue_price(
     return None
 
 
+_Requests = tuple[list[Request], int, str | None]  # postings, the points they move, a detail
+
+
 def _loyalty_requests(
     conn: Connection, contracts: Sequence[Contract], e: Event, p: dict[str, Any]
-) -> tuple[list[Request], int, str | None]:
+) -> _Requests:
+    """The postings one loyalty event asks for."""
     at = e.occurred_at.timestamp()
     programme = p.get("programme", "default")
     member = member_account(programme, e.customer_id)
     if e.type == "loyalty.redeem":
-        price = _catalogue_price(contracts, programme, p.get("item"), e.occurred_at)
-        if price is not None and price != int(p["points"]):
-            return (
-                [],
-                0,
-                f"item {p['item']!r} costs {price} points in the catalogue, not {p['points']}",
-            )
-        hold = Request(
-            f"redeem:{p['redemption_id']}",
-            "redeem",
-            member,
-            redemption_account(programme),
-            int(p["points"]),
-            at=at,
-            pending=True,
-            timeout_s=REDEMPTION_HOLD_S,
-            ref=e.event_id,
-        )
-        return [hold], int(p["points"]), p.get("item")
+        return _redeem_requests(contracts, e, p, programme, member)
     if e.type in ("loyalty.redeem_confirmed", "loyalty.redeem_cancelled"):
         kind = "post" if e.type.endswith("confirmed") else "void"
         return (
@@ -403,11 +356,39 @@ def _loyalty_requests(
             0,
             None,
         )
-    # loyalty.return: take back what the purchase earned, by the contract's return policy.
-    a = t.loyalty_accruals.c
-    row = conn.execute(
-        select(t.loyalty_accruals).where(a.event_id == p["purchase_event_id"])
-    ).first()
+    return _return_requests(conn, contracts, e, p, member)
+
+
+def _redeem_requests(
+    contracts: Sequence[Contract], e: Event, p: dict[str, Any], programme: str, member: str
+) -> _Requests:
+    """A redemption: a hold on the member's points, at the catalogue's price if listed."""
+    price = _catalogue_price(contracts, programme, p.get("item"), e.occurred_at)
+    if price is not None and price != int(p["points"]):
+        return (
+            [],
+            0,
+            f"item {p['item']!r} costs {price} points in the catalogue, not {p['points']}",
+        )
+    hold = Request(
+        f"redeem:{p['redemption_id']}",
+        "redeem",
+        member,
+        redemption_account(programme),
+        int(p["points"]),
+        at=e.occurred_at.timestamp(),
+        pending=True,
+        timeout_s=REDEMPTION_HOLD_S,
+        ref=e.event_id,
+    )
+    return [hold], int(p["points"]), p.get("item")
+
+
+def _return_requests(
+    conn: Connection, contracts: Sequence[Contract], e: Event, p: dict[str, Any], member: str
+) -> _Requests:
+    """A return: take back what the purchase earned, by the contract's return policy."""
+    row = loyalty_store.accrual(conn, p["purchase_event_id"])
     if row is None or not row.granted:
         return [], 0, f"purchase {p['purchase_event_id']} earned no points"
     contract = next((c for c in contracts if c.id == row.contract_id), None)
@@ -416,55 +397,69 @@ def _loyalty_requests(
     funders = sorted(row.shares)
     # Lock the member and every funder at once (in id order, like every other posting).
     book = ledger.load(conn, [], accounts=[member, *(funder_account(f) for f in funders)])
-    account = book.account(member)
     if policy == "pending_only":
-        # Exactly the purchase's own points still unspent, each from its own lot.
-        lots = {f: book.lots.get(f"accrue:{row.event_id}:{f}") for f in funders}
-        takes = {f: lot.free for f, lot in lots.items() if lot is not None and lot.free > 0}
-        amount = sum(takes.values())
-        if amount <= 0:
-            return [], 0, f"nothing to claw back under the {policy} return policy"
-        owned = sorted(takes)
-        requests = [
-            Request(
-                f"return:{row.event_id}:{f}",
-                "clawback",
-                member,
-                funder_account(f),
-                takes[f],
-                at=at,
-                lot_id=f"accrue:{row.event_id}:{f}",
-                linked=i < len(owned) - 1,
-                ref=e.event_id,
-            )
-            for i, f in enumerate(owned)
-        ]
+        requests, amount = _clawback_own_lots(book, row, e, member)
     else:
-        if policy == "allow_negative":
-            amount = int(row.granted)
-        else:
-            amount = min(int(row.granted), max(0, account.available))
-        if amount <= 0:
-            return [], 0, f"nothing to claw back under the {policy} return policy"
-        oem = contract.oem if contract else funders[0]
-        shares = split({k: int(v) for k, v in row.shares.items()}, int(row.granted), amount, oem)
-        owed = sorted(shares)
-        requests = [
-            Request(
-                f"return:{row.event_id}:{funder}",
-                "clawback",
-                member,
-                funder_account(funder),
-                shares[funder],
-                at=at,
-                allow_negative=policy == "allow_negative",
-                linked=i < len(owed) - 1,
-                ref=e.event_id,
-            )
-            for i, funder in enumerate(owed)
-        ]
+        requests, amount = _clawback_shares(book, row, e, member, policy, contract)
+    if amount <= 0:
+        return [], 0, f"nothing to claw back under the {policy} return policy"
     detail = None if amount == row.granted else f"{amount} of {row.granted} clawed back ({policy})"
     return requests, amount, detail
+
+
+def _clawback_own_lots(book: Book, row: Any, e: Event, member: str) -> tuple[list[Request], int]:
+    """Exactly the purchase's own points still unspent, each from its own lot."""
+    lots = {f: book.lots.get(f"accrue:{row.event_id}:{f}") for f in sorted(row.shares)}
+    takes = {f: lot.free for f, lot in lots.items() if lot is not None and lot.free > 0}
+    amount = sum(takes.values())
+    if amount <= 0:
+        return [], amount
+    owned = sorted(takes)
+    requests = [
+        Request(
+            f"return:{row.event_id}:{f}",
+            "clawback",
+            member,
+            funder_account(f),
+            takes[f],
+            at=e.occurred_at.timestamp(),
+            lot_id=f"accrue:{row.event_id}:{f}",
+            linked=i < len(owned) - 1,
+            ref=e.event_id,
+        )
+        for i, f in enumerate(owned)
+    ]
+    return requests, amount
+
+
+def _clawback_shares(
+    book: Book, row: Any, e: Event, member: str, policy: str, contract: Contract | None
+) -> tuple[list[Request], int]:
+    """The points granted (or as many as the balance holds), split like the funding was."""
+    if policy == "allow_negative":
+        amount = int(row.granted)
+    else:
+        amount = min(int(row.granted), max(0, book.account(member).available))
+    if amount <= 0:
+        return [], amount
+    oem = contract.oem if contract else sorted(row.shares)[0]
+    shares = split({k: int(v) for k, v in row.shares.items()}, int(row.granted), amount, oem)
+    owed = sorted(shares)
+    requests = [
+        Request(
+            f"return:{row.event_id}:{funder}",
+            "clawback",
+            member,
+            funder_account(funder),
+            shares[funder],
+            at=e.occurred_at.timestamp(),
+            allow_negative=policy == "allow_negative",
+            linked=i < len(owed) - 1,
+            ref=e.event_id,
+        )
+        for i, funder in enumerate(owed)
+    ]
+    return requests, amount
 
 
 def _metric(
@@ -478,25 +473,13 @@ def _metric(
     start = tiers.window_start(now)
     values = dict.fromkeys(customer_ids, 0.0)
     if tiers.metric == "spend_rolling":
-        ev = t.events.c
-        query = select(ev.customer_id, ev.payload).where(
-            _among(conn, ev.customer_id, customer_ids),
-            ev.type.in_(EARNING_TYPES),
-            ev.occurred_at >= start,
-            ev.occurred_at <= now,
-        )
-        for customer, payload in conn.execute(query):
+        spent = loyalty_store.spend_events(conn, customer_ids, EARNING_TYPES, start, now)
+        for customer, payload in spent:
             values[customer] += float((payload or {}).get("amount") or 0.0)
         return values
-    a = t.loyalty_accruals.c
-    query = select(a.customer_id, a.granted).where(
-        _among(conn, a.customer_id, customer_ids),
-        a.contract_id.in_(list(contract_ids)),
-        a.occurred_at >= start,
-        a.occurred_at <= now,
-    )
-    for customer, granted in conn.execute(query):
-        values[customer] += float(granted)
+    granted = loyalty_store.granted_by_customer(conn, customer_ids, contract_ids, start, now)
+    for customer, points in granted:
+        values[customer] += float(points)
     return values
 
 
@@ -515,45 +498,10 @@ def recalc_tiers_in(
     # Taken first: tier recalculations (pipeline batches, the scheduled run) go one at a time,
     # so the same change is never written, and audited, twice.
     head_seq, head_hash = repo.lock_audit_head(conn)
-    lt = t.loyalty_tiers.c
-    current = {
-        row.customer_id: Standing(row.tier, row.below_since)
-        for row in conn.execute(
-            select(t.loyalty_tiers).where(
-                lt.programme == programme, _among(conn, lt.customer_id, ids)
-            )
-        )
-    }
+    current = loyalty_store.standings(conn, programme, ids)
     values = _metric(conn, tiers, [c.id for c in contracts if c.programme == programme], ids, now)
-    changes: list[tuple[str, Change]] = []
-    rows = []
-    for cid in ids:
-        before = current.get(cid, Standing())
-        after, change = evaluate(tiers, before, values[cid], now)
-        if after == before and cid in current:
-            continue
-        rows.append(
-            {
-                "programme": programme,
-                "customer_id": cid,
-                "tier": after.tier,
-                "below_since": after.below_since,
-                "changed_at": now if change else None,
-            }
-        )
-        if change:
-            changes.append((cid, change))
-    if rows:
-        stmt = _insert(conn, t.loyalty_tiers)
-        stmt = stmt.on_conflict_do_update(
-            index_elements=[lt.programme, lt.customer_id],
-            set_={
-                "tier": stmt.excluded.tier,
-                "below_since": stmt.excluded.below_since,
-                "changed_at": stmt.excluded.changed_at,
-            },
-        )
-        conn.execute(stmt, rows)
+    rows, changes = _tier_rows(programme, tiers, current, values, ids, now)
+    loyalty_store.upsert_tiers(conn, rows)
     if changes:
         bodies = [
             {
@@ -572,6 +520,36 @@ def recalc_tiers_in(
     return changes
 
 
+def _tier_rows(
+    programme: str,
+    tiers: Tiers,
+    current: Mapping[str, Standing],
+    values: Mapping[str, float],
+    ids: Sequence[str],
+    now: dt.datetime,
+) -> tuple[list[dict[str, Any]], list[tuple[str, Change]]]:
+    """The standings to write (new or moved) and the tier changes among them."""
+    changes: list[tuple[str, Change]] = []
+    rows = []
+    for cid in ids:
+        before = current.get(cid, Standing())
+        after, change = evaluate(tiers, before, values[cid], now)
+        if after == before and cid in current:
+            continue
+        rows.append(
+            {
+                "programme": programme,
+                "customer_id": cid,
+                "tier": after.tier,
+                "below_since": after.below_since,
+                "changed_at": now if change else None,
+            }
+        )
+        if change:
+            changes.append((cid, change))
+    return rows, changes
+
+
 def recalc_all(
     store: Store,
     tiers_by_programme: Mapping[str, Tiers],
@@ -582,11 +560,8 @@ def recalc_all(
     out = []
     with store.transaction() as conn:
         for programme, tiers in sorted(tiers_by_programme.items()):
-            ids = set(conn.execute(select(t.loyalty_accruals.c.customer_id).distinct()).scalars())
-            lt = t.loyalty_tiers.c
-            ids |= set(
-                conn.execute(select(lt.customer_id).where(lt.programme == programme)).scalars()
-            )
+            ids = loyalty_store.accrued_customers(conn)
+            ids |= loyalty_store.tiered_customers(conn, programme)
             for cid, change in recalc_tiers_in(conn, programme, tiers, contracts, sorted(ids), now):
                 out.append((programme, cid, change))
     return out
@@ -618,22 +593,20 @@ def propose_adjustment(
         ).hexdigest()[:16]
     )
     with store.transaction() as conn:
-        conn.execute(
-            t.partner_adjustments.insert(),
-            [
-                {
-                    "adjustment_id": adjustment_id,
-                    "partner": partner,
-                    "oem": contract.oem,
-                    "period": period,
-                    "reference": reference,
-                    "points": points,
-                    "reason": reason,
-                    "author": author.strip(),
-                    "status": "proposed",
-                    "created_at": now,
-                }
-            ],
+        loyalty_store.insert_adjustment(
+            conn,
+            {
+                "adjustment_id": adjustment_id,
+                "partner": partner,
+                "oem": contract.oem,
+                "period": period,
+                "reference": reference,
+                "points": points,
+                "reason": reason,
+                "author": author.strip(),
+                "status": "proposed",
+                "created_at": now,
+            },
         )
     return adjustment_id
 
@@ -643,11 +616,7 @@ def approve_adjustment(
 ) -> dict[str, Any]:
     """Approve and post an adjustment: four eyes, so never by its author; exactly once."""
     with store.transaction() as conn:
-        pa = t.partner_adjustments.c
-        query = select(t.partner_adjustments).where(pa.adjustment_id == adjustment_id)
-        if conn.dialect.name == "postgresql":
-            query = query.with_for_update()  # two approvers at once: the second waits, then sees it
-        row = conn.execute(query).first()
+        row = loyalty_store.lock_adjustment(conn, adjustment_id)
         if row is None:
             raise InputError(f"no adjustment {adjustment_id!r} (see `tenure partner adjustments`)")
         if row.status != "proposed":
@@ -681,21 +650,13 @@ def approve_adjustment(
         )
         if result not in ("ok", "exists"):
             raise InputError(f"the ledger refused the adjustment: {result}")
-        conn.execute(
-            t.partner_adjustments.update()
-            .where(pa.adjustment_id == adjustment_id)
-            .values(status="approved", approved_by=approver, decided_at=now)
-        )
+        loyalty_store.approve_adjustment(conn, adjustment_id, approver, now)
         return {**row._asdict(), "status": "approved", "approved_by": approver}
 
 
 def adjustments(conn: Connection, partner: str | None = None) -> list[dict[str, Any]]:
     """Adjustments, newest first."""
-    pa = t.partner_adjustments.c
-    query = select(t.partner_adjustments).order_by(pa.created_at.desc())
-    if partner:
-        query = query.where(pa.partner == partner)
-    return [dict(r) for r in conn.execute(query).mappings()]
+    return loyalty_store.adjustments(conn, partner)
 
 
 def expire_run(store: Store, now: dt.datetime) -> dict[str, int]:
