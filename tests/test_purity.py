@@ -3,22 +3,11 @@
 from __future__ import annotations
 
 import re
-from pathlib import Path
 
 import pytest
 
-CORE = [
-    "events",
-    "features",
-    "scoring",
-    "policy",
-    "audit",
-    "sim",
-    "loyalty",
-    "journeys/machine.py",
-    "journeys/spec.py",
-]
-SRC = Path(__file__).resolve().parents[1] / "src" / "tenure"
+from tests.fixtures.core import CORE, SRC
+
 FORBIDDEN = re.compile(
     r"datetime\.now|datetime\.utcnow|date\.today|time\.time\(|time\.monotonic|"
     r"perf_counter|\bimport random\b|from random import|uuid\.uuid|"

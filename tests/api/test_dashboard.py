@@ -5,11 +5,9 @@ from __future__ import annotations
 
 import datetime as dt
 import re
-from pathlib import Path
 from typing import Any
 
 import pytest
-import yaml
 from fastapi.testclient import TestClient
 from sqlalchemy import select
 
@@ -17,97 +15,10 @@ from tenure.api import charts
 from tenure.api.app import create_app
 from tenure.api.auth import ROLES, create_token
 from tenure.api.dashboard import COOKIE, csrf_token
-from tenure.config import Settings, resolve
-from tenure.events.envelope import make_event
-from tenure.journeys.library import workspace_library
-from tenure.policy.guardrails import GuardrailSettings
-from tenure.policy.model import parse_policy
-from tenure.runtime import policies
-from tenure.runtime.pipeline import Pipeline
 from tenure.store import acts
 from tenure.store import schema as t
 from tenure.store.db import Store
-from tenure.workspace import load_contracts
-from tests.helpers import ev
-from tests.loyalty.test_contracts import CONTRACT
-
-# A policy that sends high-risk customers asking to cancel to the save desk (a person calls),
-# with a budget that runs out, and a control group so lift can be measured.
-SAVE_DESK = parse_policy(
-    {
-        "id": "save-desk",
-        "label": "call customers who ask to cancel",
-        "trigger": {"risk_at_least": 0.0, "on_events": ["subscription.cancel_requested"]},
-        "budget": {"amount": 100, "period": "month"},
-        "actions": [
-            {"id": "call", "channel": "email", "cost": 4.0, "uplift": 0.3, "journey": "save-desk"}
-        ],
-    }
-)
-GUARDRAILS = GuardrailSettings(control_share=0.3, quiet_hours=None)
-T0 = dt.datetime(2026, 1, 5, 12, 0, tzinfo=dt.UTC)
-CUSTOMERS = [f"c-{i:03d}" for i in range(1, 41)]
-
-
-def bought(customer: str, at: dt.datetime, amount: float, order: str) -> Any:
-    """Parts bought from dealer-1 (they earn points under the acme contract)."""
-    return make_event(
-        "purchase",
-        event_id=f"{customer}-{order}",
-        customer_id=customer,
-        occurred_at=at.isoformat(),
-        partner_id="dealer-1",
-        payload={"amount": amount, "product_line": "parts", "order_id": order},
-    )
-
-
-def history(customer: str, n: int) -> list[Any]:
-    """A paying customer who buys parts from dealer-1, asks to cancel on day 30; every third
-    one cancels a week later."""
-
-    def at(day: int) -> dt.datetime:
-        return T0 + dt.timedelta(days=day, minutes=n)
-
-    events = [
-        ev("consent.granted", customer, at=at(0), channel="email", purpose="marketing"),
-        ev("subscription.started", customer, at=at(0), plan="pro", mrr=50.0),
-        *[bought(customer, at(d), 80.0, f"{customer}-{d}") for d in (1, 10)],
-        ev("subscription.cancel_requested", customer, at=at(30), plan="pro", mrr=50.0),
-    ]
-    if n % 3 == 0:
-        events.append(ev("subscription.cancelled", customer, at=at(37), plan="pro"))
-    return events
-
-
-def build_workspace(ws: Path) -> Settings:
-    """A workspace with decisions (acted on, suppressed, control), journeys, points, a registered
-    policy with its lifecycle, and outcomes old enough to measure lift."""
-    (ws / "contracts").mkdir(parents=True)
-    (ws / "contracts" / "acme.yaml").write_text(yaml.safe_dump(CONTRACT))
-    settings = resolve(ws)
-    store = Store(settings.database_url)
-    now = dt.datetime(2026, 1, 1, tzinfo=dt.UTC)
-    with store.transaction() as conn:
-        version, _ = policies.register(conn, SAVE_DESK, "ana", now)
-        policies.promote(conn, version, "active", "bo", None, now)
-        live = policies.live_set(conn)
-    events = [e for n, c in enumerate(CUSTOMERS) for e in history(c, n)]
-    # Someone still active on day 75: outcomes of day-30 decisions are known (30-day window).
-    events.append(bought("z-late", T0 + dt.timedelta(days=75), 10.0, "late"))
-    pipeline = Pipeline(
-        store,
-        live,
-        guardrails=GUARDRAILS,
-        journeys=workspace_library(ws),
-        contracts=load_contracts(ws),
-    )
-    # Two runs, as two days of a live feed: the cancellations come after the decisions.
-    events.sort(key=lambda e: e.occurred_at)
-    cut = T0 + dt.timedelta(days=31)
-    pipeline.run(iter([e for e in events if e.occurred_at < cut]), "first")
-    pipeline.run(iter([e for e in events if e.occurred_at >= cut]), "second")
-    store.close()
-    return settings
+from tests.fixtures.dashboard import build_workspace
 
 
 def open_tasks_by_hand(store: Store, customers: int = 2) -> list[dict[str, Any]]:
@@ -313,6 +224,9 @@ def test_partners_page_settles_and_reconciles_a_statement(dashboard):
     assert "not on the statement" in result
     refused = client.post("/dashboard/partners/reconcile", data={**form, "csrf": "forged"})
     assert refused.status_code == 403 and "Form refused" in refused.text
+    # A token with characters compare_digest refuses as text is refused the same way, not a 500.
+    accented = client.post("/dashboard/partners/reconcile", data={**form, "csrf": "forgé"})
+    assert accented.status_code == 403 and "Form refused" in accented.text
 
 
 def test_resolving_a_task_needs_an_operator_and_the_session_csrf_token(dashboard):

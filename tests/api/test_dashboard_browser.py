@@ -32,7 +32,7 @@ from tenure.runtime.worker import courier_for, journey_worker
 from tenure.store import acts
 from tenure.store import schema as t
 from tenure.store.db import Store
-from tests.api.test_dashboard import GUARDRAILS, build_workspace
+from tests.fixtures.dashboard import GUARDRAILS, build_workspace
 
 CHROMIUM = Path("/usr/bin/chromium")
 CHROMEDRIVER = Path("/usr/bin/chromedriver")

@@ -17,7 +17,7 @@ from tenure.policy.model import default_policy
 from tenure.store import acts
 from tenure.store import schema as t
 from tenure.store.db import Store
-from tests.loyalty.test_contracts import CONTRACT
+from tests.fixtures.loyalty import CONTRACT
 
 SHARED = {
     **CONTRACT,

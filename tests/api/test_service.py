@@ -12,7 +12,7 @@ from tenure.api.app import create_app
 from tenure.api.auth import create_token
 from tenure.config import resolve
 from tenure.store.db import Store
-from tests.loyalty.test_contracts import CONTRACT
+from tests.fixtures.loyalty import CONTRACT
 
 
 @pytest.fixture

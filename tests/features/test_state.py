@@ -11,69 +11,8 @@ from hypothesis import strategies as st
 from tenure.events.envelope import Event
 from tenure.features.snapshot import WINDOWS_DAYS, snapshot
 from tenure.features.state import DAY_S, CustomerState, apply, apply_all
+from tests.fixtures.features import history
 from tests.helpers import T0, ev
-
-
-def history(seed: int, n: int = 120, days: int = 120) -> list[Event]:
-    """A random history for one customer across all families."""
-    rng = random.Random(seed)
-    out: list[Event] = []
-    for i in range(n):
-        at = T0 + dt.timedelta(seconds=rng.randrange(days * DAY_S))
-        kind = rng.choice(
-            ["usage", "usage", "purchase", "ticket", "pay", "consent", "profile", "sub", "unsub"]
-        )
-        eid = f"e-{seed}-{i}"
-        if kind == "usage":
-            out.append(ev("usage", at=at, event_id=eid, minutes=round(rng.random() * 60, 3)))
-        elif kind == "purchase":
-            out.append(ev("purchase", at=at, event_id=eid, amount=round(rng.random() * 90, 2)))
-        elif kind == "ticket":
-            out.append(
-                ev(
-                    "support.ticket",
-                    at=at,
-                    event_id=eid,
-                    ticket_id=f"t{rng.randrange(5)}",
-                    status=rng.choice(["open", "closed"]),
-                    sentiment=round(rng.uniform(-1, 1), 3),
-                )
-            )
-        elif kind == "pay":
-            out.append(ev("payment.failed", at=at, event_id=eid, amount=19.0))
-        elif kind == "consent":
-            out.append(
-                ev(
-                    rng.choice(["consent.granted", "consent.revoked"]),
-                    at=at,
-                    event_id=eid,
-                    channel=rng.choice(["email", "sms"]),
-                    purpose="marketing",
-                )
-            )
-        elif kind == "profile":
-            out.append(
-                ev(
-                    "profile.updated",
-                    at=at,
-                    event_id=eid,
-                    timezone=rng.choice(["Europe/Berlin", "Asia/Tokyo"]),
-                    plan=rng.choice(["basic", "pro"]),
-                )
-            )
-        elif kind == "sub":
-            out.append(
-                ev(
-                    rng.choice(["subscription.renewed", "subscription.cancel_requested"]),
-                    at=at,
-                    event_id=eid,
-                    plan="pro",
-                    mrr=49.0,
-                )
-            )
-        else:
-            out.append(ev("channel.unsubscribed", at=at, event_id=eid, channel="email"))
-    return out
 
 
 def day(e: Event) -> int:

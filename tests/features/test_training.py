@@ -10,7 +10,7 @@ import pytest
 from tenure.features.snapshot import snapshot
 from tenure.features.state import CustomerState, apply_all
 from tenure.features.training import rolling_cutoffs, training_set
-from tests.features.test_state import history
+from tests.fixtures.features import history
 from tests.helpers import T0, ev
 
 CUT = T0 + dt.timedelta(days=60)

@@ -24,7 +24,7 @@ from tenure.runtime.temporal import time_skipping_server
 from tenure.runtime.worker import courier_for, journey_worker
 from tenure.store import schema as t
 from tenure.store.db import Store
-from tests.journeys.test_temporal import GUARDRAILS, POLICY, history
+from tests.fixtures.journeys import GUARDRAILS, POLICY, history
 from tests.receiver import running_receiver
 
 runner = CliRunner()

@@ -6,13 +6,11 @@ import asyncio
 import datetime as dt
 from pathlib import Path
 
-import orjson
 from sqlalchemy import select
 from temporalio.testing import WorkflowEnvironment
 
 from tenure.journeys.library import workspace_library
 from tenure.journeys.workflow import JourneyWorkflow
-from tenure.policy.guardrails import GuardrailSettings
 from tenure.policy.model import parse_policy
 from tenure.runtime.dispatch import Dispatcher
 from tenure.runtime.pipeline import Pipeline
@@ -21,47 +19,8 @@ from tenure.runtime.worker import courier_for, journey_worker
 from tenure.store import acts, repo
 from tenure.store import schema as t
 from tenure.store.db import Store
+from tests.fixtures.journeys import GUARDRAILS, POLICY, history, ingest, sent
 from tests.helpers import ev
-
-GUARDRAILS = GuardrailSettings(control_share=0)
-POLICY = parse_policy(
-    {
-        "id": "journeys",
-        "label": "offer journey",
-        "trigger": {"risk_at_least": 0.0, "on_events": ["subscription.cancel_requested"]},
-        "budget": {"amount": 100, "period": "month"},
-        "actions": [
-            {
-                "id": "offer",
-                "channel": "email",
-                "cost": 4.0,
-                "uplift": 0.5,
-                "journey": "offer-reminder-expiry",
-            }
-        ],
-    }
-)
-
-
-def history(customer: str, start: dt.datetime | None = None) -> list:
-    """A paying customer who asks to cancel on day 30 (after `start`, default the helpers' T0)."""
-
-    def day(n: int) -> dt.datetime | int:
-        return n if start is None else start + dt.timedelta(days=n)
-
-    return [
-        ev("consent.granted", customer, at=day(0), channel="email", purpose="marketing"),
-        ev("subscription.started", customer, at=day(0), plan="pro", mrr=50.0),
-        *[
-            ev("purchase", customer, at=day(d), amount=80.0, order_id=f"{customer}-{d}")
-            for d in (1, 10)
-        ],
-        ev("subscription.cancel_requested", customer, at=day(30), plan="pro", mrr=50.0),
-    ]
-
-
-def ingest(store: Store, events: list) -> None:
-    Pipeline(store, POLICY, guardrails=GUARDRAILS).run(iter(events), "test")
 
 
 def spent(store: Store) -> float:
@@ -81,11 +40,6 @@ async def _with_worker(tmp_path: Path, body) -> None:
     finally:
         await env.shutdown()
         store.close()
-
-
-def sent(tmp_path: Path) -> list[dict]:
-    path = tmp_path / "outbox" / "email.jsonl"
-    return [orjson.loads(x) for x in path.read_bytes().splitlines()] if path.exists() else []
 
 
 def test_unused_offer_is_reminded_then_revoked_and_its_budget_released(tmp_path: Path) -> None:

@@ -26,8 +26,8 @@ from tenure.runtime.pipeline import Pipeline
 from tenure.runtime.temporal import ensure_server
 from tenure.store import schema as t
 from tenure.store.db import Store
+from tests.fixtures.journeys import history
 from tests.helpers import ev
-from tests.journeys.test_temporal import history
 from tests.receiver import running_receiver
 
 JOURNEY = {

@@ -12,7 +12,7 @@ from typer.testing import CliRunner
 
 from tenure.cli import app
 from tenure.loyalty.tiers import BASE, Standing, Tiers, evaluate
-from tests.loyalty.test_contracts import CONTRACT
+from tests.fixtures.loyalty import CONTRACT
 
 TIERS = Tiers(
     metric="points_rolling",

@@ -15,7 +15,7 @@ from tenure.runtime.temporal import time_skipping_server
 from tenure.runtime.worker import courier_for, journey_worker
 from tenure.store import schema as t
 from tenure.store.db import Store
-from tests.journeys.test_temporal import GUARDRAILS, history, ingest, sent
+from tests.fixtures.journeys import GUARDRAILS, history, ingest, sent
 
 
 def run_offer_journey(tmp_path: Path) -> str:

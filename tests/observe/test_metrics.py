@@ -19,10 +19,10 @@ from tenure.channels.adapters import ChannelSettings, Message, Retryable
 from tenure.channels.courier import Courier
 from tenure.config import resolve
 from tenure.observe.metrics import registry_for
-from tenure.runtime import policies
+from tenure.services import policies
 from tenure.store.db import Store
-from tests.journeys.test_temporal import POLICY
-from tests.loyalty.test_contracts import CONTRACT
+from tests.fixtures.journeys import POLICY
+from tests.fixtures.loyalty import CONTRACT
 
 
 def sample(text: str, name: str, **labels: str) -> float | None:

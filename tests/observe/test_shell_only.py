@@ -6,7 +6,7 @@ import re
 
 import pytest
 
-from tests.test_purity import CORE, SRC
+from tests.fixtures.core import CORE, SRC
 
 OBSERVING = re.compile(
     r"^\s*(from|import)\s+(structlog|opentelemetry|logging|tenure\.observe)\b", re.MULTILINE

@@ -9,22 +9,13 @@ import msgspec
 import pytest
 
 from tenure.errors import ConfigError
-from tenure.features.snapshot import snapshot
-from tenure.features.state import CustomerState, apply_all
 from tenure.policy.decide import DecisionMemory, TriggerContext, decide
 from tenure.policy.inputs import DecisionInputs
 from tenure.policy.model import default_policy, parse_policy
 from tenure.scoring.types import Score
-from tests.helpers import T0, ev
+from tests.fixtures.policy import NOW, features
 
-NOW = T0 + dt.timedelta(days=40)
 POLICY = default_policy()
-
-
-def features(*consents: str, status: str = "renewed"):
-    events = [ev(f"subscription.{status}", at=0, plan="pro", mrr=49.0)]
-    events += [ev("consent.granted", at=1, channel=c, purpose="marketing") for c in consents]
-    return snapshot(apply_all(CustomerState("c-1"), events), NOW)
 
 
 def risky(risk: float = 0.9, value: float = 600.0) -> Score:

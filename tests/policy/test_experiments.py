@@ -13,7 +13,7 @@ from tenure.policy.experiments import MIN_OUTCOMES, Evidence, ab_arm
 from tenure.policy.inputs import DecisionInputs
 from tenure.policy.model import default_policy, parse_policy
 from tenure.scoring.types import Score
-from tests.policy.test_decide import NOW, features
+from tests.fixtures.policy import NOW, features
 
 SCORE = Score("t", "1", 0.9, 600.0, ())
 ALL = ("email", "sms", "push")

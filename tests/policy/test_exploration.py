@@ -18,7 +18,7 @@ from tenure.policy.guardrails import GuardrailSettings
 from tenure.policy.inputs import DecisionInputs
 from tenure.policy.model import default_policy, parse_policy
 from tenure.scoring.types import Score
-from tests.policy.test_decide import NOW, features
+from tests.fixtures.policy import NOW, features
 
 ONE_OFFER = {
     "id": "offer-test",

@@ -23,8 +23,8 @@ from tenure.sim.population import PopulationSpec, generate
 from tenure.store import repo
 from tenure.store import schema as t
 from tenure.store.db import Store
-from tests.policy.test_decide import NOW, features
-from tests.runtime.test_pipeline import EAGER, population_lines
+from tests.fixtures.policy import NOW, features
+from tests.fixtures.population import EAGER, population_lines
 
 runner = CliRunner()
 

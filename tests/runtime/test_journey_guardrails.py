@@ -13,8 +13,8 @@ from tenure.runtime.pipeline import Pipeline
 from tenure.store import acts, queries
 from tenure.store import schema as t
 from tenure.store.db import Store
+from tests.fixtures.journeys import POLICY, history
 from tests.helpers import T0
-from tests.journeys.test_temporal import POLICY, history
 
 CANCEL_AT = T0 + dt.timedelta(days=30)
 

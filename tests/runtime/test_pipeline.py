@@ -17,25 +17,12 @@ from tenure.features.state import CustomerState
 from tenure.policy.model import default_policy, parse_policy
 from tenure.runtime.clock import EventClock, FixedClock
 from tenure.runtime.pipeline import Pipeline, RunSummary
-from tenure.sim.population import PopulationSpec, generate
 from tenure.store import queries, repo
 from tenure.store import schema as t
 from tenure.store.db import Store
+from tests.fixtures.population import EAGER, population_lines
 
 POLICY = default_policy()
-# A policy whose threshold every customer with any signal reaches, so decisions happen often.
-EAGER = parse_policy(
-    {
-        **POLICY.model_dump(mode="json"),
-        "id": "eager",
-        "trigger": {"risk_at_least": 0.05, "on_events": ["payment.failed", "support.ticket"]},
-    }
-)
-
-
-def population_lines(customers: int = 40, days: int = 60, seed: int = 3) -> list[bytes]:
-    spec = PopulationSpec(customers=customers, days=days, seed=seed)
-    return [orjson.dumps(e, option=orjson.OPT_SORT_KEYS) for e in generate(spec)]
 
 
 def run_lines(
