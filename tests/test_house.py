@@ -20,6 +20,9 @@ CORE = (
     "tenure.journeys.spec",
     "tenure.journeys.library",
     "tenure.errors",
+    "tenure.expressions",
+    "tenure.times",
+    "tenure.documents",
 )
 SHELL = (
     "tenure.store",

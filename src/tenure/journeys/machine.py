@@ -17,6 +17,7 @@ import dataclasses
 from dataclasses import dataclass, field
 from typing import Any, Literal, assert_never
 
+from tenure.expressions import holds
 from tenure.journeys.spec import (
     Branch,
     Compensate,
@@ -32,7 +33,6 @@ from tenure.journeys.spec import (
 from tenure.journeys.spec import (
     Step as StepKind,
 )
-from tenure.policy.conditions import holds
 from tenure.times import iso_from_epoch
 
 # ---------------------------------------------------------------- inputs and observations

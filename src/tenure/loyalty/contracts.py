@@ -20,7 +20,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from tenure.documents import read_yaml
 from tenure.errors import ConfigError, field_errors
-from tenure.policy.conditions import holds, parsed
+from tenure.expressions import holds, parsed
 
 DEALER = "dealer"  # in a funding split: whichever dealer the event names as its partner
 

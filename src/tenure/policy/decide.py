@@ -12,7 +12,7 @@ from __future__ import annotations
 import dataclasses
 from typing import Any
 
-from tenure.policy.conditions import holds
+from tenure.expressions import holds
 from tenure.policy.decision import (
     Candidate,
     Decision,

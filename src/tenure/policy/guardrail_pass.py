@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from tenure.policy.conditions import holds
+from tenure.expressions import holds
 from tenure.policy.decision import Candidate
 from tenure.policy.experiments import cell
 from tenure.policy.guardrails import cap_block, delivery_time, zone

@@ -23,7 +23,7 @@ from pydantic import (
 from tenure.documents import read_yaml
 from tenure.errors import ConfigError, field_errors
 from tenure.events.envelope import EVENT_TYPES
-from tenure.policy.conditions import check
+from tenure.expressions import check
 
 
 class _Model(BaseModel):

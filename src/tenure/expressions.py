@@ -1,7 +1,9 @@
-"""Policy conditions: expressions in the zen-engine expression language.
+"""The expression language shared by policies, journeys and loyalty contracts: expressions in
+the zen-engine language (a policy's conditions and escalations, a journey's `branch`, a
+contract's earn rules).
 
-A condition sees `risk`, `value`, `features` (every snapshot field, windows and consent included)
-and `event` (the triggering event's `type`), e.g.
+A policy condition sees `risk`, `value`, `features` (every snapshot field, windows and consent
+included) and `event` (the triggering event's `type`), e.g.
 `features.plan == "pro" and features.usage_trend < 0.5`. Each expression is compiled once and
 kept; a syntax error fails the policy file with the field named, and an expression that cannot be
 evaluated for a customer (say, comparing a missing value) counts as false, with the reason kept.
