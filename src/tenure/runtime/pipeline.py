@@ -63,6 +63,7 @@ from tenure.services.loyalty import accrue_in, recalc_tiers_in, redeem_in
 from tenure.store import acts, personal, repo
 from tenure.store.acts import journey_row, outbox_row
 from tenure.store.db import Store
+from tenure.times import parse_instant
 
 DEFAULT_BATCH_SIZE = 40_000
 
@@ -683,13 +684,13 @@ class Pipeline:
         repo.append_audit(conn, records, [("decision", d.decision_id) for d in decisions])
         traced = span.is_recording()
         for d, rec in zip(decisions, records, strict=True):
-            recorded.decision_rows.append(_decision_row(d, rec.seq))
+            at = parse_instant(d.decided_at)  # once per decision, for every row that needs it
+            recorded.decision_rows.append(_decision_row(d, rec.seq, at))
             _tally(summary, d)
             if d.mode == "shadow" or d.status not in ("action", "human"):
                 continue
             context = _decision_span(d, span, started_ns) if traced else None
-            message = self._effect(d, context)
-            at = dt.datetime.fromisoformat(d.decided_at)
+            message = self._effect(d, context, at)
             recorded.outbox.append(outbox_row(message, _effect_key(d), d.decision_id, at))
             if isinstance(message, JourneyStart):
                 recorded.journeys.append(journey_row(message, at))
@@ -766,7 +767,9 @@ class Pipeline:
                 )
         return signals, sends, open_journeys
 
-    def _effect(self, d: Decision, trace_context: dict[str, str] | None) -> OutboxMessage:
+    def _effect(
+        self, d: Decision, trace_context: dict[str, str] | None, decided: dt.datetime
+    ) -> OutboxMessage:
         """What the decision asks the act layer to do: start its journey, or open a task.
 
         The triggering event's id follows the decision into the journey and its deliveries
@@ -787,7 +790,6 @@ class Pipeline:
         policy = self.policies.by_hash[d.policy_hash]
         action = next(a for a in policy.actions if a.id == d.action_id)
         spec = self.journeys.get(action.journey)
-        decided = dt.datetime.fromisoformat(d.decided_at)
         return JourneyStart(
             decision_id=d.decision_id,
             customer_id=d.customer_id,
@@ -838,11 +840,11 @@ def _decision_span(d: Decision, batch: trace.Span, started_ns: int) -> dict[str,
     return tracing.carrier(span)
 
 
-def _decision_row(d: Decision, audit_seq: int) -> dict[str, Any]:
+def _decision_row(d: Decision, audit_seq: int, decided: dt.datetime) -> dict[str, Any]:
     return {
         "decision_id": d.decision_id,
         "customer_id": d.customer_id,
-        "decided_at": dt.datetime.fromisoformat(d.decided_at),
+        "decided_at": decided,
         "status": d.status,
         "action_id": d.action_id,
         "channel": d.channel,
