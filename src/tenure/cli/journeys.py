@@ -7,20 +7,23 @@ from collections import Counter
 from typing import Annotated, Any
 
 import typer
-from rich.table import Table
+from rich.markup import escape
 
 from tenure.cli.shell import (
+    Column,
     JsonFlag,
     WorkspaceDir,
     app,
-    dump,
     err,
     fail,
     open_workspace,
     out,
     query,
+    render,
     service_logging,
+    table_of,
 )
+from tenure.errors import InputError
 from tenure.runtime.temporal import workflow_url
 from tenure.store import acts
 
@@ -33,6 +36,9 @@ dlq_app = typer.Typer(
 app.add_typer(journeys_app, name="journeys")
 app.add_typer(tasks_app, name="tasks")
 app.add_typer(dlq_app, name="dlq")
+
+
+NO_JOURNEYS = "no journeys yet: they start when `tenure worker` dispatches decided actions"
 
 
 def _time(value: Any) -> str:
@@ -127,25 +133,21 @@ def journeys_list(
             ValueError(f"--status must be pending, running, completed or failed, not {status!r}")
         )
     rows = query(workspace, lambda c: acts.journeys(c, status, customer, limit))
-    if as_json:
-        dump([{k: v for k, v in r.items() if k != "state"} for r in rows])
-        return
-    table = Table(title=f"journeys ({len(rows)})", title_justify="left")
-    for col in ("decision", "customer", "journey", "status", "step", "outcome", "updated"):
-        table.add_column(col)
-    for r in rows:
-        table.add_row(
-            r["decision_id"],
-            r["customer_id"],
-            r["journey_id"],
-            r["status"],
-            r["step"] or "-",
-            r["outcome"] or "-",
-            _time(r["updated_at"]),
-        )
-    out.print(table)
-    if not rows:
-        out.print("no journeys yet: they start when `tenure worker` dispatches decided actions")
+    columns: dict[str, Column] = {
+        "decision": "decision_id",
+        "customer": "customer_id",
+        "journey": "journey_id",
+        "status": "status",
+        "step": "step",
+        "outcome": "outcome",
+        "updated": lambda r: _time(r["updated_at"]),
+    }
+    render(
+        [{k: v for k, v in r.items() if k != "state"} for r in rows],
+        as_json,
+        table_of(rows, columns, f"journeys ({len(rows)})"),
+        *([] if rows else [NO_JOURNEYS]),
+    )
 
 
 @journeys_app.command("show")
@@ -155,27 +157,22 @@ def journeys_show(
     """One journey: current step, what it waits for, its history, and its Temporal UI page."""
     row = query(workspace, lambda c: acts.journey(c, decision_id))
     if row is None:
-        raise fail(ValueError(f"no journey {decision_id!r} (see `tenure journeys list`)"))
+        raise InputError(f"no journey {decision_id!r} (see `tenure journeys list`)")
     link = workflow_url(decision_id)
     state = row.get("state") or {}
-    if as_json:
-        dump({**row, "temporal_ui": link})
-        return
-    out.print(f"[bold]{decision_id}[/bold]  {row['journey_id']} for {row['customer_id']}")
-    out.print(f"status {row['status']}, step {row['step'] or '-'}, outcome {row['outcome'] or '-'}")
+    lines = [
+        f"[bold]{escape(decision_id)}[/bold]  {row['journey_id']} for {escape(row['customer_id'])}",
+        f"status {row['status']}, step {row['step'] or '-'}, outcome {row['outcome'] or '-'}",
+    ]
     pause = state.get("pause")
     if pause:
         what = ", ".join(pause.get("events") or []) or pause.get("task") or "its start time"
         until = time.strftime("%Y-%m-%d %H:%M", time.gmtime(pause["until"]))
-        out.print(f"waiting for {what} until {until} UTC")
-    history = Table(title="history", title_justify="left")
-    for col in ("at", "step", "what"):
-        history.add_column(col)
-    for h in state.get("history", []):
-        history.add_row(h["at"][:19], h["step"], h["what"])
-    out.print(history)
-    if link:
-        out.print(f"Temporal UI: {link}")
+        lines.append(f"waiting for {what} until {until} UTC")
+    steps: dict[str, Column] = {"at": lambda h: h["at"][:19], "step": "step", "what": "what"}
+    history = table_of(state.get("history", []), steps, "history")
+    ui = [f"Temporal UI: {link}"] if link else []
+    render({**row, "temporal_ui": link}, as_json, *lines, history, *ui)
 
 
 @tasks_app.command("list")
@@ -189,17 +186,15 @@ def tasks_list(
     """Tasks waiting for a person (oldest first)."""
     chosen = None if status == "all" else status
     rows = query(workspace, lambda c: acts.tasks(c, chosen, queue, limit))
-    if as_json:
-        dump(rows)
-        return
-    table = Table(title=f"tasks: {status} ({len(rows)})", title_justify="left")
-    for col in ("task", "customer", "queue", "reason", "due", "status"):
-        table.add_column(col)
-    for r in rows:
-        table.add_row(
-            r["task_id"], r["customer_id"], r["queue"], r["reason"], _time(r["due_at"]), r["status"]
-        )
-    out.print(table)
+    columns: dict[str, Column] = {
+        "task": "task_id",
+        "customer": "customer_id",
+        "queue": "queue",
+        "reason": "reason",
+        "due": lambda r: _time(r["due_at"]),
+        "status": "status",
+    }
+    render(rows, as_json, table_of(rows, columns, f"tasks: {status} ({len(rows)})"))
 
 
 @tasks_app.command("resolve")
@@ -230,28 +225,26 @@ def dlq_list(
         return acts.deliveries(conn, states, limit=10_000), acts.channel_states(conn)
 
     rows, channels = query(workspace, read)
-    if as_json:
-        dump({"deliveries": rows, "channels": channels})
-        return
-    table = Table(title=f"dead letters and held messages ({len(rows)})", title_justify="left")
-    for col in ("key", "channel", "status", "attempts", "last error", "since"):
-        table.add_column(col)
-    for r in rows:
-        table.add_row(
-            r["key"],
-            r["channel"] or "-",
-            r["status"],
-            str(r["attempts"]),
-            (r["last_error"] or "-")[:80],
-            _time(r["updated_at"]),
-        )
-    out.print(table)
-    circuits = Table(title="channels", title_justify="left")
-    for col in ("channel", "circuit", "failed attempts in a row", "opened"):
-        circuits.add_column(col)
-    for c in channels:
-        circuits.add_row(c["channel"], c["circuit"], str(c["failures"]), _time(c["opened_at"]))
-    out.print(circuits)
+    letters: dict[str, Column] = {
+        "key": "key",
+        "channel": "channel",
+        "status": "status",
+        "attempts": "attempts",
+        "last error": lambda r: (r["last_error"] or "-")[:80],
+        "since": lambda r: _time(r["updated_at"]),
+    }
+    circuits: dict[str, Column] = {
+        "channel": "channel",
+        "circuit": "circuit",
+        "failed attempts in a row": "failures",
+        "opened": lambda c: _time(c["opened_at"]),
+    }
+    render(
+        {"deliveries": rows, "channels": channels},
+        as_json,
+        table_of(rows, letters, f"dead letters and held messages ({len(rows)})"),
+        table_of(channels, circuits, "channels"),
+    )
 
 
 @dlq_app.command("retry")

@@ -3,13 +3,25 @@
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Annotated, Any
 
 import typer
-from rich.table import Table
+from rich.markup import escape
 
-from tenure.cli.shell import JsonFlag, WorkspaceDir, app, dump, fail, out, query
+from tenure.cli.shell import (
+    Column,
+    JsonFlag,
+    WorkspaceDir,
+    app,
+    dump,
+    fail,
+    out,
+    query,
+    render,
+    table_of,
+)
 from tenure.errors import TenureError
 from tenure.loyalty.ledger import member_account, verify
 from tenure.store import ledger
@@ -35,25 +47,17 @@ def ledger_balance(
     from tenure.services.loyalty import member_balance
 
     data = query(workspace, lambda c: member_balance(c, programme, customer))
-    if as_json:
-        dump(data)
-        return
-    out.print(
-        f"[bold]{data['account']}[/bold]: {data['posted']:,} posted, "
-        f"{data['available']:,} available "
-        f"({data['pending_debits']:,} held by pending redemptions)"
+    line = (
+        f"[bold]{escape(data['account'])}[/bold]: {data['posted']:,} posted, "
+        f"{data['available']:,} available ({data['pending_debits']:,} held by pending redemptions)"
     )
-    table = Table(title="lots (soonest to expire first)", title_justify="left")
-    for col in ("lot", "remaining", "reserved", "expires"):
-        table.add_column(col)
-    for lot in data["lots"]:
-        table.add_row(
-            lot["lot"],
-            f"{lot['remaining']:,}",
-            f"{lot['reserved']:,}",
-            lot["expires_at"] or "never",
-        )
-    out.print(table)
+    lots: dict[str, Column] = {
+        "lot": "lot",
+        "remaining": lambda lot: f"{lot['remaining']:,}",
+        "reserved": lambda lot: f"{lot['reserved']:,}",
+        "expires": lambda lot: lot["expires_at"] or "never",
+    }
+    render(data, as_json, line, table_of(data["lots"], lots, "lots (soonest to expire first)"))
 
 
 @ledger_app.command("history")
@@ -67,25 +71,20 @@ def ledger_history(
     """A member's transfers, newest first."""
     account_id = member_account(programme, customer)
     rows = query(workspace, lambda c: ledger.history(c, account_id, limit))
-    if as_json:
-        dump(rows)
-        return
-    table = Table(title=f"{account_id} ({len(rows)} transfers)", title_justify="left")
-    for col in ("at", "transfer", "kind", "points", "status", "other side", "ref"):
-        table.add_column(col)
-    for r in rows:
-        sign = "+" if r["credit"] == account_id else "-"
-        other = r["debit"] if sign == "+" else r["credit"]
-        table.add_row(
-            (iso_from_epoch(r["at"]) or "")[:19],
-            r["transfer_id"],
-            r["kind"],
-            f"{sign}{r['amount']:,}",
-            r["status"],
-            other,
-            r["ref"] or "",
-        )
-    out.print(table)
+
+    def ours(r: Mapping[str, Any]) -> bool:
+        return bool(r["credit"] == account_id)
+
+    columns: dict[str, Column] = {
+        "at": lambda r: (iso_from_epoch(r["at"]) or "")[:19],
+        "transfer": "transfer_id",
+        "kind": "kind",
+        "points": lambda r: f"{'+' if ours(r) else '-'}{r['amount']:,}",
+        "status": "status",
+        "other side": lambda r: r["debit"] if ours(r) else r["credit"],
+        "ref": "ref",
+    }
+    render(rows, as_json, table_of(rows, columns, f"{account_id} ({len(rows)} transfers)"))
 
 
 @ledger_app.command("verify")
@@ -112,14 +111,13 @@ def ledger_verify(workspace: WorkspaceDir = None, as_json: JsonFlag = False) -> 
         conn.execution_options(tenure_readonly=True)
         with conn.begin():
             breach, transfers, accounts = read(conn)
-    if as_json:
-        dump({"ok": breach is None, "breach": breach, "transfers": transfers, "accounts": accounts})
-    elif breach is None:
-        out.print(
-            f"ledger ok: {transfers:,} transfers on {accounts:,} accounts, every invariant holds"
-        )
-    else:
-        out.print(f"[red]ledger broken[/red]: {breach}")
+    verdict = (
+        f"ledger ok: {transfers:,} transfers on {accounts:,} accounts, every invariant holds"
+        if breach is None
+        else f"[red]ledger broken[/red]: {escape(str(breach))}"
+    )
+    data = {"ok": breach is None, "breach": breach, "transfers": transfers, "accounts": accounts}
+    render(data, as_json, verdict)
     if breach is not None:
         raise typer.Exit(1)
 
@@ -158,21 +156,14 @@ def contract_list(workspace: WorkspaceDir = None, as_json: JsonFlag = False) -> 
         }
         for c in contracts
     ]
-    if as_json:
-        dump(rows)
-        return
-    table = Table(title=f"contracts ({len(rows)})", title_justify="left")
-    for col in ("id", "programme", "oem", "dealers", "versions from"):
-        table.add_column(col)
-    for r in rows:
-        table.add_row(
-            r["id"],
-            r["programme"],
-            r["oem"],
-            ", ".join(r["dealers"]),
-            ", ".join(v[:10] for v in r["versions"]),
-        )
-    out.print(table)
+    columns: dict[str, Column] = {
+        "id": "id",
+        "programme": "programme",
+        "oem": "oem",
+        "dealers": lambda r: ", ".join(r["dealers"]),
+        "versions from": lambda r: ", ".join(v[:10] for v in r["versions"]),
+    }
+    render(rows, as_json, table_of(rows, columns, f"contracts ({len(rows)})"))
 
 
 @contract_app.command("show")
@@ -226,21 +217,21 @@ def partner_reconcile(
     period = _period(period)
     text = statement.read_text(encoding="utf-8")
     data = query(workspace, lambda c: reconciliation(c, partner, period, text, str(statement)))
-    if as_json:
-        dump(data)
-    else:
-        out.print(f"{partner} {period}: {data['matched']:,} lines match")
-        for x in data["missing_in_ledger"]:
-            out.print(
-                f"  not in the ledger: {x['reference']} ({x['points']} points, line {x['line']})"
-            )
-        for x in data["missing_in_statement"]:
-            out.print(f"  not on the statement: {x['reference']} ({x['points']} points)")
-        for x in data["mismatches"]:
-            out.print(
-                f"  points differ: {x['reference']} statement {x['statement_points']}, "
-                f"ledger {x['ledger_points']}"
-            )
+    lines = [f"{escape(partner)} {period}: {data['matched']:,} lines match"]
+    lines += [
+        f"  not in the ledger: {escape(x['reference'])} ({x['points']} points, line {x['line']})"
+        for x in data["missing_in_ledger"]
+    ]
+    lines += [
+        f"  not on the statement: {escape(x['reference'])} ({x['points']} points)"
+        for x in data["missing_in_statement"]
+    ]
+    lines += [
+        f"  points differ: {escape(x['reference'])} statement {x['statement_points']}, "
+        f"ledger {x['ledger_points']}"
+        for x in data["mismatches"]
+    ]
+    render(data, as_json, *lines)
     if not data["clean"]:
         raise typer.Exit(1)
 
@@ -258,21 +249,14 @@ def partner_settlement(
     period = _period(period)
     contracts = load_contracts(resolve(workspace).workspace)
     rows = query(workspace, lambda c: settlement(c, contracts, period))
-    if as_json:
-        dump(rows)
-        return
-    table = Table(title=f"settlement {period}", title_justify="left")
-    for col in ("contract", "funder", "points", "point value", "owed"):
-        table.add_column(col)
-    for r in rows:
-        table.add_row(
-            r["contract"],
-            r["funder"],
-            f"{r['points']:,}",
-            f"{r['point_value']}",
-            f"{r['owed']:,.2f}",
-        )
-    out.print(table)
+    columns: dict[str, Column] = {
+        "contract": "contract",
+        "funder": "funder",
+        "points": lambda r: f"{r['points']:,}",
+        "point value": "point_value",
+        "owed": lambda r: f"{r['owed']:,.2f}",
+    }
+    render(rows, as_json, table_of(rows, columns, f"settlement {period}"))
 
 
 tiers_app = typer.Typer(help="Loyalty tiers.", no_args_is_help=True)
@@ -300,14 +284,12 @@ def tiers_recalc(
         {"programme": p, "customer_id": c, "from": ch.before, "to": ch.after, "reason": ch.reason}
         for p, c, ch in changes
     ]
-    if as_json:
-        dump(rows)
-        return
-    out.print(f"{len(rows)} tier change(s) as of {when.isoformat()}")
-    for r in rows:
-        out.print(
-            f"  {r['programme']}/{r['customer_id']}: {r['from']} -> {r['to']} ({r['reason']})"
-        )
+    lines = [f"{len(rows)} tier change(s) as of {when.isoformat()}"]
+    lines += [
+        f"  {r['programme']}/{escape(r['customer_id'])}: {r['from']} -> {r['to']} ({r['reason']})"
+        for r in rows
+    ]
+    render(rows, as_json, *lines)
 
 
 @partner_app.command("adjust")
@@ -367,24 +349,17 @@ def partner_adjustments(
     from tenure.services.loyalty import adjustments
 
     rows = query(workspace, lambda c: adjustments(c, partner))
-    if as_json:
-        dump(rows)
-        return
-    table = Table(title=f"adjustments ({len(rows)})", title_justify="left")
-    for col in ("id", "partner", "period", "reference", "points", "status", "by", "approved by"):
-        table.add_column(col)
-    for r in rows:
-        table.add_row(
-            r["adjustment_id"],
-            r["partner"],
-            r["period"],
-            r["reference"],
-            f"{r['points']:+,}",
-            r["status"],
-            r["author"],
-            r["approved_by"] or "-",
-        )
-    out.print(table)
+    columns: dict[str, Column] = {
+        "id": "adjustment_id",
+        "partner": "partner",
+        "period": "period",
+        "reference": "reference",
+        "points": lambda r: f"{r['points']:+,}",
+        "status": "status",
+        "by": "author",
+        "approved by": "approved_by",
+    }
+    render(rows, as_json, table_of(rows, columns, f"adjustments ({len(rows)})"))
 
 
 @ledger_app.command("expire")
@@ -403,10 +378,9 @@ def ledger_expire(
     when = _as_of(as_of)
     _, store = open_workspace(workspace)
     counts = expire_run(store, when)
-    if as_json:
-        dump(counts)
-    else:
-        out.print(
-            f"{counts['lots_expired']:,} lot(s) expired ({counts['points_expired']:,} points to "
-            f"breakage), {counts['holds_voided']:,} hold(s) past their timeout voided"
-        )
+    render(
+        counts,
+        as_json,
+        f"{counts['lots_expired']:,} lot(s) expired ({counts['points_expired']:,} points to "
+        f"breakage), {counts['holds_voided']:,} hold(s) past their timeout voided",
+    )

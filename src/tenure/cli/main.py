@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import typer
+from rich.markup import escape
 from rich.progress import (
     BarColumn,
     DownloadColumn,
@@ -21,6 +22,7 @@ from rich.table import Table
 
 from tenure import __version__
 from tenure.cli.shell import (
+    Column,
     JsonFlag,
     WorkspaceDir,
     app,
@@ -37,7 +39,9 @@ from tenure.cli.shell import (
     policy_app,
     query,
     rejects_app,
+    render,
     report_app,
+    table_of,
 )
 from tenure.config import resolve
 from tenure.errors import AuditError, TenureError
@@ -58,7 +62,8 @@ DEMO_BATCH_SIZE = 5_000
 STDIN_BATCH_SIZE = 1_000
 
 
-def _summary_tables(summary: RunSummary, seconds: float) -> None:
+def _summary_tables(summary: RunSummary, seconds: float) -> list[Table]:
+    """What a run did, as people read it: events and decisions."""
     counts = Table(title="events", show_header=False, title_justify="left")
     counts.add_column(style="bold")
     counts.add_column(justify="right")
@@ -71,7 +76,6 @@ def _summary_tables(summary: RunSummary, seconds: float) -> None:
         counts.add_row(name, f"{value:,}")
     rate = summary.read / seconds if seconds > 0 else 0.0
     counts.add_row("time", f"{seconds:.1f} s ({rate:,.0f} events/s)")
-    out.print(counts)
     decisions = Table(title="decisions", title_justify="left")
     decisions.add_column("outcome")
     decisions.add_column("count", justify="right")
@@ -85,7 +89,7 @@ def _summary_tables(summary: RunSummary, seconds: float) -> None:
         decisions.add_row("none (no positive expected value)", f"{summary.decisions['none']:,}")
     if not summary.decisions:
         decisions.add_row("(no customer reached the policy's trigger)", "0")
-    out.print(decisions)
+    return [counts, decisions]
 
 
 def _run(
@@ -193,10 +197,11 @@ def run(
         temporal = worker.start()
         err.print(f"journeys run on Temporal at {temporal.address}; web UI {temporal.ui or '-'}")
     summary, seconds = _run(engine, source, chosen, size, live, as_json)
-    if as_json:
-        dump({**summary.to_record(), "seconds": round(seconds, 3)})
-    else:
-        _summary_tables(summary, seconds)
+    render(
+        {**summary.to_record(), "seconds": round(seconds, 3)},
+        as_json,
+        *_summary_tables(summary, seconds),
+    )
     if worker is not None:
         _keep_running(worker)
 
@@ -312,7 +317,8 @@ def demo(
         with err.status("running journeys on the time-skipping Temporal server"):
             compressed = run_compressed(engine, default_policy())
     out.print(f"[bold]tenure demo[/bold]: {path} (batches of {batch_size:,} events)")
-    _summary_tables(summary, seconds)
+    for table in _summary_tables(summary, seconds):
+        out.print(table)
     if compressed is not None:
         _journey_table(compressed)
     _next_steps(f" --workspace {workspace}" if workspace else "")
@@ -327,13 +333,10 @@ def demo(
 def stats(workspace: WorkspaceDir = None, as_json: JsonFlag = False) -> None:
     """Counts of events, duplicates, rejects, decisions, suppressions and outbox rows."""
     figures = query(workspace, queries.stats)
-    if as_json:
-        dump(figures)
-        return
     table = Table(show_header=False)
     for key, value in figures.items():
         table.add_row(key, str(value))
-    out.print(table)
+    render(figures, as_json, table)
 
 
 @app.command()
@@ -361,15 +364,14 @@ def audit_verify(workspace: WorkspaceDir = None, as_json: JsonFlag = False) -> N
         "ok": broken is None,
         "first_broken": None if broken is None else {"seq": broken.seq, "problem": broken.problem},
     }
-    if as_json:
-        dump(result)
-    elif broken is None:
-        out.print(f"audit chain ok: {checked:,} records verified")
-    else:
+    if broken is not None and not as_json:
+        # The verdict of a broken chain goes to stderr: scripts read stdout for results.
         err.print(
-            f"[red]audit chain broken[/red] at record {broken.seq}: {broken.problem} "
+            f"[red]audit chain broken[/red] at record {broken.seq}: {escape(broken.problem)} "
             f"({checked:,} chain records checked)"
         )
+    else:
+        render(result, as_json, f"audit chain ok: {checked:,} records verified")
     if broken is not None:
         raise typer.Exit(1)
 
@@ -395,13 +397,12 @@ def audit_replay(
         raise AuditError("the policy version of this decision is not stored")
     replayed = replay(body, parse_policy(content, "stored policy"), scorer)
     same = replayed.to_record() == body["decision"]
-    if as_json:
-        dump({"decision_id": decision_id, "identical": same, "replayed": replayed.to_record()})
-    else:
-        out.print(
-            f"{decision_id}: replay {'identical' if same else 'DIFFERS'} "
-            f"({replayed.status}, {replayed.action_id or replayed.guardrail or '-'})"
-        )
+    render(
+        {"decision_id": decision_id, "identical": same, "replayed": replayed.to_record()},
+        as_json,
+        f"{escape(decision_id)}: replay {'identical' if same else 'DIFFERS'} "
+        f"({replayed.status}, {replayed.action_id or replayed.guardrail or '-'})",
+    )
     if not same:
         raise typer.Exit(1)
 
@@ -419,25 +420,22 @@ def customers_show(
     if view is None:
         err.print(f"[red]error:[/red] no customer {customer_id!r} in this workspace")
         raise typer.Exit(1)
-    if as_json:
-        dump(view)
-        return
     features = Features.from_record(view["features"])
     sc = Score.from_record(view["score"])
-    recent = view["decisions"]
-    out.print(
-        f"[bold]{customer_id}[/bold]  as of {features.as_of}  plan={features.plan} "
-        f"status={features.subscription_status} tz={features.timezone}"
-    )
-    out.print(f"risk {sc.risk:.2f} ({sc.scorer} v{sc.version}), value {sc.value:,.2f}")
-    for c in sc.contributions:
-        out.print(f"  {'+' if c.weight > 0 else '-'} {c.feature} = {c.value} ({c.weight:+.2f})")
+    lines = [
+        f"[bold]{escape(customer_id)}[/bold]  as of {features.as_of}  plan={features.plan} "
+        f"status={features.subscription_status} tz={features.timezone}",
+        f"risk {sc.risk:.2f} ({sc.scorer} v{sc.version}), value {sc.value:,.2f}",
+        *(
+            f"  {'+' if c.weight > 0 else '-'} {c.feature} = {c.value} ({c.weight:+.2f})"
+            for c in sc.contributions
+        ),
+    ]
     table = Table(title="features", show_header=False, title_justify="left")
     for key, value in features.to_record().items():
         if key not in ("windows", "customer_id"):
-            table.add_row(key, str(value))
-    out.print(table)
-    _decision_table(recent)
+            table.add_row(key, escape(str(value)))
+    render(view, as_json, *lines, table, _decision_table(view["decisions"]))
 
 
 @customers_app.command("erase")
@@ -453,33 +451,28 @@ def customers_erase(
 
     _, store = open_workspace(workspace)
     done = erase(store, customer_id, by)
-    if as_json:
-        dump(done)
-        return
     fields = ", ".join(done["fields_erased"]) or "no personal fields were held"
-    out.print(
-        f"erased {customer_id}: {fields}; {done['events_redacted']} event(s) redacted, "
+    render(
+        done,
+        as_json,
+        f"erased {escape(customer_id)}: {fields}; {done['events_redacted']} event(s) redacted, "
         f"{done['rejects_blanked']} rejected line(s) blanked, "
-        f"{done['deliveries_scrubbed']} delivery payload(s) scrubbed"
+        f"{done['deliveries_scrubbed']} delivery payload(s) scrubbed",
     )
 
 
-def _decision_table(rows: list[dict[str, Any]]) -> None:
-    table = Table(title="decisions", title_justify="left")
-    table.add_column("decided_at")
-    table.add_column("decision_id", no_wrap=True, min_width=26)  # copied into other commands
-    for col in ("customer_id", "status", "action / guardrail", "risk"):
-        table.add_column(col)
-    for r in rows:
-        table.add_row(
-            str(r["decided_at"])[:19],
-            r["decision_id"],
-            r["customer_id"],
-            r["status"],
-            r["action_id"] or r["guardrail"] or "-",
-            f"{r['risk']:.2f}",
-        )
-    out.print(table)
+def _decision_table(rows: list[dict[str, Any]]) -> Table:
+    columns: dict[str, Column] = {
+        "decided_at": lambda r: str(r["decided_at"])[:19],
+        "decision_id": "decision_id",
+        "customer_id": "customer_id",
+        "status": "status",
+        "action / guardrail": lambda r: r["action_id"] or r["guardrail"],
+        "risk": lambda r: f"{r['risk']:.2f}",
+    }
+    table = table_of(rows, columns, "decisions")
+    table.columns[1].no_wrap, table.columns[1].min_width = True, 26  # copied into other commands
+    return table
 
 
 @decisions_app.command("list")
@@ -497,10 +490,7 @@ def decisions_list(
         workspace,
         lambda conn: queries.decisions(conn, customer_id=customer, limit=limit, status=status),
     )
-    if as_json:
-        dump(rows)
-    else:
-        _decision_table(rows)
+    render(rows, as_json, _decision_table(rows))
 
 
 @decisions_app.command("show")
@@ -522,16 +512,13 @@ def rejects_list(
 ) -> None:
     """List rejected input lines with their line number and reason."""
     rows = query(workspace, lambda conn: queries.rejects(conn, limit=limit, run_id=run_id))
-    if as_json:
-        dump(rows)
-        return
-    table = Table()
-    for col in ("line", "field", "reason", "raw"):
-        table.add_column(col)
-    for r in rows:
-        raw = r["raw"] if len(r["raw"]) <= 60 else r["raw"][:57] + "..."
-        table.add_row(str(r["line_no"]), r["field"], r["reason"], raw)
-    out.print(table)
+    columns: dict[str, Column] = {
+        "line": "line_no",
+        "field": "field",
+        "reason": lambda r: escape(r["reason"]),
+        "raw": lambda r: escape(r["raw"] if len(r["raw"]) <= 60 else r["raw"][:57] + "..."),
+    }
+    render(rows, as_json, table_of(rows, columns))
 
 
 Churn = Annotated[
@@ -588,15 +575,14 @@ def model_train(
     with store.transaction() as conn:
         version = models.register(conn, trained, dt.datetime.now(dt.UTC))
     m = trained.metrics
-    if as_json:
-        dump({"version": version, "metrics": m, "training_window": trained.window})
-        return
-    out.print(
+    render(
+        {"version": version, "metrics": m, "training_window": trained.window},
+        as_json,
         f"registered [bold]{version}[/bold] (candidate): {m['examples']:,} examples, "
-        f"{m['customers']:,} customers, churn rate {m['churn_rate']:.1%}"
+        f"{m['customers']:,} customers, churn rate {m['churn_rate']:.1%}",
+        f"out-of-fold AUC {m['auc']:.3f}, Brier {m['brier']:.4f}",
+        f"promote it with: tenure model promote {version}",
     )
-    out.print(f"out-of-fold AUC {m['auc']:.3f}, Brier {m['brier']:.4f}")
-    out.print(f"promote it with: tenure model promote {version}")
 
 
 @model_app.command("list")
@@ -605,25 +591,19 @@ def model_list(workspace: WorkspaceDir = None, as_json: JsonFlag = False) -> Non
     from tenure.store import repo
 
     rows = query(workspace, repo.models)
-    if as_json:
-        dump(rows)
-        return
-    table = Table()
-    for col in ("version", "status", "algorithm", "created", "examples", "auc", "brier", "window"):
-        table.add_column(col)
-    for r in rows:
-        m, w = r["metrics"], r["training_window"]
-        table.add_row(
-            r["version"],
-            r["status"],
-            r["algorithm"],
-            str(r["created_at"])[:19],
-            str(m.get("examples")),
-            str(m.get("auc")),
-            str(m.get("brier")),
-            f"{w['first_event'][:10]}..{w['last_event'][:10]}",
-        )
-    out.print(table)
+    columns: dict[str, Column] = {
+        "version": "version",
+        "status": "status",
+        "algorithm": "algorithm",
+        "created": lambda r: str(r["created_at"])[:19],
+        "examples": lambda r: r["metrics"].get("examples"),
+        "auc": lambda r: r["metrics"].get("auc"),
+        "brier": lambda r: r["metrics"].get("brier"),
+        "window": lambda r: (
+            f"{r['training_window']['first_event'][:10]}..{r['training_window']['last_event'][:10]}"
+        ),
+    }
+    render(rows, as_json, table_of(rows, columns))
 
 
 @model_app.command("promote")
@@ -659,19 +639,20 @@ def model_backtest(
     history = ingest.load_events(events)
     with err.status(f"backtesting on {len(history):,} events"):
         result = backtest(history, at, horizon, definition)
-    if as_json:
-        dump(result)
-        return
-    out.print(
-        f"{result['customers']:,} customers at {result['cutoff']}, churn ({churn}) within "
-        f"{horizon:g} days: {result['churn_rate']:.1%}"
-    )
-    for name, m in result["models"].items():
-        out.print(f"  {name:6s} AUC {m['auc']:.3f}  Brier {m['brier']:.4f}")
-    for warning in result["warnings"]:
-        err.print(f"[yellow]warning:[/yellow] {warning}")
     ev = result["expected_vs_actual_purchases"]
-    out.print(f"  purchases in the horizon: expected {ev['expected']}, actual {ev['actual']}")
+    render(
+        result,
+        as_json,
+        f"{result['customers']:,} customers at {result['cutoff']}, churn ({churn}) within "
+        f"{horizon:g} days: {result['churn_rate']:.1%}",
+        *(
+            f"  {name:6s} AUC {m['auc']:.3f}  Brier {m['brier']:.4f}"
+            for name, m in result["models"].items()
+        ),
+        f"  purchases in the horizon: expected {ev['expected']}, actual {ev['actual']}",
+    )
+    for warning in [] if as_json else result["warnings"]:
+        err.print(f"[yellow]warning:[/yellow] {warning}")
 
 
 @model_app.command("drift")
@@ -698,23 +679,20 @@ def model_drift(
         as_of = dt.datetime.fromtimestamp(newest, dt.UTC)
         recent = models.recent_window([snapshot(s, as_of) for s in states], as_of)
         used, rows = models.drift(conn, recent, version, threshold)
-    if as_json:
-        dump(
-            {
-                "version": used,
-                "as_of": as_of.isoformat(),
-                "customers": len(recent),
-                "threshold": threshold,
-                "features": rows,
-            }
-        )
-        return
-    table = Table(title=f"drift against {used} ({len(recent):,} customers as of {as_of:%Y-%m-%d})")
-    for col in ("feature", "psi", "flag"):
-        table.add_column(col)
-    for r in rows:
-        table.add_row(r["feature"], str(r["psi"]), "DRIFT" if r["drifted"] else "")
-    out.print(table)
+    data = {
+        "version": used,
+        "as_of": as_of.isoformat(),
+        "customers": len(recent),
+        "threshold": threshold,
+        "features": rows,
+    }
+    columns: dict[str, Column] = {
+        "feature": "feature",
+        "psi": "psi",
+        "flag": lambda r: "DRIFT" if r["drifted"] else "",
+    }
+    title = f"drift against {used} ({len(recent):,} customers as of {as_of:%Y-%m-%d})"
+    render(data, as_json, table_of(rows, columns, title))
 
 
 @policy_app.command("validate")
@@ -753,24 +731,20 @@ def policy_list(workspace: WorkspaceDir = None, as_json: JsonFlag = False) -> No
     from tenure.services import policies
 
     rows = query(workspace, policies.listing)
-    if as_json:
-        dump(rows)
-        return
-    table = Table()
-    for col in ("version", "policy", "label", "status", "author", "approved by", "changed"):
-        table.add_column(col, no_wrap=col == "version")
-    for r in rows:
-        status = r["status"] + (f" {r['canary_percent']:g}%" if r["status"] == "canary" else "")
-        table.add_row(
-            r["policy_hash"][:12],
-            r["policy_id"],
-            r["label"],
-            status,
-            r["author"] or "-",
-            r["approved_by"] or "-",
-            str(r["changed_at"])[:19],
-        )
-    out.print(table)
+    columns: dict[str, Column] = {
+        "version": lambda r: r["policy_hash"][:12],
+        "policy": "policy_id",
+        "label": "label",
+        "status": lambda r: (
+            r["status"] + (f" {r['canary_percent']:g}%" if r["status"] == "canary" else "")
+        ),
+        "author": "author",
+        "approved by": "approved_by",
+        "changed": lambda r: str(r["changed_at"])[:19],
+    }
+    table = table_of(rows, columns)
+    table.columns[0].no_wrap = True
+    render(rows, as_json, table)
 
 
 @policy_app.command("promote")
@@ -826,27 +800,22 @@ def policy_test(
         settings.guardrails if settings else DEFAULT_GUARDRAILS,
     )
     failed = [r for r in results if not r.passed]
-    if as_json:
-        dump(
-            [
-                {"name": r.name, "passed": r.passed, "got": r.got, "expected": r.expected}
-                for r in results
-            ]
-        )
-    else:
-        table = Table()
-        for col in ("case", "result", "expected", "got"):
-            table.add_column(col)
-        for r in results:
-            got = {k: r.got.get(k) for k in r.expected}
-            table.add_row(
-                r.name,
-                "[green]pass[/green]" if r.passed else "[red]FAIL[/red]",
-                str(r.expected),
-                str(got),
-            )
-        out.print(table)
-        out.print(f"{len(results) - len(failed)} passed, {len(failed)} failed")
+    table = Table()
+    for col in ("case", "result", "expected", "got"):
+        table.add_column(col)
+    for r in results:
+        got = {k: r.got.get(k) for k in r.expected}
+        verdict = "[green]pass[/green]" if r.passed else "[red]FAIL[/red]"
+        table.add_row(escape(r.name), verdict, escape(str(r.expected)), escape(str(got)))
+    render(
+        [
+            {"name": r.name, "passed": r.passed, "got": r.got, "expected": r.expected}
+            for r in results
+        ],
+        as_json,
+        table,
+        f"{len(results) - len(failed)} passed, {len(failed)} failed",
+    )
     if failed:
         raise typer.Exit(1)
 
@@ -871,30 +840,25 @@ def policy_diff(
     history = ingest.load_events(events, engine.workspace.parser())
     with err.status(f"replaying {len(history):,} events through both policies"):
         result = diff(engine, history, a, b, batch_size)
-    if as_json:
-        dump(result)
-        return
-    out.print(f"old {result['old']['policy_id']}: {result['old']['decisions']}")
-    out.print(f"new {result['new']['policy_id']}: {result['new']['decisions']}")
-    out.print(
-        f"{len(result['differing']):,} of {result['customers']:,} customers decided differently"
-    )
-    table = Table()
-    for col in ("customer", "old", "new"):
-        table.add_column(col)
 
     def brief(ds: list[dict[str, Any]]) -> str:
-        return (
-            "; ".join(
-                f"{d['decided_at'][:10]} {d['action_id'] or d['guardrail'] or d['status']}"
-                for d in ds
-            )
-            or "-"
+        return "; ".join(
+            f"{d['decided_at'][:10]} {d['action_id'] or d['guardrail'] or d['status']}" for d in ds
         )
 
-    for row in result["differing"][:50]:
-        table.add_row(row["customer_id"], brief(row["old"]), brief(row["new"]))
-    out.print(table)
+    columns: dict[str, Column] = {
+        "customer": "customer_id",
+        "old": lambda r: brief(r["old"]),
+        "new": lambda r: brief(r["new"]),
+    }
+    render(
+        result,
+        as_json,
+        f"old {result['old']['policy_id']}: {result['old']['decisions']}",
+        f"new {result['new']['policy_id']}: {result['new']['decisions']}",
+        f"{len(result['differing']):,} of {result['customers']:,} customers decided differently",
+        table_of(result["differing"][:50], columns),
+    )
 
 
 @app.command()
@@ -950,13 +914,10 @@ def simulate(
     journeys = library.specs
     with err.status(f"simulating {customers:,} customers over {days} days"):
         result = compare(spec, modes, chosen, journeys)  # type: ignore[arg-type]
-    if as_json:
-        dump(result)
-        return
-    _simulation_table(result)
+    render(result, as_json, _simulation_table(result))
 
 
-def _simulation_table(result: dict[str, Any]) -> None:
+def _simulation_table(result: dict[str, Any]) -> Table:
     table = Table(
         title="same budget for every mode; 'learned' = the second half of the run",
         caption="exp. = expected saved customers (from the known churn probabilities)",
@@ -988,7 +949,7 @@ def _simulation_table(result: dict[str, Any]) -> None:
             f"{r['learned']['expected_saved']:.1f}",
             f"{r['learned']['oracle_share']:.0%}",
         )
-    out.print(table)
+    return table
 
 
 @report_app.command("lift")
@@ -1005,11 +966,9 @@ def report_lift(
 
     decided, cancels, observed, budgets = query(workspace, queries.lift_inputs)
     rows = report(decided, cancels, observed, window) if observed else []
-    if as_json:
-        dump({"window_days": window, "observed_until": observed, "rows": rows, "budgets": budgets})
-        return
+    data = {"window_days": window, "observed_until": observed, "rows": rows, "budgets": budgets}
     if not rows:
-        out.print("no treated customers yet: run some events with a policy first")
+        render(data, as_json, "no treated customers yet: run some events with a policy first")
         return
     table = Table(title=f"churn within {window:g} days of the decision (95% intervals)")
     for col in ("policy", "action", "treated", "control", "reduction", "saved", "cost/saved"):
@@ -1036,4 +995,4 @@ def report_lift(
             "-" if lift["saved"] is None else f"{lift['saved']:.1f}",
             "-" if lift["cost_per_saved"] is None else f"{lift['cost_per_saved']:.2f}",
         )
-    out.print(table)
+    render(data, as_json, table)

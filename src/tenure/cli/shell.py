@@ -7,15 +7,16 @@ register on `app`.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Annotated, Any, TypeVar
 
 import click
 import orjson
 import typer
-from rich.console import Console
+from rich.console import Console, RenderableType
 from rich.markup import escape
+from rich.table import Table
 from sqlalchemy import Connection
 from sqlalchemy.exc import SQLAlchemyError
 from typer.core import TyperGroup
@@ -199,3 +200,30 @@ def main() -> None:
     from tenure.cli import app as registered  # every area's commands on the app
 
     registered()
+
+
+# A column of `table_of`: the row's field of that name, or a function of the row.
+Column = str | Callable[[Mapping[str, Any]], Any]
+
+
+def table_of(
+    rows: Sequence[Mapping[str, Any]], columns: Mapping[str, Column], title: str | None = None
+) -> Table:
+    """A table with one column per header; an empty or missing cell shows as '-'."""
+    table = Table(title=title, title_justify="left")
+    for header in columns:
+        table.add_column(header)
+    for r in rows:
+        cells = [r.get(c) if isinstance(c, str) else c(r) for c in columns.values()]
+        table.add_row(*("-" if v is None or v == "" else str(v) for v in cells))
+    return table
+
+
+def render(data: Any, as_json: bool, *parts: RenderableType) -> None:
+    """The one way a command prints its result: `data` as JSON with --json, else the parts
+    people read (tables, lines), in order."""
+    if as_json:
+        dump(data)
+        return
+    for part in parts:
+        out.print(part)
