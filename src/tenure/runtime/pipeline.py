@@ -271,6 +271,7 @@ class Sorted:
     rejects: list[Reject]
     duplicates: int
     duplicate_ids: list[str]  # kept only when debug logging is on
+    locked: list[str] = field(default_factory=list)  # customers locked for the batch
 
 
 @dataclass
@@ -313,6 +314,7 @@ class BatchWrite:
     decisions: list[dict[str, Any]]
     outbox: list[dict[str, Any]]
     journeys: list[dict[str, Any]]
+    locked: list[str] = field(default_factory=list)
 
 
 def _customer_rows(ev: Evaluation) -> list[dict[str, Any]]:
@@ -546,6 +548,7 @@ class Pipeline:
             decisions=recorded.decision_rows,
             outbox=[*recorded.outbox, *evaluation.signals],
             journeys=recorded.journeys,
+            locked=sorted_.locked,
         )
         self._write(conn, write, summary)
         # Only now is the batch certain to commit with these versions; a rollback raises first.
@@ -575,6 +578,10 @@ class Pipeline:
                     duplicate_ids.append(item.event_id)
             else:
                 events[item.event_id] = item
+        # Locked before the duplicate check: a concurrent writer's events for these customers
+        # are then either committed (and found here) or not started.
+        locked = sorted({e.customer_id for e in events.values()})
+        repo.lock_customers(conn, locked)
         existing = repo.existing_event_ids(conn, list(events))
         duplicates += len(existing)
         if debug:
@@ -586,7 +593,7 @@ class Pipeline:
                 continue
             by_customer.setdefault(e.customer_id, []).append(e)
             fresh.append(e)
-        return Sorted(fresh, by_customer, rejects, duplicates, duplicate_ids)
+        return Sorted(fresh, by_customer, rejects, duplicates, duplicate_ids, locked)
 
     def _load(self, conn: Connection, sorted_: Sorted) -> Evaluation:
         """The batch's customers as stored, and what their journeys wait for and sent."""
@@ -671,6 +678,13 @@ class Pipeline:
     ) -> Recorded:
         """Chain the decisions into the audit; the rows of each and of the effects it starts."""
         recorded = Recorded()
+        # A decision id names its policy, customer and trigger: one already stored was made by
+        # another writer of the same history, and is not made again.
+        ids = [d.outcome.decision.decision_id for d in decided if d.outcome.decision is not None]
+        done = repo.existing_decision_ids(conn, ids)
+        decided = [
+            d for d in decided if d.outcome.decision and d.outcome.decision.decision_id not in done
+        ]
         if not decided:
             return recorded
         bodies = []
@@ -709,6 +723,7 @@ class Pipeline:
             self._loyalty(conn, events, summary)
         repo.insert_rejects(conn, [_reject_row(summary, r) for r in write.rejects])
         repo.upsert_customers(conn, write.customers)
+        repo.drop_placeholders(conn, write.locked)
         repo.insert_decisions(conn, write.decisions)
         repo.insert_outbox(conn, write.outbox)
         # The journey exists from its decision on, so events after it reach it even before the

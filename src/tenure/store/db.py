@@ -10,12 +10,13 @@ from typing import Any
 import orjson
 from alembic import command
 from alembic.config import Config
-from sqlalchemy import Connection, Engine, create_engine, event
+from sqlalchemy import Connection, Engine, create_engine, event, text
 from sqlalchemy.exc import SQLAlchemyError
 
 from tenure.errors import StoreError
 
 MIGRATIONS = Path(__file__).parent / "migrations"
+_LOCK = {"n": "tenure.migrations"}
 
 
 def _json(obj: Any) -> str:
@@ -61,6 +62,11 @@ def migrate(engine: Engine) -> None:
     cfg.set_main_option("script_location", str(MIGRATIONS))
     try:
         with engine.begin() as conn:
+            if conn.dialect.name == "postgresql":
+                # Two processes opening a fresh database at once would both create the schema
+                # and race on alembic_version; the second waits here, then finds it at head.
+                # (SQLite's migrations already run one at a time: BEGIN IMMEDIATE.)
+                conn.execute(text("SELECT pg_advisory_xact_lock(hashtextextended(:n, 0))"), _LOCK)
             cfg.attributes["connection"] = conn
             command.upgrade(cfg, "head")
     except SQLAlchemyError as exc:

@@ -16,9 +16,11 @@ from sqlalchemy import (
     Table,
     any_,
     bindparam,
+    delete,
     func,
     literal_column,
     select,
+    text,
     update,
 )
 from sqlalchemy.dialects import postgresql, sqlite
@@ -126,12 +128,51 @@ def insert_rejects(conn: Connection, rows: list[dict[str, Any]]) -> None:
         conn.execute(_insert(conn, t.rejects).on_conflict_do_nothing(), rows)
 
 
+def advisory_lock(conn: Connection, name: str) -> None:
+    """PostgreSQL: a lock on `name` held until the transaction ends (others wait for it)."""
+    conn.execute(text("SELECT pg_advisory_xact_lock(hashtextextended(:name, 0))"), {"name": name})
+
+
+def lock_customers(conn: Connection, ids: Sequence[str]) -> None:
+    """PostgreSQL: lock these customers' rows, in id order, until the transaction ends.
+
+    Concurrent pipelines then never fold the same customer from the same stored state (the
+    last writer would win and lose the other's events), and a customer's events are checked for
+    duplicates only once that customer is locked, so two runs of one file store each event
+    once. A customer not stored yet gets a placeholder row (version 0, never committed: the
+    batch writes over it or `drop_placeholders` removes it) so that it can be locked too.
+
+    One statement takes every lock, row by row in id order: an insert of the new ids that
+    touches the existing ones (a no-op update locks them). Two passes (insert the new, then
+    SELECT ... FOR UPDATE) could deadlock: a batch holding a new id it inserted would then wait
+    for a lower existing id another batch holds while that one waits for the new id. SQLite
+    needs none of this: its writers are one at a time (BEGIN IMMEDIATE).
+    """
+    if conn.dialect.name != "postgresql" or not ids:
+        return
+    empty = {"state": {}, "memory": {}, "last_seen": None, "version": 0}
+    stmt = _insert(conn, t.customers)
+    stmt = stmt.on_conflict_do_update(
+        index_elements=[t.customers.c.customer_id],
+        set_={"version": t.customers.c.version},
+    )
+    conn.execute(stmt, [{"customer_id": cid, **empty} for cid in sorted(set(ids))])
+
+
+def drop_placeholders(conn: Connection, ids: Sequence[str]) -> None:
+    """Remove placeholder rows `lock_customers` made that the batch did not write over."""
+    if conn.dialect.name != "postgresql" or not ids:
+        return
+    c = t.customers.c
+    conn.execute(delete(t.customers).where(_among(conn, c.customer_id, ids), c.version == 0))
+
+
 def customer_versions(conn: Connection, ids: Sequence[str]) -> dict[str, int]:
     """The stored version of each of `ids` that exists (cheap: no state is decoded)."""
     if not ids:
         return {}
     c = t.customers.c
-    query = select(c.customer_id, c.version).where(_among(conn, c.customer_id, ids))
+    query = select(c.customer_id, c.version).where(_among(conn, c.customer_id, ids), c.version > 0)
     return {cid: int(version) for cid, version in conn.execute(query)}
 
 
@@ -141,7 +182,9 @@ def load_customers(conn: Connection, ids: Sequence[str]) -> dict[str, tuple[Any,
         return {}
     c = t.customers.c
     rows = conn.execute(
-        select(c.customer_id, c.state, c.memory, c.version).where(_among(conn, c.customer_id, ids))
+        select(c.customer_id, c.state, c.memory, c.version).where(
+            _among(conn, c.customer_id, ids), c.version > 0
+        )
     )
     return {cid: (state, memory, int(version)) for cid, state, memory, version in rows}
 
@@ -217,6 +260,14 @@ def append_audit(
     conn.execute(
         update(t.audit_head).where(t.audit_head.c.id == 1).values(seq=last.seq, hash=last.hash)
     )
+
+
+def existing_decision_ids(conn: Connection, ids: Sequence[str]) -> set[str]:
+    """Those of `ids` already decided (a decision id names policy, customer and trigger)."""
+    if not ids:
+        return set()
+    col = t.decisions.c.decision_id
+    return set(conn.execute(select(col).where(_among(conn, col, ids))).scalars())
 
 
 def insert_decisions(conn: Connection, rows: list[dict[str, Any]]) -> None:
@@ -370,11 +421,16 @@ def set_model_status(conn: Connection, version: str, status: str) -> None:
 
 
 def budget_spent(conn: Connection, policy_id: str) -> dict[str, float]:
-    """What a policy has reserved per budget period, locked until the transaction ends."""
+    """What a policy has reserved per budget period, locked until the transaction ends.
+
+    On PostgreSQL a row lock would leave a period not yet spent in unlocked (two writers could
+    both start it from zero), so the policy's budget is locked as a whole by a transaction-level
+    advisory lock. SQLite's writers are already one at a time (BEGIN IMMEDIATE).
+    """
     b = t.budgets.c
-    query = select(b.period, b.spent).where(b.policy_id == policy_id)
     if conn.dialect.name == "postgresql":
-        query = query.with_for_update()
+        advisory_lock(conn, f"tenure.budget:{policy_id}")
+    query = select(b.period, b.spent).where(b.policy_id == policy_id)
     return {period: float(spent) for period, spent in conn.execute(query)}
 
 
