@@ -249,3 +249,16 @@ def test_one_error_boundary_prints_one_line_and_keeps_markup_literal(tmp_path) -
     assert len(lines) == 1 and lines[0].startswith("error: events file not found")
     assert "[red]none[/red].jsonl" in lines[0]
     assert "Traceback" not in result.output
+
+
+def test_data_reaches_the_terminal_as_text_never_as_control_or_markup() -> None:
+    from tenure.cli.shell import plain
+
+    hostile = "c-1\x1b[2J[bold red]boom[/]\u202eevil\u200b\n"
+    shown = plain(hostile)
+    assert "\x1b" not in shown and "\u202e" not in shown and "\u200b" not in shown
+    assert "\n" not in shown
+    assert "\\u001b" in shown and "\\u202e" in shown
+    assert "\\[bold red]" in shown  # Rich prints the brackets, it does not style
+    assert plain("two\nlines", lines=True) == "two\nlines"
+    assert plain("café [x]") == "café \\[x]"

@@ -7,7 +7,6 @@ from collections import Counter
 from typing import Annotated, Any
 
 import typer
-from rich.markup import escape
 
 from tenure.cli.shell import (
     Column,
@@ -18,6 +17,7 @@ from tenure.cli.shell import (
     fail,
     open_workspace,
     out,
+    plain,
     query,
     render,
     service_logging,
@@ -161,7 +161,7 @@ def journeys_show(
     link = workflow_url(decision_id)
     state = row.get("state") or {}
     lines = [
-        f"[bold]{escape(decision_id)}[/bold]  {row['journey_id']} for {escape(row['customer_id'])}",
+        f"[bold]{plain(decision_id)}[/bold]  {row['journey_id']} for {plain(row['customer_id'])}",
         f"status {row['status']}, step {row['step'] or '-'}, outcome {row['outcome'] or '-'}",
     ]
     pause = state.get("pause")

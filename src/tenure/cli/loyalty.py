@@ -8,7 +8,6 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import typer
-from rich.markup import escape
 
 from tenure.cli.shell import (
     Column,
@@ -18,6 +17,7 @@ from tenure.cli.shell import (
     dump,
     fail,
     out,
+    plain,
     query,
     render,
     table_of,
@@ -48,7 +48,7 @@ def ledger_balance(
 
     data = query(workspace, lambda c: member_balance(c, programme, customer))
     line = (
-        f"[bold]{escape(data['account'])}[/bold]: {data['posted']:,} posted, "
+        f"[bold]{plain(data['account'])}[/bold]: {data['posted']:,} posted, "
         f"{data['available']:,} available ({data['pending_debits']:,} held by pending redemptions)"
     )
     lots: dict[str, Column] = {
@@ -114,7 +114,7 @@ def ledger_verify(workspace: WorkspaceDir = None, as_json: JsonFlag = False) -> 
     verdict = (
         f"ledger ok: {transfers:,} transfers on {accounts:,} accounts, every invariant holds"
         if breach is None
-        else f"[red]ledger broken[/red]: {escape(str(breach))}"
+        else f"[red]ledger broken[/red]: {plain(str(breach))}"
     )
     data = {"ok": breach is None, "breach": breach, "transfers": transfers, "accounts": accounts}
     render(data, as_json, verdict)
@@ -217,17 +217,17 @@ def partner_reconcile(
     period = _period(period)
     text = statement.read_text(encoding="utf-8")
     data = query(workspace, lambda c: reconciliation(c, partner, period, text, str(statement)))
-    lines = [f"{escape(partner)} {period}: {data['matched']:,} lines match"]
+    lines = [f"{plain(partner)} {period}: {data['matched']:,} lines match"]
     lines += [
-        f"  not in the ledger: {escape(x['reference'])} ({x['points']} points, line {x['line']})"
+        f"  not in the ledger: {plain(x['reference'])} ({x['points']} points, line {x['line']})"
         for x in data["missing_in_ledger"]
     ]
     lines += [
-        f"  not on the statement: {escape(x['reference'])} ({x['points']} points)"
+        f"  not on the statement: {plain(x['reference'])} ({x['points']} points)"
         for x in data["missing_in_statement"]
     ]
     lines += [
-        f"  points differ: {escape(x['reference'])} statement {x['statement_points']}, "
+        f"  points differ: {plain(x['reference'])} statement {x['statement_points']}, "
         f"ledger {x['ledger_points']}"
         for x in data["mismatches"]
     ]
@@ -286,7 +286,7 @@ def tiers_recalc(
     ]
     lines = [f"{len(rows)} tier change(s) as of {when.isoformat()}"]
     lines += [
-        f"  {r['programme']}/{escape(r['customer_id'])}: {r['from']} -> {r['to']} ({r['reason']})"
+        f"  {r['programme']}/{plain(r['customer_id'])}: {r['from']} -> {r['to']} ({r['reason']})"
         for r in rows
     ]
     render(rows, as_json, *lines)

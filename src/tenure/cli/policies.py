@@ -7,7 +7,6 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import typer
-from rich.markup import escape
 from rich.table import Table
 
 from tenure.cli.shell import (
@@ -19,6 +18,7 @@ from tenure.cli.shell import (
     err,
     open_workspace,
     out,
+    plain,
     policy_app,
     query,
     render,
@@ -142,7 +142,7 @@ def policy_test(
     for r in results:
         got = {k: r.got.get(k) for k in r.expected}
         verdict = "[green]pass[/green]" if r.passed else "[red]FAIL[/red]"
-        table.add_row(escape(r.name), verdict, escape(str(r.expected)), escape(str(got)))
+        table.add_row(plain(r.name), verdict, plain(str(r.expected)), plain(str(got)))
     render(
         [
             {"name": r.name, "passed": r.passed, "got": r.got, "expected": r.expected}

@@ -6,7 +6,6 @@ from __future__ import annotations
 from typing import Annotated, Any
 
 import typer
-from rich.markup import escape
 from rich.table import Table
 
 from tenure.cli.shell import (
@@ -21,6 +20,7 @@ from tenure.cli.shell import (
     events_app,
     fail,
     open_workspace,
+    plain,
     query,
     rejects_app,
     render,
@@ -56,7 +56,7 @@ def audit_verify(workspace: WorkspaceDir = None, as_json: JsonFlag = False) -> N
     if broken is not None and not as_json:
         # The verdict of a broken chain goes to stderr: scripts read stdout for results.
         err.print(
-            f"[red]audit chain broken[/red] at record {broken.seq}: {escape(broken.problem)} "
+            f"[red]audit chain broken[/red] at record {broken.seq}: {plain(broken.problem)} "
             f"({checked:,} chain records checked)"
         )
     else:
@@ -89,7 +89,7 @@ def audit_replay(
     render(
         {"decision_id": decision_id, "identical": same, "replayed": replayed.to_record()},
         as_json,
-        f"{escape(decision_id)}: replay {'identical' if same else 'DIFFERS'} "
+        f"{plain(decision_id)}: replay {'identical' if same else 'DIFFERS'} "
         f"({replayed.status}, {replayed.action_id or replayed.guardrail or '-'})",
     )
     if not same:
@@ -112,7 +112,7 @@ def customers_show(
     features = Features.from_record(view["features"])
     sc = Score.from_record(view["score"])
     lines = [
-        f"[bold]{escape(customer_id)}[/bold]  as of {features.as_of}  plan={features.plan} "
+        f"[bold]{plain(customer_id)}[/bold]  as of {features.as_of}  plan={features.plan} "
         f"status={features.subscription_status} tz={features.timezone}",
         f"risk {sc.risk:.2f} ({sc.scorer} v{sc.version}), value {sc.value:,.2f}",
         *(
@@ -123,7 +123,7 @@ def customers_show(
     table = Table(title="features", show_header=False, title_justify="left")
     for key, value in features.to_record().items():
         if key not in ("windows", "customer_id"):
-            table.add_row(key, escape(str(value)))
+            table.add_row(key, plain(str(value)))
     render(view, as_json, *lines, table, _decision_table(view["decisions"]))
 
 
@@ -144,7 +144,7 @@ def customers_erase(
     render(
         done,
         as_json,
-        f"erased {escape(customer_id)}: {fields}; {done['events_redacted']} event(s) redacted, "
+        f"erased {plain(customer_id)}: {fields}; {done['events_redacted']} event(s) redacted, "
         f"{done['rejects_blanked']} rejected line(s) blanked, "
         f"{done['deliveries_scrubbed']} delivery payload(s) scrubbed",
     )
@@ -204,8 +204,8 @@ def rejects_list(
     columns: dict[str, Column] = {
         "line": "line_no",
         "field": "field",
-        "reason": lambda r: escape(r["reason"]),
-        "raw": lambda r: escape(r["raw"] if len(r["raw"]) <= 60 else r["raw"][:57] + "..."),
+        "reason": lambda r: plain(r["reason"]),
+        "raw": lambda r: plain(r["raw"] if len(r["raw"]) <= 60 else r["raw"][:57] + "..."),
     }
     render(rows, as_json, table_of(rows, columns))
 

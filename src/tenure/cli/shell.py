@@ -179,7 +179,7 @@ def fail(exc: BaseException) -> typer.Exit:
     else:
         message = str(exc)
     # Escaped: a message may quote input (an id, a path) that looks like Rich markup.
-    err.print(f"[red]error:[/red] {escape(message)}", highlight=False, soft_wrap=True)
+    err.print(f"[red]error:[/red] {plain(message, lines=True)}", highlight=False, soft_wrap=True)
     return typer.Exit(2)
 
 
@@ -202,6 +202,17 @@ def main() -> None:
     registered()
 
 
+def plain(value: Any, lines: bool = False) -> str:
+    """Data shown as text, never as terminal control or Rich markup: control and format
+    characters (ESC sequences, bidi overrides, zero-width) become visible escapes, and markup
+    brackets are escaped. `lines`: newlines are kept (a message of several lines)."""
+    text = str(value)
+    if not text.isprintable():
+        keep = " \n" if lines else " "
+        text = "".join(c if c.isprintable() or c in keep else f"\\u{ord(c):04x}" for c in text)
+    return escape(text)
+
+
 # A column of `table_of`: the row's field of that name, or a function of the row.
 Column = str | Callable[[Mapping[str, Any]], Any]
 
@@ -215,7 +226,7 @@ def table_of(
         table.add_column(header)
     for r in rows:
         cells = [r.get(c) if isinstance(c, str) else c(r) for c in columns.values()]
-        table.add_row(*("-" if v is None or v == "" else str(v) for v in cells))
+        table.add_row(*("-" if v is None or v == "" else plain(v) for v in cells))
     return table
 
 
