@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import os
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -12,11 +14,12 @@ from pydantic import ValidationError
 from tenure.channels.adapters import ChannelSettings
 from tenure.documents import read_yaml
 from tenure.errors import ConfigError, InputError, field_errors
+from tenure.events.envelope import DEFAULT_MAX_FUTURE_SKEW, id_problem
 from tenure.loyalty.tiers import Tiers
 from tenure.policy.guardrails import GuardrailSettings
 
 DEFAULT_WORKSPACE = Path(".tenure")
-KNOWN_SETTINGS = ("event_types", "guardrails", "channels", "programmes", "worker")
+KNOWN_SETTINGS = ("event_types", "guardrails", "channels", "programmes", "worker", "ingest")
 DEFAULT_HEARTBEAT_S = 40.0
 
 
@@ -32,6 +35,9 @@ class Settings:
     tiers: dict[str, Tiers] = field(default_factory=dict)  # programme -> its tier rules
     # How long a journey activity may go without a heartbeat before Temporal retries it elsewhere.
     activity_heartbeat_s: float = DEFAULT_HEARTBEAT_S
+    # How far an event may be ahead of its run's newest event and of the clock (live runs and
+    # the API: of the clock) before it is rejected.
+    max_future_skew: dt.timedelta = DEFAULT_MAX_FUTURE_SKEW
 
 
 def resolve(workspace: Path | None = None, database_url: str | None = None) -> Settings:
@@ -53,6 +59,7 @@ def resolve(workspace: Path | None = None, database_url: str | None = None) -> S
         _channels(config, ws / "tenure.yaml"),
         _tiers(config, ws / "tenure.yaml"),
         _heartbeat(config, ws / "tenure.yaml"),
+        _future_skew(config, ws / "tenure.yaml"),
     )
 
 
@@ -74,6 +81,9 @@ def _registered_types(config: dict[str, Any], path: Path) -> tuple[str, ...]:
     types = config.get("event_types", [])
     if not isinstance(types, list) or not all(isinstance(t, str) and t for t in types):
         raise ConfigError(f"{path}: event_types must be a list of type names")
+    for t in types:
+        if (problem := id_problem(t)) is not None:
+            raise ConfigError(f"{path}: event_types: {t!r} {problem}")
     return tuple(sorted(set(types)))
 
 
@@ -132,3 +142,25 @@ def _heartbeat(config: dict[str, Any], path: Path) -> float:
             f"{path}: worker.activity_heartbeat_s must be a number of seconds from 1 to 3600"
         )
     return float(value)
+
+
+_SPAN = re.compile(r"^\s*(\d+)\s*(s|m|h|d)\s*$")
+_SPAN_S = {"s": 1, "m": 60, "h": 3600, "d": 86_400}
+
+
+def _future_skew(config: dict[str, Any], path: Path) -> dt.timedelta:
+    """`ingest: {max_future_skew: 1d}`: how far ahead of the input an event may be."""
+    raw = config.get("ingest") or {}
+    if not isinstance(raw, dict) or set(raw) - {"max_future_skew"}:
+        raise ConfigError(f"{path}: ingest: only max_future_skew can be set")
+    value = raw.get("max_future_skew")
+    if value is None:
+        return DEFAULT_MAX_FUTURE_SKEW
+    m = _SPAN.match(value) if isinstance(value, str) else None
+    skew = dt.timedelta(seconds=int(m[1]) * _SPAN_S[m[2]]) if m else None
+    if skew is None or not dt.timedelta(minutes=1) <= skew <= dt.timedelta(days=3650):
+        raise ConfigError(
+            f"{path}: ingest.max_future_skew must be a duration from 1m to 3650d "
+            f"(a whole number followed by s, m, h or d, e.g. 1d), got {value!r}"
+        )
+    return skew

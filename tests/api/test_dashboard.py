@@ -13,7 +13,7 @@ from sqlalchemy import select
 
 from tenure.api import charts
 from tenure.api.app import create_app
-from tenure.api.auth import ROLES, create_token
+from tenure.api.auth import ROLES, create_token, start_session
 from tenure.api.dashboard import COOKIE, csrf_token
 from tenure.store import acts
 from tenure.store import schema as t
@@ -84,13 +84,29 @@ def dashboard(tmp_path_factory: pytest.TempPathFactory):
     store.close()
 
 
+def login(client: TestClient, data: dict[str, str], **kwargs: Any):
+    """Post the sign-in form as a browser does: from the sign-in page, with its form token."""
+    page = client.get("/dashboard/login").text
+    csrf = re.search(r'name="csrf" value="([^"]+)"', page).group(1)
+    return client.post("/dashboard/login", data={**data, "csrf": csrf}, **kwargs)
+
+
 def signed_in(client: TestClient, token: str) -> TestClient:
     client.cookies.clear()
-    response = client.post(
-        "/dashboard/login", data={"token": token, "next": "/dashboard"}, follow_redirects=False
-    )
+    response = login(client, {"token": token, "next": "/dashboard"}, follow_redirects=False)
     assert response.status_code in (303, 401, 403), response.text
     return client
+
+
+def form_token(client: TestClient) -> str:
+    """The CSRF token of the client's session, as its pages' forms carry it."""
+    return csrf_token(client.cookies[COOKIE])
+
+
+def session_of(store: Store, token: str) -> str:
+    """A session for any token, whatever its role (sign-in refuses the roles pages refuse)."""
+    with store.transaction() as conn:
+        return start_session(conn, token, dt.datetime.now(dt.UTC))[0]
 
 
 def a_decision(store: Store) -> tuple[str, str]:
@@ -115,21 +131,19 @@ READ_PAGES = [
 def test_signing_in_sets_a_strict_httponly_cookie_and_a_bad_token_is_refused(dashboard):
     client, tokens, _, _ = dashboard
     client.cookies.clear()
-    response = client.post(
-        "/dashboard/login", data={"token": tokens["operator"]}, follow_redirects=False
-    )
+    response = login(client, {"token": tokens["operator"]}, follow_redirects=False)
     assert response.status_code == 303 and response.headers["location"] == "/dashboard"
     cookie = response.headers["set-cookie"].lower()
     assert "httponly" in cookie and "samesite=strict" in cookie and "path=/dashboard" in cookie
     client.cookies.clear()
-    wrong = client.post("/dashboard/login", data={"token": "tnr_nonsense"})
+    wrong = login(client, {"token": "tnr_nonsense"})
     assert wrong.status_code == 401 and "Unknown or revoked token" in wrong.text
-    partner = client.post("/dashboard/login", data={"token": tokens["partner"]})
+    partner = login(client, {"token": tokens["partner"]})
     assert partner.status_code == 403 and "cannot use the dashboard" in partner.text
     # `next` only ever leads back into the dashboard.
-    away = client.post(
-        "/dashboard/login",
-        data={"token": tokens["auditor"], "next": "https://elsewhere.example/"},
+    away = login(
+        client,
+        {"token": tokens["auditor"], "next": "https://elsewhere.example/"},
         follow_redirects=False,
     )
     assert away.headers["location"] == "/dashboard"
@@ -137,14 +151,14 @@ def test_signing_in_sets_a_strict_httponly_cookie_and_a_bad_token_is_refused(das
 
 @pytest.mark.parametrize("path", READ_PAGES)
 def test_pages_render_for_readers_and_refuse_everyone_else(dashboard, path):
-    client, tokens, _, _ = dashboard
+    client, tokens, store, _ = dashboard
     client.cookies.clear()
     anonymous = client.get(path, follow_redirects=False)
     assert anonymous.status_code == 303
     assert anonymous.headers["location"].startswith("/dashboard/login?next=")
     for role in ROLES:
         client.cookies.clear()
-        client.cookies.set(COOKIE, tokens[role], path="/dashboard")
+        client.cookies.set(COOKIE, session_of(store, tokens[role]), path="/dashboard")
         response = client.get(path, follow_redirects=False)
         if role in ("admin", "operator", "auditor"):
             assert response.status_code == 200, (role, response.text)
@@ -214,7 +228,7 @@ def test_partners_page_settles_and_reconciles_a_statement(dashboard):
     client = signed_in(client, tokens["auditor"])
     page = client.get("/dashboard/partners", params={"period": "2026-01"}).text
     assert "Settlement 2026-01" in page and "acme-dealers" in page and "dealer-1" in page
-    csrf = csrf_token(tokens["auditor"])
+    csrf = form_token(client)
     with store.reader() as conn:
         funded = conn.execute(select(t.loyalty_accruals.c.event_id).limit(1)).scalar_one()
     statement = f"reference,points\n{funded},1\nnot-ours,5\n"
@@ -236,9 +250,7 @@ def test_resolving_a_task_needs_an_operator_and_the_session_csrf_token(dashboard
     # An auditor reads the queue but cannot resolve.
     auditor = signed_in(client, tokens["auditor"])
     assert "an operator resolves it" in auditor.get("/dashboard/tasks").text
-    denied = auditor.post(
-        "/dashboard/tasks/resolve", data={**form, "csrf": csrf_token(tokens["auditor"])}
-    )
+    denied = auditor.post("/dashboard/tasks/resolve", data={**form, "csrf": form_token(auditor)})
     assert denied.status_code == 403
     operator = signed_in(client, tokens["operator"])
     page = operator.get("/dashboard/tasks").text
@@ -247,14 +259,12 @@ def test_resolving_a_task_needs_an_operator_and_the_session_csrf_token(dashboard
     assert forged.status_code == 403
     done = operator.post(
         "/dashboard/tasks/resolve",
-        data={**form, "csrf": csrf_token(tokens["operator"])},
+        data={**form, "csrf": form_token(operator)},
         follow_redirects=False,
     )
     assert done.status_code == 303 and "resolved=" in done.headers["location"]
     assert "its journey continues" in operator.get(done.headers["location"]).text
-    again = operator.post(
-        "/dashboard/tasks/resolve", data={**form, "csrf": csrf_token(tokens["operator"])}
-    )
+    again = operator.post("/dashboard/tasks/resolve", data={**form, "csrf": form_token(operator)})
     assert again.status_code == 409 and "already resolved" in again.text
     with store.reader() as conn:
         row = acts.task(conn, task)
@@ -274,7 +284,7 @@ def test_signing_out_needs_the_form_token(dashboard):
     client = signed_in(client, tokens["operator"])
     assert client.post("/dashboard/logout", data={"csrf": "nope"}).status_code == 403
     out = client.post(
-        "/dashboard/logout", data={"csrf": csrf_token(tokens["operator"])}, follow_redirects=False
+        "/dashboard/logout", data={"csrf": form_token(client)}, follow_redirects=False
     )
     assert out.status_code == 303 and 'tenure_dashboard=""' in out.headers["set-cookie"]
 

@@ -1,5 +1,7 @@
 """Every route of the service against every role; policies, tasks, loyalty and partners over
-HTTP, with the four-eyes rules holding there too; personal data masked and erased."""
+HTTP, with the four-eyes rules holding there too; personal data masked and erased; a partner's
+token reaching no other partner's rows on any route, by a rule of the reads themselves (on
+SQLite and PostgreSQL)."""
 
 from __future__ import annotations
 
@@ -11,12 +13,16 @@ from fastapi.testclient import TestClient
 from sqlalchemy import select
 
 from tenure.api.app import create_app
-from tenure.api.auth import ROLES, create_token
+from tenure.api.auth import ROLES, Caller, create_token, scope
 from tenure.config import resolve
+from tenure.loyalty.contracts import parse_contract
+from tenure.loyalty.ledger import member_account
 from tenure.policy.model import default_policy
-from tenure.store import acts
+from tenure.services import loyalty
+from tenure.store import acts, service_reads
 from tenure.store import schema as t
 from tenure.store.db import Store
+from tenure.store.service_reads import EVERYONE, OutOfScope, Scope
 from tests.fixtures.loyalty import CONTRACT
 
 SHARED = {
@@ -51,12 +57,12 @@ def profile(i: int, customer: str = "ann", **personal: str):
     }
 
 
-@pytest.fixture
-def service(tmp_path):
+def serve(tmp_path, url: str | None = None):
+    """The service of a workspace with the shared contract and a token per role and person."""
     ws = tmp_path / "ws"
     (ws / "contracts").mkdir(parents=True)
     (ws / "contracts" / "acme.yaml").write_text(yaml.safe_dump(SHARED))
-    settings = resolve(ws)
+    settings = resolve(ws, url)
     store = Store(settings.database_url)
     tokens: dict[str, str] = {}
     now = dt.datetime.now(dt.UTC)
@@ -72,6 +78,11 @@ def service(tmp_path):
     store.close()
     with TestClient(create_app(settings)) as client:
         yield client, tokens, settings
+
+
+@pytest.fixture
+def service(tmp_path):
+    yield from serve(tmp_path)
 
 
 # Every /v1 route: (method, route path) -> (a concrete path, a body, the roles allowed).
@@ -159,6 +170,9 @@ ROUTES = {
         None,
         {"approver"},
     ),
+    ("GET", "/v1/tokens"): ("/v1/tokens", None, set()),
+    ("POST", "/v1/tokens"): ("/v1/tokens", {"role": "auditor", "name": "over-http"}, set()),
+    ("DELETE", "/v1/tokens/{token_id}"): ("/v1/tokens/tok-none", None, set()),
 }
 
 
@@ -340,7 +354,12 @@ def test_partner_statement_settlement_and_adjustment_four_eyes(service):
     owed = client.get(
         "/v1/partners/dealer-1/settlement?period=2026-03", headers=auth(tokens["partner"])
     ).json()
-    assert {r["funder"]: r["points"] for r in owed} == {"acme": 70, "dealer-1": 30}
+    # A partner sees only what it funds; staff see every funder of the partner's contract.
+    assert {r["funder"]: r["points"] for r in owed} == {"dealer-1": 30}
+    everyone = client.get(
+        "/v1/partners/dealer-1/settlement?period=2026-03", headers=auth(tokens["operator"])
+    ).json()
+    assert {r["funder"]: r["points"] for r in everyone} == {"acme": 70, "dealer-1": 30}
     adj = client.post(
         "/v1/partners/dealer-1/adjustments",
         json={"period": "2026-03", "reference": "extra", "points": 5, "reason": "late line"},
@@ -385,3 +404,143 @@ def test_personal_data_masked_by_role_and_kept_out_of_log_and_audit(service):
         "/v1/events", json=[profile(2, email="not-an-address")], headers=auth(tokens["ingest"])
     )
     assert wrong.json()["results"][0]["field"] == "payload.email"
+
+
+# What belongs to dealer-2 and its OEM (a funder, an account, a transfer or lot id): none may
+# reach a dealer-1 token in any answer. (The contract's id, acme-dealers, is dealer-1's too.)
+THEIRS = ("dealer-2", "d2-customer", '"acme"', ":acme")
+# Each route that names a partner or a customer, aimed at dealer-2's (the others as in ROUTES).
+AT_DEALER_2 = {
+    ("GET", "/v1/customers/{customer_id}"): "/v1/customers/d2-customer",
+    ("DELETE", "/v1/customers/{customer_id}/personal-data"): (
+        "/v1/customers/d2-customer/personal-data"
+    ),
+    ("GET", "/v1/loyalty/{programme}/members/{customer_id}"): (
+        "/v1/loyalty/default/members/d2-customer"
+    ),
+    ("GET", "/v1/loyalty/{programme}/members/{customer_id}/history"): (
+        "/v1/loyalty/default/members/d2-customer/history"
+    ),
+    ("POST", "/v1/partners/{partner}/reconciliation"): (
+        "/v1/partners/dealer-2/reconciliation?period=2026-03"
+    ),
+    ("GET", "/v1/partners/{partner}/settlement"): (
+        "/v1/partners/dealer-2/settlement?period=2026-03"
+    ),
+    ("GET", "/v1/partners/adjustments"): "/v1/partners/adjustments?partner=dealer-2",
+    ("POST", "/v1/partners/{partner}/adjustments"): "/v1/partners/dealer-2/adjustments",
+}
+# dealer-1's own reads: answered, with only dealer-1's rows and fields.
+OWN = [
+    "/v1/customers/ann",
+    "/v1/loyalty/default/members/ann",
+    "/v1/loyalty/default/members/ann/history",
+    "/v1/partners/dealer-1/settlement?period=2026-03",
+]
+
+
+def dealer_2_data(client, tokens) -> None:
+    """ann buys at dealer-1; d2-customer buys at dealer-2 and returns part of it; an approved
+    adjustment moves dealer-2's funding: rows of dealer-2 and acme in every partner table."""
+    d2 = purchase(2, customer="d2-customer", amount=300.0, partner="dealer-2")
+    returned = {
+        "event_id": "ret-2",
+        "type": "loyalty.return",
+        "customer_id": "d2-customer",
+        "partner_id": "dealer-2",
+        "occurred_at": "2026-03-03T12:00:00Z",
+        "payload": {"purchase_event_id": "p2"},
+    }
+    events = [purchase(1), d2, returned]
+    sent = client.post("/v1/events", json=events, headers=auth(tokens["ingest"])).json()
+    assert [r["status"] for r in sent["results"]] == ["accepted"] * 3, sent["results"]
+    adjustment = client.post(
+        "/v1/partners/dealer-2/adjustments",
+        json={"period": "2026-03", "reference": "p2", "points": 7, "reason": "dispute"},
+        headers=auth(tokens["olga"]),
+    ).json()["adjustment_id"]
+    approved = client.post(
+        f"/v1/partners/adjustments/{adjustment}/approve", headers=auth(tokens["bob"])
+    )
+    assert approved.status_code == 200, approved.text
+
+
+def test_a_partner_token_reaches_no_other_partners_rows_on_any_route(service):
+    client, tokens, _ = service
+    dealer_2_data(client, tokens)
+    staff = client.get(
+        "/v1/partners/dealer-2/settlement?period=2026-03", headers=auth(tokens["auditor"])
+    )
+    assert {"acme", "dealer-2"} <= {r["funder"] for r in staff.json()}  # the rows exist
+    paths = client.get("/openapi.json").json()["paths"]
+    routes = [(m.upper(), p) for p, ops in paths.items() if p.startswith("/v1/") for m in ops]
+    assert routes and set(routes) == set(ROUTES)
+    dealer_1 = auth(tokens["partner"])
+    for method, route in routes:
+        path, body, _ = ROUTES[(method, route)]
+        r = _call(client, method, AT_DEALER_2.get((method, route), path), body, dealer_1)
+        assert r.status_code == 403, (method, route, r.status_code, r.text)
+        assert r.headers["content-type"] == "application/problem+json"
+    for path in OWN:
+        r = client.get(path, headers=dealer_1)
+        assert r.status_code == 200, (path, r.text)
+        assert not [x for x in THEIRS if x in r.text], (path, r.text)
+    owed = client.get(OWN[-1], headers=dealer_1).json()
+    assert owed and {r["funder"] for r in owed} == {"dealer-1"}
+    member = client.get(OWN[1], headers=dealer_1).json()
+    assert [lot["lot"] for lot in member["lots"]] == ["accrue:p1:dealer-1"]
+    assert set(client.get(OWN[0], headers=dealer_1).json()) == {"customer_id", "loyalty"}
+
+
+@pytest.fixture
+def both_stores(tmp_path, store_url):
+    """The service, with dealer-2's data, on SQLite and on PostgreSQL."""
+    for client, tokens, _ in serve(tmp_path, store_url):
+        dealer_2_data(client, tokens)
+        yield client
+
+
+def test_a_caller_becomes_a_scope_in_one_place():
+    contracts = [parse_contract(SHARED)]
+    assert scope(Caller("tok-1", "auditor", None, "a"), contracts) is EVERYONE
+    dealer = scope(Caller("tok-2", "partner", "dealer-1", "d"), contracts)
+    assert dealer == Scope("dealer-1", frozenset({"loyalty"}))
+    # A partner token without a partner sees nothing, rather than everything.
+    assert scope(Caller("tok-3", "partner", None, "x"), contracts).partner == ""
+
+
+def test_settlement_in_a_partners_scope_is_only_what_it_funds(both_stores):
+    client = both_stores
+    contracts = client.app.state.service.contracts
+    with client.app.state.store.reader() as conn:
+        everyone = service_reads.settlement(conn, contracts, "2026-03", EVERYONE)
+        assert everyone == loyalty.settlement(conn, contracts, "2026-03")
+        assert {r["funder"] for r in everyone} == {"acme", "dealer-1", "dealer-2"}
+        for partner in ("acme", "dealer-1", "dealer-2", "dealer-9"):
+            own = service_reads.settlement(conn, contracts, "2026-03", Scope(partner))
+            assert own == [r for r in everyone if r["funder"] == partner], partner
+        # A partner's own page: its contract's rows, but only those it funds.
+        page = service_reads.settlement(conn, contracts, "2026-03", Scope("dealer-1"), "dealer-1")
+        assert [r["funder"] for r in page] == ["dealer-1"]
+        with pytest.raises(OutOfScope, match="cannot act for dealer-2"):
+            service_reads.settlement(conn, contracts, "2026-03", Scope("dealer-1"), "dealer-2")
+
+
+def test_adjustments_and_a_members_ledger_in_a_partners_scope(both_stores):
+    client = both_stores
+    with client.app.state.store.reader() as conn:
+        assert [a["partner"] for a in service_reads.adjustments(conn, EVERYONE)] == ["dealer-2"]
+        assert service_reads.adjustments(conn, Scope("dealer-1")) == []
+        assert len(service_reads.adjustments(conn, Scope("acme"))) == 1  # the OEM is party
+        with pytest.raises(OutOfScope):
+            service_reads.adjustments(conn, Scope("dealer-1"), "dealer-2")
+        account = member_account("default", "d2-customer")
+        every = service_reads.member_history(conn, EVERYONE, account, "d2-customer")
+        assert {r["kind"] for r in every} == {"accrue", "clawback"}
+        own = service_reads.member_history(conn, Scope("dealer-2"), account, "d2-customer")
+        assert own and all("funder:dealer-2" in (r["debit"], r["credit"]) for r in own)
+        assert service_reads.member_history(conn, Scope("dealer-1"), account, "d2-customer") == []
+        with pytest.raises(OutOfScope, match="not a customer of dealer-1"):
+            service_reads.require_customer(conn, Scope("dealer-1"), "d2-customer")
+        with pytest.raises(OutOfScope, match="does not share 'score'"):
+            service_reads.require_customer(conn, Scope("dealer-1", frozenset()), "ann", ["score"])

@@ -12,6 +12,8 @@ from fastapi import FastAPI
 
 from tenure import __version__
 from tenure.api import dashboard, errors, routes
+from tenure.api.limits import RequestLimits
+from tenure.api.routes import tokens
 from tenure.api.service import Service
 from tenure.config import Settings
 from tenure.observe.http import instrument
@@ -27,11 +29,14 @@ def create_app(settings: Settings) -> FastAPI:
     )
     app.state.store = svc.store
     app.state.service = svc
+    # Errors first: its middleware must sit inside the observer's, which binds the request id.
+    errors.install(app)
+    app.add_middleware(RequestLimits)  # body size, NUL in path or query: before any route reads
     instrument(app, svc.store, svc.metrics, settings.channels)
     app.include_router(
         dashboard.router(svc.store, settings, svc.scorer, svc.contracts, svc.journeys)
     )
     for api in routes.routers(svc):
         app.include_router(api)
-    errors.install(app)
+    app.include_router(tokens.router(svc))
     return app

@@ -7,6 +7,7 @@ pipeline is rebuilt with the new live set under the same lock.
 (No `from __future__ import annotations` here: FastAPI reads the dependency annotations.)
 """
 
+import datetime as dt
 import threading
 import time
 from collections.abc import Callable, Sequence
@@ -19,8 +20,8 @@ from prometheus_client import CollectorRegistry, Counter, Histogram
 
 from tenure.api.auth import Caller, caller
 from tenure.config import Settings
-from tenure.events.envelope import Event
-from tenure.events.parse import RawLine, Reject
+from tenure.events.envelope import MAX_DEPTH, Event
+from tenure.events.parse import Horizon, Reject
 from tenure.loyalty.contracts import Contract
 from tenure.runtime.engine import Engine, learned
 from tenure.runtime.pipeline import Pipeline
@@ -63,6 +64,33 @@ def problem(status: int, title: str, detail: str, **extra: Any) -> JSONResponse:
     """An RFC 9457 problem response."""
     body = {"type": "about:blank", "title": title, "status": status, "detail": detail, **extra}
     return JSONResponse(body, status_code=status, media_type=PROBLEM)
+
+
+def _wall_clock() -> dt.datetime:
+    return dt.datetime.now(dt.UTC)
+
+
+def _clipped(value: Any, depth: int) -> Any:
+    """`value` with what nests below `depth` replaced by "...": it stays JSON, and deep."""
+    if isinstance(value, dict | list):
+        if depth <= 0:
+            return "..."
+        if isinstance(value, dict):
+            return {k: _clipped(v, depth - 1) for k, v in value.items()}
+        return [_clipped(v, depth - 1) for v in value]
+    if isinstance(value, int) and not -(2**63) <= value < 2**64:
+        return str(value)
+    return value
+
+
+def _item_line(item: Any) -> bytes:
+    """One item of a request as the JSON line the parser reads. An item too deep for the JSON
+    encoder (past 254 levels) is cut below `MAX_DEPTH` + 1 levels: still too deep, so it is
+    rejected for that, with the cut item as its raw input."""
+    try:
+        return orjson.dumps(item)
+    except orjson.JSONEncodeError:
+        return orjson.dumps(_clipped(item, MAX_DEPTH + 1))
 
 
 class Service:
@@ -137,9 +165,10 @@ class Service:
         """Parse, deduplicate and decide; per item accepted, duplicate or rejected, and the
         (non-shadow) decisions the accepted events caused."""
         started = time.perf_counter()
-        parsed = [
-            self.parser.parse(RawLine(i, orjson.dumps(x))) for i, x in enumerate(items, start=1)
-        ]
+        # Each item as a line of its own, through the checks a file's lines get; events may be a
+        # little ahead of each other and of the clock, not more (`ingest.max_future_skew`).
+        horizon = Horizon(self.settings.max_future_skew, _wall_clock, live=True)
+        parsed = list(self.parser.parse_stream([_item_line(x) for x in items], horizon))
         events = [p for p in parsed if isinstance(p, Event)]
         with self.lock:
             with self.store.reader() as conn:

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import datetime as dt
 import functools
+import unicodedata
 import zoneinfo
 from typing import Annotated, Any, Literal, Union
 
@@ -21,7 +22,15 @@ from msgspec import Meta, Struct
 
 SCHEMA_VERSION = 1
 MIN_YEAR, MAX_YEAR = 1970, 2200
+EPOCH = dt.datetime(MIN_YEAR, 1, 1, tzinfo=dt.UTC)
 MAX_PAYLOAD_BYTES = 64 * 1024
+# How deep a line may nest objects and arrays (the envelope is 1, a typed payload 2). Deeper input
+# is hostile: a decoder recurses once per level. See events/parse.py for where it is measured.
+MAX_DEPTH = 64
+# How far ahead an event may be: of the run's newest event and of the clock (live runs and the
+# API: of the clock); `ingest: {max_future_skew: 1d}` in tenure.yaml. See `parse.Horizon`.
+DEFAULT_MAX_FUTURE_SKEW = dt.timedelta(days=1)
+MAX_ID_CHARS = 200
 
 Id = Annotated[str, Meta(min_length=1, max_length=200)]
 Name = Annotated[str, Meta(min_length=1, max_length=100)]
@@ -31,6 +40,29 @@ Text = Annotated[str, Meta(max_length=500)]
 Money = Annotated[float, Meta(ge=0, le=1e12)]
 Currency = Annotated[str, Meta(pattern=r"^[A-Z]{3}$")]
 AwareTime = Annotated[dt.datetime, Meta(tz=True)]
+
+
+# Characters an id may not hold (Unicode categories): they hide or rewrite what a terminal shows
+# (controls, ESC sequences, bidi overrides, zero-width joiners) or split a line.
+_HIDDEN = {
+    "Cc": "a control character",
+    "Cf": "a format character (bidi control or zero-width)",
+    "Cs": "a surrogate",
+    "Zl": "a line separator",
+    "Zp": "a paragraph separator",
+}
+
+
+def id_problem(value: str) -> str | None:
+    """Why `value` cannot be an id (event, customer, partner, source, type name), or None."""
+    if len(value) > MAX_ID_CHARS:
+        return f"is {len(value)} characters; at most {MAX_ID_CHARS}"
+    if value.isprintable():  # the usual case, in C; what it refuses is sorted out below
+        return None
+    for i, ch in enumerate(value):
+        if (what := _HIDDEN.get(unicodedata.category(ch))) is not None:
+            return f"holds {what} (U+{ord(ch):04X}) at position {i}; ids must be printable"
+    return None
 
 
 @functools.cache
@@ -199,16 +231,42 @@ class Event(
 
     def __post_init__(self) -> None:
         # Times far outside any customer history are typos, and years 1 or 9999 with an offset
-        # cannot even be converted to UTC.
-        if not MIN_YEAR <= self.occurred_at.year <= MAX_YEAR:
-            raise ValueError(
-                f"occurred_at: year {self.occurred_at.year} is outside {MIN_YEAR}-{MAX_YEAR}"
-            )
+        # cannot even be converted to UTC. Only the edge years need a closer look.
+        if not MIN_YEAR < self.occurred_at.year < MAX_YEAR:
+            _check_time(self.occurred_at)
 
     @property
     def type(self) -> str:
         """The event type (the struct's tag)."""
         return self.__struct_config__.tag  # type: ignore[return-value]
+
+
+ID_FIELDS = ("event_id", "customer_id", "partner_id", "source")
+
+
+def ids_problem(event: Event) -> tuple[str, str] | None:
+    """(field, reason) when an id of `event` cannot be one (see `id_problem`), else None.
+
+    Checked where input comes in (the parsers), not when the event log is read back: what was
+    stored stays readable.
+    """
+    for name in ID_FIELDS:
+        value = getattr(event, name)
+        if value is not None and (problem := id_problem(value)) is not None:
+            return name, f"{name}: {problem}"
+    return None
+
+
+def _check_time(t: dt.datetime) -> None:
+    """Refuse a time before 1970-01-01T00:00Z or after the year MAX_YEAR."""
+    year = t.year
+    if year < MIN_YEAR or year > MAX_YEAR:
+        raise ValueError(f"occurred_at: year {year} is outside {MIN_YEAR}-{MAX_YEAR}")
+    if year == MIN_YEAR and t < EPOCH:  # an offset can take 1970-01-01 local back into 1969
+        raise ValueError(
+            f"occurred_at: {t.isoformat()} is before 1970-01-01T00:00:00Z "
+            f"(outside {MIN_YEAR}-{MAX_YEAR})"
+        )
 
 
 def _class_name(event_type: str) -> str:
@@ -255,7 +313,8 @@ def event_union(extra_types: tuple[str, ...] = ()) -> Any:
 
 
 def make_event(event_type: str, **fields: Any) -> Event:
-    """Build an event in code (tests, simulators), validated like parsed input."""
+    """Build an event in code (tests, simulators), validated like parsed input but for the ids,
+    which are the code's own (the parsers hold input's ids to `ids_problem`)."""
     return msgspec.convert({"type": event_type, **fields}, event_union(), strict=False)  # type: ignore[no-any-return]
 
 

@@ -2,26 +2,58 @@
 
 Nothing is lost: a line that cannot become an event becomes a `Reject` carrying its raw bytes, its
 line number and a reason that names the field and what was expected.
+
+Nothing hostile gets through either, and nothing hostile stops a run: a line is read in bounded
+chunks (`read_bounded`), refused before decoding when it nests deeper than `MAX_DEPTH` or holds a
+NUL character (which PostgreSQL cannot store), its ids must be printable, and its time may not be
+far ahead of the run's newest event (`Horizon`). A reject keeps at most `MAX_REJECT_RAW` bytes of
+its input, printable field and reason text, and the length and digest of what it did not keep.
 """
 
 from __future__ import annotations
 
 import csv
+import datetime as dt
+import hashlib
 import re
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from functools import partial
+from typing import Any, BinaryIO
 
 import msgspec
 import orjson
 
 from tenure.errors import InputError
-from tenure.events.envelope import ENVELOPE_FIELDS, MAX_PAYLOAD_BYTES, Event, event_union
+from tenure.events.envelope import (
+    DEFAULT_MAX_FUTURE_SKEW,
+    ENVELOPE_FIELDS,
+    MAX_DEPTH,
+    MAX_PAYLOAD_BYTES,
+    Event,
+    event_union,
+    ids_problem,
+)
 
 # A line longer than this cannot hold a payload under the limit; it is refused before parsing so
 # one runaway line cannot exhaust memory.
 MAX_LINE_BYTES = MAX_PAYLOAD_BYTES + 8 * 1024
+# What a reject keeps of its input; beyond it, the length and the sha256 of the whole.
+MAX_REJECT_RAW = 4 * 1024
+_MAX_FIELD_CHARS, _MAX_REASON_CHARS = 200, 2000  # rejects.field is a VARCHAR(200)
+_CHUNK = 1024 * 1024  # how much of an over-long line is read at a time (and then dropped)
 _BOM = b"\xef\xbb\xbf"  # spreadsheet exports start files with one
+_NUL = b"\\u0000"  # how JSON writes a NUL character (a raw one is not valid JSON)
+_INT64 = (-(2**63), 2**63 - 1)  # what the stores' JSON encoder can write
+
+
+def _printable(text: str, limit: int) -> str:
+    """`text` with what a terminal would act on escaped, at most `limit` characters."""
+    if not isinstance(text, str):  # not ours to judge
+        return text
+    if not text.isprintable():
+        text = "".join(c if c.isprintable() else c.encode("unicode_escape").decode() for c in text)
+    return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
 @dataclass(frozen=True, slots=True)
@@ -34,12 +66,84 @@ class RawLine:
 
 @dataclass(frozen=True, slots=True)
 class Reject:
-    """An input line that did not become an event, kept with the reason."""
+    """An input line that did not become an event, kept with the reason.
+
+    Input over `MAX_REJECT_RAW` bytes is cut to that prefix; `size` and `sha256` then describe the
+    whole, and the reason says so (the stored row keeps the reason). Field and reason are made
+    printable and bounded: they come from the input and end up in a database and on a terminal.
+    """
 
     line_no: int
     raw: bytes
     field: str
     reason: str
+    size: int | None = None  # bytes of the whole input, when `raw` is a prefix of it
+    sha256: str | None = None  # hex digest of the whole input, when `raw` is a prefix of it
+
+    def __post_init__(self) -> None:
+        set_ = partial(object.__setattr__, self)
+        reason = self.reason
+        if len(self.raw) > MAX_REJECT_RAW:
+            set_("size", len(self.raw))
+            set_("sha256", hashlib.sha256(self.raw).hexdigest())
+            set_("raw", self.raw[:MAX_REJECT_RAW])
+            reason += _kept(self.size or 0, self.sha256 or "")
+        set_("field", _printable(self.field, _MAX_FIELD_CHARS))
+        set_("reason", _printable(reason, _MAX_REASON_CHARS))
+
+
+def _kept(size: int, sha256: str) -> str:
+    return f" [input {size} bytes, sha256 {sha256}; its first {MAX_REJECT_RAW} bytes kept]"
+
+
+@dataclass(frozen=True, slots=True)
+class Cut:
+    """A line longer than a reader holds: its first bytes, its length and its sha256."""
+
+    head: bytes
+    size: int
+    sha256: str
+
+
+def read_bounded(stream: BinaryIO, limit: int = MAX_LINE_BYTES) -> Iterator[bytes | Cut]:
+    """The stream's lines, terminators kept; a line over `limit` bytes comes as a `Cut`.
+
+    The over-long line is read on in chunks of a megabyte, hashed and dropped, so a 200 MB line
+    costs a megabyte of memory, and the lines after it keep their numbers.
+    """
+    cap = limit + 2  # room for a "\r\n"
+    readline = stream.readline
+    for line in iter(partial(readline, cap), b""):
+        if len(line) == cap and line[-1] != 10:  # no "\n" within the cap: over-long
+            yield _rest_of(line, readline)
+        else:
+            yield line
+
+
+def _rest_of(first: bytes, readline: Callable[[int], bytes]) -> Cut:
+    digest = hashlib.sha256(first)
+    size = len(first)
+    while chunk := readline(_CHUNK):
+        if chunk[-1] == 10:  # the line ends here; its terminator is not part of it
+            body = chunk.rstrip(b"\r\n")
+            digest.update(body)
+            size += len(body)
+            break
+        digest.update(chunk)
+        size += len(chunk)
+    return Cut(first[:MAX_REJECT_RAW], size, digest.hexdigest())
+
+
+def cut_reject(line_no: int, cut: Cut) -> Reject:
+    """The reject of an over-long line."""
+    return Reject(
+        line_no,
+        cut.head,
+        "payload",
+        _too_long(cut.size) + _kept(cut.size, cut.sha256),
+        cut.size,
+        cut.sha256,
+    )
 
 
 def read_lines(stream: Iterable[bytes]) -> Iterator[RawLine]:
@@ -54,6 +158,183 @@ def read_lines(stream: Iterable[bytes]) -> Iterator[RawLine]:
     yield RawLine(1, first.removeprefix(_BOM).rstrip(b"\r\n"))
     for line_no, line in enumerate(lines, start=2):
         yield RawLine(line_no, line.rstrip(b"\r\n"))
+
+
+# A JSON string (escapes included) or a bracket: enough to measure nesting without decoding.
+_TOKEN = re.compile(rb'"[^"\\]*(?:\\.[^"\\]*)*"|[\[\]{}]')
+
+
+def too_deep(raw: bytes, limit: int = MAX_DEPTH) -> str | None:
+    """The top-level field under which `raw` (JSON) nests deeper than `limit`, or None.
+
+    Counting brackets settles almost every line at once; only a line with more than `limit`
+    opening brackets is scanned, strings skipped, iteratively.
+    """
+    if raw.count(b"{") + raw.count(b"[") <= limit:
+        return None
+    depth = 0
+    key: bytes | None = None
+    field = "line"
+    for m in _TOKEN.finditer(raw):
+        c = raw[m.start()]
+        if c == 0x22:  # a string: at depth 1 it may be the key of the value that follows
+            if depth == 1:
+                key = m.group()
+        elif c == 0x7B or c == 0x5B:  # { or [
+            depth += 1
+            if depth == 2:
+                field = _key_name(key) if raw.lstrip()[:1] == b"{" and key else "line"
+            if depth > limit:
+                return field
+        else:
+            depth -= 1
+    return None
+
+
+def _key_name(token: bytes | None) -> str:
+    try:
+        name = orjson.loads(token or b"")
+    except orjson.JSONDecodeError:
+        return "line"
+    return name if isinstance(name, str) and name else "line"
+
+
+def nul_field(value: Any, path: str = "") -> str | None:
+    """The field (dotted path) of the first string or key in `value` holding a NUL, or None."""
+    stack: list[tuple[Any, str]] = [(value, path)]
+    while stack:
+        x, at = stack.pop()
+        if isinstance(x, str):
+            if "\x00" in x:
+                return at or "line"
+        elif isinstance(x, dict):
+            for k, v in reversed(x.items()):
+                if "\x00" in k:
+                    return at or "line"  # the object whose key it is
+                stack.append((v, f"{at}.{k}" if at else k))
+        elif isinstance(x, list):
+            items = list(enumerate(x))
+            stack.extend((v, f"{at}.{i}" if at else str(i)) for i, v in reversed(items))
+    return None
+
+
+def free_problem(payload: Any, path: str = "payload") -> tuple[str, str] | None:
+    """(field, reason) for what a free-form payload (a registered type's) may not hold: nesting
+    deeper than `MAX_DEPTH` (counting the envelope) or an integer no store can write."""
+    stack: list[tuple[Any, str, int]] = [(payload, path, 2)]
+    while stack:
+        x, at, depth = stack.pop()
+        if isinstance(x, dict | list):
+            if depth > MAX_DEPTH:
+                return path, f"{path}: nested deeper than {MAX_DEPTH} levels"
+            pairs = x.items() if isinstance(x, dict) else enumerate(x)
+            stack.extend((v, f"{at}.{k}", depth + 1) for k, v in pairs)
+        elif isinstance(x, int) and not isinstance(x, bool) and not _INT64[0] <= x <= _INT64[1]:
+            return at, f"{at}: integer out of range (at most 64 bits)"
+    return None
+
+
+def hostile(raw: bytes) -> tuple[str, str] | None:
+    """(field, reason) when a line must not be decoded at all: too deep, or holding a NUL."""
+    if (field := too_deep(raw)) is not None:
+        return field, f"{field}: nested deeper than {MAX_DEPTH} levels"
+    if _NUL in raw:
+        try:
+            value = orjson.loads(raw)
+        except orjson.JSONDecodeError:
+            return None  # not JSON: the decoder says why
+        if (field := nul_field(value)) is not None:
+            return field, _nul_reason(field)
+    return None
+
+
+def _nul_reason(field: str) -> str:
+    return f"{field}: holds a NUL character (\\u0000), which cannot be stored"
+
+
+_NEVER = dt.datetime.min.replace(tzinfo=dt.UTC)
+
+
+class Horizon:
+    """How far ahead an event may be: at most `skew` past a reference, else it is refused.
+
+    - Decisions at the wall clock (`live`: live runs, the API): the reference is `now()`.
+    - A replay (a file or standard input, at event time): the newest event so far, but never
+      earlier than `now()` when there is a clock to ask. So a history in the past is never
+      refused for its gaps (a customer silent for a week is no typo), one dated ahead of the
+      clock must move on in steps of at most `skew`, and an event dated 2150 in a 2026 history
+      is refused. A replay's first event has nothing to be ahead of.
+
+    `limit` is a bound every event at or below it passes; it lags behind (it is worked out again
+    only when an event passes it), so the usual event costs two comparisons.
+    """
+
+    __slots__ = ("limit", "live", "newest", "now", "skew")
+
+    def __init__(
+        self,
+        skew: dt.timedelta = DEFAULT_MAX_FUTURE_SKEW,
+        now: Callable[[], dt.datetime] | None = None,
+        *,
+        live: bool = False,
+    ) -> None:
+        self.skew = skew
+        self.now = now
+        self.live = live and now is not None
+        self.newest = _NEVER
+        self.limit = _NEVER  # the first event has it worked out
+
+    @classmethod
+    def unbounded(cls) -> Horizon:
+        """A horizon no event passes: it only keeps the newest event."""
+        h = cls()
+        h.limit = dt.datetime.max.replace(tzinfo=dt.UTC)
+        return h
+
+    def _reference(self, t: dt.datetime) -> dt.datetime:
+        if self.live:
+            return self.now()  # type: ignore[misc]
+        if self.newest is _NEVER:
+            return t
+        return self.newest if self.now is None else max(self.newest, self.now())
+
+    def within(self, t: dt.datetime) -> bool:
+        """Work out the limit from the newest event so far and the clock: is `t` within it?"""
+        self.limit = self._reference(t) + self.skew
+        return t <= self.limit
+
+    def admit(self, line_no: int, raw: bytes, event: Event) -> Event | Reject:
+        """The event, or a reject when it is too far ahead (`parse_stream` inlines this)."""
+        t = event.occurred_at
+        if t > self.limit and not self.within(t):
+            return self.refuse(line_no, raw, event)
+        if t > self.newest:
+            self.newest = t
+        return event
+
+    def refuse(self, line_no: int, raw: bytes, event: Event) -> Reject:
+        """The reject of an event too far ahead, saying of what."""
+        of = []
+        if not self.live and self.newest is not _NEVER:
+            of.append(f"the newest event so far ({self.newest.isoformat()})")
+        if self.now is not None:
+            of.append(f"the clock ({self.now().isoformat(timespec='seconds')})")
+        return Reject(
+            line_no,
+            raw,
+            "occurred_at",
+            f"occurred_at: {event.occurred_at.isoformat()} is more than {_span(self.skew)} "
+            f"ahead of {' and of '.join(of)} (ingest.max_future_skew)",
+        )
+
+
+def _span(skew: dt.timedelta) -> str:
+    """A skew as people write it in tenure.yaml: 1d, 12h, 90m, 30s."""
+    seconds = int(skew.total_seconds())
+    for unit, size in (("d", 86_400), ("h", 3600), ("m", 60)):
+        if seconds % size == 0:
+            return f"{seconds // size}{unit}"
+    return f"{seconds}s"
 
 
 _AT = re.compile(r"^(?P<msg>.*?)(?: - at `\$(?P<path>[^`]*)`)?$", re.S)
@@ -108,51 +389,69 @@ class LineParser:
         self._union = event_union(tuple(sorted(extra_types)))
         self._decoder = msgspec.json.Decoder(self._union)
 
-    def parse_stream(self, lines: Iterable[bytes]) -> Iterator[Event | Reject]:
+    def parse_stream(
+        self, lines: Iterable[bytes | Cut], horizon: Horizon | None = None
+    ) -> Iterator[Event | Reject]:
         """Parse a stream of raw lines (numbered from 1), in order: the ingest hot path.
 
-        A line that decodes and is short enough to hold no oversized payload is yielded at once;
-        anything else goes through `parse`, which works out the reason.
+        The usual line is decoded at once (see below); anything else goes through `parse`, which
+        looks closer and works out the reason. Events then pass the `horizon` (none by default:
+        the shell gives one, with the workspace's skew and a clock).
         """
         decode = self._decoder.decode
-        errors = (msgspec.MsgspecError, UnicodeDecodeError)
+        h = horizon or Horizon.unbounded()
+        newest, limit = h.newest, h.limit  # `Horizon.admit`, inlined: this runs for every line
+        errors = (msgspec.MsgspecError, UnicodeDecodeError, RecursionError)
         for line_no, line in enumerate(lines, start=1):
-            raw = line.rstrip(b"\r\n")
+            if line.__class__ is Cut:
+                yield cut_reject(line_no, line)  # type: ignore[arg-type]
+                continue
+            raw: bytes = line.rstrip(b"\r\n")  # type: ignore[union-attr]
             if line_no == 1:
                 raw = raw.removeprefix(_BOM)
-            if len(raw) <= MAX_PAYLOAD_BYTES:
+            # The usual line: short, ASCII, without an escape (92 is "\\") or a DEL (127). Then
+            # no string holds a NUL or anything an id may not (raw controls are not JSON), and
+            # the decoder settles the rest (too deep a line makes it give up). Any other line
+            # goes through `parse`, which looks closer.
+            if len(raw) <= MAX_PAYLOAD_BYTES and 92 not in raw and 127 not in raw and raw.isascii():
                 try:
-                    yield decode(raw)
-                    continue
+                    event = decode(raw)
                 except errors:
-                    pass
-            yield self.parse(RawLine(line_no, raw))
+                    event = self.parse(RawLine(line_no, raw))
+                else:
+                    # A registered type's free-form payload: bounded in depth and numbers.
+                    if event.payload.__class__ is dict and (problem := free_problem(event.payload)):
+                        event = Reject(line_no, raw, *problem)
+            else:
+                event = self.parse(RawLine(line_no, raw))
+            if event.__class__ is Reject:
+                yield event
+                continue
+            t = event.occurred_at
+            if t > limit:
+                h.newest = newest
+                if not h.within(t):
+                    yield h.refuse(line_no, raw, event)
+                    continue
+                limit = h.limit
+            if t > newest:
+                newest = t
+            yield event
 
     def parse(self, line: RawLine) -> Event | Reject:
-        """Parse one line into an event, or a reject naming the field and the reason."""
+        """Parse one line into an event, or a reject naming the field and the reason.
+
+        One line has no run around it: how far ahead of the others it is, is `parse_stream`'s.
+        """
         raw = line.raw
         if len(raw) > MAX_LINE_BYTES:
-            return Reject(
-                line.line_no,
-                raw,
-                "payload",
-                f"payload: line is {len(raw)} bytes; an event may carry at most "
-                f"{MAX_PAYLOAD_BYTES} bytes of payload",
-            )
+            return Reject(line.line_no, raw, "payload", _too_long(len(raw)))
+        if (problem := hostile(raw)) is not None:
+            return Reject(line.line_no, raw, *problem)
         try:
             event: Event = self._decoder.decode(raw)
-        except (msgspec.MsgspecError, UnicodeDecodeError) as exc:
-            # The happy path pays for none of these checks; they only sharpen the reason.
-            if not raw.strip():
-                return Reject(line.line_no, raw, "line", "line: blank")
-            try:
-                raw.decode("utf-8")
-            except UnicodeDecodeError as bad:
-                return Reject(line.line_no, raw, "line", f"line: invalid UTF-8 at byte {bad.start}")
-            if isinstance(exc, UnicodeDecodeError):  # a string msgspec could not decode
-                return Reject(line.line_no, raw, "line", f"line: invalid text ({exc.reason})")
-            field, reason = describe(exc)
-            return Reject(line.line_no, raw, field, reason)
+        except (msgspec.MsgspecError, UnicodeDecodeError, RecursionError) as exc:
+            return _explain(line.line_no, raw, exc)
         if len(raw) > MAX_PAYLOAD_BYTES:
             # Only a line this long can hold an oversized payload; measure it exactly.
             size = len(msgspec.json.encode(event.payload))
@@ -163,15 +462,55 @@ class LineParser:
                     "payload",
                     f"payload: {size} bytes exceeds the limit of {MAX_PAYLOAD_BYTES} bytes",
                 )
+        if (problem := _problem(event)) is not None:
+            return Reject(line.line_no, raw, *problem)
         return event
 
     def parse_object(self, line_no: int, raw: bytes, obj: Mapping[str, Any]) -> Event | Reject:
         """Validate an already-built mapping (CSV rows), coercing strings where a number is due."""
+        if (field := nul_field(obj)) is not None:
+            return Reject(line_no, raw, field, _nul_reason(field))
         try:
-            return msgspec.convert(dict(obj), self._union, strict=False)  # type: ignore[no-any-return]
-        except msgspec.MsgspecError as exc:
+            event: Event = msgspec.convert(dict(obj), self._union, strict=False)
+        except (msgspec.MsgspecError, RecursionError) as exc:
+            if isinstance(exc, RecursionError):  # a deep value in a constant or mapped column
+                return Reject(line_no, raw, "line", f"line: nested deeper than {MAX_DEPTH} levels")
             field, reason = describe(exc)
             return Reject(line_no, raw, field, reason)
+        if (problem := _problem(event)) is not None:
+            return Reject(line_no, raw, *problem)
+        return event
+
+
+def _problem(event: Event) -> tuple[str, str] | None:
+    """(field, reason) when a decoded event's ids or free-form payload cannot be kept."""
+    if (problem := ids_problem(event)) is not None:
+        return problem
+    return free_problem(event.payload) if event.payload.__class__ is dict else None
+
+
+def _too_long(size: int) -> str:
+    return (
+        f"payload: line is {size} bytes; an event may carry at most "
+        f"{MAX_PAYLOAD_BYTES} bytes of payload"
+    )
+
+
+def _explain(line_no: int, raw: bytes, exc: Exception) -> Reject:
+    """The reject of a line the decoder refused. The happy path pays for none of these checks;
+    they only sharpen the reason."""
+    if not raw.strip():
+        return Reject(line_no, raw, "line", "line: blank")
+    try:
+        raw.decode("utf-8")
+    except UnicodeDecodeError as bad:
+        return Reject(line_no, raw, "line", f"line: invalid UTF-8 at byte {bad.start}")
+    if isinstance(exc, UnicodeDecodeError):  # a string msgspec could not decode
+        return Reject(line_no, raw, "line", f"line: invalid text ({exc.reason})")
+    if isinstance(exc, RecursionError):  # not reached: `hostile` measures depth first
+        return Reject(line_no, raw, "line", f"line: nested deeper than {MAX_DEPTH} levels")
+    field, reason = describe(exc)  # type: ignore[arg-type]
+    return Reject(line_no, raw, field, reason)
 
 
 @dataclass(frozen=True)
@@ -211,6 +550,8 @@ def _row_object(row: Mapping[str, str], mapping: CsvMapping) -> dict[str, Any]:
         if column in used or value == "":
             continue
         if column == "payload":
+            if too_deep(value.encode(errors="surrogateescape"), MAX_DEPTH - 1) is not None:
+                raise ValueError(f"payload: nested deeper than {MAX_DEPTH} levels")
             extra = orjson.loads(value)
             if not isinstance(extra, dict):
                 raise ValueError("payload: the payload column must hold a JSON object")
@@ -241,15 +582,20 @@ def check_header(header: Sequence[str], mapping: CsvMapping) -> None:
 class _LineTap:
     """Feeds lines to the csv reader and keeps the raw bytes of the current record."""
 
-    def __init__(self, lines: Iterable[bytes]) -> None:
+    def __init__(self, lines: Iterable[bytes | Cut]) -> None:
         self._lines = iter(lines)
         self.taken: list[bytes] = []
+        self.cut: Cut | None = None  # an over-long line within the current record
 
     def __iter__(self) -> _LineTap:
         return self
 
     def __next__(self) -> str:
         raw = next(self._lines)
+        if isinstance(raw, Cut):  # the csv reader sees an empty line; the record is refused
+            self.cut = raw
+            self.taken.append(raw.head)
+            return "\n"
         if not self.taken and raw.startswith(_BOM):
             raw = raw[len(_BOM) :]
         self.taken.append(raw)
@@ -258,12 +604,16 @@ class _LineTap:
 
 
 def read_csv(
-    lines: Iterable[bytes], parser: LineParser, mapping: CsvMapping
+    lines: Iterable[bytes | Cut],
+    parser: LineParser,
+    mapping: CsvMapping,
+    horizon: Horizon | None = None,
 ) -> Iterator[Event | Reject]:
     """Parse CSV with a header row; line numbers count the header as line 1.
 
     Every line after the header is accounted for: blank lines and malformed rows become rejects
-    carrying the exact bytes read.
+    carrying the exact bytes read (a prefix of an over-long record). Events go through the
+    `horizon` as in `LineParser.parse_stream`.
     """
     tap = _LineTap(lines)
     reader = csv.reader(tap)
@@ -271,10 +621,13 @@ def read_csv(
         header = next(reader)
     except StopIteration:
         return
+    if tap.cut is not None:
+        raise InputError(f"CSV header is {tap.cut.size} bytes; at most {MAX_LINE_BYTES}")
     check_header(header, mapping)
+    admit = (horizon or Horizon.unbounded()).admit
     line_no = 1
     while True:
-        tap.taken = []
+        tap.taken, tap.cut = [], None
         start = line_no + 1
         try:
             cells = next(reader)
@@ -286,24 +639,35 @@ def read_csv(
             continue
         line_no = reader.line_num
         raw = b"".join(tap.taken).rstrip(b"\r\n")
-        if not cells or all(c == "" for c in cells):
-            yield Reject(start, raw, "line", "line: blank")
+        if tap.cut is not None:
+            yield cut_reject(start, tap.cut)
             continue
-        if len(cells) != len(header):
-            yield Reject(start, raw, "line", f"line: {len(cells)} cells, header has {len(header)}")
-            continue
-        if any(_has_surrogate(v) for v in cells):
-            yield Reject(start, raw, "line", "line: invalid UTF-8")
-            continue
-        try:
-            obj = _row_object(dict(zip(header, cells, strict=True)), mapping)
-        except orjson.JSONDecodeError as exc:
-            yield Reject(start, raw, "payload", f"payload: invalid JSON ({exc})")
-            continue
-        except ValueError as exc:
-            yield Reject(start, raw, "payload", str(exc))
-            continue
-        yield parser.parse_object(start, raw, obj)
+        item = _csv_row(start, raw, header, cells, parser, mapping)
+        yield item if isinstance(item, Reject) else admit(start, raw, item)
+
+
+def _csv_row(
+    line_no: int,
+    raw: bytes,
+    header: list[str],
+    cells: list[str],
+    parser: LineParser,
+    mapping: CsvMapping,
+) -> Event | Reject:
+    """One record of cells: an event or the reason it is not one."""
+    if not cells or all(c == "" for c in cells):
+        return Reject(line_no, raw, "line", "line: blank")
+    if len(cells) != len(header):
+        return Reject(line_no, raw, "line", f"line: {len(cells)} cells, header has {len(header)}")
+    if any(_has_surrogate(v) for v in cells):
+        return Reject(line_no, raw, "line", "line: invalid UTF-8")
+    try:
+        obj = _row_object(dict(zip(header, cells, strict=True)), mapping)
+    except orjson.JSONDecodeError as exc:
+        return Reject(line_no, raw, "payload", f"payload: invalid JSON ({exc})")
+    except ValueError as exc:
+        return Reject(line_no, raw, "payload", str(exc))
+    return parser.parse_object(line_no, raw, obj)
 
 
 def _has_surrogate(value: str) -> bool:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import os
 import sys
 from collections.abc import Callable, Iterator
@@ -11,11 +12,19 @@ from typing import BinaryIO
 
 from tenure.documents import read_yaml
 from tenure.errors import ConfigError, InputError
-from tenure.events.envelope import Event
-from tenure.events.parse import CsvMapping, LineParser, Reject, read_csv
+from tenure.events.envelope import DEFAULT_MAX_FUTURE_SKEW, Event
+from tenure.events.parse import (
+    CsvMapping,
+    Cut,
+    Horizon,
+    LineParser,
+    Reject,
+    read_bounded,
+    read_csv,
+)
 from tenure.policy.lifecycle import PolicySet
 from tenure.policy.model import Policy
-from tenure.runtime.clock import Clock
+from tenure.runtime.clock import Clock, EventClock, WallClock
 from tenure.runtime.engine import Engine
 from tenure.runtime.pipeline import DEFAULT_BATCH_SIZE, RunSummary
 
@@ -103,28 +112,46 @@ def load_mapping(path: Path | None, pairs: list[str], constants: list[str]) -> C
     return CsvMapping(columns, payload, fixed)
 
 
-def _metered(stream: BinaryIO, progress: Progress | None) -> Iterator[bytes]:
+def _metered(stream: BinaryIO, progress: Progress | None) -> Iterator[bytes | Cut]:
+    """The stream's lines, none held longer than a line may be (see `read_bounded`)."""
+    lines = read_bounded(stream)
+    return lines if progress is None else _counted(lines, progress)
+
+
+def _counted(lines: Iterator[bytes | Cut], progress: Progress) -> Iterator[bytes | Cut]:
     pending = 0
-    for n, line in enumerate(stream, start=1):
-        pending += len(line)
+    for n, line in enumerate(lines, start=1):
+        pending += line.size if isinstance(line, Cut) else len(line)
         yield line
-        if progress is not None and n % 2048 == 0:
+        if n % 2048 == 0:
             progress(pending)
             pending = 0
-    if progress is not None and pending:
+    if pending:
         progress(pending)
 
 
 def items(
-    source: Source, stream: BinaryIO, parser: LineParser, progress: Progress | None = None
+    source: Source,
+    stream: BinaryIO,
+    parser: LineParser,
+    progress: Progress | None = None,
+    horizon: Horizon | None = None,
 ) -> Iterator[Event | Reject]:
-    """Parsed events and rejects from the stream, in input order."""
+    """Parsed events and rejects from the stream, in input order; an event too far ahead of the
+    `horizon` (by default a day past the newest event so far and the wall clock) is a reject."""
+    horizon = horizon or horizon_of(EventClock())
+    lines = _metered(stream, progress)
     if source.format == "csv":
-        yield from read_csv(
-            _metered(stream, progress), parser, source.mapping or CsvMapping.identity()
-        )
+        yield from read_csv(lines, parser, source.mapping or CsvMapping.identity(), horizon)
         return
-    yield from parser.parse_stream(_metered(stream, progress))
+    yield from parser.parse_stream(lines, horizon)
+
+
+def horizon_of(clock: Clock, skew: dt.timedelta = DEFAULT_MAX_FUTURE_SKEW) -> Horizon:
+    """How far ahead events may be: of the wall clock when it decides (live), else of both the
+    run's newest event and the wall clock (a replay's gaps are no reason to refuse)."""
+    live = isinstance(clock, WallClock)
+    return Horizon(skew, clock.now if live else WallClock().now, live=live)
 
 
 def run(
@@ -138,10 +165,11 @@ def run(
     """Run one input through the engine's pipeline (default policy: the live set) into its store."""
     pipeline = engine.pipeline(policy, clock=clock, batch_size=batch_size)
     parser = engine.workspace.parser()
+    horizon = horizon_of(clock, engine.workspace.settings.max_future_skew)
     stream = open_input(source)
     try:
         label = "stdin" if source.is_stdin else str(Path(source.path).resolve())
-        return pipeline.run(items(source, stream, parser, progress), label)
+        return pipeline.run(items(source, stream, parser, progress, horizon), label)
     finally:
         if not source.is_stdin:
             stream.close()

@@ -398,6 +398,19 @@ api_tokens = Table(
     Column("label", Text),
     Column("created_at", UtcDateTime, nullable=False),
     Column("revoked_at", UtcDateTime),
+    Column("expires_at", UtcDateTime),  # None: until revoked
+)
+
+# A dashboard sign-in: the cookie holds a random session id, stored only as its digest. A session
+# ends at sign-out, when its token is revoked or expires, after 30 idle minutes or 12 hours.
+dashboard_sessions = Table(
+    "dashboard_sessions",
+    metadata,
+    Column("session_hash", String(64), primary_key=True),
+    Column("token_id", String(20), nullable=False, index=True),
+    Column("created_at", UtcDateTime, nullable=False),
+    Column("seen_at", UtcDateTime, nullable=False),
+    Column("ended_at", UtcDateTime),
 )
 
 # Personal data lives here and only here: the event log keeps digests of it, the audit chain

@@ -6,10 +6,12 @@ reconciliation) and the human task queue, one module per page. Pages read throug
 functions as the CLI and the JSON API; the one write, resolving a task, goes through
 `services.tasks.resolve_task`.
 
-Sign-in: an API token is posted once to the login page and kept in an HttpOnly, SameSite=Strict
-cookie; every page looks the token up again (a revoked token is out at once) and checks its role.
-Forms carry a CSRF token derived from the session's token (HMAC), so a form can only come from a
-page this session was shown. No scripts: charts are SVG drawn here, CSS is inline.
+Sign-in: an API token is posted once to the login page (the form itself CSRF-protected by a
+double submit) and exchanged for a new server-side session; the HttpOnly, SameSite=Strict cookie
+(Secure over https) holds only the session's random id. Every page looks the session up again:
+sign-out, a revoked or expired token, 30 idle minutes or 12 hours end it at once; then the role
+is checked. Forms carry a CSRF token derived from the session id (HMAC), so a form can only come
+from a page this session was shown. No scripts: charts are SVG drawn here, CSS is inline.
 """
 
 from __future__ import annotations

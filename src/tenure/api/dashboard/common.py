@@ -1,7 +1,12 @@
 """What every dashboard page shares: the templates and their filters, the page response with
-its security headers, the signed-in session, and the CSRF check of forms: a form carries a
-token derived from the session's token (HMAC), so a form can only come from a page this
-session was shown.
+its security headers, the signed-in session, and the CSRF check of forms.
+
+The session cookie holds an opaque session id (never the API token), looked up on every request:
+a session ends at sign-out, when its token is revoked or expires, after 30 idle minutes or 12
+hours. A form carries a token derived from the session id (HMAC), so a form can only come from a
+page this session was shown; the sign-in form, before any session, carries the value of a
+cookie of its own (double submit). Cookies are HttpOnly, SameSite=Strict, and Secure when the
+request came over https.
 """
 
 from __future__ import annotations
@@ -20,14 +25,15 @@ from fastapi import Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from fastapi.templating import Jinja2Templates
 
-from tenure.api.auth import Caller, caller
+from tenure.api.auth import Caller, session_caller, touch_session
 from tenure.journeys.library import JourneyLibrary
 from tenure.loyalty.contracts import Contract
 from tenure.scoring.types import Scorer
 from tenure.store.db import Store
 
 PREFIX = "/dashboard"
-COOKIE = "tenure_dashboard"
+COOKIE = "tenure_dashboard"  # the session id
+LOGIN_COOKIE = "tenure_login"  # the sign-in form's CSRF token, before there is a session
 READ = ("admin", "operator", "auditor")
 RESOLVE = ("admin", "operator")
 TEMPLATES = Path(__file__).parents[1] / "templates"
@@ -43,9 +49,28 @@ HEADERS = {
 }
 
 
-def csrf_token(session_token: str) -> str:
-    """The form token of a session: only someone holding the session's token can compute it."""
-    return hmac.new(session_token.encode(), b"tenure dashboard form", hashlib.sha256).hexdigest()
+def csrf_token(session: str) -> str:
+    """The form token of a session: only someone holding the session id can compute it."""
+    return hmac.new(session.encode(), b"tenure dashboard form", hashlib.sha256).hexdigest()
+
+
+def same(given: str, expected: str) -> bool:
+    """Whether a posted token is the expected one (and there is one), in constant time."""
+    # Compared as bytes: compare_digest refuses str with non-ASCII characters (a 500).
+    return bool(expected) and hmac.compare_digest(given.encode(), expected.encode())
+
+
+def keep_cookie(response: Response, request: Request, name: str, value: str) -> None:
+    """Set one of the dashboard's cookies: HttpOnly, SameSite=Strict, only under the dashboard,
+    and Secure when the request came over https."""
+    response.set_cookie(
+        name,
+        value,
+        httponly=True,
+        samesite="strict",
+        secure=request.url.scheme == "https",
+        path=PREFIX,
+    )
 
 
 def _when(value: Any) -> str:
@@ -142,13 +167,24 @@ class Pages:
         """A page that only says something (not found, not allowed)."""
         return self.page(request, "message.html", who, code, title=title, message=message)
 
+    def signed_in(self, session: str) -> Caller | None:
+        """The caller of a live session (None: unknown, ended, timed out, or its token revoked
+        or expired); asked again on every request, so any of these is out at once."""
+        now = dt.datetime.now(dt.UTC)
+        with self.store.reader() as conn:
+            found = session_caller(conn, session, now)
+        if found is None:
+            return None
+        who, stale = found
+        if stale:
+            with self.store.transaction() as conn:
+                touch_session(conn, session, now)
+        return who
+
     def session(self, request: Request, roles: Sequence[str] = READ) -> Caller | Response:
         """The signed-in caller, or the response to send instead (to login, or forbidden)."""
         token = request.cookies.get(COOKIE)
-        who = None
-        if token:
-            with self.store.reader() as conn:
-                who = caller(conn, token)
+        who = self.signed_in(token) if token else None
         if who is None:
             target = request.url.path + (f"?{request.url.query}" if request.url.query else "")
             response = RedirectResponse(f"{PREFIX}/login?next={quote(target)}", status_code=303)
@@ -174,9 +210,7 @@ class Pages:
         if isinstance(who, Response):
             return who
         token = request.cookies.get(COOKIE, "")
-        # Compared as bytes: compare_digest refuses str with non-ASCII characters (a 500).
-        expected = csrf_token(token).encode()
-        if not (token and hmac.compare_digest(csrf.encode(), expected)):
+        if not (token and same(csrf, csrf_token(token))):
             return self.message(
                 request,
                 who,

@@ -8,11 +8,12 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, HTTPException, Query
 
-from tenure.api.auth import Caller
+from tenure.api.auth import Caller, scope
 from tenure.api.personal import mask_view
 from tenure.api.service import Service
 from tenure.services.personal import erase
 from tenure.services.views import customer_view
+from tenure.store import service_reads
 
 
 def router(svc: Service) -> APIRouter:
@@ -32,16 +33,13 @@ def router(svc: Service) -> APIRouter:
         tier, and personal data (masked unless the role may see it). A partner sees only its own
         customers, and only the fields its contract shares; asking for another field is 403."""
         wanted = [f.strip() for f in fields.split(",") if f.strip()] if fields else []
-        if who.role == "partner":
-            svc.require_own_customer(who, customer_id, wanted)
+        seen_by = scope(who, svc.contracts)
         with svc.store.reader() as conn:
+            service_reads.require_customer(conn, seen_by, customer_id, wanted)
             view = customer_view(conn, customer_id, scorer=svc.scorer)
         if view is None:
             raise HTTPException(404, f"no customer {customer_id!r}")
-        view = mask_view(view, who.role)
-        if who.role == "partner":
-            scope = svc.sharing(who.partner or "")
-            view = {k: v for k, v in view.items() if k == "customer_id" or k in scope}
+        view = seen_by.shown(mask_view(view, who.role))
         if wanted:
             view = {k: v for k, v in view.items() if k == "customer_id" or k in wanted}
         return view

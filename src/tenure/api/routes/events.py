@@ -9,6 +9,7 @@ import orjson
 from fastapi import APIRouter, Depends, HTTPException, Request
 
 from tenure.api.auth import Caller
+from tenure.api.limits import read_body
 from tenure.api.service import MAX_EVENTS, Service
 
 
@@ -22,9 +23,9 @@ def router(svc: Service) -> APIRouter:
     ) -> dict[str, Any]:
         """A batch of events: per event accepted, duplicate or rejected (with the reason), and
         the decisions they caused, decided before the response returns."""
-        raw = await request.body()
+        raw = await read_body(request)  # at most the body limit is ever held
         try:
-            body = orjson.loads(raw)
+            body = orjson.loads(raw)  # refuses nesting past 1,024 levels, without recursing
         except orjson.JSONDecodeError as exc:
             raise HTTPException(400, f"the body is not JSON: {exc}") from None
         items = body.get("events") if isinstance(body, dict) else body

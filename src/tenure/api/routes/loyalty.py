@@ -13,11 +13,11 @@ from typing import Annotated, Any, Literal
 from fastapi import APIRouter, Depends, HTTPException, Query
 from pydantic import BaseModel, Field
 
-from tenure.api.auth import Caller
+from tenure.api.auth import Caller, scope
 from tenure.api.service import Service
 from tenure.loyalty.ledger import member_account
 from tenure.services import loyalty
-from tenure.store import ledger, queries, service_reads
+from tenure.store import queries, service_reads
 
 Id = Annotated[str, Field(min_length=1, max_length=200)]
 
@@ -86,10 +86,15 @@ def router(svc: Service) -> APIRouter:
     def balance(
         programme: str, customer_id: str, who: Annotated[Caller, Depends(members)]
     ) -> dict[str, Any]:
-        """A member's points (posted, held, available), lots and tier."""
-        svc.require_own_customer(who, customer_id, ["loyalty"])
+        """A member's points (posted, held, available), lots and tier; a partner's token sees
+        only the lots of its own funding."""
+        seen_by = scope(who, svc.contracts)
         with svc.store.reader() as conn:
+            service_reads.require_customer(conn, seen_by, customer_id, ["loyalty"])
             data = loyalty.member_balance(conn, programme, customer_id)
+            data["lots"] = service_reads.member_lots(
+                conn, seen_by, data["account"], customer_id, data["lots"]
+            )
             data["tier"] = queries.tier(conn, programme, customer_id)
         return data
 
@@ -100,10 +105,13 @@ def router(svc: Service) -> APIRouter:
         who: Annotated[Caller, Depends(members)],
         limit: Annotated[int, Query(ge=1, le=1000)] = 100,
     ) -> list[dict[str, Any]]:
-        """A member's transfers, newest first."""
-        svc.require_own_customer(who, customer_id, ["loyalty"])
+        """A member's transfers, newest first; a partner's token sees only those of its own
+        events and its own funding."""
+        seen_by = scope(who, svc.contracts)
+        account = member_account(programme, customer_id)
         with svc.store.reader() as conn:
-            return ledger.history(conn, member_account(programme, customer_id), limit)
+            service_reads.require_customer(conn, seen_by, customer_id, ["loyalty"])
+            return service_reads.member_history(conn, seen_by, account, customer_id, limit)
 
     @api.post("/redemptions")
     def redeem(body: Redemption, who: Annotated[Caller, Depends(writers)]) -> dict[str, Any]:

@@ -7,13 +7,14 @@ proposer's token holder cannot approve).
 import datetime as dt
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Body, Depends, HTTPException, Query
+from fastapi import APIRouter, Body, Depends, Query
 from pydantic import BaseModel, Field
 
-from tenure.api.auth import Caller
+from tenure.api.auth import Caller, scope
 from tenure.api.routes.loyalty import Id
 from tenure.api.service import Service
 from tenure.services import loyalty
+from tenure.store import service_reads
 
 PERIOD = r"^(19|2[0-9])[0-9]{2}-(0[1-9]|1[0-2])$"  # YYYY-MM, years 1900-2999
 
@@ -25,12 +26,6 @@ class Adjustment(BaseModel):
     reference: Id
     points: int = Field(ge=-1_000_000_000, le=1_000_000_000)
     reason: str = Field(min_length=1, max_length=500)
-
-
-def own_partner(who: Caller, partner: str) -> None:
-    """A partner's token acts only for that partner."""
-    if who.role == "partner" and who.partner != partner:
-        raise HTTPException(403, f"a token of {who.partner} cannot act for {partner}")
 
 
 def router(svc: Service) -> APIRouter:
@@ -48,7 +43,7 @@ def router(svc: Service) -> APIRouter:
         ],
     ) -> dict[str, Any]:
         """Compare a partner's statement with the points the ledger says it funded."""
-        own_partner(who, partner)
+        service_reads.require_partner(scope(who, svc.contracts), partner)
         with svc.store.reader() as conn:
             return loyalty.reconciliation(conn, partner, period, statement, "statement")
 
@@ -58,12 +53,11 @@ def router(svc: Service) -> APIRouter:
         who: Annotated[Caller, Depends(readers)],
         period: Annotated[str, Query(pattern=PERIOD)],
     ) -> list[dict[str, Any]]:
-        """What the partner's contracts settle for the period, per funder."""
-        own_partner(who, partner)
-        covered = {c.id for c in svc.contracts if c.covers(partner)}
+        """What the partner's contracts settle for the period, per funder (a partner: its own)."""
         with svc.store.reader() as conn:
-            rows = loyalty.settlement(conn, svc.contracts, period)
-        return [r for r in rows if r["contract"] in covered or r["funder"] == partner]
+            return service_reads.settlement(
+                conn, svc.contracts, period, scope(who, svc.contracts), partner
+            )
 
     @api.get("/adjustments")
     def list_adjustments(
@@ -72,7 +66,7 @@ def router(svc: Service) -> APIRouter:
     ) -> list[dict[str, Any]]:
         """Adjustments, proposed and approved, newest first."""
         with svc.store.reader() as conn:
-            return loyalty.adjustments(conn, partner)
+            return service_reads.adjustments(conn, scope(who, svc.contracts), partner)
 
     @api.post("/{partner}/adjustments", status_code=201)
     def propose(
