@@ -137,30 +137,6 @@ class Service:
 
         return check
 
-    def sharing(self, partner: str) -> set[str]:
-        """The customer fields a partner's contract lets it see (its newest version's scope)."""
-        for contract in self.contracts:
-            if contract.covers(partner):
-                return set(contract.versions[-1].sharing.get(partner, []))
-        return set()
-
-    def require_own_customer(
-        self, who: Caller, customer_id: str, fields: Sequence[str] = ()
-    ) -> None:
-        """A partner may see only its own customers, and only fields its contract shares."""
-        if who.role != "partner":
-            return
-        with self.store.reader() as conn:
-            own = service_reads.is_partner_customer(conn, customer_id, who.partner)
-        if not own:
-            raise HTTPException(403, f"customer {customer_id!r} is not a customer of {who.partner}")
-        scope = self.sharing(who.partner or "")
-        for field in fields:
-            if field not in scope:
-                raise HTTPException(
-                    403, f"{who.partner}'s contract does not share {field!r} with it"
-                )
-
     def ingest(self, items: list[Any], source: str = "api") -> dict[str, Any]:
         """Parse, deduplicate and decide; per item accepted, duplicate or rejected, and the
         (non-shadow) decisions the accepted events caused."""
