@@ -34,10 +34,11 @@ from tenure.loyalty.ledger import (
     redemption_account,
 )
 from tenure.loyalty.tiers import Change, Standing, Tiers, evaluate
-from tenure.store import ledger, repo
+from tenure.store import ledger, repo, service_reads
 from tenure.store import loyalty as loyalty_store
 from tenure.store.db import Store
 from tenure.store.loyalty import Connection, UsageKey
+from tenure.store.service_reads import EVERYONE
 from tenure.times import iso_from_epoch
 
 EARNING_TYPES = ("purchase", "service")
@@ -222,46 +223,12 @@ def funded_points(conn: Connection, partner: str, period: str) -> dict[str, int]
     return out
 
 
-def _contract_of(contracts: Sequence[Contract], partner: str) -> str:
-    """The id of the contract covering a partner ("-": none does)."""
-    contract = next((c for c in contracts if c.covers(partner)), None)
-    return contract.id if contract else "-"
-
-
 def settlement(
     conn: Connection, contracts: Sequence[Contract], period: str
 ) -> list[dict[str, Any]]:
     """Per contract and funder: points funded in the period and the amount owed for them."""
-    start, end = _month(period)
-    by_id = {c.id: c for c in contracts}
-    totals: dict[tuple[str, str], int] = {}
-    for contract_id, shares in loyalty_store.shares_by_contract(conn, start, end):
-        for funder, points in shares.items():
-            totals[(contract_id, funder)] = totals.get((contract_id, funder), 0) + int(points)
-    # Returns give funders their points back (clawbacks credit the funder's account).
-    for credit, amount in ledger.clawbacks(conn, start.timestamp(), end.timestamp()):
-        funder = credit.removeprefix("funder:")
-        key = _contract_of(contracts, funder)
-        totals[(key, funder)] = totals.get((key, funder), 0) - int(amount)
-    # Approved adjustments move funding between a partner and its OEM.
-    for partner, oem, points in loyalty_store.approved_moves(conn, period):
-        key = _contract_of(contracts, partner)
-        totals[(key, partner)] = totals.get((key, partner), 0) + int(points)
-        totals[(key, oem)] = totals.get((key, oem), 0) - int(points)
-    rows = []
-    for (contract_id, funder), points in sorted(totals.items()):
-        value = by_id[contract_id].point_value if contract_id in by_id else None
-        rows.append(
-            {
-                "contract": contract_id,
-                "funder": funder,
-                "period": period,
-                "points": points,
-                "point_value": value,
-                "owed": round(points * value, 2) if value is not None else None,
-            }
-        )
-    return rows
+    # One computation serves staff and partners: the scoped read with everyone in scope.
+    return service_reads.settlement(conn, contracts, period, EVERYONE)
 
 
 REDEMPTION_HOLD_S = 7 * 86_400.0  # a redemption not confirmed within a week is void

@@ -263,15 +263,3 @@ def balances(conn: Connection, account_id: str) -> tuple[int, int] | None:
         return None
     posted = int(row.posted_cr - row.posted_dr)
     return posted, posted - int(row.pending_dr)
-
-
-def clawbacks(conn: Connection, start_s: float, end_s: float) -> list[tuple[str, int]]:
-    """(credited account, amount) of the posted clawbacks at times in [start_s, end_s)."""
-    tr = t.ledger_transfers.c
-    query = select(tr.credit, tr.amount).where(
-        tr.kind == "clawback",
-        tr.status == "posted",
-        tr.at >= start_s,
-        tr.at < end_s,
-    )
-    return [(credit, amount) for credit, amount in conn.execute(query)]

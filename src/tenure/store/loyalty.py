@@ -94,15 +94,6 @@ def shares_by_event(
     return [(event_id, shares) for event_id, shares in conn.execute(query)]
 
 
-def shares_by_contract(
-    conn: Connection, start: dt.datetime, end: dt.datetime
-) -> list[tuple[str, dict[str, Any]]]:
-    """(contract id, shares per funder) of the accruals whose events fall in [start, end)."""
-    a = t.loyalty_accruals.c
-    query = select(a.contract_id, a.shares).where(a.occurred_at >= start, a.occurred_at < end)
-    return [(contract_id, shares) for contract_id, shares in conn.execute(query)]
-
-
 def granted_by_customer(
     conn: Connection,
     customer_ids: Sequence[str],
@@ -232,12 +223,3 @@ def approved_points(conn: Connection, partner: str, period: str) -> list[tuple[s
         pa.partner == partner, pa.period == period, pa.status == "approved"
     )
     return [(reference, points) for reference, points in conn.execute(query)]
-
-
-def approved_moves(conn: Connection, period: str) -> list[tuple[str, str, int]]:
-    """(partner, OEM, points) of every approved adjustment in a period."""
-    pa = t.partner_adjustments.c
-    query = select(pa.partner, pa.oem, pa.points).where(
-        pa.period == period, pa.status == "approved"
-    )
-    return [(partner, oem, points) for partner, oem, points in conn.execute(query)]
