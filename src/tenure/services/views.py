@@ -28,7 +28,7 @@ def customer_view(
     scorer = scorer or scorer_for(conn)  # a service passes the one it loaded at start
     score = explained(scorer, [features], scorer.score_many([features]))[0]
     account = member_account(programme, customer_id)
-    posted, available = ledger.balances(conn, account) or (0, 0)
+    balances = ledger.account(conn, account)
     tier = queries.tier(conn, programme, customer_id)
     return {
         "customer_id": customer_id,
@@ -43,8 +43,8 @@ def customer_view(
         ],
         "loyalty": {
             "programme": programme,
-            "posted": posted,
-            "available": available,
+            "posted": balances.balance,
+            "available": balances.available,
             "tier": tier,
         },
     }

@@ -255,11 +255,8 @@ def pending_ids_of(conn: Connection, account_id: str) -> list[str]:
     return sorted(conn.execute(query).scalars())
 
 
-def balances(conn: Connection, account_id: str) -> tuple[int, int] | None:
-    """An account's posted and available points (read only; None when it has no entries)."""
+def account(conn: Connection, account_id: str) -> Account:
+    """One account as stored, read only (a new one has zero balances)."""
     ac = t.ledger_accounts.c
     row = conn.execute(select(t.ledger_accounts).where(ac.account_id == account_id)).first()
-    if row is None:
-        return None
-    posted = int(row.posted_cr - row.posted_dr)
-    return posted, posted - int(row.pending_dr)
+    return _account(row) if row is not None else Account(account_id)
