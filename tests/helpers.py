@@ -8,6 +8,7 @@ from typing import Any
 import orjson
 
 from tenure.events.envelope import Event, make_event
+from tenure.runtime.clock import FixedClock
 
 T0 = dt.datetime(2026, 3, 1, 12, 0, tzinfo=dt.UTC)
 
@@ -50,3 +51,11 @@ def line(
             "payload": payload,
         }
     )
+
+
+def closed(events: Any) -> FixedClock:
+    """A live clock a day and three hours after the newest of `events`: the watermark (the
+    clock less the lateness) has then passed the close of its day, so every instant the events
+    make is decided when they are run."""
+    newest = max(e.occurred_at for e in events)
+    return FixedClock(newest + dt.timedelta(days=1, hours=3))

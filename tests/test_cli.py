@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import sqlite3
+from collections import Counter
 from pathlib import Path
 
 import pytest
@@ -48,7 +49,22 @@ def test_run_prints_the_summary_and_stats_match(tmp_path: Path, history: Path) -
     code, out, _ = tenure("stats", "--json", "--workspace", ws)
     stats = json.loads(out)
     assert stats["events"] == n and stats["decisions"] == sum(summary["decisions"].values())
-    assert stats["outbox"] == summary["decisions"].get("action", 0)
+    # The outbox holds a journey start per action, and the signals of the history's later events
+    # the journeys listen for: a customer is decided at the close of a day, so what they did
+    # after it, further on in the same file, reaches the journey that decision started.
+    db = sqlite3.connect(Path(ws) / "tenure.db")
+    rows = db.execute(
+        "SELECT o.kind, o.created_at > d.decided_at, d.status FROM outbox o "
+        "JOIN decisions d ON d.decision_id = o.decision_id"
+    ).fetchall()
+    db.close()
+    kinds = Counter(kind for kind, _, _ in rows)
+    assert kinds["journey.start"] == summary["decisions"].get("action", 0) > 0
+    assert set(kinds) <= {"journey.start", "journey.signal"}
+    assert all(
+        after and status == "action" for kind, after, status in rows if kind != "journey.start"
+    )
+    assert stats["outbox"] == len(rows) == kinds["journey.start"] + kinds["journey.signal"]
     code, out, _ = tenure("run", "--events", str(history), "--workspace", ws)
     assert code == 0 and "duplicate" in out and f"{n:,}" in out
 

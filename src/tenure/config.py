@@ -19,7 +19,22 @@ from tenure.loyalty.tiers import Tiers
 from tenure.policy.guardrails import GuardrailSettings
 
 DEFAULT_WORKSPACE = Path(".tenure")
-KNOWN_SETTINGS = ("event_types", "guardrails", "channels", "programmes", "worker", "ingest")
+KNOWN_SETTINGS = (
+    "event_types",
+    "guardrails",
+    "channels",
+    "programmes",
+    "worker",
+    "ingest",
+    "time",
+)
+# Perceived time (features/instants.py): how late an event may come and still be decided as if
+# on time, and the evaluation period (UTC days by default). Two hours of lateness covers the
+# usual delays (mobile SDKs flushing on reconnect, hourly exports from a point of sale or a
+# billing system) while a day's decisions still go out early the next morning.
+DEFAULT_LATENESS_S = 2 * 3600
+DEFAULT_PERIOD_S = 86_400
+DEFAULT_SWEEP_S = 60.0
 DEFAULT_HEARTBEAT_S = 40.0
 
 
@@ -38,6 +53,11 @@ class Settings:
     # How far an event may be ahead of its run's newest event and of the clock (live runs and
     # the API: of the clock) before it is rejected.
     max_future_skew: dt.timedelta = DEFAULT_MAX_FUTURE_SKEW
+    # Perceived time: allowed lateness, evaluation period, and how often a live worker sweeps
+    # for instants the wall clock has passed (silent customers).
+    lateness_s: int = DEFAULT_LATENESS_S
+    period_s: int = DEFAULT_PERIOD_S
+    sweep_s: float = DEFAULT_SWEEP_S
 
 
 def resolve(workspace: Path | None = None, database_url: str | None = None) -> Settings:
@@ -60,6 +80,7 @@ def resolve(workspace: Path | None = None, database_url: str | None = None) -> S
         _tiers(config, ws / "tenure.yaml"),
         _heartbeat(config, ws / "tenure.yaml"),
         _future_skew(config, ws / "tenure.yaml"),
+        *_time(config, ws / "tenure.yaml"),
     )
 
 
@@ -164,3 +185,34 @@ def _future_skew(config: dict[str, Any], path: Path) -> dt.timedelta:
             f"(a whole number followed by s, m, h or d, e.g. 1d), got {value!r}"
         )
     return skew
+
+
+def _span(value: Any) -> int | None:
+    m = _SPAN.match(value) if isinstance(value, str) else None
+    return int(m[1]) * _SPAN_S[m[2]] if m else None
+
+
+def _time(config: dict[str, Any], path: Path) -> tuple[int, int, float]:
+    """`time: {lateness: 2h, period: 1d, sweep_every: 1m}`: perceived time."""
+    raw = config.get("time") or {}
+    if not isinstance(raw, dict) or set(raw) - {"lateness", "period", "sweep_every"}:
+        raise ConfigError(f"{path}: time: only lateness, period and sweep_every can be set")
+    lateness = _span(raw.get("lateness", "2h"))
+    if lateness is None or not 0 <= lateness <= 7 * 86_400:
+        raise ConfigError(
+            f"{path}: time.lateness must be a duration from 0s to 7d (e.g. 2h), "
+            f"got {raw.get('lateness')!r}"
+        )
+    period = _span(raw.get("period", "1d"))
+    if period is None or period < 3600 or (86_400 % period and period % 86_400):
+        raise ConfigError(
+            f"{path}: time.period must be whole hours dividing a day (1h, 2h, 3h, 4h, 6h, 8h, "
+            f"12h) or whole days (1d, 7d), got {raw.get('period')!r}"
+        )
+    sweep = _span(raw.get("sweep_every", "1m"))
+    if sweep is None or not 1 <= sweep <= 86_400:
+        raise ConfigError(
+            f"{path}: time.sweep_every must be a duration from 1s to 1d, "
+            f"got {raw.get('sweep_every')!r}"
+        )
+    return lateness, period, float(sweep)

@@ -1,6 +1,7 @@
 """Hostile requests (issue 13), on SQLite and PostgreSQL: a deep, NUL-holding or far-future
-event is a rejected item of a 200; a NUL in a path or query is a 400 and a body over the limit a
-413, both as problem+json, the 413 without reading past the limit."""
+event, or one with an integer past 64 bits, is a rejected item of a 200; a NUL in a path or query
+is a 400 and a body over the limit a 413, both as problem+json, the 413 without reading past the
+limit."""
 
 from __future__ import annotations
 
@@ -14,11 +15,8 @@ import orjson
 import pytest
 from fastapi.testclient import TestClient
 
-from tenure.api.app import create_app
-from tenure.api.auth import create_token
 from tenure.store import queries
-from tenure.store.db import Store
-from tests.fixtures.hostile import CUSTOM, event, workspace
+from tests.fixtures.hostile import CUSTOM, event, serve, workspace
 
 LIMIT = 16 * 1024 * 1024  # the body limit
 MiB = 1024 * 1024
@@ -29,18 +27,6 @@ def deep(depth: int) -> Any:
     for _ in range(depth):
         value = [value]
     return value
-
-
-def serve(settings: Any) -> Iterator[tuple[TestClient, dict[str, str]]]:
-    store = Store(settings.database_url)
-    now = dt.datetime.now(dt.UTC)
-    with store.transaction() as conn:
-        tokens = {
-            role: create_token(conn, role, None, role, now)[1] for role in ("admin", "ingest")
-        }
-    store.close()
-    with TestClient(create_app(settings), raise_server_exceptions=False) as client:
-        yield client, {r: f"Bearer {t}" for r, t in tokens.items()}
 
 
 @pytest.fixture
@@ -97,6 +83,20 @@ def test_hostile_events_are_rejected_items(api: tuple[TestClient, dict[str, str]
     with client.app.state.store.reader() as conn:
         kept = [r["raw"] for r in queries.rejects(conn, limit=100)]
     assert len(kept) == len(items) - 1 and max(map(len, kept)) <= 4096
+
+
+def test_integers_past_64_bits_are_rejected_items_not_floats(
+    api: tuple[TestClient, dict[str, str]],
+) -> None:
+    client, auth = api
+    numbers = [2**63 - 1, -(2**63), 2**63, 2**64, -(2**63) - 1, 10**30]
+    items = [event(f"n-{i}", type=CUSTOM, payload={"n": n}) for i, n in enumerate(numbers)]
+    response = client.post("/v1/events", json=items, headers={"Authorization": auth["ingest"]})
+    assert response.status_code == 200, response.text
+    results = response.json()["results"]
+    assert [r["status"] for r in results] == ["accepted"] * 2 + ["rejected"] * 4
+    for r in results[2:]:
+        assert r["field"] == "payload.n" and "64 bits" in r["reason"], r
 
 
 def test_a_body_nested_past_the_decoder_is_a_400(lite: tuple[TestClient, dict[str, str]]) -> None:

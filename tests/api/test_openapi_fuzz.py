@@ -1,5 +1,6 @@
 """schemathesis against the published OpenAPI: generated requests to every operation, as admin
-(so every handler runs past its guard), must never get a server error."""
+(so every handler runs past its guard), must never get a server error, and every error they get
+must be a problem document (application/problem+json with type, title and status)."""
 
 from __future__ import annotations
 
@@ -15,6 +16,7 @@ from tenure.api.app import create_app
 from tenure.api.auth import create_token
 from tenure.config import resolve
 from tenure.store.db import Store
+from tests.fixtures.hostile import problem_of
 
 
 @pytest.fixture
@@ -39,12 +41,20 @@ def api_schema(tmp_path, admin_token):
 schema = schemathesis.pytest.from_fixture("api_schema")
 
 
+@schemathesis.check
+def problem_json(ctx, response, case) -> None:
+    """Every response with a status of 400 or more is an RFC 9457 problem document."""
+    if response.status_code >= 400:
+        content_type = next(iter(response.headers.get("content-type") or []), None)
+        problem_of(response.status_code, content_type, response.content)
+
+
 @schema.parametrize()
 @settings(
     max_examples=25,
     deadline=None,
     suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
 )
-def test_no_server_error(case, admin_token):
+def test_no_server_error_and_every_error_is_a_problem(case, admin_token):
     response = case.call(headers={"Authorization": f"Bearer {admin_token}"})
-    case.validate_response(response, checks=[not_a_server_error])
+    case.validate_response(response, checks=[not_a_server_error, problem_json])

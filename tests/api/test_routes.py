@@ -18,6 +18,7 @@ from tenure.config import resolve
 from tenure.loyalty.contracts import parse_contract
 from tenure.loyalty.ledger import member_account
 from tenure.policy.model import default_policy
+from tenure.runtime.clock import FixedClock
 from tenure.services import loyalty
 from tenure.store import acts, service_reads
 from tenure.store import schema as t
@@ -76,7 +77,9 @@ def serve(tmp_path, url: str | None = None):
         tokens["bob"] = create_token(conn, "approver", None, "bob", now)[1]
         tokens["olga"] = create_token(conn, "operator", None, "olga", now)[1]
     store.close()
-    with TestClient(create_app(settings)) as client:
+    # Live time after the test events' days have closed: their instants are decided at once.
+    clock = FixedClock(dt.datetime(2026, 3, 10, 3, tzinfo=dt.UTC))
+    with TestClient(create_app(settings, clock)) as client:
         yield client, tokens, settings
 
 

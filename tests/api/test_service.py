@@ -11,6 +11,7 @@ from fastapi.testclient import TestClient
 from tenure.api.app import create_app
 from tenure.api.auth import create_token
 from tenure.config import resolve
+from tenure.runtime.clock import FixedClock
 from tenure.store.db import Store
 from tests.fixtures.loyalty import CONTRACT
 
@@ -34,7 +35,9 @@ def service(tmp_path):
         tokens["dealer-1"] = create_token(conn, "partner", "dealer-1", "", now)[1]
         tokens["dealer-2"] = create_token(conn, "partner", "dealer-2", "", now)[1]
     store.close()
-    with TestClient(create_app(settings)) as client:
+    # Live time after the test events' days have closed: their instants are decided at once.
+    clock = FixedClock(dt.datetime(2026, 3, 10, 3, tzinfo=dt.UTC))
+    with TestClient(create_app(settings, clock)) as client:
         yield client, tokens
 
 

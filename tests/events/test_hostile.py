@@ -8,11 +8,12 @@ import hashlib
 import io
 import tracemalloc
 
+import msgspec
 import pytest
 
 from tenure.config import resolve
 from tenure.errors import ConfigError
-from tenure.events.envelope import Event
+from tenure.events.envelope import PAYLOADS, Event
 from tenure.events.parse import (
     MAX_LINE_BYTES,
     MAX_REJECT_RAW,
@@ -28,12 +29,14 @@ from tests.fixtures.hostile import (
     CUSTOM,
     HIDDEN,
     ID_FIELDS,
+    PAYLOAD_IDS,
     Endless,
     custom_line,
     deep_line,
     event,
     jline,
     nested,
+    with_payload_id,
     workspace,
 )
 
@@ -130,6 +133,47 @@ def test_ids_are_bounded_in_length() -> None:
     rejected(stream(jline(event(customer_id="c" * 201)))[0], "customer_id", "200")
 
 
+def test_the_cases_cover_every_id_of_every_typed_payload() -> None:
+    ids = {
+        (p, f.name) for p in PAYLOADS.values() for f in msgspec.structs.fields(p) if "_id" in f.name
+    }
+    assert ids == {(PAYLOADS[t], field) for t, _, field in PAYLOAD_IDS}
+
+
+@pytest.mark.parametrize(("event_type", "payload", "field"), PAYLOAD_IDS)
+def test_ids_in_a_payload_are_printable(event_type: str, payload: dict, field: str) -> None:
+    for name, char in sorted(HIDDEN.items()):
+        raw = jline(with_payload_id(event_type, payload, field, f"x{char}y"))
+        for got in (parser.parse(RawLine(1, raw)), stream(raw)[0]):
+            words = "NUL" if name == "NUL" else "ids must be printable"
+            r = rejected(got, f"payload.{field}", words)
+            assert r.reason.isprintable() and char not in r.field, name
+
+
+@pytest.mark.parametrize(("event_type", "payload", "field"), PAYLOAD_IDS)
+def test_ids_in_a_payload_are_bounded_and_printable_ones_kept(
+    event_type: str, payload: dict, field: str
+) -> None:
+    long = jline(with_payload_id(event_type, payload, field, "i" * 201))
+    rejected(stream(long)[0], f"payload.{field}", "200")
+    for value in ("客户-42", "c 42", "[bold]o[/]", "i" * 200):
+        got = stream(jline(with_payload_id(event_type, payload, field, value)))[0]
+        assert isinstance(got, Event) and getattr(got.payload, field) == value
+
+
+def test_csv_rows_hold_payload_ids_to_the_same_rule() -> None:
+    data = (
+        "event_id,type,customer_id,occurred_at,payload.amount,payload.order_id\n"
+        "a,purchase,c,2026-03-01T10:00:00Z,5,o-1\n"
+        "b,purchase,c,2026-03-01T10:00:00Z,5,o\u202e2\n"
+        "c,purchase,c,2026-03-01T10:00:00Z,5,o\x1b[2J\n"
+    ).encode()
+    got = list(read_csv(read_bounded(io.BytesIO(data)), parser, CsvMapping.identity()))
+    assert isinstance(got[0], Event) and got[0].payload.order_id == "o-1"
+    for r in got[1:]:
+        rejected(r, "payload.order_id", "ids must be printable")
+
+
 def test_a_reject_keeps_a_prefix_its_length_and_digest() -> None:
     raw = jline(event(type="teleport", payload={"pad": "a" * 60_000}))
     r = parser.parse(RawLine(1, raw))
@@ -137,6 +181,23 @@ def test_a_reject_keeps_a_prefix_its_length_and_digest() -> None:
     assert r.raw == raw[:MAX_REJECT_RAW] and r.size == len(raw)
     assert r.sha256 == hashlib.sha256(raw).hexdigest()
     assert str(len(raw)) in r.reason and r.sha256 in r.reason
+
+
+def test_every_reject_carries_the_length_and_digest_of_its_whole_input() -> None:
+    lines = [
+        jline(event("ok")),
+        b"not json",
+        jline(event("rlo", customer_id="c\u202e")),
+        jline(event("far", occurred_at="2150-01-01T00:00:00Z")),
+        b"x" * (MAX_LINE_BYTES + 5),  # cut while read: only its head reaches the parser
+        b"",
+    ]
+    got = stream(*lines, horizon=Horizon(DAY))
+    assert isinstance(got[0], Event)
+    for raw, r in zip(lines[1:], got[1:], strict=True):
+        assert isinstance(r, Reject) and r.raw == raw[:MAX_REJECT_RAW]
+        assert (r.size, r.sha256) == (len(raw), hashlib.sha256(raw).hexdigest())
+    assert str(MAX_LINE_BYTES + 5) in got[4].reason and "sha256" not in got[1].reason
 
 
 def test_field_and_reason_from_the_input_are_printable_and_bounded() -> None:

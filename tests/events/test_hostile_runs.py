@@ -101,6 +101,28 @@ def test_a_long_line_is_kept_as_a_prefix_with_its_digest(
     assert hashlib.sha256(long).hexdigest() in r["reason"] and str(len(long)) in r["reason"]
 
 
+def test_every_rejects_input_length_and_sha256_are_columns(
+    store_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # NEEDS the pipeline to pass them on: `_reject_row` in runtime/pipeline.py must add
+    # "input_size": r.size and "input_sha256": r.sha256 (the parser already sets both).
+    ws = tmp_path / "ws"
+    workspace(ws, store_url)
+    lines = [b"y" * (200 * 1024), b'{"event_id": "z"}', jline(event("after"))]
+    summary = run(ws, store_url, lines, monkeypatch)
+    assert (summary["accepted"], summary["rejected"]) == (1, 2)
+    listed = runner.invoke(app, ["rejects", "list", "-w", str(ws), "--json"])
+    assert listed.exit_code == 0, listed.output
+    rows = {r["line_no"]: r for r in json.loads(listed.stdout)}
+    for n, raw in enumerate(lines[:2], start=1):
+        assert rows[n]["input_size"] == len(raw), n
+        assert rows[n]["input_sha256"] == hashlib.sha256(raw).hexdigest(), n
+    assert len(rows[1]["raw"]) == MAX_REJECT_RAW
+    table = runner.invoke(app, ["rejects", "list", "-w", str(ws)], terminal_width=250)
+    assert f"{200 * 1024:,}" in table.stdout
+    assert hashlib.sha256(lines[0]).hexdigest()[:12] in table.stdout
+
+
 def test_the_skew_comes_from_the_workspace(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     ws = tmp_path / "ws"
     url = f"sqlite:///{ws / 'tenure.db'}"

@@ -25,6 +25,7 @@ from tenure.runtime.worker import courier_for, journey_worker
 from tenure.store import schema as t
 from tenure.store.db import Store
 from tests.fixtures.journeys import GUARDRAILS, POLICY, history
+from tests.helpers import closed
 from tests.receiver import running_receiver
 
 runner = CliRunner()
@@ -46,9 +47,10 @@ def test_tasks_resolve_and_escalate_through_the_cli(tmp_path: Path) -> None:
     ws = tmp_path / "ws"
     settings = resolve(ws)
     store = Store(settings.database_url)
-    Pipeline(store, DESK, guardrails=GUARDRAILS, journeys=workspace_library(ws)).run(
-        iter(history("kept") + history("ignored")), "t"
-    )
+    events = history("kept") + history("ignored")
+    Pipeline(
+        store, DESK, guardrails=GUARDRAILS, journeys=workspace_library(ws), clock=closed(events)
+    ).run(iter(events), "t")
 
     async def body() -> None:
         env = await WorkflowEnvironment.start_time_skipping(

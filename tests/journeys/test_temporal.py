@@ -20,7 +20,7 @@ from tenure.store import acts, repo
 from tenure.store import schema as t
 from tenure.store.db import Store
 from tests.fixtures.journeys import GUARDRAILS, POLICY, history, ingest, sent
-from tests.helpers import ev
+from tests.helpers import closed, ev
 
 
 def spent(store: Store) -> float:
@@ -125,9 +125,15 @@ def test_follow_up_sends_count_toward_the_contact_caps(tmp_path: Path) -> None:
     )
 
     async def body(env: WorkflowEnvironment, store: Store) -> None:
-        Pipeline(store, policy, guardrails=GUARDRAILS, journeys=workspace_library(tmp_path)).run(
-            iter(history("c-3", dt.datetime.now(dt.UTC) - dt.timedelta(days=30))), "test"
-        )
+        # Asks to cancel yesterday: decided at the close of that day, today at 00:00 UTC.
+        events = history("c-3", dt.datetime.now(dt.UTC) - dt.timedelta(days=31))
+        Pipeline(
+            store,
+            policy,
+            guardrails=GUARDRAILS,
+            journeys=workspace_library(tmp_path),
+            clock=closed(events),
+        ).run(iter(events), "test")
         await Dispatcher(store, env.client).dispatch()
         with store.reader() as conn:
             (decision_id,) = conn.execute(select(t.journeys.c.decision_id)).scalars()
@@ -205,9 +211,13 @@ def test_points_a_journey_grants_are_posted_and_clawed_back_when_it_compensates(
     )
 
     async def body(env: WorkflowEnvironment, store: Store) -> None:
-        Pipeline(store, policy, guardrails=GUARDRAILS, journeys=workspace_library(tmp_path)).run(
-            iter(history("c-6")), "test"
-        )
+        Pipeline(
+            store,
+            policy,
+            guardrails=GUARDRAILS,
+            journeys=workspace_library(tmp_path),
+            clock=closed(history("c-6")),
+        ).run(iter(history("c-6")), "test")
         await Dispatcher(store, env.client).dispatch()
         with store.reader() as conn:
             (decision_id,) = conn.execute(select(t.journeys.c.decision_id)).scalars()

@@ -27,7 +27,7 @@ from tenure.runtime.temporal import ensure_server
 from tenure.store import schema as t
 from tenure.store.db import Store
 from tests.fixtures.journeys import history
-from tests.helpers import ev
+from tests.helpers import closed, ev
 from tests.receiver import running_receiver
 
 JOURNEY = {
@@ -59,7 +59,12 @@ JOURNEY = {
 POLICY = parse_policy(
     {
         "id": "quick",
-        "trigger": {"risk_at_least": 0.0, "on_events": ["subscription.cancel_requested"]},
+        # Decided once, when the customer asks to cancel (not at their first day's close).
+        "trigger": {
+            "risk_at_least": 0.0,
+            "on_events": ["subscription.cancel_requested"],
+            "when": "event.type == 'subscription.cancel_requested'",
+        },
         "actions": [
             {"id": "offer", "channel": "email", "cost": 1.0, "uplift": 0.5, "journey": "quick"}
         ],
@@ -126,9 +131,13 @@ def test_killed_worker_restarts_without_losing_or_repeating_a_send(tmp_path: Pat
         settings = resolve(ws)
         store = Store(settings.database_url)
         events = [e for c in CUSTOMERS for e in history(c)]
-        Pipeline(store, POLICY, guardrails=settings.guardrails, journeys=workspace_library(ws)).run(
-            iter(events), "t"
-        )
+        Pipeline(
+            store,
+            POLICY,
+            guardrails=settings.guardrails,
+            journeys=workspace_library(ws),
+            clock=closed(events),
+        ).run(iter(events), "t")
         server = ensure_server(ws, port=port, ui_port=ui_port)
         env = {**os.environ, "TENURE_TEMPORAL_ADDRESS": server.address}
         worker = start_worker(ws, env)

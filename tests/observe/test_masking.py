@@ -13,6 +13,7 @@ from tenure.observe.logs import get_logger, scrub
 from tenure.runtime.pipeline import Pipeline
 from tenure.store.db import Store
 from tests.fixtures.journeys import GUARDRAILS, POLICY, history
+from tests.helpers import closed
 
 EMAIL = "ann.smith@example.com"
 PHONE = "+44 20 7946 0958"
@@ -72,7 +73,10 @@ def test_events_and_delivery_errors_leave_no_clear_contact(tmp_path: Path, logs,
     names the recipient (as SMTP's refusal does): every line is masked."""
     store = Store(f"sqlite:///{tmp_path / 'tenure.db'}")
     try:
-        Pipeline(store, POLICY, guardrails=GUARDRAILS).run(iter(history(EMAIL)), "test")
+        events = history(EMAIL)
+        Pipeline(store, POLICY, guardrails=GUARDRAILS, clock=closed(events)).run(
+            iter(events), "test"
+        )
         decided = logs.lines(event="decision made")
         assert decided and decided[0]["status"] == "action"
 

@@ -19,6 +19,7 @@ from tenure.channels.adapters import ChannelSettings, Message, Retryable
 from tenure.channels.courier import Courier
 from tenure.config import resolve
 from tenure.observe.metrics import registry_for
+from tenure.runtime.clock import FixedClock
 from tenure.services import policies
 from tenure.store.db import Store
 from tests.fixtures.journeys import POLICY
@@ -65,7 +66,11 @@ def api(tmp_path: Path):
         token = create_token(conn, "ingest", None, "", now)[1]
         version, _ = policies.register(conn, POLICY, "ana", now)
         policies.promote(conn, version, "active", "bo", None, now)
-    with TestClient(create_app(settings)) as client:
+    # Live time a day and three hours after the history's newest event (2026-03-20 10:00): the
+    # watermark (the clock less the lateness) has passed the close of every day of the history,
+    # so the instants its events make are decided when they are posted.
+    clock = FixedClock(dt.datetime(2026, 3, 21, 13, tzinfo=dt.UTC))
+    with TestClient(create_app(settings, clock)) as client:
         yield client, {"Authorization": f"Bearer {token}"}, store
     store.close()
 
@@ -79,6 +84,8 @@ def test_metrics_expose_the_store_and_the_process_after_activity(api, tmp_path, 
     assert r.status_code == 200
     (decision,) = r.json()["decisions"]
     assert decision["status"] == "action" and decision["action_id"] == "offer"
+    # Decided at the close of the day of the cancel request, the event it names.
+    assert (decision["decided_at"], decision["trigger_event_id"]) == ("2026-03-21T00:00:00Z", "e4")
 
     # A channel that keeps failing (3 attempts, then dead; the circuit opens at 3 failures in a
     # row) and one that delivers.
@@ -167,6 +174,7 @@ def test_a_request_id_and_each_event_id_are_on_the_api_lines(api, logs):
     assert r.headers["x-correlation-id"] == "req-42"
     (decided,) = logs.lines(event="decision made")
     # The request's id, and the event's own id for what the decision causes later.
+    # (Decided at the close of the cancel request's day: e4 is the newest event of that day.)
     assert (decided["request_id"], decided["correlation_id"]) == ("req-42", "e4")
     accepted = logs.lines(event="event accepted", request_id="req-42")
     assert [x["correlation_id"] for x in accepted] == ["e1", "e2", "e3", "e4"]

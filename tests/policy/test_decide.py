@@ -116,10 +116,17 @@ def test_same_inputs_same_decision() -> None:
     a = decide(DecisionInputs(features("email"), risky(), DecisionMemory(), TRIGGER, NOW), POLICY)
     b = decide(DecisionInputs(features("email"), risky(), DecisionMemory(), TRIGGER, NOW), POLICY)
     assert a == b
+    # The id names the policy, the customer and the instant: another instant is another
+    # decision, while one instant is one decision whichever event it names, so a second writer
+    # or a rerun of the same history cannot decide an instant twice.
+    later = NOW + dt.timedelta(days=1)
+    c = decide(DecisionInputs(features("email"), risky(), DecisionMemory(), TRIGGER, later), POLICY)
     other = dataclasses.replace(TRIGGER, event_id="e-11")
-    c = decide(DecisionInputs(features("email"), risky(), DecisionMemory(), other, NOW), POLICY)
-    assert c.decision is not None and a.decision is not None
+    d = decide(DecisionInputs(features("email"), risky(), DecisionMemory(), other, NOW), POLICY)
+    assert a.decision is not None and c.decision is not None and d.decision is not None
     assert c.decision.decision_id != a.decision.decision_id
+    assert d.decision.decision_id == a.decision.decision_id
+    assert d.decision.trigger_event_id == "e-11"
 
 
 def test_policy_errors_name_the_field() -> None:

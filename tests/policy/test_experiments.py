@@ -9,6 +9,7 @@ from collections import Counter
 import msgspec
 
 from tenure.policy.decide import DecisionMemory, TriggerContext, decide
+from tenure.policy.decision import decision_seed
 from tenure.policy.experiments import MIN_OUTCOMES, Evidence, ab_arm
 from tenure.policy.inputs import DecisionInputs
 from tenure.policy.model import default_policy, parse_policy
@@ -87,13 +88,26 @@ def test_ab_splits_by_weight_and_respects_guardrails() -> None:
 
 
 def test_same_seed_same_draws_across_time() -> None:
+    # A decision's draws come from its own seed, derived from its id (policy, customer,
+    # instant), never from a clock or a random source: the instant decided again, whenever and
+    # by whichever writer (here naming another event), draws the same; the customer's next
+    # instant is a decision of its own, with a fresh draw.
     pol = policy("thompson")
-    later = NOW + dt.timedelta(hours=1)
     f = features(*ALL)
     trigger = TriggerContext("e-x", "usage", frozenset({"usage"}))
+    again = TriggerContext("e-y", "purchase", frozenset({"purchase", "usage"}))
     a = decide(DecisionInputs(f, SCORE, DecisionMemory(), trigger, NOW), pol).decision
-    b = decide(DecisionInputs(f, SCORE, DecisionMemory(), trigger, later), pol).decision
-    assert a.seed == b.seed and a.action_id == b.action_id
+    b = decide(DecisionInputs(f, SCORE, DecisionMemory(), again, NOW), pol).decision
+    assert a.seed == b.seed and a.action_id == b.action_id and a.propensity == b.propensity
+    assert a.seed == decision_seed("c-1", a.decision_id)
+    later = [
+        decide(
+            DecisionInputs(f, SCORE, DecisionMemory(), trigger, NOW + dt.timedelta(days=n)), pol
+        ).decision
+        for n in range(1, 4)
+    ]
+    assert len({a.seed, *(d.seed for d in later)}) == 4
+    assert all(d.seed == decision_seed("c-1", d.decision_id) for d in later)
 
 
 def test_a_segment_uses_its_own_evidence_once_it_has_enough() -> None:

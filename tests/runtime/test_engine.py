@@ -73,12 +73,14 @@ def test_the_api_decides_with_the_evidence_run_learned(tmp_path: Path) -> None:
     assert ran.exit_code == 0, ran.output
     settings = resolve(ws)
     store = Store(settings.database_url)
-    expected = learned(store).evidence
+    known = learned(store)
+    expected = known.evidence
     assert expected, "the run should have learned from its own outcomes"
+    assert known.observed is not None
     service = Service(settings)
-    assert dict(service.pipeline.evidence) == dict(expected)
+    assert dict(service.pipeline.history.evidence_at(known.observed)) == dict(expected)
     by_cli = Engine(Workspace.load(settings), store).pipeline()
-    assert dict(by_cli.evidence) == dict(service.pipeline.evidence)
+    assert dict(by_cli.history.evidence_at(known.observed)) == dict(expected)
     assert by_cli.journeys.specs.keys() == service.pipeline.journeys.specs.keys()
     service.store.close()
     store.close()

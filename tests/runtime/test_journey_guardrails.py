@@ -14,9 +14,11 @@ from tenure.store import acts, queries
 from tenure.store import schema as t
 from tenure.store.db import Store
 from tests.fixtures.journeys import POLICY, history
-from tests.helpers import T0
+from tests.helpers import T0, closed
 
 CANCEL_AT = T0 + dt.timedelta(days=30)
+# Decided at the close of the cancellation's day (midnight UTC after it).
+DECIDED_AT = dt.datetime.combine(CANCEL_AT.date() + dt.timedelta(days=1), dt.time(), dt.UTC)
 
 
 def journey_row(customer: str, status: str, sends: list) -> dict:
@@ -39,7 +41,8 @@ def decide(tmp_path: Path, rows: list[dict], guardrails: GuardrailSettings) -> d
     store = Store(f"sqlite:///{tmp_path / 'g.db'}")
     with store.transaction() as conn:
         acts.insert_journeys(conn, rows)
-    Pipeline(store, POLICY, guardrails=guardrails).run(iter(history("c-1")), "t")
+    events = history("c-1")
+    Pipeline(store, POLICY, guardrails=guardrails, clock=closed(events)).run(iter(events), "t")
     with store.reader() as conn:
         (row,) = conn.execute(select(t.decisions)).mappings().all()
         body = queries.audit_body(conn, row["decision_id"])
@@ -60,7 +63,8 @@ def test_the_limit_is_a_workspace_setting(tmp_path: Path) -> None:
 
 
 def test_a_journeys_follow_up_send_counts_toward_the_caps(tmp_path: Path) -> None:
-    reminder = [[int((CANCEL_AT - dt.timedelta(hours=1)).timestamp()), "email"]]
+    # A reminder the journey sends on the day the new decision would deliver.
+    reminder = [[int((DECIDED_AT + dt.timedelta(minutes=30)).timestamp()), "email"]]
     row = decide(
         tmp_path, [journey_row("c-1", "completed", reminder)], GuardrailSettings(control_share=0)
     )

@@ -45,6 +45,9 @@ def history(path: Path) -> Path:
         line("p0", "profile.updated", 1, email="ann.stale@example.com"),
         line("b1", "purchase", 3, amount=120.0, product_line="parts"),
         line("c1", "subscription.cancel_requested", 6),
+        # Two days on: the watermark (the newest event time less the lateness) then passes the
+        # close of the cancel request's day, so that day is decided in this run.
+        line("u1", "usage", 8, minutes=12.0),
         # A malformed line that holds personal data: kept as a reject until the erasure.
         '{"event_id": "bad", "type": "profile.updated", "customer_id": "ann", '
         '"occurred_at": "2026-03-07T10:00:00Z", "payload": {"email": "ann@example.com", '

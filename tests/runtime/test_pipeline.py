@@ -128,7 +128,7 @@ def test_actions_reach_the_outbox_in_the_same_transaction(store_url: str) -> Non
     store.close()
 
 
-def test_decisions_happen_at_event_time_not_wall_time(tmp_path: Path) -> None:
+def test_decisions_happen_at_instants_of_event_time_not_wall_time(tmp_path: Path) -> None:
     lines = population_lines()
     a = Store(f"sqlite:///{tmp_path / 'a.db'}")
     run_lines(a, lines, batch_size=400, policy=EAGER, clock=EventClock())
@@ -139,13 +139,22 @@ def test_decisions_happen_at_event_time_not_wall_time(tmp_path: Path) -> None:
                 t.decisions.c.decided_at, t.decisions.c.trigger_event_id, t.events.c.occurred_at
             ).join(t.events, t.events.c.event_id == t.decisions.c.trigger_event_id),
         )
-    assert rows and all(r["decided_at"] == r["occurred_at"] for r in rows)
-    fixed = dt.datetime(2030, 1, 1, tzinfo=dt.UTC)
+    # At the close of the (UTC) day of the newest event that led to it.
+    assert rows
+    for r in rows:
+        day = r["occurred_at"].date()
+        assert r["decided_at"] == dt.datetime.combine(day + dt.timedelta(days=1), dt.time(), dt.UTC)
+    # A live clock far ahead: the first batch's instants are due at once, and decided at their
+    # own times, never the clock's; every later event is behind the watermark (late).
     b = Store(f"sqlite:///{tmp_path / 'b.db'}")
-    run_lines(b, lines, batch_size=400, policy=EAGER, clock=FixedClock(fixed))
-    with b.reader() as conn:
-        times = set(conn.execute(select(t.decisions.c.decided_at)).scalars())
-    assert times == {fixed}
+    live = run_lines(
+        b, lines, batch_size=400, policy=EAGER, clock=FixedClock(dt.datetime(2030, 1, 1))
+    )
+    with a.reader() as conn, b.reader() as other:
+        first = set(conn.execute(select(t.decisions.c.decided_at)).scalars())
+        second = set(other.execute(select(t.decisions.c.decided_at)).scalars())
+    assert second and second <= first
+    assert live.late == live.accepted - 400 + live.rejected
 
 
 def batch_strategy():
@@ -176,7 +185,7 @@ def test_any_permutation_of_a_batch_or_feeding_it_twice_gives_the_same_result(
     b.close()
 
 
-def test_a_late_event_is_decided_at_the_customers_newest_time(tmp_path: Path) -> None:
+def test_a_late_event_updates_state_but_never_a_past_instant(tmp_path: Path) -> None:
     store = Store(f"sqlite:///{tmp_path / 'late.db'}")
 
     def line(eid: str, at: str, etype: str = "usage") -> bytes:
@@ -187,20 +196,21 @@ def test_a_late_event_is_decided_at_the_customers_newest_time(tmp_path: Path) ->
     run_lines(
         store,
         [
-            line("a", "2026-03-10T00:00:00Z"),
             line("s", "2026-03-01T00:00:00Z", "subscription.started"),
+            line("a", "2026-03-10T00:00:00Z"),
+            line("b", "2026-03-12T09:00:00Z"),
         ],
         policy=EAGER,
     )
-    run_lines(store, [line("late", "2026-03-02T00:00:00Z", "payment.failed")], policy=EAGER)
     with store.reader() as conn:
-        rows = repo.rows(conn, select(t.decisions.c.decided_at, t.decisions.c.trigger_event_id))
-        bodies = [
-            queries.audit_body(conn, d)
-            for d in conn.execute(select(t.decisions.c.decision_id)).scalars()
-        ]
-    assert rows and all(r["decided_at"] >= dt.datetime(2026, 3, 10, tzinfo=dt.UTC) for r in rows)
-    assert all(b["lineage"]["features"]["days_since_last_seen"] >= 0 for b in bodies)
+        before = set(conn.execute(select(t.decisions.c.decision_id)).scalars())
+    late = run_lines(store, [line("late", "2026-03-02T00:00:00Z", "payment.failed")], policy=EAGER)
+    assert late.late == 1 and late.instants == 0
+    with store.reader() as conn:
+        after = set(conn.execute(select(t.decisions.c.decision_id)).scalars())
+        (state,) = repo.load_customers(conn, ["c-1"]).values()
+    assert after == before  # nothing decided behind the watermark
+    assert CustomerState.from_record(state[0]).totals["payment"] == (1, 0)  # but it is known
 
 
 def test_escalations_become_human_tasks_in_the_outbox(tmp_path: Path) -> None:

@@ -45,8 +45,9 @@ def test_sort_tells_new_events_from_duplicates_and_rejects(tmp_path: Path) -> No
     store = Store(f"sqlite:///{tmp_path / 't.db'}")
     pipeline = Pipeline(store, default_policy())
     stored = ev("usage", "c-1", at=0, event_id="e-old")
-    pipeline.run(iter([stored]), "first")
-    reject = Reject(3, "type", "unknown event type 'x'", b"{}")
+    quiet = ev("usage", "c-3", at=0, event_id="e-quiet")
+    pipeline.run(iter([stored, quiet]), "first")
+    reject = Reject(3, b"{}", "type", "type: unknown event type 'x'")
     batch = [
         ev("usage", "c-2", at=1, event_id="e-1"),
         ev("usage", "c-2", at=1, event_id="e-1"),  # twice in the batch
@@ -55,7 +56,15 @@ def test_sort_tells_new_events_from_duplicates_and_rejects(tmp_path: Path) -> No
         ev("usage", "c-1", at=2, event_id="e-2"),
     ]
     with store.reader() as conn:
-        got = pipeline._sort(conn, batch)
+        window, due = pipeline._window(conn, batch)
+        got = pipeline._sort(conn, batch, due)
+    # The batch moves the watermark past the close of day 0, where c-1 and c-3 are due (their
+    # events of that day were still waiting for it): c-3 has no event in the batch but is
+    # locked with the customers that do, since the batch decides its instant too.
+    close = dt.datetime(2026, 3, 2, tzinfo=dt.UTC).timestamp()  # T0's day ends
+    assert window.floor < close <= window.until
+    assert due == ["c-1", "c-3"]
+    assert got.locked == ["c-1", "c-2", "c-3"]
     assert [e.event_id for e in got.events] == ["e-1", "e-2"]
     assert sorted(got.by_customer) == ["c-1", "c-2"]
     assert got.rejects == [reject]

@@ -17,11 +17,12 @@ from tenure.api.routes import tokens
 from tenure.api.service import Service
 from tenure.config import Settings
 from tenure.observe.http import instrument
+from tenure.times import Clock
 
 
-def create_app(settings: Settings) -> FastAPI:
-    """The app for one workspace."""
-    svc = Service(settings)
+def create_app(settings: Settings, clock: Clock | None = None) -> FastAPI:
+    """The app for one workspace (deciding at wall-clock time unless given a clock)."""
+    svc = Service(settings, clock)
     app = FastAPI(
         title="tenure",
         version=__version__,

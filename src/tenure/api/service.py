@@ -7,13 +7,12 @@ pipeline is rebuilt with the new live set under the same lock.
 (No `from __future__ import annotations` here: FastAPI reads the dependency annotations.)
 """
 
-import datetime as dt
 import threading
 import time
 from collections.abc import Callable, Sequence
 from typing import Any
 
-import orjson
+import msgspec
 from fastapi import HTTPException, Request
 from fastapi.responses import JSONResponse
 from prometheus_client import CollectorRegistry, Counter, Histogram
@@ -23,10 +22,12 @@ from tenure.config import Settings
 from tenure.events.envelope import MAX_DEPTH, Event
 from tenure.events.parse import Horizon, Reject
 from tenure.loyalty.contracts import Contract
+from tenure.runtime.clock import WallClock
 from tenure.runtime.engine import Engine, learned
 from tenure.runtime.pipeline import Pipeline
 from tenure.store import repo, service_reads
 from tenure.store.db import Store
+from tenure.times import Clock
 from tenure.workspace import Workspace
 
 PROBLEM = "application/problem+json"
@@ -66,10 +67,6 @@ def problem(status: int, title: str, detail: str, **extra: Any) -> JSONResponse:
     return JSONResponse(body, status_code=status, media_type=PROBLEM)
 
 
-def _wall_clock() -> dt.datetime:
-    return dt.datetime.now(dt.UTC)
-
-
 def _clipped(value: Any, depth: int) -> Any:
     """`value` with what nests below `depth` replaced by "...": it stays JSON, and deep."""
     if isinstance(value, dict | list):
@@ -78,26 +75,27 @@ def _clipped(value: Any, depth: int) -> Any:
         if isinstance(value, dict):
             return {k: _clipped(v, depth - 1) for k, v in value.items()}
         return [_clipped(v, depth - 1) for v in value]
-    if isinstance(value, int) and not -(2**63) <= value < 2**64:
-        return str(value)
     return value
 
 
 def _item_line(item: Any) -> bytes:
-    """One item of a request as the JSON line the parser reads. An item too deep for the JSON
-    encoder (past 254 levels) is cut below `MAX_DEPTH` + 1 levels: still too deep, so it is
-    rejected for that, with the cut item as its raw input."""
+    """One item of a request as the JSON line the parser reads (integers of any size written as
+    they came, for the parser to refuse what no store can hold). An item too deep for the JSON
+    encoder is cut below `MAX_DEPTH` + 1 levels: still too deep, so it is rejected for that,
+    with the cut item as its raw input."""
     try:
-        return orjson.dumps(item)
-    except orjson.JSONEncodeError:
-        return orjson.dumps(_clipped(item, MAX_DEPTH + 1))
+        return msgspec.json.encode(item)
+    except RecursionError:
+        return msgspec.json.encode(_clipped(item, MAX_DEPTH + 1))
 
 
 class Service:
     """One workspace served: its store, pipeline, contracts and scorer, loaded once at start."""
 
-    def __init__(self, settings: Settings) -> None:
+    def __init__(self, settings: Settings, clock: Clock | None = None) -> None:
         self.settings = settings
+        # Live: the wall clock moves the watermark (a test or a what-if run may set its own).
+        self.clock: Clock = clock or WallClock()
         self.workspace = Workspace.load(settings)
         self.store = Store(settings.database_url)
         self.engine = Engine(self.workspace, self.store)
@@ -111,7 +109,9 @@ class Service:
         self.pipeline = self._pipeline()
 
     def _pipeline(self) -> Pipeline:
-        return self.engine.pipeline(batch_size=MAX_EVENTS, knowledge=self.knowledge)
+        return self.engine.pipeline(
+            batch_size=MAX_EVENTS, knowledge=self.knowledge, clock=self.clock
+        )
 
     def reload_policies(self) -> None:
         """Decide with the registry's live set, and what has been learned, from now on."""
@@ -143,7 +143,7 @@ class Service:
         started = time.perf_counter()
         # Each item as a line of its own, through the checks a file's lines get; events may be a
         # little ahead of each other and of the clock, not more (`ingest.max_future_skew`).
-        horizon = Horizon(self.settings.max_future_skew, _wall_clock, live=True)
+        horizon = Horizon(self.settings.max_future_skew, self.clock.now, live=True)
         parsed = list(self.parser.parse_stream([_item_line(x) for x in items], horizon))
         events = [p for p in parsed if isinstance(p, Event)]
         with self.lock:

@@ -199,13 +199,16 @@ def rejects_list(
     workspace: WorkspaceDir = None,
     as_json: JsonFlag = False,
 ) -> None:
-    """List rejected input lines with their line number and reason."""
+    """List rejected input lines with their line number, reason, and the input's length and
+    sha256 (its first 12 hex digits; --json gives all of it)."""
     rows = query(workspace, lambda conn: queries.rejects(conn, limit=limit, run_id=run_id))
     columns: dict[str, Column] = {
         "line": "line_no",
         "field": "field",
         "reason": lambda r: plain(r["reason"]),
         "raw": lambda r: plain(r["raw"] if len(r["raw"]) <= 60 else r["raw"][:57] + "..."),
+        "bytes": lambda r: None if r["input_size"] is None else f"{r['input_size']:,}",
+        "sha256": lambda r: (r["input_sha256"] or "")[:12],
     }
     render(rows, as_json, table_of(rows, columns))
 

@@ -242,10 +242,16 @@ class Event(
 
 
 ID_FIELDS = ("event_id", "customer_id", "partner_id", "source")
+# The ids inside each typed payload (order_id, redemption_id, ticket_id, ...): every `*_id` field.
+PAYLOAD_ID_FIELDS: dict[str, tuple[str, ...]] = {
+    event_type: tuple(f.name for f in msgspec.structs.fields(p) if f.name.endswith("_id"))
+    for event_type, p in PAYLOADS.items()
+}
 
 
 def ids_problem(event: Event) -> tuple[str, str] | None:
-    """(field, reason) when an id of `event` cannot be one (see `id_problem`), else None.
+    """(field, reason) when an id of `event`, in the envelope or its typed payload, cannot be one
+    (see `id_problem`), else None. A payload's id is named `payload.<field>`.
 
     Checked where input comes in (the parsers), not when the event log is read back: what was
     stored stays readable.
@@ -254,6 +260,10 @@ def ids_problem(event: Event) -> tuple[str, str] | None:
         value = getattr(event, name)
         if value is not None and (problem := id_problem(value)) is not None:
             return name, f"{name}: {problem}"
+    for name in PAYLOAD_ID_FIELDS.get(event.type, ()):
+        value = getattr(event.payload, name, None)
+        if isinstance(value, str) and (problem := id_problem(value)) is not None:
+            return f"payload.{name}", f"payload.{name}: {problem}"
     return None
 
 

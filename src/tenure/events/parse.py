@@ -5,9 +5,10 @@ line number and a reason that names the field and what was expected.
 
 Nothing hostile gets through either, and nothing hostile stops a run: a line is read in bounded
 chunks (`read_bounded`), refused before decoding when it nests deeper than `MAX_DEPTH` or holds a
-NUL character (which PostgreSQL cannot store), its ids must be printable, and its time may not be
-far ahead of the run's newest event (`Horizon`). A reject keeps at most `MAX_REJECT_RAW` bytes of
-its input, printable field and reason text, and the length and digest of what it did not keep.
+NUL character (which PostgreSQL cannot store), its ids (a payload's `*_id` fields too) must be
+printable, and its time may not be far ahead of the run's newest event (`Horizon`). A reject
+keeps at most `MAX_REJECT_RAW` bytes of its input, printable field and reason text, and the
+length and sha256 of the whole input.
 """
 
 from __future__ import annotations
@@ -68,24 +69,26 @@ class RawLine:
 class Reject:
     """An input line that did not become an event, kept with the reason.
 
-    Input over `MAX_REJECT_RAW` bytes is cut to that prefix; `size` and `sha256` then describe the
-    whole, and the reason says so (the stored row keeps the reason). Field and reason are made
-    printable and bounded: they come from the input and end up in a database and on a terminal.
+    `size` and `sha256` always describe the whole input: given for input that was cut before it
+    got here (`cut_reject`), worked out from `raw` otherwise. Input over `MAX_REJECT_RAW` bytes is
+    cut to that prefix, and the reason says so too. Field and reason are made printable and
+    bounded: they come from the input and end up in a database and on a terminal.
     """
 
     line_no: int
     raw: bytes
     field: str
     reason: str
-    size: int | None = None  # bytes of the whole input, when `raw` is a prefix of it
-    sha256: str | None = None  # hex digest of the whole input, when `raw` is a prefix of it
+    size: int | None = None  # bytes of the whole input (set by `__post_init__` when not given)
+    sha256: str | None = None  # hex sha256 of the whole input (likewise)
 
     def __post_init__(self) -> None:
         set_ = partial(object.__setattr__, self)
         reason = self.reason
-        if len(self.raw) > MAX_REJECT_RAW:
+        if self.size is None or self.sha256 is None:  # `raw` is the whole input
             set_("size", len(self.raw))
             set_("sha256", hashlib.sha256(self.raw).hexdigest())
+        if len(self.raw) > MAX_REJECT_RAW:
             set_("raw", self.raw[:MAX_REJECT_RAW])
             reason += _kept(self.size or 0, self.sha256 or "")
         set_("field", _printable(self.field, _MAX_FIELD_CHARS))

@@ -54,6 +54,13 @@ class CustomerState:
     )  # family -> day -> bucket
     purchase_days: frozenset[int] = frozenset()
     registers: Mapping[str, Register] = field(default_factory=dict)
+    # Newest time of each event type: what silence timers count from (features/instants.py).
+    last_at: Mapping[str, int] = field(default_factory=dict)
+
+    def last_of(self, types: frozenset[str]) -> int | None:
+        """The newest time of any event of `types`, or None when there was none."""
+        times = [self.last_at[t] for t in types if t in self.last_at]
+        return max(times) if times else None
 
     def to_record(self) -> dict[str, Any]:
         """A JSON-ready form for the store."""
@@ -67,6 +74,7 @@ class CustomerState:
             "daily": self.daily,
             "purchase_days": list(self.purchase_days),
             "registers": self.registers,
+            "last_at": self.last_at,
         }
 
     @classmethod
@@ -83,6 +91,7 @@ class CustomerState:
             },
             purchase_days=frozenset(rec["purchase_days"]),
             registers={k: (int(v[0]), str(v[1]), v[2]) for k, v in rec["registers"].items()},
+            last_at={k: int(v) for k, v in (rec.get("last_at") or {}).items()},
         )
 
 
@@ -178,6 +187,7 @@ def apply_all(state: CustomerState, events: Iterable[Event]) -> CustomerState:
     copied: set[str] = set()
     purchase_days: set[int] | None = None
     registers = dict(state.registers)
+    last_at = dict(state.last_at)
     oldest_day: int | None = None
     for event in events:
         if event.customer_id != cid:
@@ -188,6 +198,8 @@ def apply_all(state: CustomerState, events: Iterable[Event]) -> CustomerState:
         if last is None or at > last:
             last = at
         etype = event.type
+        if last_at.get(etype, -1) < at:
+            last_at[etype] = at
         family = _FAMILY.get(etype) or etype.partition(".")[0]
         field_name = _AMOUNT_FIELD.get(etype)
         value = getattr(event.payload, field_name) if field_name else None
@@ -224,4 +236,5 @@ def apply_all(state: CustomerState, events: Iterable[Event]) -> CustomerState:
         daily={f: b for f, b in daily.items() if b},
         purchase_days=state.purchase_days if purchase_days is None else frozenset(purchase_days),
         registers=registers,
+        last_at=last_at,
     )

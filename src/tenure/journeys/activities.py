@@ -19,7 +19,6 @@ from temporalio import activity
 from tenure.channels.adapters import Message
 from tenure.channels.courier import Courier, Receipt
 from tenure.features.snapshot import snapshot
-from tenure.features.state import CustomerState
 from tenure.journeys.inputs import ActInput, JourneyAbout, RecordInput
 from tenure.journeys.machine import (
     Command,
@@ -43,7 +42,7 @@ from tenure.runtime.clock import WallClock
 from tenure.store import acts, ledger
 from tenure.store.acts import utc
 from tenure.store.db import Store
-from tenure.store.repo import load_customers
+from tenure.store.queries import current_states
 from tenure.times import Clock, epoch
 
 CRM_CHANNEL = "crm"
@@ -160,12 +159,14 @@ class JourneyActivities:
         """Why a follow-up send must not go out now (consent withdrawn, a cap reached), or None."""
         now = self._now()
         with self.store.reader() as conn:
-            known = load_customers(conn, [customer_id]).get(customer_id)
+            # Every known event counts, also those still waiting for the customer's next
+            # instant: a consent withdrawn this morning stops this afternoon's reminder.
+            known = current_states(conn, [customer_id]).get(customer_id)
             journeys = acts.journeys_of(conn, [customer_id], utc(now - CONTACT_MEMORY_S))
         if known is None:
             return None
-        state, memory, _ = known
-        features = snapshot(CustomerState.from_record(state), utc(now))
+        state, memory = known
+        features = snapshot(state, utc(now))
         if not features.consented(channel, "marketing"):
             return f"no marketing consent on {channel}"
         # The pipeline folds journey sends into the stored contacts too: count each one once.

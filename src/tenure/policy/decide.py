@@ -55,9 +55,9 @@ def decide(inputs: DecisionInputs, policy: Policy) -> Outcome:
     if isinstance(considered, Outcome):
         return considered
     context, why = considered
-    features, trigger = inputs.features, inputs.trigger
+    features = inputs.features
     did = decision_id(
-        f"{policy.id}\x1f{policy.content_hash}", features.customer_id, trigger.event_id
+        f"{policy.id}\x1f{policy.content_hash}", features.customer_id, iso(inputs.now)
     )
     seed = decision_seed(features.customer_id, did)
     block = customer_block(inputs, policy)
@@ -90,8 +90,10 @@ def _considered(inputs: DecisionInputs, policy: Policy) -> Outcome | tuple[Any, 
     at_risk = score.risk >= policy.trigger.risk_at_least
     if inputs.features.subscription_status == "cancelled" or not at_risk:
         return Outcome(None, dataclasses.replace(memory, at_risk=False))
-    signalled = bool(trigger.seen_types & set(policy.trigger.on_events))
-    if memory.at_risk and not signalled:
+    signals = sorted(trigger.seen_types & set(policy.trigger.on_events)) + sorted(
+        trigger.silences & policy.trigger.silence_keys
+    )
+    if memory.at_risk and not signals:
         return Outcome(None, memory)
     context: dict[str, Any] | None = None
     if (
@@ -105,6 +107,7 @@ def _considered(inputs: DecisionInputs, policy: Policy) -> Outcome | tuple[Any, 
             "value": score.value,
             "features": inputs.features.to_record(),
             "event": {"type": trigger.event_type, "id": trigger.event_id},
+            "silences": sorted(trigger.silences),
         }
     # Not in the policy's audience (or the trigger's condition fails): not considered, and the
     # band re-arms so the customer is considered when they do qualify.
@@ -112,8 +115,7 @@ def _considered(inputs: DecisionInputs, policy: Policy) -> Outcome | tuple[Any, 
         if not holds(condition, context or {})[0]:
             return Outcome(None, dataclasses.replace(memory, at_risk=False))
     if memory.at_risk:
-        first = sorted(trigger.seen_types & set(policy.trigger.on_events))[0]
-        return context, f"signal {first} while at risk"
+        return context, f"signal {signals[0]} while at risk"
     return context, f"risk {score.risk:.2f} reached {policy.trigger.risk_at_least:.2f}"
 
 
@@ -212,6 +214,7 @@ def _decision(
         propensity=choice.propensity,
         human_queue=choice.human_queue,
         mode=inputs.mode,
+        segment=inputs.features.segment,
         cost=next(a.cost for a in policy.actions if a.id == chosen.action_id) if chosen else 0.0,
     )
 

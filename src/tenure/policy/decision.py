@@ -78,11 +78,20 @@ def _contacts(rows: Any) -> tuple[Contact, ...]:
 
 @dataclass(frozen=True, slots=True)
 class TriggerContext:
-    """The event at which the customer is evaluated and the event types seen since the last time."""
+    """Why the customer is evaluated at this instant.
+
+    `event_id` and `event_type` name the newest event since the previous instant (the
+    correlation id of what follows), or the instant itself when only a silence timer fired;
+    `seen_types` are the event types since the previous instant; `silences` the keys of the
+    silence timers firing now (see features/instants.py); `period` whether a period with events
+    closes now.
+    """
 
     event_id: str
     event_type: str
     seen_types: frozenset[str]
+    silences: frozenset[str] = frozenset()
+    period: bool = True
 
 
 @dataclass(frozen=True, slots=True)
@@ -130,6 +139,7 @@ class Decision:
     human_queue: str | None = None  # for status "human": the queue the task goes to
     propensity: float | None = None
     mode: str = "live"
+    segment: str | None = None  # the customer's segment at the instant (what evidence cells use)
 
     def to_record(self) -> dict[str, Any]:
         """A JSON-ready form."""
@@ -160,9 +170,10 @@ class Outcome:
     memory: DecisionMemory
 
 
-def decision_id(policy_id: str, customer_id: str, trigger_event_id: str) -> str:
-    """A stable id: the same policy, customer and trigger always name the same decision."""
-    digest = hashlib.sha256(f"{policy_id}\x1f{customer_id}\x1f{trigger_event_id}".encode())
+def decision_id(policy_id: str, customer_id: str, instant: str) -> str:
+    """A stable id: the same policy, customer and instant always name the same decision, so a
+    re-run, a second worker or a restart cannot decide one instant twice."""
+    digest = hashlib.sha256(f"{policy_id}\x1f{customer_id}\x1f{instant}".encode())
     return "d-" + digest.hexdigest()[:24]
 
 

@@ -48,6 +48,8 @@ class DecisionInputs:
                 "event_id": self.trigger.event_id,
                 "event_type": self.trigger.event_type,
                 "seen_types": sorted(self.trigger.seen_types),
+                "silences": sorted(self.trigger.silences),
+                "period": self.trigger.period,
             },
             "now": self.now.isoformat(),
             "features": self.features.to_record(),
@@ -72,7 +74,11 @@ class DecisionInputs:
             score=score,
             memory=DecisionMemory.from_record(lineage["memory_before"]),
             trigger=TriggerContext(
-                trig["event_id"], trig["event_type"], frozenset(trig["seen_types"])
+                trig["event_id"],
+                trig["event_type"],
+                frozenset(trig["seen_types"]),
+                frozenset(trig.get("silences", ())),
+                bool(trig.get("period", True)),
             ),
             now=dt.datetime.fromisoformat(lineage["now"]),
             guardrails=GuardrailSettings.model_validate(lineage.get("guardrails") or {}),

@@ -29,6 +29,8 @@ class Decided:
     action_id: str | None  # None for a control-group customer
     cost: float
     risk: float = 0.0
+    segment: str | None = None  # the customer's segment when decided
+    segment_known: bool = False  # False for records older than the segment's recording
 
 
 def outcome(
@@ -39,7 +41,9 @@ def outcome(
 ) -> Outcome:
     """The outcome of one decision given the customer's cancellation times."""
     end = decided_at + dt.timedelta(days=window_days)
-    if any(decided_at < c <= end for c in cancellations):
+    # A cancellation after `observed_until` is not known yet (evidence as of an instant).
+    seen_until = min(end, observed_until)
+    if any(decided_at < c <= seen_until for c in cancellations):
         return "churned"
     return "saved" if observed_until >= end else "unknown"
 
@@ -154,7 +158,8 @@ def evidence_by_policy(
         if o == "unknown":
             continue
         arm = d.action_id or "control"
-        where = cell((segments or {}).get(d.customer_id), d.risk)
+        segment = d.segment if d.segment_known else (segments or {}).get(d.customer_id)
+        where = cell(segment, d.risk)
         for key in {segment_key(arm, None), segment_key(arm, where)}:
             k_n = counts.setdefault(d.policy_id, {}).setdefault(key, [0, 0])
             k_n[0] += o == "churned"
@@ -162,3 +167,45 @@ def evidence_by_policy(
     return {
         pid: Evidence({k: (v[0], v[1]) for k, v in arms.items()}) for pid, arms in counts.items()
     }
+
+
+@dataclass
+class History:
+    """The decisions and cancellations outcomes come from, growing as a run decides.
+
+    `evidence_at(t)` is what was known at instant `t`: decisions made before it and the
+    cancellations up to it, so a policy learns in event time and a run resumed half-way
+    decides as an uninterrupted one would. Computed once per instant (instants are few: the
+    closes of periods and silence timers), from scratch: an outcome becomes known by the mere
+    passing of its window, which an incremental count would have to schedule too.
+    """
+
+    decided: list[Decided]
+    cancellations: dict[str, list[dt.datetime]]
+    segments: dict[str, str | None]
+    window_days: float = 30.0
+    _at: dt.datetime | None = None
+    _evidence: dict[str, Any] | None = None
+
+    def add_decision(self, d: Decided) -> None:
+        """A decision made (treated or held back)."""
+        self.decided.append(d)
+        self._evidence = None
+
+    def add_cancellation(self, customer_id: str, at: dt.datetime) -> None:
+        """A cancellation seen."""
+        self.cancellations.setdefault(customer_id, []).append(at)
+        self._evidence = None
+
+    def evidence_at(self, at: dt.datetime) -> dict[str, Any]:
+        """Evidence per policy id as of `at`."""
+        if self._evidence is not None and self._at == at:
+            return self._evidence
+        before = [d for d in self.decided if d.decided_at < at]
+        self._evidence = (
+            evidence_by_policy(before, self.cancellations, at, self.window_days, self.segments)
+            if before
+            else {}
+        )
+        self._at = at
+        return self._evidence

@@ -24,6 +24,8 @@ from tenure.documents import read_yaml
 from tenure.errors import ConfigError, field_errors
 from tenure.events.envelope import EVENT_TYPES
 from tenure.expressions import check
+from tenure.features.instants import ACTIVITY_TYPES, Silence
+from tenure.features.state import DAY_S
 
 
 class _Model(BaseModel):
@@ -52,14 +54,54 @@ class Trigger(_Model):
     when: Condition | None = Field(
         default=None, description="An extra condition (zen expression) the trigger needs."
     )
+    after_silence: tuple[int, ...] = Field(
+        default=(),
+        description="Silence steps in whole days (e.g. [7, 14, 30] or ['7d', '14d']): the "
+        "customer is evaluated that long after their newest event of `silence_of`, when none "
+        "came since, and a step re-triggers a decision while they stay at risk.",
+    )
+    silence_of: tuple[str, ...] = Field(
+        default=tuple(sorted(ACTIVITY_TYPES)),
+        min_length=1,
+        description="Event types whose absence is silence (default: usage and purchase).",
+    )
 
-    @field_validator("on_events")
+    @field_validator("on_events", "silence_of")
     @classmethod
     def _known(cls, value: tuple[str, ...]) -> tuple[str, ...]:
         unknown = [t for t in value if t not in EVENT_TYPES]
         if unknown:
             raise ValueError(f"unknown event types {unknown}")
         return value
+
+    @field_validator("after_silence", mode="before")
+    @classmethod
+    def _days(cls, value: Any) -> Any:
+        if not isinstance(value, list | tuple):
+            return value
+        out = []
+        for step in value:
+            text = step.strip() if isinstance(step, str) else None
+            if text is not None and text.endswith("d") and text[:-1].strip().isdigit():
+                step = int(text[:-1])
+            if isinstance(step, bool) or not isinstance(step, int) or not 1 <= step <= 3650:
+                raise ValueError(
+                    f"a silence step is a whole number of days from 1 to 3650, not {step!r}"
+                )
+            out.append(step)
+        if len(set(out)) != len(out):
+            raise ValueError("silence steps repeat")
+        return tuple(sorted(out))
+
+    def silences(self) -> tuple[Silence, ...]:
+        """This trigger's silence timers."""
+        types = frozenset(self.silence_of)
+        return tuple(Silence(types, days * DAY_S) for days in self.after_silence)
+
+    @functools.cached_property
+    def silence_keys(self) -> frozenset[str]:
+        """How instants name this trigger's silence timers."""
+        return frozenset(s.key for s in self.silences())
 
 
 class Action(_Model):

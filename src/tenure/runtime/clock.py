@@ -25,7 +25,8 @@ class WallClock:
 
 
 class EventClock:
-    """Replay mode: the time is that of the event being processed."""
+    """Replay mode: the time is that of the event being processed; the watermark moves with
+    event time only (the pipeline decides at instants, see features/instants.py)."""
 
     def __init__(self, start: dt.datetime | None = None) -> None:
         self._now = start or dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
@@ -39,8 +40,24 @@ class EventClock:
         return self._now
 
 
-class FixedClock(EventClock):
-    """A clock that stays where it is put; for tests and what-if runs."""
+class FixedClock:
+    """A live clock that stays where it is put (and moves only when told): for tests, what-if
+    runs and simulations of live time. Like the wall clock it moves the watermark."""
+
+    def __init__(self, at: dt.datetime) -> None:
+        self._now = at
 
     def observe(self, event_time: dt.datetime) -> None:
-        """Ignored: the time is fixed."""
+        """Ignored: the time is set, not observed."""
+
+    def now(self) -> dt.datetime:
+        """The time it was set to."""
+        return self._now
+
+    def set(self, at: dt.datetime) -> None:
+        """Put the clock at `at`."""
+        self._now = at
+
+    def advance(self, by: dt.timedelta) -> None:
+        """Move the clock forward by `by`."""
+        self._now += by

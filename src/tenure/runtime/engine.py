@@ -8,12 +8,13 @@ priors where `tenure run` used the evidence it had learned.
 
 from __future__ import annotations
 
+import datetime as dt
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
+from tenure.policy import lift
 from tenure.policy.experiments import Evidence
 from tenure.policy.lifecycle import PolicySet
-from tenure.policy.lift import evidence_by_policy
 from tenure.policy.model import Policy
 from tenure.runtime.clock import Clock
 from tenure.runtime.pipeline import DEFAULT_BATCH_SIZE, Pipeline
@@ -27,22 +28,44 @@ from tenure.workspace import Workspace
 
 @dataclass(frozen=True)
 class Learned:
-    """What the store has learned: the scorer to use and the uplift evidence per policy id."""
+    """What the store has learned: the scorer to use, and the decisions and cancellations
+    uplift evidence comes from (each pipeline takes evidence from them as of each instant)."""
 
     scorer: Scorer
-    evidence: Mapping[str, Evidence]
+    decided: tuple[lift.Decided, ...] = ()
+    cancellations: Mapping[str, tuple[dt.datetime, ...]] = field(default_factory=dict)
+    segments: Mapping[str, str | None] = field(default_factory=dict)
+    observed: dt.datetime | None = None  # the newest event time when it was read
+
+    def history(self) -> lift.History:
+        """A history of its own for one pipeline (it grows as the pipeline decides)."""
+        return lift.History(
+            list(self.decided),
+            {cid: list(times) for cid, times in self.cancellations.items()},
+            dict(self.segments),
+        )
+
+    @property
+    def evidence(self) -> Mapping[str, Evidence]:
+        """The evidence per policy id as of the newest event."""
+        if self.observed is None:
+            return {}
+        return self.history().evidence_at(self.observed)
 
 
 def learned(store: Store) -> Learned:
-    """The active scorer and the evidence of the outcomes observed so far."""
+    """The active scorer and what outcomes are learned from."""
     with store.reader() as conn:
         scorer = scorer_for(conn)
         decided, cancels, observed, _ = lift_inputs(conn)
         segment_of = segments(conn, sorted({d.customer_id for d in decided}))
-    evidence = (
-        evidence_by_policy(decided, cancels, observed, segments=segment_of) if observed else {}
+    return Learned(
+        scorer,
+        tuple(decided),
+        {cid: tuple(times) for cid, times in cancels.items()},
+        segment_of,
+        observed,
     )
-    return Learned(scorer, evidence)
 
 
 class Engine:
@@ -77,8 +100,10 @@ class Engine:
             batch_size=batch_size,
             scorer=known.scorer,
             guardrails=ws.guardrails,
-            evidence=known.evidence,
+            history=known.history(),
             journeys=ws.journeys,
             contracts=ws.contracts,
             tiers=ws.tiers,
+            lateness_s=ws.settings.lateness_s,
+            period_s=ws.settings.period_s,
         )

@@ -3,6 +3,11 @@
 Per batch there is one transaction holding the new events, the customers' new states, the
 decisions, their audit records, the outbox rows for the effects and the rejects; so a crash loses
 a whole batch or nothing, and a rerun of the same input finds every event a duplicate.
+
+A batch is only how input arrived. Customers are decided at instants fixed by event time and
+policy (features/instants.py): each batch moves the watermark, and every instant it passes, of
+the batch's customers and of customers due by their stored timers, is decided in time order
+across customers. So the same history gives the same decisions whatever the batch size.
 """
 
 from __future__ import annotations
@@ -24,11 +29,20 @@ from opentelemetry import trace
 from sqlalchemy import Connection
 
 from tenure.audit.chain import chain
+from tenure.config import DEFAULT_LATENESS_S
 from tenure.events.envelope import Event
 from tenure.events.parse import Reject
 from tenure.events.personal import redacted
-from tenure.features.snapshot import Features, snapshot
-from tenure.features.state import CustomerState, apply_all
+from tenure.features.instants import (
+    Advanced,
+    Cadence,
+    Instant,
+    advance,
+    event_order,
+    seconds,
+    split_late,
+)
+from tenure.features.state import DAY_S, CustomerState
 from tenure.journeys.inputs import (
     EventObserved,
     HumanTask,
@@ -43,6 +57,7 @@ from tenure.loyalty.tiers import Tiers
 from tenure.observe import tracing
 from tenure.observe.logs import enabled, get_logger
 from tenure.observe.metrics import BATCH_SECONDS
+from tenure.policy import lift
 from tenure.policy.decide import (
     DEFAULT_GUARDRAILS,
     Decision,
@@ -63,11 +78,9 @@ from tenure.services.loyalty import accrue_in, recalc_tiers_in, redeem_in
 from tenure.store import acts, personal, repo
 from tenure.store.acts import journey_row, outbox_row
 from tenure.store.db import Store
-from tenure.times import parse_instant
+from tenure.times import from_epoch, iso, parse_instant
 
 DEFAULT_BATCH_SIZE = 40_000
-
-Known = tuple[CustomerState, dict[str, Any], int]  # state, memory per policy, stored version
 
 log = get_logger("tenure.pipeline")
 
@@ -93,6 +106,8 @@ class RunSummary:
     duplicates: int = 0
     rejected: int = 0
     batches: int = 0
+    late: int = 0  # accepted behind the watermark: they update state, never past decisions
+    instants: int = 0  # customer instants decided (period closes and silence timers)
     decisions: Counter[str] = field(default_factory=Counter)  # by status
     actions: Counter[str] = field(default_factory=Counter)  # by action id
     suppressed: Counter[str] = field(default_factory=Counter)  # by guardrail
@@ -110,6 +125,8 @@ class RunSummary:
             "duplicates": self.duplicates,
             "rejected": self.rejected,
             "batches": self.batches,
+            "late": self.late,
+            "instants": self.instants,
             "points_accrued": self.points_accrued,
             "points_refused": self.points_refused,
             "decisions": dict(sorted(self.decisions.items())),
@@ -119,110 +136,86 @@ class RunSummary:
         }
 
 
-@dataclass(frozen=True)
-class Perceived:
-    """One customer after a batch's events: new state, when and why it is evaluated, its score."""
+@dataclass(frozen=True, slots=True)
+class Held:
+    """One customer as the store (or this pipeline's cache) holds them."""
 
     state: CustomerState
-    trigger: TriggerContext
-    now: dt.datetime
-    features: Features
-    score: Score
+    memory: dict[str, Any]
+    version: int
+    through: int  # the state folds the customer's events before this time (epoch s)
+    pending: tuple[Event, ...] = ()  # the customer's events at or after `through`, in order
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Decided:
-    """One policy's evaluation of one customer: the outcome and, for a decision, its lineage."""
+    """One policy's evaluation of one customer at an instant: the outcome and, for a decision,
+    its inputs (the lineage is written from them once explanations are attached)."""
 
     outcome: Outcome
-    lineage: dict[str, Any] | None
+    inputs: DecisionInputs
+    policy: Policy
 
-
-def _event_order(e: Event) -> tuple[dt.datetime, str]:
-    return e.occurred_at, e.event_id
+    @property
+    def lineage(self) -> dict[str, Any] | None:
+        """The audit lineage of the decision (None when no decision was made)."""
+        return self.inputs.lineage(self.policy) if self.outcome.decision is not None else None
 
 
 def shadow_key(policy: Policy) -> str:
-    """Where a shadow version keeps its at-risk band in the customer's memory."""
+    """Where a shadow version keeps its at-risk band (and its budget) in the store."""
     return f"{policy.id}@{policy.content_hash[:12]}:shadow"
 
 
-def perceive_many(
-    customers: list[tuple[CustomerState, list[Event]]], scorer: Scorer, clock: Clock
-) -> list[Perceived]:
-    """Fold each customer's new events and score them all at once.
+def cadence_of(policies: PolicySet, period_s: int = DAY_S) -> Cadence:
+    """When the policies' customers are evaluated: each period with events, and every silence
+    timer any of the policies names (each policy decides only at its own)."""
+    silences = {s for p in policies.all() for s in p.trigger.silences()}
+    return Cadence(period_s, tuple(sorted(silences, key=lambda s: (s.step_s, sorted(s.types)))))
 
-    Each customer is evaluated at its newest event (ties by id), whatever order the batch came
-    in; scoring is one call for the whole batch so a model pays its overhead once.
+
+def relevant(policy: Policy, instant: Instant) -> bool:
+    """Whether `policy` evaluates at `instant`: a period closed, or one of its timers fired."""
+    return instant.period or bool(instant.silences & policy.trigger.silence_keys)
+
+
+def trigger_of(instant: Instant) -> TriggerContext:
+    """What a policy is told about why the customer is evaluated now."""
+    if instant.newest is not None:
+        event_id, event_type = instant.newest
+    else:
+        event_id, event_type = f"instant:{iso(from_epoch(instant.at))}", "silence"
+    return TriggerContext(
+        event_id, event_type, instant.seen_types, instant.silences, instant.period
+    )
+
+
+def _with_explanations(decided: list[Decided], scorer: Scorer) -> list[Decided]:
+    """Decisions with their explained scores, all in one call.
+
+    Explanations are made only for the decisions made, and attached afterwards: they do not
+    enter the choice, so decide() need not run again (replay runs it on the explained score
+    from the lineage and gets this same decision).
     """
-    prepared = []
-    for state, events in customers:
-        new_state = apply_all(state, events)
-        point = max(events, key=_event_order)
-        # A late event (older than what the customer already showed) is decided at the
-        # customer's newest known time: features never look back from before their own data.
-        at = point.occurred_at
-        if state.last_seen is not None and state.last_seen > at.timestamp():
-            at = dt.datetime.fromtimestamp(state.last_seen, dt.UTC)
-        clock.observe(at)
-        now = clock.now()
-        trigger = TriggerContext(point.event_id, point.type, frozenset(e.type for e in events))
-        prepared.append((new_state, trigger, now, snapshot(new_state, now)))
-    scores = scorer.score_many([p[3] for p in prepared])
-    return [Perceived(*p, sc) for p, sc in zip(prepared, scores, strict=True)]
-
-
-def decide_many(
-    perceived: Sequence[Perceived],
-    memories: Sequence[DecisionMemory],
-    policy: Policy,
-    scorer: Scorer,
-    guardrails: GuardrailSettings = DEFAULT_GUARDRAILS,
-    budget_spent: dict[str, float] | None = None,
-    mode: str = "live",
-    evidence: Evidence = NO_EVIDENCE,
-) -> list[Decided]:
-    """Decide for each customer under one policy, in the order given (sorted by the caller).
-
-    Each action reserves its cost in `budget_spent` (budget period -> amount), updated in place.
-    """
-    spent = budget_spent if budget_spent is not None else {}
-    outcomes: list[Outcome] = []
-    inputs: list[DecisionInputs] = []
-    for p, memory in zip(perceived, memories, strict=True):
-        period = policy.budget.period_key(p.now) if policy.budget else ""
-        before = spent.get(period, 0.0)
-        inputs.append(
-            DecisionInputs(
-                p.features, p.score, memory, p.trigger, p.now, guardrails, before, mode, evidence
-            )
+    made = [i for i, d in enumerate(decided) if d.outcome.decision is not None]
+    if not made:
+        return decided
+    full = explained(
+        scorer,
+        [decided[i].inputs.features for i in made],
+        [decided[i].inputs.score for i in made],
+    )
+    out = list(decided)
+    for i, sc in zip(made, full, strict=True):
+        d = decided[i]
+        assert d.outcome.decision is not None
+        decision = dataclasses.replace(d.outcome.decision, explanation=sc.contributions)
+        out[i] = Decided(
+            dataclasses.replace(d.outcome, decision=decision),
+            dataclasses.replace(d.inputs, score=sc),
+            d.policy,
         )
-        outcome = decide(inputs[-1], policy)
-        if policy.budget and outcome.decision is not None and outcome.decision.status == "action":
-            spent[period] = before + outcome.decision.cost
-        outcomes.append(outcome)
-    # Explanations are made only for customers a decision was made for, all in one call, and
-    # attached to the decision: they do not enter the choice, so decide() need not run again
-    # (replay runs it on the explained score from the lineage and gets this same decision).
-    decided = [i for i, o in enumerate(outcomes) if o.decision is not None]
-    if decided:
-        full = explained(
-            scorer, [inputs[i].features for i in decided], [inputs[i].score for i in decided]
-        )
-        for i, sc in zip(decided, full, strict=True):
-            inputs[i] = dataclasses.replace(inputs[i], score=sc)
-            outcomes[i] = _with_explanation(outcomes[i], sc)
-    return [
-        Decided(outcome, inp.lineage(policy) if outcome.decision is not None else None)
-        for inp, outcome in zip(inputs, outcomes, strict=True)
-    ]
-
-
-def _with_explanation(outcome: Outcome, score: Score) -> Outcome:
-    """The outcome with its decision carrying the explained score's reasons."""
-    assert outcome.decision is not None
-    decision = dataclasses.replace(outcome.decision, explanation=score.contributions)
-    return dataclasses.replace(outcome, decision=decision)
+    return out
 
 
 def batched(items: Iterable[Event | Reject], size: int) -> Iterator[list[Event | Reject]]:
@@ -274,24 +267,56 @@ class Sorted:
     locked: list[str] = field(default_factory=list)  # customers locked for the batch
 
 
+@dataclass(frozen=True, slots=True)
+class Window:
+    """The stretch of event time a batch decides: instants after `floor`, up to `until`."""
+
+    floor: int  # the watermark before the batch: its instants are decided already
+    until: int  # the watermark after it
+    newest: int  # the newest event time seen, the batch's included
+
+
+@dataclass(frozen=True, slots=True)
+class JourneyView:
+    """What deciding needs of one of a customer's journeys."""
+
+    decision_id: str
+    status: str
+    listens: frozenset[str]
+    started: int  # epoch s
+    ends_by: int | None
+    new: bool = False  # started by this batch
+
+    def open_at(self, at: int) -> bool:
+        """Whether the journey is running at `at` (in event time: a journey past its longest
+        duration is over, also when a replayed history was never dispatched)."""
+        return (
+            self.status in acts.OPEN_JOURNEY
+            and self.started <= at
+            and (self.ends_by is None or self.ends_by > at)
+        )
+
+
 @dataclass
 class Evaluation:
-    """The batch's customers through perceive and decide (customers in id order)."""
+    """The batch's customers (with new events or due) through perceive and decide, in id order."""
 
     ids: list[str]
-    current: list[Known]  # as stored: state, memory, version
-    memories: list[dict[str, Any]]  # updated as each policy decides
-    signals: list[dict[str, Any]]  # outbox rows for journeys waiting on these events
-    open_journeys: Counter[str]
-    perceived: list[Perceived] = field(default_factory=list)
-    before_live: list[dict[str, Any]] = field(default_factory=list)
-    results: list[list[Decided]] = field(default_factory=list)
+    held: list[Held]
+    memories: list[dict[str, Any]]  # updated as each instant is decided
+    journeys: dict[str, list[JourneyView]]
+    advanced: list[Advanced] = field(default_factory=list)
+    order: list[tuple[int, int]] = field(default_factory=list)  # (customer, instant) in time order
+    scores: list[Score] = field(default_factory=list)  # per entry of `order`
+    decided: list[Decided] = field(default_factory=list)
+    late: int = 0
 
-    def memory(self, i: int, key: str, customer_memory: dict[str, Any]) -> DecisionMemory:
-        """What a policy (by memory key) remembers of customer `i`, with their open journeys."""
+    def memory(self, i: int, key: str, customer_memory: dict[str, Any], at: int) -> DecisionMemory:
+        """What a policy (by memory key) remembers of customer `i` at `at`, with the journeys
+        then running."""
+        running = sum(1 for j in self.journeys.get(self.ids[i], ()) if j.open_at(at))
         return dataclasses.replace(
-            DecisionMemory.of_customer(customer_memory, key),
-            open_journeys=self.open_journeys.get(self.ids[i], 0),
+            DecisionMemory.of_customer(customer_memory, key), open_journeys=running
         )
 
 
@@ -317,27 +342,40 @@ class BatchWrite:
     locked: list[str] = field(default_factory=list)
 
 
+def _newest(state: CustomerState, pending: Sequence[Event]) -> int:
+    times = [t for t in (state.last_seen, *(seconds(e) for e in pending[-1:])) if t is not None]
+    return max(times) if times else 0
+
+
 def _customer_rows(ev: Evaluation) -> list[dict[str, Any]]:
-    """Each customer's new state and memory, one version up."""
+    """Each customer's new state, memory and timer, one version up."""
     rows = []
     for i, cid in enumerate(ev.ids):
-        state, version = ev.perceived[i].state, ev.current[i][2]
+        adv, version = ev.advanced[i], ev.held[i].version
         rows.append(
             {
                 "customer_id": cid,
-                "state": state.to_record(),
+                "state": adv.state.to_record(),
                 "memory": ev.memories[i],
-                "last_seen": dt.datetime.fromtimestamp(state.last_seen or 0, dt.UTC),
+                "last_seen": from_epoch(_newest(adv.state, adv.pending)),
                 "version": version + 1,
+                "through_s": adv.through,
+                "due_s": adv.due,
             }
         )
     return rows
 
 
-def _written(ev: Evaluation) -> dict[str, Known]:
+def _written(ev: Evaluation) -> dict[str, Held]:
     """What the batch wrote per customer, for the cache once it commits."""
     return {
-        cid: (ev.perceived[i].state, ev.memories[i], ev.current[i][2] + 1)
+        cid: Held(
+            ev.advanced[i].state,
+            ev.memories[i],
+            ev.held[i].version + 1,
+            ev.advanced[i].through,
+            tuple(ev.advanced[i].pending),
+        )
         for i, cid in enumerate(ev.ids)
     }
 
@@ -361,10 +399,14 @@ def _reject_row(summary: RunSummary, r: Reject) -> dict[str, Any]:
         "field": r.field,
         "reason": r.reason,
         "raw": r.raw,
+        "input_size": r.size,
+        "input_sha256": r.sha256,
     }
 
 
-def _count(read: int, sorted_: Sorted, decisions: int, summary: RunSummary) -> dict[str, int]:
+def _count(
+    read: int, sorted_: Sorted, ev: Evaluation, decisions: int, summary: RunSummary
+) -> dict[str, int]:
     """The batch's counts, added to the run's (read = accepted + duplicates + rejected)."""
     counts = {
         "read": read,
@@ -372,13 +414,43 @@ def _count(read: int, sorted_: Sorted, decisions: int, summary: RunSummary) -> d
         "duplicates": sorted_.duplicates,
         "rejected": len(sorted_.rejects),
         "decisions": decisions,
+        "late": ev.late,
+        "instants": len(ev.order),
     }
     summary.read += counts["read"]
     summary.accepted += counts["accepted"]
     summary.duplicates += counts["duplicates"]
     summary.rejected += counts["rejected"]
+    summary.late += counts["late"]
+    summary.instants += counts["instants"]
     summary.batches += 1
     return counts
+
+
+@dataclass(frozen=True, slots=True)
+class _At:
+    """One instant being decided: the customer's instant, its score, trigger and time."""
+
+    instant: Instant
+    score: Score
+    trigger: TriggerContext
+    now: dt.datetime
+
+
+def _budget(
+    conn: Connection,
+    budgets: dict[str, dict[str, float]],
+    loaded: dict[str, dict[str, float]],
+    policy: Policy,
+    key: str,
+) -> dict[str, float]:
+    """What `policy` (its budget kept under `key`) has reserved per period, read once a batch.
+    A shadow's is kept under its own key: what it would have spent, never real money."""
+    if key not in budgets:
+        spent = repo.budget_spent(conn, key) if policy.budget else {}
+        loaded[key] = dict(spent)
+        budgets[key] = spent
+    return budgets[key]
 
 
 class Pipeline:
@@ -392,24 +464,30 @@ class Pipeline:
         batch_size: int = DEFAULT_BATCH_SIZE,
         scorer: Scorer | None = None,
         guardrails: GuardrailSettings = DEFAULT_GUARDRAILS,
-        evidence: Mapping[str, Evidence] | None = None,
+        history: lift.History | None = None,
         journeys: JourneyLibrary | None = None,
         contracts: Sequence[Contract] = (),
         tiers: Mapping[str, Tiers] | None = None,
+        lateness_s: int = DEFAULT_LATENESS_S,
+        period_s: int = DAY_S,
     ) -> None:
         if batch_size < 1:
             raise ValueError("batch size must be at least 1")
         self.store = store
         self.policies = policy if isinstance(policy, PolicySet) else PolicySet(policy)
         self.policy = self.policies.active
+        # Event time unless a live clock is given: then the wall clock moves the watermark too.
         self.clock: Clock = clock or EventClock()
+        self.live = not isinstance(self.clock, EventClock)
         self.batch_size = batch_size
         self.scorer: Scorer = scorer or BaselineScorer()
         self.guardrails = guardrails
-        self.evidence: Mapping[str, Evidence] = evidence or {}
+        self.history = history or lift.History([], {}, {})
         self.journeys = journeys or JourneyLibrary()
         self.contracts = tuple(contracts)
         self.tiers: Mapping[str, Tiers] = tiers or {}
+        self.lateness_s = lateness_s
+        self.cadence = cadence_of(self.policies, period_s)
         # Every action's journey must exist before any customer is decided on.
         for p in self.policies.all():
             for a in p.actions:
@@ -417,27 +495,37 @@ class Pipeline:
                     self.journeys.get(a.journey)
                 except JourneyError as exc:
                     raise JourneyError(f"policy {p.id!r} action {a.id!r}: {exc}") from None
-        self._shadow_budget: dict[str, dict[str, float]] = {}
         # Customers this pipeline last wrote, with the version it wrote. A cached entry is used
         # only while the store still holds that version, so another writer can never be undone.
-        self._cache: dict[str, Known] = {}
-        self._pending: dict[str, Known] = {}
+        self._cache: dict[str, Held] = {}
+        self._pending: dict[str, Held] = {}
         self._committed = _Committed()
 
-    def _known(self, conn: Connection, ids: list[str]) -> dict[str, Known]:
-        """Current state, memory and version of `ids`, decoding from the store only on a miss."""
+    def _held(self, conn: Connection, ids: list[str]) -> list[Held]:
+        """Current state, memory, version and waiting events of `ids`, decoding from the store
+        only on a miss."""
         versions = repo.customer_versions(conn, ids)
-        out: dict[str, Known] = {}
+        out: dict[str, Held] = {}
         misses = []
-        for cid, version in versions.items():
+        for cid in ids:
+            version = versions.get(cid)
             cached = self._cache.get(cid)
-            if cached is not None and cached[2] == version:
+            if version is None:
+                out[cid] = Held(CustomerState(cid), {}, 0, 0)
+            elif cached is not None and cached.version == version:
                 out[cid] = cached
             else:
                 misses.append(cid)
-        for cid, (state, memory, version) in repo.load_customers(conn, misses).items():
-            out[cid] = (CustomerState.from_record(state), dict(memory or {}), version)
-        return out
+        loaded = repo.load_timed_customers(conn, misses)
+        through: dict[str, int] = {}
+        for cid, (state_rec, memory, version, at) in loaded.items():
+            state = CustomerState.from_record(state_rec)
+            # A customer stored before time was perceived folds every event it has.
+            through[cid] = at if at is not None else (state.last_seen or -1) + 1
+            out[cid] = Held(state, dict(memory or {}), version, through[cid])
+        for cid, events in repo.pending_events(conn, through).items():
+            out[cid] = dataclasses.replace(out[cid], pending=tuple(events))
+        return [out[cid] for cid in ids]
 
     def run(
         self,
@@ -456,20 +544,7 @@ class Pipeline:
             )
         with _collector_per_batch():
             for batch in batched(items, self.batch_size):
-                self._pending = {}
-                started = time.perf_counter()
-                with tracing.tracer.start_as_current_span("tenure.pipeline.batch") as span:
-                    with self.store.transaction() as conn:
-                        counts = self._process(conn, batch, summary, span)
-                        repo.add_run_counts(conn, summary.run_id, counts)
-                    seconds = time.perf_counter() - started
-                    BATCH_SECONDS.observe(seconds)
-                    if span.is_recording():
-                        span.set_attribute("tenure.run_id", summary.run_id)
-                        for k, v in counts.items():
-                            span.set_attribute(f"tenure.{k}", v)
-                    self._log_batch(summary, counts, seconds)
-                self._cache.update(self._pending)
+                self._batch(batch, summary)
                 if summary.batches % 10 == 0:
                     # Batches make almost no reference cycles; an occasional collection is enough.
                     gc.collect(1)
@@ -478,6 +553,32 @@ class Pipeline:
         with self.store.transaction() as conn:
             repo.add_run_counts(conn, summary.run_id, {}, finished_at=dt.datetime.now(dt.UTC))
         return summary
+
+    def sweep(self) -> RunSummary:
+        """Decide every instant the watermark has passed with no new event: silence timers and
+        the closes of periods whose events came earlier. Live, the wall clock moves the
+        watermark, so this is how silent customers are seen. Two sweeps racing on one store
+        decide each instant once (customer locks, and decision ids derived from the instant)."""
+        summary = RunSummary(run_id="sweep", source="sweep")
+        self._batch([], summary)
+        return summary
+
+    def _batch(self, batch: list[Event | Reject], summary: RunSummary) -> None:
+        """One batch in its own transaction, counted, traced and logged once committed."""
+        self._pending = {}
+        started = time.perf_counter()
+        with tracing.tracer.start_as_current_span("tenure.pipeline.batch") as span:
+            with self.store.transaction() as conn:
+                counts = self._process(conn, batch, summary, span)
+                repo.add_run_counts(conn, summary.run_id, counts)
+            seconds_taken = time.perf_counter() - started
+            BATCH_SECONDS.observe(seconds_taken)
+            if span.is_recording():
+                span.set_attribute("tenure.run_id", summary.run_id)
+                for k, v in counts.items():
+                    span.set_attribute(f"tenure.{k}", v)
+            self._log_batch(summary, counts, seconds_taken)
+        self._cache.update(self._pending)
 
     def _log_batch(self, summary: RunSummary, counts: dict[str, int], seconds: float) -> None:
         """The committed batch's lines: each decision (its correlation id is the event that
@@ -534,34 +635,49 @@ class Pipeline:
     ) -> dict[str, int]:
         """One batch, as a short list of named stages, in the caller's transaction."""
         started_ns = time.time_ns()
-        sorted_ = self._sort(conn, batch)
-        evaluation = self._load(conn, sorted_)
-        self._perceive(evaluation, sorted_)
-        self._decide_live(conn, evaluation)
-        self._decide_shadows(evaluation)
-        decisions = [d for ds in evaluation.results for d in ds if d.outcome.decision is not None]
-        recorded = self._record(conn, decisions, summary, span, started_ns)
+        window, due = self._window(conn, batch)
+        sorted_ = self._sort(conn, batch, due)
+        evaluation = self._load(conn, sorted_, due, window)
+        self._perceive(evaluation, sorted_, window)
+        self._decide(conn, evaluation)
+        decided = [d for d in evaluation.decided if d.outcome.decision is not None]
+        recorded = self._record(conn, decided, summary, span, started_ns)
         write = BatchWrite(
             events=sorted_.events,
             rejects=sorted_.rejects,
             customers=_customer_rows(evaluation),
             decisions=recorded.decision_rows,
-            outbox=[*recorded.outbox, *evaluation.signals],
+            outbox=[*recorded.outbox, *self._signals(evaluation, sorted_)],
             journeys=recorded.journeys,
             locked=sorted_.locked,
         )
         self._write(conn, write, summary)
+        repo.advance_watermark(conn, window.newest, window.until)
         # Only now is the batch certain to commit with these versions; a rollback raises first.
         self._pending = _written(evaluation)
         self._committed = _Committed(
             list(sorted_.events),
             sorted_.duplicate_ids,
             sorted_.rejects,
-            [d.outcome.decision for d in decisions if d.outcome.decision is not None],
+            [d.outcome.decision for d in decided if d.outcome.decision is not None],
         )
-        return _count(len(batch), sorted_, len(write.decisions), summary)
+        return _count(len(batch), sorted_, evaluation, len(write.decisions), summary)
 
-    def _sort(self, conn: Connection, batch: list[Event | Reject]) -> Sorted:
+    def _window(self, conn: Connection, batch: list[Event | Reject]) -> tuple[Window, list[str]]:
+        """Where the watermark stands before and after this batch, and who is due by then."""
+        mark = repo.watermark(conn)
+        times = [seconds(e) for e in batch if isinstance(e, Event)]
+        if mark is not None:
+            times.append(mark[0])
+        floor = mark[1] if mark is not None else 0
+        newest = max(times) if times else 0
+        until = newest - self.lateness_s if times else floor
+        if self.live:
+            until = max(until, int(self.clock.now().timestamp()) - self.lateness_s)
+        until = max(until, floor)
+        return Window(floor, until, newest), repo.due_customers(conn, until)
+
+    def _sort(self, conn: Connection, batch: list[Event | Reject], due: list[str]) -> Sorted:
         """Split a batch into new events by customer, rejects and duplicates (within the batch
         and against the event log)."""
         debug = enabled(logging.DEBUG)
@@ -578,9 +694,9 @@ class Pipeline:
                     duplicate_ids.append(item.event_id)
             else:
                 events[item.event_id] = item
-        # Locked before the duplicate check: a concurrent writer's events for these customers
-        # are then either committed (and found here) or not started.
-        locked = sorted({e.customer_id for e in events.values()})
+        # Locked (with the customers due) before the duplicate check: a concurrent writer's
+        # events for these customers are then either committed (and found here) or not started.
+        locked = sorted({e.customer_id for e in events.values()} | set(due))
         repo.lock_customers(conn, locked)
         existing = repo.existing_event_ids(conn, list(events))
         duplicates += len(existing)
@@ -595,78 +711,193 @@ class Pipeline:
             fresh.append(e)
         return Sorted(fresh, by_customer, rejects, duplicates, duplicate_ids, locked)
 
-    def _load(self, conn: Connection, sorted_: Sorted) -> Evaluation:
-        """The batch's customers as stored, and what their journeys wait for and sent."""
-        ids = sorted(sorted_.by_customer)
-        known = self._known(conn, ids)
-        signals, sends, open_journeys = self._journeys_of(conn, ids, sorted_.by_customer)
-        current = [known.get(cid) or (CustomerState(cid), {}, 0) for cid in ids]
-        memories = [
-            _with_sends(mem, sends.get(cid)) for cid, (_, mem, _) in zip(ids, current, strict=True)
-        ]
-        return Evaluation(ids, current, memories, signals, open_journeys)
+    def _load(
+        self, conn: Connection, sorted_: Sorted, due: list[str], window: Window
+    ) -> Evaluation:
+        """The batch's customers and those due, as stored, and their journeys."""
+        ids = sorted(set(sorted_.by_customer) | set(due))
+        held = self._held(conn, ids)
+        journeys, sends = self._journeys_of(conn, ids, window)
+        memories = [_with_sends(h.memory, sends.get(cid)) for cid, h in zip(ids, held, strict=True)]
+        return Evaluation(ids, held, memories, journeys)
 
-    def _perceive(self, evaluation: Evaluation, sorted_: Sorted) -> None:
-        """Fold each customer's new events into their state and score them all at once."""
-        evaluation.perceived = perceive_many(
-            [
-                (state, sorted_.by_customer[cid])
-                for cid, (state, _, _) in zip(evaluation.ids, evaluation.current, strict=True)
-            ],
-            self.scorer,
-            self.clock,
-        )
-        # Shadows see the customer as they were before this batch's live decisions.
-        evaluation.before_live = list(evaluation.memories)
-        evaluation.results = [[] for _ in evaluation.ids]
-
-    def _decide_live(self, conn: Connection, ev: Evaluation) -> None:
-        """Each customer under the active policy, or under the canary for the canary's share."""
-        live: dict[str, list[int]] = {}
+    def _perceive(self, ev: Evaluation, sorted_: Sorted, window: Window) -> None:
+        """Walk each customer to the watermark, collecting the instants passed, and score every
+        instant at once, so a model pays its overhead once per batch."""
         for i, cid in enumerate(ev.ids):
-            live.setdefault(self.policies.live_for(cid).content_hash, []).append(i)
-        for policy in self.policies.live_policies():
-            idx = live.get(policy.content_hash, [])
-            if not idx:
-                continue
-            spent = repo.budget_spent(conn, policy.id) if policy.budget else {}
-            before = dict(spent)
-            got = decide_many(
-                [ev.perceived[i] for i in idx],
-                [ev.memory(i, policy.id, ev.memories[i]) for i in idx],
-                policy,
-                self.scorer,
-                self.guardrails,
-                spent,
-                "canary" if policy is self.policies.canary else "live",
-                self.evidence.get(policy.id, NO_EVIDENCE),
+            h = ev.held[i]
+            fresh = sorted_.by_customer.get(cid, ())
+            ev.late += sum(1 for e in fresh if seconds(e) < window.floor)
+            state, waiting = split_late(h.state, h.through, fresh)
+            pending = sorted([*h.pending, *waiting], key=event_order) if waiting else h.pending
+            ev.advanced.append(
+                advance(state, h.through, pending, self.cadence, window.floor, window.until)
             )
-            if policy.budget and spent != before:
-                repo.save_budget_spent(conn, policy.id, spent)
-            for i, d in zip(idx, got, strict=True):
-                ev.memories[i] = d.outcome.memory.into_customer(ev.memories[i], policy.id)
-                ev.results[i].append(d)
+        keyed = [
+            (inst.at, ev.ids[i], i, k)
+            for i, adv in enumerate(ev.advanced)
+            for k, inst in enumerate(adv.instants)
+        ]
+        keyed.sort()
+        ev.order = [(i, k) for _, _, i, k in keyed]
+        if ev.order:
+            ev.scores = self.scorer.score_many(
+                [ev.advanced[i].instants[k].features for i, k in ev.order]
+            )
+        for e in sorted_.events:
+            if e.type == "subscription.cancelled":
+                self.history.add_cancellation(e.customer_id, e.occurred_at)
 
-    def _decide_shadows(self, ev: Evaluation) -> None:
-        """The same customers, decided with no effect. A shadow keeps only its own at-risk band,
-        under a key of its own version, so it never re-arms a live policy."""
-        for policy in self.policies.shadows:
-            key = shadow_key(policy)
-            got = decide_many(
-                ev.perceived,
-                [ev.memory(i, key, m) for i, m in enumerate(ev.before_live)],
-                policy,
-                self.scorer,
-                self.guardrails,
-                # What a shadow would have reserved, kept for the run (it spends nothing real).
-                self._shadow_budget.setdefault(policy.content_hash, {}),
-                "shadow",
-                self.evidence.get(policy.id, NO_EVIDENCE),
-            )
-            for i, d in enumerate(got):
+    def _decide(self, conn: Connection, ev: Evaluation) -> None:
+        """Every instant in time order across customers (ties by customer id): the live policy
+        (active, or the canary for its share), then each shadow on the customer as they were
+        before the live decision. Budgets fill in that order, and what was learned is taken as
+        of each instant."""
+        budgets: dict[str, dict[str, float]] = {}
+        loaded: dict[str, dict[str, float]] = {}
+        for j, (i, k) in enumerate(ev.order):
+            inst = ev.advanced[i].instants[k]
+            at = _At(inst, ev.scores[j], trigger_of(inst), from_epoch(inst.at))
+            evidence = self.history.evidence_at(at.now)
+            before_live = ev.memories[i]
+            policy = self.policies.live_for(ev.ids[i])
+            if relevant(policy, inst):
+                mode = "canary" if policy is self.policies.canary else "live"
+                spent = _budget(conn, budgets, loaded, policy, policy.id)
+                d = self._decide_one(ev, i, at, policy, policy.id, mode, spent, evidence)
+                ev.memories[i] = d.outcome.memory.into_customer(ev.memories[i], policy.id)
+                self._learn(ev, i, d)
+            for shadow in self.policies.shadows:
+                if not relevant(shadow, inst):
+                    continue
+                key = shadow_key(shadow)
+                spent = _budget(conn, budgets, loaded, shadow, key)
+                d = self._decide_one(ev, i, at, shadow, key, "shadow", spent, evidence, before_live)
                 at_risk = {**ev.memories[i].get("at_risk", {}), key: d.outcome.memory.at_risk}
                 ev.memories[i] = {**ev.memories[i], "at_risk": at_risk}
-                ev.results[i].append(d)
+        for key, spent in budgets.items():
+            if spent != loaded[key]:
+                repo.save_budget_spent(conn, key, spent)
+        ev.decided = _with_explanations(ev.decided, self.scorer)
+
+    def _decide_one(
+        self,
+        ev: Evaluation,
+        i: int,
+        at: _At,
+        policy: Policy,
+        key: str,
+        mode: str,
+        spent: dict[str, float],
+        evidence: Mapping[str, Evidence],
+        memory_of: dict[str, Any] | None = None,
+    ) -> Decided:
+        """One policy at one instant of customer `i`; an action reserves its cost."""
+        period = policy.budget.period_key(at.now) if policy.budget else ""
+        before = spent.get(period, 0.0)
+        customer_memory = ev.memories[i] if memory_of is None else memory_of
+        inputs = DecisionInputs(
+            at.instant.features,
+            at.score,
+            ev.memory(i, key, customer_memory, at.instant.at),
+            at.trigger,
+            at.now,
+            self.guardrails,
+            before,
+            mode,
+            evidence.get(policy.id, NO_EVIDENCE),
+        )
+        outcome = decide(inputs, policy)
+        decision = outcome.decision
+        if policy.budget and decision is not None and decision.status == "action":
+            spent[period] = before + decision.cost
+        d = Decided(outcome, inputs, policy)
+        if decision is not None:
+            ev.decided.append(d)
+        return d
+
+    def _learn(self, ev: Evaluation, i: int, d: Decided) -> None:
+        """What a live decision changes for the instants after it: the journey it starts is
+        running, and a treatment or a hold-back is an outcome to learn from."""
+        decision = d.outcome.decision
+        if decision is None:
+            return
+        at = int(d.inputs.now.timestamp())
+        if decision.status == "action":
+            action = next(a for a in d.policy.actions if a.id == decision.action_id)
+            spec = self.journeys.get(action.journey)
+            ev.journeys.setdefault(ev.ids[i], []).append(
+                JourneyView(
+                    decision.decision_id,
+                    "pending",
+                    frozenset(spec.listens),
+                    at,
+                    at + int(spec.horizon_s),
+                    new=True,
+                )
+            )
+        if decision.status == "action" or decision.guardrail == "control_group":
+            self.history.add_decision(
+                lift.Decided(
+                    decision.customer_id,
+                    d.inputs.now,
+                    decision.policy_id,
+                    decision.policy_hash,
+                    decision.action_id,
+                    decision.cost,
+                    decision.risk,
+                    decision.segment,
+                    True,
+                )
+            )
+
+    def _signals(self, ev: Evaluation, sorted_: Sorted) -> list[dict[str, Any]]:
+        """Outbox signals for the events running journeys wait for: this batch's events, and
+        for a journey this batch started, the customer's events after its start that came
+        earlier (they were waiting for their instant), so batching never loses a signal."""
+        rows: list[dict[str, Any]] = []
+        for i, cid in enumerate(ev.ids):
+            fresh = sorted_.by_customer.get(cid, [])
+            for j in ev.journeys.get(cid, ()):
+                if j.status not in acts.OPEN_JOURNEY:
+                    continue
+                for e in [*ev.held[i].pending, *fresh] if j.new else fresh:
+                    t = seconds(e)
+                    if e.type not in j.listens or t < j.started:
+                        continue
+                    if j.ends_by is not None and t > j.ends_by:
+                        continue
+                    seen = EventObserved(e.occurred_at.timestamp(), e.type, e.event_id)
+                    rows.append(
+                        outbox_row(
+                            JourneySignal(seen, correlation_id=e.event_id),
+                            f"{j.decision_id}:{e.event_id}",
+                            j.decision_id,
+                            e.occurred_at,
+                        )
+                    )
+        return rows
+
+    def _journeys_of(
+        self, conn: Connection, customer_ids: list[str], window: Window
+    ) -> tuple[dict[str, list[JourneyView]], dict[str, list[list[Any]]]]:
+        """The customers' journeys (running, or recent enough for the caps) and their sends."""
+        since = from_epoch(window.floor) - dt.timedelta(seconds=CONTACT_MEMORY_S)
+        journeys: dict[str, list[JourneyView]] = {}
+        sends: dict[str, list[list[Any]]] = {}
+        for row in acts.journeys_of(conn, customer_ids, since):
+            if row.sends:
+                sends.setdefault(row.customer_id, []).extend(row.sends)
+            journeys.setdefault(row.customer_id, []).append(
+                JourneyView(
+                    row.decision_id,
+                    row.status,
+                    frozenset(row.listens or ()),
+                    int(row.started_at.timestamp()),
+                    int(row.ends_by.timestamp()) if row.ends_by is not None else None,
+                )
+            )
+        return journeys, sends
 
     def _record(
         self,
@@ -743,44 +974,6 @@ class Pipeline:
                     conn, programme, rules, self.contracts, sorted(accrued.customers), newest
                 )
         redeem_in(conn, self.contracts, events, newest.timestamp())
-
-    def _journeys_of(
-        self, conn: Connection, customer_ids: list[str], by_customer: dict[str, list[Event]]
-    ) -> tuple[list[dict[str, Any]], dict[str, list[list[Any]]], Counter[str]]:
-        """Signals for the events running journeys wait for, their recent sends, open counts."""
-        newest = max((e.occurred_at for evs in by_customer.values() for e in evs), default=None)
-        if newest is None:
-            return [], {}, Counter()
-        since = newest - dt.timedelta(seconds=CONTACT_MEMORY_S)
-        signals: list[dict[str, Any]] = []
-        sends: dict[str, list[list[Any]]] = {}
-        open_journeys: Counter[str] = Counter()
-        for row in acts.journeys_of(conn, customer_ids, since):
-            if row.sends:
-                sends.setdefault(row.customer_id, []).extend(row.sends)
-            if row.status not in acts.OPEN_JOURNEY:
-                continue
-            customer_now = max(e.occurred_at for e in by_customer[row.customer_id])
-            if row.ends_by is None or row.ends_by > customer_now:
-                # (A journey past its longest duration in event time is over at the latest, also
-                # when a replayed history was never dispatched.)
-                open_journeys[row.customer_id] += 1
-            listens = set(row.listens)
-            for e in by_customer[row.customer_id]:
-                if e.type not in listens or (
-                    row.ends_by is not None and e.occurred_at > row.ends_by
-                ):
-                    continue
-                seen = EventObserved(e.occurred_at.timestamp(), e.type, e.event_id)
-                signals.append(
-                    outbox_row(
-                        JourneySignal(seen, correlation_id=e.event_id),
-                        f"{row.decision_id}:{e.event_id}",
-                        row.decision_id,
-                        e.occurred_at,
-                    )
-                )
-        return signals, sends, open_journeys
 
     def _effect(
         self, d: Decision, trace_context: dict[str, str] | None, decided: dt.datetime

@@ -13,18 +13,29 @@ from tenure.scoring.types import Scorer, explained
 from tenure.services.models import scorer_for
 from tenure.store import acts, ledger, queries
 from tenure.store.personal import personal
+from tenure.times import iso
 
 
 def customer_view(
-    conn: Connection, customer_id: str, programme: str = "default", scorer: Scorer | None = None
+    conn: Connection,
+    customer_id: str,
+    programme: str = "default",
+    scorer: Scorer | None = None,
+    as_of: dt.datetime | None = None,
 ) -> dict[str, Any] | None:
-    """Features as of the last event, risk with its explanation, value, decisions, journeys,
-    loyalty balance and tier; None for a customer the workspace has never seen."""
+    """Features as of now, risk with its explanation, value, decisions, journeys, loyalty
+    balance and tier; None for a customer the workspace has never seen.
+
+    Now is `as_of` (the API passes its clock: live, the wall's), else where the workspace's
+    event time has got to (its newest event), so a silent customer's silence shows and grows.
+    """
     found = queries.customer(conn, customer_id)
     if found is None:
         return None
     state = found["state"]
-    features = snapshot(state, dt.datetime.fromtimestamp(state.last_seen or 0, dt.UTC))
+    newest = dt.datetime.fromtimestamp(state.last_seen or 0, dt.UTC)
+    now = max(as_of or queries.event_time(conn) or newest, newest)
+    features = snapshot(state, now)
     scorer = scorer or scorer_for(conn)  # a service passes the one it loaded at start
     score = explained(scorer, [features], scorer.score_many([features]))[0]
     account = member_account(programme, customer_id)
@@ -32,6 +43,7 @@ def customer_view(
     tier = queries.tier(conn, programme, customer_id)
     return {
         "customer_id": customer_id,
+        "as_of": iso(now),
         "personal": personal(conn, customer_id),
         "features": features.to_record(),
         "score": score.to_record(),

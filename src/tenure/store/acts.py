@@ -127,7 +127,9 @@ def journeys_of(conn: Connection, customer_ids: Sequence[str], since: dt.datetim
     if not customer_ids:
         return []
     j = t.journeys.c
-    query = select(j.decision_id, j.customer_id, j.status, j.listens, j.sends, j.ends_by).where(
+    query = select(
+        j.decision_id, j.customer_id, j.status, j.listens, j.sends, j.started_at, j.ends_by
+    ).where(
         _among(conn, j.customer_id, customer_ids),
         j.status.in_(OPEN_JOURNEY) | (j.updated_at >= since),
     )

@@ -10,23 +10,40 @@ import orjson
 from sqlalchemy import Connection, func, select
 
 from tenure.audit.chain import Break, verify
-from tenure.features.state import CustomerState
+from tenure.features.state import CustomerState, apply_all
 from tenure.store import repo
 from tenure.store import schema as t
 
 
+def current_states(conn: Connection, ids: Sequence[str]) -> dict[str, tuple[CustomerState, Any]]:
+    """(state, memory) of each of `ids` that exists, with every event known folded in: the
+    stored state stops at the customer's last instant, the rest waits in the event log."""
+    loaded = repo.load_timed_customers(conn, ids)
+    through = {cid: row[3] for cid, row in loaded.items() if row[3] is not None}
+    waiting = repo.pending_events(conn, through)
+    return {
+        cid: (apply_all(CustomerState.from_record(state), waiting.get(cid, [])), memory)
+        for cid, (state, memory, _, _) in loaded.items()
+    }
+
+
+def event_time(conn: Connection) -> dt.datetime | None:
+    """The newest event time the workspace has seen (where event time has got to)."""
+    mark = repo.watermark(conn)
+    return None if mark is None else dt.datetime.fromtimestamp(mark[0], dt.UTC)
+
+
 def customer(conn: Connection, customer_id: str) -> dict[str, Any] | None:
-    """A customer's stored state, memory and decision count, or None."""
+    """A customer's current state (every known event), memory and decision count, or None."""
     c = t.customers.c
-    row = conn.execute(
-        select(c.state, c.memory, c.version).where(c.customer_id == customer_id)
-    ).first()
-    if row is None:
+    version = conn.execute(select(c.version).where(c.customer_id == customer_id)).scalar()
+    found = current_states(conn, [customer_id]).get(customer_id)
+    if version is None or found is None:
         return None
-    state_rec, memory, version = row
+    state, memory = found
     return {
         "customer_id": customer_id,
-        "state": CustomerState.from_record(state_rec),
+        "state": state,
         "memory": memory,
         "version": version,
         "decisions": repo.count(conn, t.decisions, t.decisions.c.customer_id == customer_id),
@@ -74,9 +91,12 @@ def decision_record(conn: Connection, decision_id: str) -> dict[str, Any] | None
 
 
 def rejects(conn: Connection, limit: int = 100, run_id: str | None = None) -> list[dict[str, Any]]:
-    """Rejected lines, oldest first, with the raw input shown as text."""
+    """Rejected lines, oldest first, with the raw input (or the prefix kept of it) shown as text,
+    and the whole input's length and sha256 (None in rows stored before they were kept)."""
     r = t.rejects.c
-    query = select(r.id, r.run_id, r.source, r.line_no, r.field, r.reason, r.raw)
+    query = select(
+        r.id, r.run_id, r.source, r.line_no, r.field, r.reason, r.raw, r.input_size, r.input_sha256
+    )
     if run_id is not None:
         query = query.where(r.run_id == run_id)
     out = repo.rows(conn, query.order_by(r.id).limit(limit))
@@ -212,9 +232,12 @@ def audit_body(conn: Connection, decision_id: str) -> dict[str, Any] | None:
 
 
 def customer_states(conn: Connection) -> list[CustomerState]:
-    """Every customer's current state."""
-    c = t.customers.c
-    return [CustomerState.from_record(state) for state in conn.execute(select(c.state)).scalars()]
+    """Every customer's current state (every known event folded in)."""
+    ids = list(
+        conn.execute(select(t.customers.c.customer_id).where(t.customers.c.version > 0)).scalars()
+    )
+    states = current_states(conn, ids)
+    return [states[cid][0] for cid in ids if cid in states]
 
 
 def lift_inputs(
@@ -233,7 +256,17 @@ def lift_inputs(
         .where((d.status == "action") | (d.guardrail == "control_group"))
     ).all()
     decided = [
-        Decided(cid, at, pid, ph, action, float(rec.get("cost", 0.0)), float(risk))
+        Decided(
+            cid,
+            at,
+            pid,
+            ph,
+            action,
+            float(rec.get("cost", 0.0)),
+            float(risk),
+            rec.get("segment"),
+            "segment" in rec,
+        )
         for cid, at, pid, ph, action, rec, risk in rows
     ]
     cancels: dict[str, list[Any]] = {}

@@ -178,15 +178,93 @@ def customer_versions(conn: Connection, ids: Sequence[str]) -> dict[str, int]:
 
 def load_customers(conn: Connection, ids: Sequence[str]) -> dict[str, tuple[Any, Any, int]]:
     """(state record, memory record, version) for each of `ids` that exists."""
+    return {cid: row[:3] for cid, row in load_timed_customers(conn, ids).items()}
+
+
+def load_timed_customers(
+    conn: Connection, ids: Sequence[str]
+) -> dict[str, tuple[Any, Any, int, int | None]]:
+    """(state record, memory record, version, through_s) for each of `ids` that exists."""
     if not ids:
         return {}
     c = t.customers.c
     rows = conn.execute(
-        select(c.customer_id, c.state, c.memory, c.version).where(
+        select(c.customer_id, c.state, c.memory, c.version, c.through_s).where(
             _among(conn, c.customer_id, ids), c.version > 0
         )
     )
-    return {cid: (state, memory, int(version)) for cid, state, memory, version in rows}
+    return {
+        cid: (state, memory, int(version), None if through is None else int(through))
+        for cid, state, memory, version, through in rows
+    }
+
+
+def due_customers(conn: Connection, until_s: int, limit: int | None = None) -> list[str]:
+    """Customers whose next decision instant is at or before `until_s`, soonest first."""
+    c = t.customers.c
+    query = select(c.customer_id).where(c.due_s <= until_s, c.version > 0)
+    query = query.order_by(c.due_s, c.customer_id)
+    if limit is not None:
+        query = query.limit(limit)
+    return [cid for (cid,) in conn.execute(query)]
+
+
+def pending_events(conn: Connection, through: Mapping[str, int]) -> dict[str, list[Event]]:
+    """Each customer's logged events at or after their `through` time (epoch seconds), in
+    event order: what waits for the customer's next instant."""
+    from tenure.events.envelope import EVENT_TYPES, event_union
+
+    if not through:
+        return {}
+    e = t.events.c
+    since = dt.datetime.fromtimestamp(min(through.values()), dt.UTC)
+    rows = []
+    ids = sorted(through)
+    for start in range(0, len(ids), 5_000):
+        chunk = ids[start : start + 5_000]
+        query = (
+            select(*(e[name] for name in ENVELOPE_FIELDS))
+            .where(_among(conn, e.customer_id, chunk), e.occurred_at >= since)
+            .order_by(e.occurred_at, e.event_id)
+        )
+        rows.extend(
+            r
+            for r in conn.execute(query)
+            if int(r.occurred_at.timestamp()) >= through[r.customer_id]
+        )
+    # Types a workspace registered are in the log too: decoded with their free-form payloads.
+    union = event_union(tuple(sorted({r.type for r in rows} - set(EVENT_TYPES))))
+    out: dict[str, list[Event]] = {}
+    for row in rows:
+        data = dict(zip(ENVELOPE_FIELDS, row, strict=True))
+        data["occurred_at"] = data["occurred_at"].isoformat()
+        out.setdefault(row.customer_id, []).append(msgspec.convert(data, union, strict=False))
+    return out
+
+
+WATERMARK = "events"
+
+
+def watermark(conn: Connection) -> tuple[int, int] | None:
+    """(newest event time seen, watermark processed to), epoch seconds; None before any."""
+    w = t.watermarks.c
+    row = conn.execute(select(w.newest_s, w.processed_s).where(w.name == WATERMARK)).first()
+    return None if row is None else (int(row[0]), int(row[1]))
+
+
+def advance_watermark(conn: Connection, newest_s: int, processed_s: int) -> None:
+    """Move the watermark forward (never back: a concurrent writer may be ahead)."""
+    w = t.watermarks
+    stmt = _insert(conn, w).values(name=WATERMARK, newest_s=newest_s, processed_s=processed_s)
+    greatest = func.max if conn.dialect.name == "sqlite" else func.greatest
+    stmt = stmt.on_conflict_do_update(
+        index_elements=[w.c.name],
+        set_={
+            "newest_s": greatest(w.c.newest_s, stmt.excluded.newest_s),
+            "processed_s": greatest(w.c.processed_s, stmt.excluded.processed_s),
+        },
+    )
+    conn.execute(stmt)
 
 
 def upsert_customers(conn: Connection, rows: list[dict[str, Any]]) -> None:
@@ -197,10 +275,10 @@ def upsert_customers(conn: Connection, rows: list[dict[str, Any]]) -> None:
         # Every customer touched by a batch is written back; like event inserts, this skips
         # SQLAlchemy's per-row parameter processing (the JSON is encoded once, here).
         conn.exec_driver_sql(
-            "INSERT INTO customers (customer_id, state, memory, last_seen, version) "
-            "VALUES (?, ?, ?, ?, ?) ON CONFLICT (customer_id) DO UPDATE SET "
+            "INSERT INTO customers (customer_id, state, memory, last_seen, version, through_s, "
+            "due_s) VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT (customer_id) DO UPDATE SET "
             "state = excluded.state, memory = excluded.memory, last_seen = excluded.last_seen, "
-            "version = excluded.version",
+            "version = excluded.version, through_s = excluded.through_s, due_s = excluded.due_s",
             [
                 (
                     r["customer_id"],
@@ -208,6 +286,8 @@ def upsert_customers(conn: Connection, rows: list[dict[str, Any]]) -> None:
                     _json_text(r["memory"]),
                     _sqlite_time(r["last_seen"]),
                     r["version"],
+                    r["through_s"],
+                    r["due_s"],
                 )
                 for r in rows
             ],
@@ -221,6 +301,8 @@ def upsert_customers(conn: Connection, rows: list[dict[str, Any]]) -> None:
             "memory": stmt.excluded.memory,
             "last_seen": stmt.excluded.last_seen,
             "version": stmt.excluded.version,
+            "through_s": stmt.excluded.through_s,
+            "due_s": stmt.excluded.due_s,
         },
     )
     conn.execute(stmt, rows)

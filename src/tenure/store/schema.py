@@ -74,7 +74,11 @@ rejects = Table(
     Column("field", String(200), nullable=False),
     Column("reason", Text, nullable=False),
     Column("raw", LargeBinary, nullable=False),
-    Column("raw_sha256", String(64), nullable=False),
+    Column("raw_sha256", String(64), nullable=False),  # of `raw`, what is kept
+    # The whole input, of which `raw` may be only a prefix (parse.MAX_REJECT_RAW): its length in
+    # bytes and its sha256. Empty in rows stored before migration 0011.
+    Column("input_size", BigInteger),
+    Column("input_sha256", String(64)),
     # The same bad line read again (a rerun of the same file) is kept once.
     UniqueConstraint("source", "line_no", "raw_sha256", name="uq_rejects_line"),
 )
@@ -87,6 +91,20 @@ customers = Table(
     Column("memory", Json, nullable=False),
     Column("last_seen", UtcDateTime),
     Column("version", Integer, nullable=False),
+    # Perceived time (epoch seconds): the state folds the events before `through_s`; `due_s`
+    # is the next decision instant, a durable timer a sweep finds by index.
+    Column("through_s", BigInteger),
+    Column("due_s", BigInteger, index=True),
+)
+
+# The workspace's perceived time: the newest event time seen, and the watermark decision
+# instants have been processed to (one row, name "events").
+watermarks = Table(
+    "watermarks",
+    metadata,
+    Column("name", String(40), primary_key=True),
+    Column("newest_s", BigInteger, nullable=False),
+    Column("processed_s", BigInteger, nullable=False),
 )
 
 decisions = Table(
@@ -169,6 +187,8 @@ runs = Table(
     Column("duplicates", Integer, nullable=False, default=0),
     Column("rejected", Integer, nullable=False, default=0),
     Column("decisions", Integer, nullable=False, default=0),
+    Column("late", Integer, nullable=False, default=0, server_default="0"),
+    Column("instants", Integer, nullable=False, default=0, server_default="0"),
 )
 
 # Trained models: one row per version. `artifact` holds everything needed to score (trees,

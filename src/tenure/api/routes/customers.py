@@ -36,7 +36,7 @@ def router(svc: Service) -> APIRouter:
         seen_by = scope(who, svc.contracts)
         with svc.store.reader() as conn:
             service_reads.require_customer(conn, seen_by, customer_id, wanted)
-            view = customer_view(conn, customer_id, scorer=svc.scorer)
+            view = customer_view(conn, customer_id, scorer=svc.scorer, as_of=svc.clock.now())
         if view is None:
             raise HTTPException(404, f"no customer {customer_id!r}")
         view = seen_by.shown(mask_view(view, who.role))

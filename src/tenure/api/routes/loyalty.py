@@ -7,7 +7,6 @@ ledger's result for it.
 (No `from __future__ import annotations` here: FastAPI reads the dependency annotations.)
 """
 
-import datetime as dt
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Depends, HTTPException, Query
@@ -54,7 +53,7 @@ def loyalty_event(
         "event_id": event_id,
         "type": kind,
         "customer_id": customer_id,
-        "occurred_at": dt.datetime.now(dt.UTC).isoformat(),
+        "occurred_at": svc.clock.now().isoformat(),
         "source": "api",
         "payload": {"redemption_id": redemption_id, **payload},
     }

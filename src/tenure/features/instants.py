@@ -1,0 +1,207 @@
+"""Decision instants: when a customer is evaluated, fixed by event time and policy alone.
+
+The rule (the README's "When customers are evaluated" says the same for users):
+
+- Time is cut into periods, UTC days by default (`Cadence.period_s`): [00:00, 24:00).
+- A customer is evaluated at the close of every period in which they had an event.
+- A silence timer (event types, step) fires at the newest event of those types plus the step,
+  when no event of those types came in between: a customer active on day 10 at 09:00 and silent
+  since is evaluated at day 17 09:00 for a 7-day step, day 24 09:00 for a 14-day one.
+- An instant is processed once the watermark (the newest event time seen, minus the allowed
+  lateness; the wall clock's when live) reaches it. The features at an instant fold the events
+  strictly before it: an event at exactly midnight belongs to the day it opens.
+- An event that arrives behind the watermark is late: it is folded into the state, but no instant
+  at or behind the watermark is made for it, so a decision already made is never revisited.
+
+`advance` walks one customer forward to the watermark and returns the instants it passed, each
+with its features; `features_at` is what views and point-in-time training sets use, so every
+path sees a customer the same way at the same instant. Pure: no clock, no I/O.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+from tenure.events.envelope import Event
+from tenure.features.snapshot import Features, snapshot
+from tenure.features.state import DAY_S, CustomerState, apply_all
+
+# Types whose absence is silence unless a policy names others (the backtest's "no-activity").
+ACTIVITY_TYPES: frozenset[str] = frozenset({"usage", "purchase"})
+
+
+def seconds(e: Event) -> int:
+    """An event's time in whole epoch seconds (the unit instants are counted in)."""
+    return int(e.occurred_at.timestamp())
+
+
+def event_order(e: Event) -> tuple[int, str]:
+    """The order pending events are kept in: time, then id."""
+    return seconds(e), e.event_id
+
+
+@dataclass(frozen=True, slots=True)
+class Silence:
+    """A silence timer: `step_s` after the newest event of `types`."""
+
+    types: frozenset[str]
+    step_s: int
+
+    @property
+    def key(self) -> str:
+        """How a policy and an instant name this timer, e.g. `silence:14d:purchase+usage`."""
+        step = f"{self.step_s / DAY_S:g}d" if self.step_s % 3600 == 0 else f"{self.step_s}s"
+        return f"silence:{step}:{'+'.join(sorted(self.types))}"
+
+
+@dataclass(frozen=True, slots=True)
+class Cadence:
+    """When customers are evaluated: the period and the silence timers of every policy."""
+
+    period_s: int = DAY_S
+    silences: tuple[Silence, ...] = ()
+
+    def close(self, t: int) -> int:
+        """The close of the period holding `t` (periods are aligned to the epoch, so UTC days)."""
+        return (t // self.period_s + 1) * self.period_s
+
+
+@dataclass(frozen=True, slots=True)
+class Instant:
+    """One customer at one decision instant: why, what was seen since the last one, features."""
+
+    customer_id: str
+    at: int  # epoch seconds
+    features: Features
+    period: bool  # the close of a period with events
+    silences: frozenset[str]  # keys of the silence timers firing here
+    seen_types: frozenset[str]  # event types folded since the previous instant
+    newest: tuple[str, str] | None  # (event id, type) of the newest of those, for correlation
+
+
+@dataclass(frozen=True, slots=True)
+class Advanced:
+    """A customer after `advance`: their instants, state, what is still pending, next due."""
+
+    instants: list[Instant]
+    state: CustomerState
+    through: int  # the state folds every event before this time (and late ones)
+    pending: list[Event] = field(default_factory=list)  # events at or after `through`, in order
+    due: int | None = None  # the next instant, or None when nothing can come due without events
+
+
+def fold_until(
+    state: CustomerState, events: Sequence[Event], start: int, at: int
+) -> tuple[CustomerState, int]:
+    """Fold `events[start:]` (in event order) that are strictly before `at`; the new state and
+    the index of the first event not folded."""
+    end = start
+    n = len(events)
+    while end < n and seconds(events[end]) < at:
+        end += 1
+    if end == start:
+        return state, start
+    return apply_all(state, events[start:end]), end
+
+
+def features_at(state: CustomerState, events: Sequence[Event], at: dt.datetime) -> Features:
+    """The features as of `at`: `state` with the events of `events` (in event order) before it.
+
+    The one definition of a customer at an instant: the pipeline's instants, the views and the
+    training sets all come through here.
+    """
+    folded, _ = fold_until(state, events, 0, int(at.timestamp()))
+    return snapshot(folded, at)
+
+
+def next_due(
+    state: CustomerState, pending: Sequence[Event], start: int, cadence: Cadence, after: int
+) -> tuple[int | None, bool]:
+    """The first instant after `after`: the close of a pending event's period or a silence timer
+    of the folded state. Returns (instant, whether it closes a period with events)."""
+    period: int | None = None
+    for i in range(start, len(pending)):
+        close = cadence.close(seconds(pending[i]))
+        if close > after:
+            period = close
+            break
+    silence: int | None = None
+    for s in cadence.silences:
+        last = state.last_of(s.types)
+        if last is not None and last + s.step_s > after:
+            due = last + s.step_s
+            silence = due if silence is None or due < silence else silence
+    if period is None:
+        return silence, False
+    if silence is None or period <= silence:
+        return period, True
+    return silence, False
+
+
+def firing(state: CustomerState, cadence: Cadence, at: int) -> frozenset[str]:
+    """The silence timers of `state` that fire exactly at `at`."""
+    out = []
+    for s in cadence.silences:
+        last = state.last_of(s.types)
+        if last is not None and last + s.step_s == at:
+            out.append(s.key)
+    return frozenset(out)
+
+
+def advance(
+    state: CustomerState,
+    through: int,
+    pending: Sequence[Event],
+    cadence: Cadence,
+    floor: int,
+    until: int,
+) -> Advanced:
+    """Walk one customer from `max(through, floor)` to the watermark `until`.
+
+    `state` folds every event before `through`; `pending` holds the rest, in event order.
+    `floor` is the watermark before these events arrived: instants at or behind it were
+    processed then, so none is made again (that is what makes an event late).
+    """
+    t = max(through, floor)
+    i = 0
+    out: list[Instant] = []
+    seen: list[Event] = []
+    while True:
+        at, period = next_due(state, pending, i, cadence, t)
+        if at is None or at > until:
+            break
+        before = i
+        state, i = fold_until(state, pending, i, at)
+        seen.extend(pending[before:i])
+        through = at
+        silences = firing(state, cadence, at)
+        if period or silences:
+            newest = max(seen, key=event_order) if seen else None
+            out.append(
+                Instant(
+                    state.customer_id,
+                    at,
+                    snapshot(state, dt.datetime.fromtimestamp(at, dt.UTC)),
+                    period,
+                    silences,
+                    frozenset(e.type for e in seen),
+                    (newest.event_id, newest.type) if newest else None,
+                )
+            )
+            seen = []
+        t = at
+    due, _ = next_due(state, pending, i, cadence, t)
+    return Advanced(out, state, through, list(pending[i:]), due)
+
+
+def split_late(
+    state: CustomerState, through: int, events: Sequence[Event]
+) -> tuple[CustomerState, list[Event]]:
+    """Fold the events from before `through` (too late to wait for an instant) and return the
+    rest, which wait for their instant."""
+    late = [e for e in events if seconds(e) < through]
+    if not late:
+        return state, list(events)
+    return apply_all(state, late), [e for e in events if seconds(e) >= through]
