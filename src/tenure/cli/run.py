@@ -56,6 +56,8 @@ def _summary_tables(summary: RunSummary, seconds: float) -> list[Table]:
         ("accepted", summary.accepted),
         ("duplicate", summary.duplicates),
         ("rejected", summary.rejected),
+        ("late", summary.late),
+        ("instants evaluated", summary.instants),
     ):
         counts.add_row(name, f"{value:,}")
     rate = summary.read / seconds if seconds > 0 else 0.0
@@ -69,6 +71,8 @@ def _summary_tables(summary: RunSummary, seconds: float) -> list[Table]:
         decisions.add_row(f"suppressed: {guardrail}", f"{n:,}")
     if summary.decisions.get("human"):
         decisions.add_row("handed to a person", f"{summary.decisions['human']:,}")
+    if summary.on_silence:
+        decisions.add_row("of these, on silence", f"{summary.on_silence:,}")
     if summary.decisions.get("none"):
         decisions.add_row("none (no positive expected value)", f"{summary.decisions['none']:,}")
     if not summary.decisions:
@@ -122,9 +126,10 @@ BatchSizeOption = Annotated[
     int | None,
     typer.Option(
         min=1,
-        help="Events per transaction; each customer with new events is evaluated once per "
-        f"batch (default {DEFAULT_BATCH_SIZE:,} for files, {STDIN_BATCH_SIZE:,} for standard "
-        "input, so a pipe is not held until a large batch fills).",
+        help="Events per transaction (default "
+        f"{DEFAULT_BATCH_SIZE:,} for files, {STDIN_BATCH_SIZE:,} for standard input, so a pipe "
+        "is not held until a large batch fills). It changes speed, never decisions: customers "
+        "are decided at instants of event time (see the README).",
         show_default=False,
     ),
 ]
@@ -276,9 +281,8 @@ def demo(
         int,
         typer.Option(
             min=1,
-            help="Events per batch. Each customer is decided at most once per batch, so the demo "
-            "uses small batches (about every four days of its history) rather than the run "
-            "default tuned for throughput.",
+            help="Events per transaction. It changes speed, never decisions: customers are "
+            "decided at instants of event time (each day with events, silence timers).",
         ),
     ] = DEMO_BATCH_SIZE,
     journeys: Annotated[

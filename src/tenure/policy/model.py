@@ -332,6 +332,10 @@ label: baseline risk threshold
 trigger:
   risk_at_least: 0.6
   on_events: [subscription.cancel_requested, payment.failed]
+  # Silence is the clearest churn signal: a customer with no usage or purchase for 7, 14 and
+  # 30 days is evaluated then, and each step re-triggers a decision while they stay at risk
+  # (a win-back within the usual guardrails: consent, cooldown, caps, budget).
+  after_silence: [7, 14, 30]
 guardrails:
   cooldown_days: 14
 actions:

@@ -9,6 +9,8 @@ from collections import Counter
 from collections.abc import Callable
 
 from tenure.config import Settings
+from tenure.runtime.clock import WallClock
+from tenure.runtime.engine import Engine
 from tenure.runtime.temporal import (
     Temporal,
     connect,
@@ -16,6 +18,7 @@ from tenure.runtime.temporal import (
 )
 from tenure.runtime.worker import courier_for, serve
 from tenure.store.db import Store
+from tenure.workspace import Workspace
 
 
 class LiveWorker:
@@ -69,7 +72,16 @@ class LiveWorker:
             self._stop,
             on_tick=self.on_tick,
             activity_heartbeat_s=self.settings.activity_heartbeat_s,
+            sweep=self._sweep,
+            sweep_every_s=self.settings.sweep_s,
         )
+
+    def _sweep(self) -> int:
+        """Decide the instants the wall clock has passed (silent customers): the decisions made.
+        A pipeline per sweep, so policy promotions and what was learned are picked up."""
+        engine = Engine(Workspace.load(self.settings), self.store)
+        summary = engine.pipeline(clock=WallClock()).sweep()
+        return sum(summary.decisions.values())
 
     def stop(self, stop_server: bool = True) -> None:
         """Stop the worker (and the dev server if this process started it)."""

@@ -108,6 +108,7 @@ class RunSummary:
     batches: int = 0
     late: int = 0  # accepted behind the watermark: they update state, never past decisions
     instants: int = 0  # customer instants decided (period closes and silence timers)
+    on_silence: int = 0  # live decisions a silence timer triggered
     decisions: Counter[str] = field(default_factory=Counter)  # by status
     actions: Counter[str] = field(default_factory=Counter)  # by action id
     suppressed: Counter[str] = field(default_factory=Counter)  # by guardrail
@@ -127,6 +128,7 @@ class RunSummary:
             "batches": self.batches,
             "late": self.late,
             "instants": self.instants,
+            "on_silence": self.on_silence,
             "points_accrued": self.points_accrued,
             "points_refused": self.points_refused,
             "decisions": dict(sorted(self.decisions.items())),
@@ -310,6 +312,7 @@ class Evaluation:
     scores: list[Score] = field(default_factory=list)  # per entry of `order`
     decided: list[Decided] = field(default_factory=list)
     late: int = 0
+    on_silence: int = 0
 
     def memory(self, i: int, key: str, customer_memory: dict[str, Any], at: int) -> DecisionMemory:
         """What a policy (by memory key) remembers of customer `i` at `at`, with the journeys
@@ -423,6 +426,7 @@ def _count(
     summary.rejected += counts["rejected"]
     summary.late += counts["late"]
     summary.instants += counts["instants"]
+    summary.on_silence += ev.on_silence
     summary.batches += 1
     return counts
 
@@ -814,6 +818,8 @@ class Pipeline:
         d = Decided(outcome, inputs, policy)
         if decision is not None:
             ev.decided.append(d)
+            if mode != "shadow" and at.trigger.silences & policy.trigger.silence_keys:
+                ev.on_silence += 1
         return d
 
     def _learn(self, ev: Evaluation, i: int, d: Decided) -> None:

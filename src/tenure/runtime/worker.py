@@ -75,12 +75,26 @@ async def serve(
     interval_s: float = 1.0,
     on_tick: Callable[[Counter[str]], None] | None = None,
     activity_heartbeat_s: float = DEFAULT_HEARTBEAT_S,
+    sweep: Callable[[], int] | None = None,
+    sweep_every_s: float = 60.0,
 ) -> None:
-    """Run a worker and, every `interval_s`, dispatch the outbox and release held messages."""
+    """Run a worker and, every `interval_s`, dispatch the outbox and release held messages;
+    every `sweep_every_s`, `sweep` decides the instants the wall clock has passed.
+
+    The sweep is this loop's, not a Temporal Schedule: it is a short database transaction
+    (who is due, decide, write), needs no durability of its own (the timers are rows in the
+    store, so a sweep missed is done by the next one), and two workers sweeping at once decide
+    each instant once (customer locks and instant-derived decision ids)."""
     dispatcher = Dispatcher(store, client, activity_heartbeat_s=activity_heartbeat_s)
+    next_sweep = 0.0
     async with journey_worker(client, store, courier, guardrails):
         while not stop.is_set():
             counts = await dispatcher.dispatch()
+            if sweep is not None and time.monotonic() >= next_sweep:
+                decided = await asyncio.to_thread(sweep)
+                if decided:
+                    counts["swept"] += decided
+                next_sweep = time.monotonic() + sweep_every_s
             released = await asyncio.to_thread(courier.release_held)
             if released:
                 counts["released"] += len(released)
