@@ -167,30 +167,31 @@ def advance(
     t = max(through, floor)
     i = 0
     out: list[Instant] = []
-    seen: list[Event] = []
     while True:
         at, period = next_due(state, pending, i, cadence, t)
         if at is None or at > until:
             break
-        before = i
-        state, i = fold_until(state, pending, i, at)
-        seen.extend(pending[before:i])
-        through = at
-        silences = firing(state, cadence, at)
-        if period or silences:
-            newest = max(seen, key=event_order) if seen else None
-            out.append(
-                Instant(
-                    state.customer_id,
-                    at,
-                    snapshot(state, dt.datetime.fromtimestamp(at, dt.UTC)),
-                    period,
-                    silences,
-                    frozenset(e.type for e in seen),
-                    (newest.event_id, newest.type) if newest else None,
-                )
+        folded, upto = fold_until(state, pending, i, at)
+        silences = firing(folded, cadence, at)
+        if not (period or silences):
+            # A stale timer (activity came in between): nothing is folded here, so the close of
+            # the day of that activity stays an instant, wherever the watermark stopped.
+            t = at
+            continue
+        seen = pending[i:upto]
+        state, i, through = folded, upto, at
+        newest = max(seen, key=event_order) if seen else None
+        out.append(
+            Instant(
+                state.customer_id,
+                at,
+                snapshot(state, dt.datetime.fromtimestamp(at, dt.UTC)),
+                period,
+                silences,
+                frozenset(e.type for e in seen),
+                (newest.event_id, newest.type) if newest else None,
             )
-            seen = []
+        )
         t = at
     due, _ = next_due(state, pending, i, cadence, t)
     return Advanced(out, state, through, list(pending[i:]), due)
