@@ -177,8 +177,8 @@ def _future_skew(config: dict[str, Any], path: Path) -> dt.timedelta:
     value = raw.get("max_future_skew")
     if value is None:
         return DEFAULT_MAX_FUTURE_SKEW
-    m = _SPAN.match(value) if isinstance(value, str) else None
-    skew = dt.timedelta(seconds=int(m[1]) * _SPAN_S[m[2]]) if m else None
+    span = _span(value)
+    skew = dt.timedelta(seconds=span) if span is not None else None
     if skew is None or not dt.timedelta(minutes=1) <= skew <= dt.timedelta(days=3650):
         raise ConfigError(
             f"{path}: ingest.max_future_skew must be a duration from 1m to 3650d "

@@ -14,8 +14,7 @@ The rule (the README's "When customers are evaluated" says the same for users):
   at or behind the watermark is made for it, so a decision already made is never revisited.
 
 `advance` walks one customer forward to the watermark and returns the instants it passed, each
-with its features; `features_at` is what views and point-in-time training sets use, so every
-path sees a customer the same way at the same instant. Pure: no clock, no I/O.
+with its features. Pure: no clock, no I/O.
 """
 
 from __future__ import annotations
@@ -104,16 +103,6 @@ def fold_until(
     if end == start:
         return state, start
     return apply_all(state, events[start:end]), end
-
-
-def features_at(state: CustomerState, events: Sequence[Event], at: dt.datetime) -> Features:
-    """The features as of `at`: `state` with the events of `events` (in event order) before it.
-
-    The one definition of a customer at an instant: the pipeline's instants, the views and the
-    training sets all come through here.
-    """
-    folded, _ = fold_until(state, events, 0, int(at.timestamp()))
-    return snapshot(folded, at)
 
 
 def next_due(

@@ -190,12 +190,16 @@ class History:
     def add_decision(self, d: Decided) -> None:
         """A decision made (treated or held back)."""
         self.decided.append(d)
-        self._evidence = None
+        # Evidence at an instant counts only decisions made before it.
+        if self._at is not None and d.decided_at < self._at:
+            self._evidence = None
 
     def add_cancellation(self, customer_id: str, at: dt.datetime) -> None:
         """A cancellation seen."""
         self.cancellations.setdefault(customer_id, []).append(at)
-        self._evidence = None
+        # ...and only the cancellations up to it.
+        if self._at is not None and at <= self._at:
+            self._evidence = None
 
     def evidence_at(self, at: dt.datetime) -> dict[str, Any]:
         """Evidence per policy id as of `at`."""

@@ -236,9 +236,7 @@ def pending_events(conn: Connection, through: Mapping[str, int]) -> dict[str, li
     union = event_union(tuple(sorted({r.type for r in rows} - set(EVENT_TYPES))))
     out: dict[str, list[Event]] = {}
     for row in rows:
-        data = dict(zip(ENVELOPE_FIELDS, row, strict=True))
-        data["occurred_at"] = data["occurred_at"].isoformat()
-        out.setdefault(row.customer_id, []).append(msgspec.convert(data, union, strict=False))
+        out.setdefault(row.customer_id, []).append(_event_of(row, union))
     return out
 
 
@@ -438,6 +436,13 @@ def rows(conn: Connection, query: Any) -> list[dict[str, Any]]:
     return [dict(r._mapping) for r in conn.execute(query)]
 
 
+def _event_of(row: Any, union: Any) -> Event:
+    """A logged event row decoded back into its typed event."""
+    data = dict(zip(ENVELOPE_FIELDS, row, strict=True))
+    data["occurred_at"] = data["occurred_at"].isoformat()
+    return msgspec.convert(data, union, strict=False)  # type: ignore[no-any-return]
+
+
 def iter_events(conn: Connection, page: int = 20_000) -> Iterator[Event]:
     """Every event in the log, oldest first, decoded back into typed events."""
     from tenure.events.envelope import event_union
@@ -457,9 +462,7 @@ def iter_events(conn: Connection, page: int = 20_000) -> Iterator[Event]:
             )
         rows = conn.execute(query).all()
         for row in rows:
-            data = dict(zip(ENVELOPE_FIELDS, row, strict=True))
-            data["occurred_at"] = data["occurred_at"].isoformat()
-            yield msgspec.convert(data, union, strict=False)
+            yield _event_of(row, union)
         if len(rows) < page:
             return
         last = (rows[-1].occurred_at, rows[-1].event_id)
