@@ -332,3 +332,14 @@ def test_registered_type_names_are_printable(tmp_path) -> None:
     (tmp_path / "tenure.yaml").write_text('event_types: ["crm.\\u202enote"]\n')
     with pytest.raises(ConfigError, match="event_types"):
         resolve(tmp_path)
+
+
+def test_a_replays_first_event_is_bounded_by_the_clock_and_the_stored_newest() -> None:
+    now = dt.datetime(2026, 6, 1, tzinfo=dt.UTC)
+    far = jline(event("far", occurred_at="2150-01-01T00:00:00Z"))
+    assert isinstance(stream(far, horizon=Horizon(DAY, lambda: now))[0], Reject)
+    stored = dt.datetime(2026, 3, 1, tzinfo=dt.UTC)
+    later = jline(event("later", occurred_at="2026-03-03T00:00:00Z"))
+    r = rejected(stream(later, horizon=Horizon(DAY, newest=stored))[0], "occurred_at", "ahead")
+    assert "2026-03-01" in r.reason
+    assert isinstance(stream(far)[0], Event)  # nothing to be ahead of: no clock, nothing stored

@@ -136,3 +136,25 @@ def test_the_skew_comes_from_the_workspace(tmp_path: Path, monkeypatch: pytest.M
     summary = run(ws, url, lines, monkeypatch)
     assert (summary["accepted"], summary["rejected"]) == (2, 1)
     assert "2h ahead" in stored_rejects(url)[3]["reason"]
+
+
+def test_a_files_first_event_is_held_to_what_the_store_saw_and_to_the_clock(
+    store_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    ws = tmp_path / "ws"
+    workspace(ws, store_url)
+    now = dt.datetime.now(dt.UTC).replace(microsecond=0)
+
+    def at(hours: int, name: str) -> bytes:
+        return jline(event(name, occurred_at=(now + dt.timedelta(hours=hours)).isoformat()))
+
+    # A history running a little ahead of the clock, in steps of under a day (the skew).
+    assert run(ws, store_url, [at(20, "a"), at(40, "b")], monkeypatch)["accepted"] == 2
+    # The next file's first event is held to the stored newest event (40 h), not let through.
+    second = run(ws, store_url, [at(66, "too-far"), at(63, "next")], monkeypatch)
+    assert (second["accepted"], second["rejected"]) == (1, 1)
+    assert "ahead of the newest event so far" in stored_rejects(store_url)[1]["reason"]
+    third = run(
+        ws, store_url, [jline(event("far", occurred_at="2150-01-01T00:00:00Z"))], monkeypatch
+    )
+    assert (third["accepted"], third["rejected"]) == (0, 1)

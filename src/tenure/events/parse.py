@@ -266,7 +266,10 @@ class Horizon:
       earlier than `now()` when there is a clock to ask. So a history in the past is never
       refused for its gaps (a customer silent for a week is no typo), one dated ahead of the
       clock must move on in steps of at most `skew`, and an event dated 2150 in a 2026 history
-      is refused. A replay's first event has nothing to be ahead of.
+      is refused, the run's first event too.
+    - `newest`: the newest event the workspace stored before this input (its watermark), so a
+      first event is held to what came before it. With neither a clock nor a stored event, a
+      first event has nothing to be ahead of.
 
     `limit` is a bound every event at or below it passes; it lags behind (it is worked out again
     only when an event passes it), so the usual event costs two comparisons.
@@ -280,11 +283,12 @@ class Horizon:
         now: Callable[[], dt.datetime] | None = None,
         *,
         live: bool = False,
+        newest: dt.datetime | None = None,
     ) -> None:
         self.skew = skew
         self.now = now
         self.live = live and now is not None
-        self.newest = _NEVER
+        self.newest = _NEVER if newest is None else newest
         self.limit = _NEVER  # the first event has it worked out
 
     @classmethod
@@ -297,9 +301,9 @@ class Horizon:
     def _reference(self, t: dt.datetime) -> dt.datetime:
         if self.live:
             return self.now()  # type: ignore[misc]
-        if self.newest is _NEVER:
-            return t
-        return self.newest if self.now is None else max(self.newest, self.now())
+        if self.now is not None:
+            return max(self.newest, self.now())
+        return t if self.newest is _NEVER else self.newest
 
     def within(self, t: dt.datetime) -> bool:
         """Work out the limit from the newest event so far and the clock: is `t` within it?"""

@@ -21,6 +21,7 @@ from tenure.runtime.pipeline import DEFAULT_BATCH_SIZE, Pipeline
 from tenure.scoring.types import Scorer
 from tenure.services import policies as policy_registry
 from tenure.services.models import scorer_for
+from tenure.store import repo
 from tenure.store.db import Store
 from tenure.store.queries import lift_inputs, segments
 from tenure.workspace import Workspace
@@ -79,6 +80,12 @@ class Engine:
         """The registry's live policies: active (or the built-in one), canary and shadows."""
         with self.store.reader() as conn:
             return policy_registry.live_set(conn)
+
+    def newest_event(self) -> dt.datetime | None:
+        """The newest event time the store has seen (its watermark's), None before any."""
+        with self.store.reader() as conn:
+            mark = repo.watermark(conn)
+        return None if mark is None else dt.datetime.fromtimestamp(mark[0], dt.UTC)
 
     def pipeline(
         self,

@@ -147,11 +147,16 @@ def items(
     yield from parser.parse_stream(lines, horizon)
 
 
-def horizon_of(clock: Clock, skew: dt.timedelta = DEFAULT_MAX_FUTURE_SKEW) -> Horizon:
+def horizon_of(
+    clock: Clock,
+    skew: dt.timedelta = DEFAULT_MAX_FUTURE_SKEW,
+    newest: dt.datetime | None = None,
+) -> Horizon:
     """How far ahead events may be: of the wall clock when it decides (live), else of both the
-    run's newest event and the wall clock (a replay's gaps are no reason to refuse)."""
+    newest event so far (`newest`: what the store saw before this input) and the wall clock (a
+    replay's gaps are no reason to refuse)."""
     live = isinstance(clock, WallClock)
-    return Horizon(skew, clock.now if live else WallClock().now, live=live)
+    return Horizon(skew, clock.now if live else WallClock().now, live=live, newest=newest)
 
 
 def run(
@@ -165,7 +170,8 @@ def run(
     """Run one input through the engine's pipeline (default policy: the live set) into its store."""
     pipeline = engine.pipeline(policy, clock=clock, batch_size=batch_size)
     parser = engine.workspace.parser()
-    horizon = horizon_of(clock, engine.workspace.settings.max_future_skew)
+    skew = engine.workspace.settings.max_future_skew
+    horizon = horizon_of(clock, skew, engine.newest_event())
     stream = open_input(source)
     try:
         label = "stdin" if source.is_stdin else str(Path(source.path).resolve())
