@@ -384,6 +384,11 @@ def simulate(
 ) -> None:
     """Closed loop: a policy decides for customers whose churn and response are known.
 
+    Customers arrive in weekly cohorts; each is decided at the close of their arrival day
+    (00:00 UTC the next day), the instant the engine uses for a customer whose signal arrived
+    that day, with the features, trigger and decision id the engine would give it there.
+    Silence timers are not simulated: each customer is decided once, at that close.
+
     Actions with a journey run it in simulated time: customers the offer saves redeem it, the
     others let it lapse, and compensated journeys give their cost back to the budget.
     """

@@ -19,13 +19,14 @@ with its features. Pure: no clock, no I/O.
 
 from __future__ import annotations
 
+import bisect
 import datetime as dt
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
 from tenure.events.envelope import Event
 from tenure.features.snapshot import Features, snapshot
-from tenure.features.state import DAY_S, CustomerState, apply_all
+from tenure.features.state import DAY_S, CustomerState, Fold, apply_all
 
 # Types whose absence is silence unless a policy names others (the backtest's "no-activity").
 ACTIVITY_TYPES: frozenset[str] = frozenset({"usage", "purchase"})
@@ -61,6 +62,18 @@ class Cadence:
 
     period_s: int = DAY_S
     silences: tuple[Silence, ...] = ()
+    # The timers by the event types they count from, each group's (step, key) by step: the walk
+    # asks for a group's newest event once, not once per step.
+    groups: tuple[tuple[frozenset[str], tuple[tuple[int, str], ...]], ...] = field(
+        init=False, repr=False, compare=False
+    )
+
+    def __post_init__(self) -> None:
+        by_types: dict[frozenset[str], set[tuple[int, str]]] = {}
+        for s in self.silences:
+            by_types.setdefault(s.types, set()).add((s.step_s, s.key))
+        groups = tuple((types, tuple(sorted(steps))) for types, steps in by_types.items())
+        object.__setattr__(self, "groups", groups)
 
     def close(self, t: int) -> int:
         """The close of the period holding `t` (periods are aligned to the epoch, so UTC days)."""
@@ -91,6 +104,12 @@ class Advanced:
     due: int | None = None  # the next instant, or None when nothing can come due without events
 
 
+def features_at(state: CustomerState, at: int) -> Features:
+    """The features at instant `at` of a state folding the events strictly before it: what the
+    pipeline scores and decides on, and what point-in-time training sets learn from."""
+    return snapshot(state, dt.datetime.fromtimestamp(at, dt.UTC))
+
+
 def fold_until(
     state: CustomerState, events: Sequence[Event], start: int, at: int
 ) -> tuple[CustomerState, int]:
@@ -106,22 +125,27 @@ def fold_until(
 
 
 def next_due(
-    state: CustomerState, pending: Sequence[Event], start: int, cadence: Cadence, after: int
+    state: CustomerState, times: Sequence[int], start: int, cadence: Cadence, after: int
 ) -> tuple[int | None, bool]:
-    """The first instant after `after`: the close of a pending event's period or a silence timer
-    of the folded state. Returns (instant, whether it closes a period with events)."""
+    """The first instant after `after`: the close of the period of a pending event (`times`:
+    their times, in order) or a silence timer of the folded state. Returns (instant, whether
+    it closes a period with events)."""
     period: int | None = None
-    for i in range(start, len(pending)):
-        close = cadence.close(seconds(pending[i]))
+    for i in range(start, len(times)):
+        close = cadence.close(times[i])
         if close > after:
             period = close
             break
     silence: int | None = None
-    for s in cadence.silences:
-        last = state.last_of(s.types)
-        if last is not None and last + s.step_s > after:
-            due = last + s.step_s
-            silence = due if silence is None or due < silence else silence
+    for types, steps in cadence.groups:
+        last = state.last_of(types)
+        if last is None:
+            continue
+        for step, _ in steps:
+            if last + step > after:
+                due = last + step
+                silence = due if silence is None or due < silence else silence
+                break
     if period is None:
         return silence, False
     if silence is None or period <= silence:
@@ -129,13 +153,19 @@ def next_due(
     return silence, False
 
 
-def firing(state: CustomerState, cadence: Cadence, at: int) -> frozenset[str]:
-    """The silence timers of `state` that fire exactly at `at`."""
+def firing(
+    state: CustomerState, cadence: Cadence, at: int, seen: Mapping[str, int] | None = None
+) -> frozenset[str]:
+    """The silence timers that fire exactly at `at` once events are folded into `state` (`seen`:
+    the newest time of each type among them)."""
     out = []
-    for s in cadence.silences:
-        last = state.last_of(s.types)
-        if last is not None and last + s.step_s == at:
-            out.append(s.key)
+    for types, steps in cadence.groups:
+        last = state.last_of(types)
+        for t in types & seen.keys() if seen else ():
+            last = seen[t] if last is None or seen[t] > last else last
+        if last is None:
+            continue
+        out.extend(key for step, key in steps if last + step == at)
     return frozenset(out)
 
 
@@ -154,35 +184,46 @@ def advance(
     processed then, so none is made again (that is what makes an event late).
     """
     t = max(through, floor)
+    times = [seconds(e) for e in pending]
     i = 0
     out: list[Instant] = []
+    fold: Fold | None = None  # made at the first event folded (a silent walk copies nothing)
     while True:
-        at, period = next_due(state, pending, i, cadence, t)
+        at, period = next_due(state, times, i, cadence, t)
         if at is None or at > until:
             break
-        folded, upto = fold_until(state, pending, i, at)
-        silences = firing(folded, cadence, at)
+        upto = bisect.bisect_left(times, at, i)  # the events strictly before the instant
+        seen = pending[i:upto]
+        newest_of: dict[str, int] = {}
+        for k in range(i, upto):
+            etype = pending[k].type
+            if newest_of.get(etype, -1) < times[k]:
+                newest_of[etype] = times[k]
+        silences = firing(state, cadence, at, newest_of)
         if not (period or silences):
             # A stale timer (activity came in between): nothing is folded here, so the close of
             # the day of that activity stays an instant, wherever the watermark stopped.
             t = at
             continue
-        seen = pending[i:upto]
-        state, i, through = folded, upto, at
+        if seen:
+            fold = fold or Fold(state)
+            fold.add(seen)
+            state = fold.state()
+        i, through = upto, at
         newest = max(seen, key=event_order) if seen else None
         out.append(
             Instant(
                 state.customer_id,
                 at,
-                snapshot(state, dt.datetime.fromtimestamp(at, dt.UTC)),
+                features_at(state, at),
                 period,
                 silences,
-                frozenset(e.type for e in seen),
+                frozenset(newest_of),
                 (newest.event_id, newest.type) if newest else None,
             )
         )
         t = at
-    due, _ = next_due(state, pending, i, cadence, t)
+    due, _ = next_due(state, times, i, cadence, t)
     return Advanced(out, state, through, list(pending[i:]), due)
 
 

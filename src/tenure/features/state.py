@@ -72,7 +72,7 @@ class CustomerState:
             "last_seen": self.last_seen,
             "totals": self.totals,
             "daily": self.daily,
-            "purchase_days": list(self.purchase_days),
+            "purchase_days": sorted(self.purchase_days),  # one form, however it was built
             "registers": self.registers,
             "last_at": self.last_at,
         }
@@ -176,65 +176,111 @@ def _forget_before_horizon(
 def apply_all(state: CustomerState, events: Iterable[Event]) -> CustomerState:
     """Return the state after several events, in any order; the result does not depend on order.
 
-    Pure from the caller's side: the input state is never changed. Internally it copies the state
-    once and folds every event into the copy, because copying per event would dominate ingest cost.
+    Pure from the caller's side: the input state is never changed (see `Fold`).
     """
-    cid = state.customer_id
-    first, last = state.first_seen, state.last_seen
-    totals = dict(state.totals)
-    # Copy-on-write per family: a family with no new event shares the old state's buckets.
-    daily: dict[str, Any] = dict(state.daily)
-    copied: set[str] = set()
-    purchase_days: set[int] | None = None
-    registers = dict(state.registers)
-    last_at = dict(state.last_at)
-    oldest_day: int | None = None
-    for event in events:
-        if event.customer_id != cid:
-            raise ValueError(f"event {event.event_id} is for {event.customer_id}, not {cid}")
-        at = int(event.occurred_at.timestamp())
-        if first is None or at < first:
-            first = at
-        if last is None or at > last:
-            last = at
-        etype = event.type
-        if last_at.get(etype, -1) < at:
-            last_at[etype] = at
-        family = _FAMILY.get(etype) or etype.partition(".")[0]
-        field_name = _AMOUNT_FIELD.get(etype)
-        value = getattr(event.payload, field_name) if field_name else None
-        amount = round(value * MICROS) if value else 0
-        count, total = totals.get(family, (0, 0))
-        totals[family] = (count + 1, total + amount)
-        day = at // DAY_S
-        if oldest_day is None or day < oldest_day:
-            oldest_day = day
-        if family not in copied:
-            copied.add(family)
-            daily[family] = dict(daily.get(family, ()))
-        bucket = daily[family]
-        count, total = bucket.get(day, (0, 0))
-        bucket[day] = (count + 1, total + amount)
-        if family == "purchase":
-            if purchase_days is None:
-                purchase_days = set(state.purchase_days)
-            purchase_days.add(day)
-        if etype not in _REGISTER_TYPES:
-            continue
+    fold = Fold(state)
+    fold.add(events)
+    return fold.state()
+
+
+class Fold:
+    """A customer's state folding events in place: `apply_all`, one step at a time.
+
+    Written by hand for the hot path: a customer is walked through every decision instant of a
+    batch, and a copy of the state per instant (what calling `apply_all` at each would cost)
+    dominated ingest. The input state is copied once, family by family as events touch them,
+    and never changed. `state()` is a view of the fold so far; it is only valid until the next
+    `add`, so take a snapshot of it (or stop adding) before folding more.
+    """
+
+    __slots__ = (
+        "_copied",
+        "_frozen_days",
+        "_purchase_days",
+        "cid",
+        "daily",
+        "first",
+        "last",
+        "last_at",
+        "registers",
+        "start",
+        "totals",
+    )
+
+    def __init__(self, state: CustomerState) -> None:
+        self.start = state
+        self.cid = state.customer_id
+        self.first, self.last = state.first_seen, state.last_seen
+        self.totals = dict(state.totals)
+        # Copy-on-write per family: a family with no new event shares the old state's buckets.
+        self.daily: dict[str, Any] = dict(state.daily)
+        self._copied: set[str] = set()
+        self._purchase_days: set[int] | None = None
+        self._frozen_days: frozenset[int] = state.purchase_days
+        self.registers = dict(state.registers)
+        self.last_at = dict(state.last_at)
+
+    def add(self, events: Iterable[Event]) -> None:
+        """Fold `events` (any order) into the state."""
+        last_before, oldest_day = self.last, None
+        totals, daily, copied, last_at = self.totals, self.daily, self._copied, self.last_at
+        for event in events:
+            if event.customer_id != self.cid:
+                raise ValueError(
+                    f"event {event.event_id} is for {event.customer_id}, not {self.cid}"
+                )
+            at = int(event.occurred_at.timestamp())
+            if self.first is None or at < self.first:
+                self.first = at
+            if self.last is None or at > self.last:
+                self.last = at
+            etype = event.type
+            if last_at.get(etype, -1) < at:
+                last_at[etype] = at
+            family = _FAMILY.get(etype) or etype.partition(".")[0]
+            field_name = _AMOUNT_FIELD.get(etype)
+            value = getattr(event.payload, field_name) if field_name else None
+            amount = round(value * MICROS) if value else 0
+            count, total = totals.get(family, (0, 0))
+            totals[family] = (count + 1, total + amount)
+            day = at // DAY_S
+            if oldest_day is None or day < oldest_day:
+                oldest_day = day
+            if family not in copied:
+                copied.add(family)
+                daily[family] = dict(daily.get(family, ()))
+            bucket = daily[family]
+            count, total = bucket.get(day, (0, 0))
+            bucket[day] = (count + 1, total + amount)
+            if family == "purchase":
+                if self._purchase_days is None:
+                    self._purchase_days = set(self.start.purchase_days)
+                if day not in self._purchase_days:
+                    self._purchase_days.add(day)
+                    self._frozen_days = frozenset(self._purchase_days)
+            if etype in _REGISTER_TYPES:
+                self._register(event, at)
+        if self.last is not None and oldest_day is not None:
+            _forget_before_horizon(
+                last_before, self.last, oldest_day, daily, copied, self.registers
+            )
+
+    def _register(self, event: Event, at: int) -> None:
         key = (at, event.event_id)
         for name, reg_value in _registers(event):
-            old = registers.get(name)
+            old = self.registers.get(name)
             if old is None or (old[0], old[1]) < key:
-                registers[name] = (at, event.event_id, reg_value)
-    if last is not None and oldest_day is not None:
-        _forget_before_horizon(state.last_seen, last, oldest_day, daily, copied, registers)
-    return CustomerState(
-        customer_id=state.customer_id,
-        first_seen=first,
-        last_seen=last,
-        totals=totals,
-        daily={f: b for f, b in daily.items() if b},
-        purchase_days=state.purchase_days if purchase_days is None else frozenset(purchase_days),
-        registers=registers,
-        last_at=last_at,
-    )
+                self.registers[name] = (at, event.event_id, reg_value)
+
+    def state(self) -> CustomerState:
+        """The state folded so far (a view: valid until the next `add`)."""
+        return CustomerState(
+            customer_id=self.cid,
+            first_seen=self.first,
+            last_seen=self.last,
+            totals=self.totals,
+            daily={f: b for f, b in self.daily.items() if b},
+            purchase_days=self._frozen_days,
+            registers=self.registers,
+            last_at=self.last_at,
+        )

@@ -1,20 +1,25 @@
 """Point-in-time training sets: features exactly as they were at each cut-off, labels from after it.
 
-Features come from replaying the same `apply()` the pipeline uses over the events strictly before
-the cut-off, so a model is trained on what the pipeline would have seen then and nothing later.
-Labels look only at the horizon that follows the cut-off.
+A cut-off is a decision instant: whole epoch seconds, as the pipeline counts instants (a cut-off
+with a fraction of a second stands for the whole second it falls in). The features at it are
+computed by the pipeline's own code (features/instants.py): `fold_until` over the customer's
+events in `event_order`, which folds those strictly before the instant, then `snapshot` at the
+instant as `advance` takes it. So a model is trained on exactly what the pipeline sees at an
+instant, and nothing later. Labels look only at the horizon that follows the cut-off.
 """
 
 from __future__ import annotations
 
+import bisect
 import datetime as dt
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Literal
 
 from tenure.events.envelope import Event
-from tenure.features.snapshot import Features, snapshot
-from tenure.features.state import DAY_S, CustomerState, apply_all
+from tenure.features.instants import event_order, features_at, fold_until, seconds
+from tenure.features.snapshot import Features
+from tenure.features.state import DAY_S, CustomerState
 
 Churn = Literal["no-activity", "cancelled"]
 CHURN_DEFINITIONS: tuple[Churn, ...] = ("no-activity", "cancelled")
@@ -26,16 +31,43 @@ class Example:
     """One customer at one cut-off: the features then, and what happened in the horizon after."""
 
     customer_id: str
-    cutoff: dt.datetime
+    cutoff: dt.datetime  # the instant the features are at (whole seconds, UTC)
     features: Features
     churned: bool
     purchases_after: int  # distinct purchase days in the horizon (the BG/NBD convention)
 
 
-def _label(after: list[Event], churn: Churn) -> bool:
+def _label(after: Sequence[Event], churn: Churn) -> bool:
     if churn == "no-activity":
         return not any(e.type in _ACTIVITY for e in after)
     return any(e.type == "subscription.cancelled" for e in after)
+
+
+def _instant(cutoff: dt.datetime) -> int:
+    """A cut-off as the instant it stands for: whole epoch seconds, as `instants.seconds`."""
+    if cutoff.tzinfo is None:
+        raise ValueError(f"cut-off {cutoff.isoformat()} has no time zone")
+    return int(cutoff.timestamp())
+
+
+def _examples(
+    history: Sequence[Event], instants: Sequence[int], horizon_s: int, churn: Churn
+) -> Iterator[Example]:
+    """One customer's examples; `history` in event order, `instants` ascending."""
+    state = CustomerState(history[0].customer_id)
+    used = 0
+    for at in instants:
+        # The pipeline's fold (instants.advance): the events strictly before the instant.
+        state, used = fold_until(state, history, used, at)
+        if state.first_seen is None:
+            continue
+        cutoff = dt.datetime.fromtimestamp(at, dt.UTC)
+        features = features_at(state, at)
+        if features.subscription_status == "cancelled":
+            continue
+        after = history[used : bisect.bisect_left(history, at + horizon_s, used, key=seconds)]
+        purchase_days = {seconds(e) // DAY_S for e in after if e.type == "purchase"}
+        yield Example(state.customer_id, cutoff, features, _label(after, churn), len(purchase_days))
 
 
 def training_set(
@@ -52,32 +84,12 @@ def training_set(
     by_customer: dict[str, list[Event]] = {}
     for e in events:
         by_customer.setdefault(e.customer_id, []).append(e)
-    horizon = dt.timedelta(days=horizon_days)
-    ordered_cutoffs = sorted(cutoffs)
+    instants = sorted(_instant(c) for c in cutoffs)
+    horizon_s = round(horizon_days * DAY_S)
     out: list[Example] = []
     for cid in sorted(by_customer):
-        history = sorted(by_customer[cid], key=lambda e: (e.occurred_at, e.event_id))
-        state = CustomerState(cid)
-        used = 0
-        for cutoff in ordered_cutoffs:
-            # Fold in only what happened strictly before the cut-off; order-independence of
-            # apply_all makes this incremental fold equal to a replay from scratch.
-            upto = used
-            while upto < len(history) and history[upto].occurred_at < cutoff:
-                upto += 1
-            state = apply_all(state, history[used:upto])
-            used = upto
-            if state.first_seen is None:
-                continue
-            features = snapshot(state, cutoff)
-            if features.subscription_status == "cancelled":
-                continue
-            end = cutoff + horizon
-            after = [e for e in history[used:] if e.occurred_at < end]
-            purchase_days = {
-                int(e.occurred_at.timestamp()) // DAY_S for e in after if e.type == "purchase"
-            }
-            out.append(Example(cid, cutoff, features, _label(after, churn), len(purchase_days)))
+        history = sorted(by_customer[cid], key=event_order)
+        out.extend(_examples(history, instants, horizon_s, churn))
     return out
 
 
@@ -90,7 +102,8 @@ def rolling_cutoffs(
 ) -> list[dt.datetime]:
     """Cut-offs every `step_days` from `first + warmup` while a full horizon still follows."""
     out = []
-    at = first + dt.timedelta(days=warmup_days)
+    # Whole seconds, as instants are counted: the cut-offs recorded are those the features are at.
+    at = first.replace(microsecond=0) + dt.timedelta(days=warmup_days)
     while at + dt.timedelta(days=horizon_days) <= last:
         out.append(at)
         at += dt.timedelta(days=step_days)

@@ -13,6 +13,7 @@ import dataclasses
 from typing import Any
 
 from tenure.expressions import holds
+from tenure.features.instants import Instant
 from tenure.policy.decision import (
     Candidate,
     Decision,
@@ -29,7 +30,7 @@ from tenure.policy.guardrails import Contact, in_control_group, recent
 from tenure.policy.inputs import DEFAULT_GUARDRAILS, DecisionInputs
 from tenure.policy.model import Policy
 from tenure.policy.selection import Choice, choose
-from tenure.times import iso
+from tenure.times import from_epoch, iso
 
 __all__ = [
     "DEFAULT_GUARDRAILS",
@@ -83,18 +84,59 @@ def decide(inputs: DecisionInputs, policy: Policy) -> Outcome:
     return Outcome(decision, _memory_after(inputs, choice, screened, decision.decided_at))
 
 
+def trigger_of(instant: Instant) -> TriggerContext:
+    """What a policy is told about why the customer is evaluated at `instant` (the pipeline and
+    the simulator both ask this)."""
+    if instant.newest is not None:
+        event_id, event_type = instant.newest
+    else:
+        event_id, event_type = f"instant:{iso(from_epoch(instant.at))}", "silence"
+    return TriggerContext(
+        event_id, event_type, instant.seen_types, instant.silences, instant.period
+    )
+
+
+def _signals(policy: Policy, seen_types: frozenset[str], silences: frozenset[str]) -> list[str]:
+    """What at this instant re-triggers the policy for a customer already at risk."""
+    return sorted(seen_types & set(policy.trigger.on_events)) + sorted(
+        silences & policy.trigger.silence_keys
+    )
+
+
+def settled_band(
+    policy: Policy,
+    risk: float,
+    subscription_status: str | None,
+    was_at_risk: bool,
+    seen_types: frozenset[str],
+    silences: frozenset[str],
+) -> bool | None:
+    """The at-risk band after an instant when it is settled before the policy is evaluated (no
+    decision can come of it), else None. A customer cancelled or under the risk threshold
+    leaves the band; one already in it with no signal stays. The pipeline asks this first at
+    every instant and builds the decision's inputs only for the few it leaves open."""
+    if subscription_status == "cancelled" or risk < policy.trigger.risk_at_least:
+        return False
+    if was_at_risk and not _signals(policy, seen_types, silences):
+        return True
+    return None
+
+
 def _considered(inputs: DecisionInputs, policy: Policy) -> Outcome | tuple[Any, str]:
     """Whether the policy evaluates this customer now: the expression context and why, or the
     outcome of not evaluating (the at-risk band re-armed or kept)."""
     score, memory, trigger = inputs.score, inputs.memory, inputs.trigger
-    at_risk = score.risk >= policy.trigger.risk_at_least
-    if inputs.features.subscription_status == "cancelled" or not at_risk:
-        return Outcome(None, dataclasses.replace(memory, at_risk=False))
-    signals = sorted(trigger.seen_types & set(policy.trigger.on_events)) + sorted(
-        trigger.silences & policy.trigger.silence_keys
+    band = settled_band(
+        policy,
+        score.risk,
+        inputs.features.subscription_status,
+        memory.at_risk,
+        trigger.seen_types,
+        trigger.silences,
     )
-    if memory.at_risk and not signals:
-        return Outcome(None, memory)
+    if band is not None:
+        return Outcome(None, dataclasses.replace(memory, at_risk=band))
+    signals = _signals(policy, trigger.seen_types, trigger.silences)
     context: dict[str, Any] | None = None
     if (
         policy.eligibility

@@ -59,6 +59,23 @@ class DecisionMemory:
             "contacts": [[c.at, c.channel] for c in self.contacts],
         }
 
+    @staticmethod
+    def band_of(customer_memory: dict[str, Any] | None, policy_id: str) -> bool:
+        """Whether the customer is in this policy's at-risk band (`of_customer(...).at_risk`)."""
+        return bool((customer_memory or {}).get("at_risk", {}).get(policy_id, False))
+
+    @staticmethod
+    def band_into(
+        customer_memory: dict[str, Any] | None, policy_id: str, at_risk: bool
+    ) -> dict[str, Any]:
+        """`of_customer(m, p)` with the band set to `at_risk`, folded back `into_customer`."""
+        rec = customer_memory or {}
+        return {
+            "at_risk": {**rec.get("at_risk", {}), policy_id: at_risk},
+            "last_intervention_at": rec.get("last_intervention_at"),
+            "contacts": [[c.at, c.channel] for c in _contacts(rec.get("contacts"))],
+        }
+
     @classmethod
     def from_record(cls, rec: dict[str, Any] | None) -> DecisionMemory:
         """Rebuild from `to_record()` output; None means a customer never evaluated."""

@@ -65,6 +65,8 @@ from tenure.policy.decide import (
     Outcome,
     TriggerContext,
     decide,
+    settled_band,
+    trigger_of,
 )
 from tenure.policy.experiments import NO_EVIDENCE, Evidence
 from tenure.policy.guardrails import CONTACT_MEMORY_S, GuardrailSettings
@@ -78,7 +80,7 @@ from tenure.services.loyalty import accrue_in, recalc_tiers_in, redeem_in
 from tenure.store import acts, personal, repo
 from tenure.store.acts import journey_row, outbox_row
 from tenure.store.db import Store
-from tenure.times import from_epoch, iso, parse_instant
+from tenure.times import from_epoch, parse_instant
 
 DEFAULT_BATCH_SIZE = 40_000
 
@@ -179,17 +181,6 @@ def cadence_of(policies: PolicySet, period_s: int = DAY_S) -> Cadence:
 def relevant(policy: Policy, instant: Instant) -> bool:
     """Whether `policy` evaluates at `instant`: a period closed, or one of its timers fired."""
     return instant.period or bool(instant.silences & policy.trigger.silence_keys)
-
-
-def trigger_of(instant: Instant) -> TriggerContext:
-    """What a policy is told about why the customer is evaluated now."""
-    if instant.newest is not None:
-        event_id, event_type = instant.newest
-    else:
-        event_id, event_type = f"instant:{iso(from_epoch(instant.at))}", "silence"
-    return TriggerContext(
-        event_id, event_type, instant.seen_types, instant.silences, instant.period
-    )
 
 
 def _with_explanations(decided: list[Decided], scorer: Scorer) -> list[Decided]:
@@ -439,6 +430,21 @@ class _At:
     score: Score
     trigger: TriggerContext
     now: dt.datetime
+    evidence: Mapping[str, Evidence]
+
+
+def _settled(
+    policy: Policy, key: str, inst: Instant, score: Score, memory: dict[str, Any]
+) -> bool | None:
+    """The policy's at-risk band after `inst` when nothing can be decided there, else None."""
+    return settled_band(
+        policy,
+        score.risk,
+        inst.features.subscription_status,
+        DecisionMemory.band_of(memory, key),
+        inst.seen_types,
+        inst.silences,
+    )
 
 
 def _budget(
@@ -761,23 +767,34 @@ class Pipeline:
         loaded: dict[str, dict[str, float]] = {}
         for j, (i, k) in enumerate(ev.order):
             inst = ev.advanced[i].instants[k]
-            at = _At(inst, ev.scores[j], trigger_of(inst), from_epoch(inst.at))
-            evidence = self.history.evidence_at(at.now)
+            score = ev.scores[j]
+            # Most instants settle the at-risk band and decide nothing: the decision's inputs,
+            # trigger and evidence are built only for the others (`settled_band`).
+            at: _At | None = None
             before_live = ev.memories[i]
             policy = self.policies.live_for(ev.ids[i])
             if relevant(policy, inst):
-                mode = "canary" if policy is self.policies.canary else "live"
-                spent = _budget(conn, budgets, loaded, policy, policy.id)
-                d = self._decide_one(ev, i, at, policy, policy.id, mode, spent, evidence)
-                ev.memories[i] = d.outcome.memory.into_customer(ev.memories[i], policy.id)
-                self._learn(ev, i, d)
+                band = _settled(policy, policy.id, inst, score, before_live)
+                if band is not None:
+                    ev.memories[i] = DecisionMemory.band_into(ev.memories[i], policy.id, band)
+                else:
+                    at = self._at(inst, score)
+                    mode = "canary" if policy is self.policies.canary else "live"
+                    spent = _budget(conn, budgets, loaded, policy, policy.id)
+                    d = self._decide_one(ev, i, at, policy, policy.id, mode, spent)
+                    ev.memories[i] = d.outcome.memory.into_customer(ev.memories[i], policy.id)
+                    self._learn(ev, i, d)
             for shadow in self.policies.shadows:
                 if not relevant(shadow, inst):
                     continue
                 key = shadow_key(shadow)
-                spent = _budget(conn, budgets, loaded, shadow, key)
-                d = self._decide_one(ev, i, at, shadow, key, "shadow", spent, evidence, before_live)
-                at_risk = {**ev.memories[i].get("at_risk", {}), key: d.outcome.memory.at_risk}
+                band = _settled(shadow, key, inst, score, before_live)
+                if band is None:
+                    at = at or self._at(inst, score)
+                    spent = _budget(conn, budgets, loaded, shadow, key)
+                    d = self._decide_one(ev, i, at, shadow, key, "shadow", spent, before_live)
+                    band = d.outcome.memory.at_risk
+                at_risk = {**ev.memories[i].get("at_risk", {}), key: band}
                 ev.memories[i] = {**ev.memories[i], "at_risk": at_risk}
         for key, spent in budgets.items():
             if spent != loaded[key]:
@@ -793,7 +810,6 @@ class Pipeline:
         key: str,
         mode: str,
         spent: dict[str, float],
-        evidence: Mapping[str, Evidence],
         memory_of: dict[str, Any] | None = None,
     ) -> Decided:
         """One policy at one instant of customer `i`; an action reserves its cost."""
@@ -809,7 +825,7 @@ class Pipeline:
             self.guardrails,
             before,
             mode,
-            evidence.get(policy.id, NO_EVIDENCE),
+            at.evidence.get(policy.id, NO_EVIDENCE),
         )
         outcome = decide(inputs, policy)
         decision = outcome.decision
@@ -821,6 +837,11 @@ class Pipeline:
             if mode != "shadow" and at.trigger.silences & policy.trigger.silence_keys:
                 ev.on_silence += 1
         return d
+
+    def _at(self, inst: Instant, score: Score) -> _At:
+        """An instant to decide: its trigger, time and what was learned by then."""
+        now = from_epoch(inst.at)
+        return _At(inst, score, trigger_of(inst), now, self.history.evidence_at(now))
 
     def _learn(self, ev: Evaluation, i: int, d: Decided) -> None:
         """What a live decision changes for the instants after it: the journey it starts is

@@ -36,15 +36,15 @@ def customer_value(f: Features) -> float:
     return round(subscription + purchases, 2)
 
 
-def score(f: Features) -> Score:
-    """Churn risk in [0, 1] with its explanation, and the customer's value."""
+def _weights(f: Features) -> tuple[tuple[str, object, float], ...]:
+    """Each named contribution: (feature, its value, weight on the logit scale)."""
     inactive = min(
         f.days_since_last_activity if f.days_since_last_activity is not None else f.tenure_days,
         30.0,
     )
     drop = max(0.0, 1.0 - f.usage_trend) if f.usage_trend is not None else 0.0
     negative = max(0.0, -(f.mean_sentiment_30d or 0.0))
-    weights = (
+    return (
         ("days_since_last_activity", inactive, W_INACTIVE_PER_DAY * inactive),
         ("usage_trend", f.usage_trend, W_USAGE_DROP * drop),
         (
@@ -60,16 +60,22 @@ def score(f: Features) -> Score:
             W_CANCEL_REQUESTED if f.subscription_status == "cancel_requested" else 0.0,
         ),
     )
-    logit = INTERCEPT + sum(w for _, _, w in weights)
+
+
+def _risk(weights: tuple[tuple[str, object, float], ...]) -> float:
+    return round(_sigmoid(INTERCEPT + sum(w for _, _, w in weights)), 6)
+
+
+def _explain(weights: tuple[tuple[str, object, float], ...]) -> tuple[Contribution, ...]:
     # Largest effect first; ties by name so the explanation is as deterministic as the score.
     ranked = sorted((w for w in weights if w[2]), key=lambda w: (-abs(w[2]), w[0]))
-    return Score(
-        scorer=SCORER,
-        version=VERSION,
-        risk=round(_sigmoid(logit), 6),
-        value=customer_value(f),
-        contributions=tuple(Contribution(n, v, round(w, 6)) for n, v, w in ranked),
-    )
+    return tuple(Contribution(n, v, round(w, 6)) for n, v, w in ranked)
+
+
+def score(f: Features) -> Score:
+    """Churn risk in [0, 1] with its explanation, and the customer's value."""
+    weights = _weights(f)
+    return Score(SCORER, VERSION, _risk(weights), customer_value(f), _explain(weights))
 
 
 class BaselineScorer:
@@ -79,9 +85,10 @@ class BaselineScorer:
     version = VERSION
 
     def score_many(self, features: Sequence[Features]) -> list[Score]:
-        """Score each snapshot (explanations included: they cost nothing here)."""
-        return [score(f) for f in features]
+        """Risk and value of each snapshot, unexplained: the pipeline scores every customer at
+        every instant and explains only the decisions made (`explain_many`)."""
+        return [Score(SCORER, VERSION, _risk(_weights(f)), customer_value(f), ()) for f in features]
 
     def explain_many(self, features: Sequence[Features]) -> list[tuple[Contribution, ...]]:
         """The contributions of each snapshot's score."""
-        return [score(f).contributions for f in features]
+        return [_explain(_weights(f)) for f in features]

@@ -206,4 +206,9 @@ class PurchaseScorer:
 
     def explain_many(self, features: Sequence[Features]) -> list[tuple[Contribution, ...]]:
         """The BG/NBD inputs behind each score (the baseline's reasons for non-buyers)."""
-        return [s.contributions for s in self.score_many(features)]
+        return [
+            s.contributions or why
+            for s, why in zip(
+                self.score_many(features), self._baseline.explain_many(features), strict=True
+            )
+        ]
