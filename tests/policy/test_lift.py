@@ -5,7 +5,18 @@ from __future__ import annotations
 import datetime as dt
 import math
 
-from tenure.policy.lift import Decided, difference_ci, outcome, report, wilson
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from tenure.policy.lift import (
+    Decided,
+    History,
+    difference_ci,
+    evidence_by_policy,
+    outcome,
+    report,
+    wilson,
+)
 
 T = dt.datetime(2026, 3, 1, tzinfo=dt.UTC)
 
@@ -45,3 +56,48 @@ def test_report_compares_each_action_with_its_policy_versions_control() -> None:
     assert first["lift"]["cost_per_saved"] == 5.0 and first["lift"]["ci95"][0] > 0
     assert by_version["h2"]["control"]["customers"] == 0
     assert by_version["h2"]["lift"]["churn_reduction"] is None
+
+
+@settings(max_examples=150, deadline=None)
+@given(
+    decisions=st.lists(
+        st.tuples(
+            st.integers(0, 2),  # customer
+            st.integers(0, 60),  # day decided
+            st.sampled_from([None, "a", "b"]),  # action (None: control)
+        ),
+        min_size=1,
+        max_size=20,
+    ),
+    steps=st.lists(
+        st.one_of(
+            st.tuples(st.just("decide"), st.integers(0, 24)),
+            st.tuples(st.just("cancel"), st.integers(0, 2), st.integers(0, 100)),
+        ),
+        max_size=20,
+    ),
+    asked=st.lists(st.sampled_from([0, 15, 31, 45, 62, 75, 91, 120]), min_size=1, max_size=4),
+)
+def test_the_histories_cached_evidence_is_always_what_a_full_count_gives(
+    decisions: list[tuple[int, int, str | None]], steps: list[tuple], asked: list[int]
+) -> None:
+    """Evidence is cached while the same outcomes are known; asked at any instants, before and
+    after each new decision or cancellation, it equals the evidence counted from scratch."""
+    t0 = dt.datetime(2026, 1, 1, tzinfo=dt.UTC)
+
+    def made(i: int) -> Decided:
+        cust, day, action = decisions[i % len(decisions)]
+        return Decided(f"c{cust}", t0 + dt.timedelta(days=day, hours=i), "p", "h", action, 1.0)
+
+    history = History([made(i) for i in range(len(decisions) // 2)], {}, {})
+    for step in [("start",), *steps]:
+        if step[0] == "decide":
+            history.add_decision(made(step[1]))
+        elif step[0] == "cancel":
+            history.add_cancellation(f"c{step[1]}", t0 + dt.timedelta(days=step[2], hours=7))
+        for day in asked:
+            at = t0 + dt.timedelta(days=day)
+            before = [d for d in history.decided if d.decided_at < at]
+            assert history.evidence_at(at) == (
+                evidence_by_policy(before, history.cancellations, at, 30.0, {}) if before else {}
+            )

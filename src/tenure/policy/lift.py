@@ -8,10 +8,11 @@ group (customers the same policy would have treated but the control group held b
 
 from __future__ import annotations
 
+import bisect
 import datetime as dt
 import math
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Literal
 
 Outcome = Literal["saved", "churned", "unknown"]
@@ -169,15 +170,23 @@ def evidence_by_policy(
     }
 
 
+def known_at(d: Decided, cancellations: Sequence[dt.datetime], window_days: float) -> dt.datetime:
+    """When the decision's outcome becomes known: its first cancellation within
+    the window (churned), else the window's end (saved). Before it, `outcome` says unknown."""
+    end = d.decided_at + dt.timedelta(days=window_days)
+    within = [c for c in cancellations if d.decided_at < c <= end]
+    return min(within) if within else end
+
+
 @dataclass
 class History:
     """The decisions and cancellations outcomes come from, growing as a run decides.
 
     `evidence_at(t)` is what was known at instant `t`: decisions made before it and the
     cancellations up to it, so a policy learns in event time and a run resumed half-way
-    decides as an uninterrupted one would. Computed once per instant (instants are few: the
-    closes of periods and silence timers), from scratch: an outcome becomes known by the mere
-    passing of its window, which an incremental count would have to schedule too.
+    decides as an uninterrupted one would. It depends only on which outcomes are known by `t`,
+    so it is computed again only when that set differs from the one last computed: instants
+    are many (every customer's day closes and silence timers), outcomes become known rarely.
     """
 
     decided: list[Decided]
@@ -186,30 +195,50 @@ class History:
     window_days: float = 30.0
     _at: dt.datetime | None = None
     _evidence: dict[str, Any] | None = None
+    _known: list[dt.datetime] = field(default_factory=list)  # each decision's `known_at`, sorted
+    _count: int = 0  # how many were known at `_at`
+    _of_customer: dict[str, list[int]] = field(default_factory=dict)  # indexes into `decided`
+
+    def __post_init__(self) -> None:
+        for i, d in enumerate(self.decided):
+            self._of_customer.setdefault(d.customer_id, []).append(i)
+        self._known = sorted(self._known_at(d) for d in self.decided)
+
+    def _known_at(self, d: Decided) -> dt.datetime:
+        return known_at(d, self.cancellations.get(d.customer_id, ()), self.window_days)
 
     def add_decision(self, d: Decided) -> None:
         """A decision made (treated or held back)."""
+        self._of_customer.setdefault(d.customer_id, []).append(len(self.decided))
         self.decided.append(d)
-        # Evidence at an instant counts only decisions made before it.
-        if self._at is not None and d.decided_at < self._at:
+        known = self._known_at(d)
+        bisect.insort(self._known, known)
+        # The outcomes known at the cached instant changed: compute them again.
+        if self._at is not None and known <= self._at:
             self._evidence = None
 
     def add_cancellation(self, customer_id: str, at: dt.datetime) -> None:
-        """A cancellation seen."""
+        """A cancellation seen: it may settle some of the customer's outcomes earlier."""
+        mine = [self.decided[i] for i in self._of_customer.get(customer_id, ())]
+        before = [self._known_at(d) for d in mine]
         self.cancellations.setdefault(customer_id, []).append(at)
-        # ...and only the cancellations up to it.
-        if self._at is not None and at <= self._at:
-            self._evidence = None
+        for old, d in zip(before, mine, strict=True):
+            new = self._known_at(d)
+            if new != old:
+                del self._known[bisect.bisect_left(self._known, old)]
+                bisect.insort(self._known, new)
+        self._evidence = None
 
     def evidence_at(self, at: dt.datetime) -> dict[str, Any]:
         """Evidence per policy id as of `at`."""
-        if self._evidence is not None and self._at == at:
-            return self._evidence
+        count = bisect.bisect_right(self._known, at)
+        if self._evidence is not None and count == self._count:
+            return self._evidence  # the same outcomes are known: the same evidence
         before = [d for d in self.decided if d.decided_at < at]
         self._evidence = (
             evidence_by_policy(before, self.cancellations, at, self.window_days, self.segments)
             if before
             else {}
         )
-        self._at = at
+        self._at, self._count = at, count
         return self._evidence

@@ -508,6 +508,8 @@ class Pipeline:
         # Customers this pipeline last wrote, with the version it wrote. A cached entry is used
         # only while the store still holds that version, so another writer can never be undone.
         self._cache: dict[str, Held] = {}
+        self._step: int | None = None  # a sweep's customers per step (`sweep`)
+        self._short = False  # the step stopped short of the watermark
         self._pending: dict[str, Held] = {}
         self._committed = _Committed()
 
@@ -570,7 +572,19 @@ class Pipeline:
         watermark, so this is how silent customers are seen. Two sweeps racing on one store
         decide each instant once (customer locks, and decision ids derived from the instant)."""
         summary = RunSummary(run_id="sweep", source="sweep")
-        self._batch([], summary)
+        # In steps of the watermark, each deciding about a batch's worth of customers, so a
+        # sweep of a million silent customers holds one step in memory, not all of them.
+        self._step = self.batch_size
+        try:
+            with _collector_per_batch():
+                while True:
+                    self._short = False
+                    self._batch([], summary)
+                    if not self._short:
+                        break
+                    gc.collect(1)
+        finally:
+            self._step = None
         return summary
 
     def _batch(self, batch: list[Event | Reject], summary: RunSummary) -> None:
@@ -685,6 +699,10 @@ class Pipeline:
         if self.live:
             until = max(until, int(self.clock.now().timestamp()) - self.lateness_s)
         until = max(until, floor)
+        if self._step is not None and not batch:
+            step = repo.due_step(conn, floor, until, self._step)
+            self._short = step < until
+            until = max(step, floor)
         return Window(floor, until, newest), repo.due_customers(conn, until)
 
     def _sort(self, conn: Connection, batch: list[Event | Reject], due: list[str]) -> Sorted:

@@ -209,6 +209,22 @@ def due_customers(conn: Connection, until_s: int, limit: int | None = None) -> l
     return [cid for (cid,) in conn.execute(query)]
 
 
+def due_step(conn: Connection, floor_s: int, until_s: int, most: int) -> int:
+    """How far (at most `until_s`) a sweep can move the watermark deciding at most about `most`
+    customers: just short of the due time of the `most + 1`-th customer due, or, when more than
+    `most` are due at one instant, that instant (one instant is never split)."""
+    c = t.customers.c
+    query = select(c.due_s).where(c.due_s <= until_s, c.due_s > floor_s, c.version > 0)
+    query = query.order_by(c.due_s).offset(most).limit(1)
+    cut = conn.execute(query).scalar()
+    if cut is None:
+        return until_s
+    first = conn.execute(
+        select(func.min(c.due_s)).where(c.due_s <= until_s, c.due_s > floor_s, c.version > 0)
+    ).scalar()
+    return int(cut) - 1 if first is not None and cut > first else int(cut)
+
+
 def pending_events(conn: Connection, through: Mapping[str, int]) -> dict[str, list[Event]]:
     """Each customer's logged events at or after their `through` time (epoch seconds), in
     event order: what waits for the customer's next instant."""
