@@ -5,6 +5,7 @@ from __future__ import annotations
 import datetime as dt
 import os
 import re
+import zoneinfo
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -14,7 +15,7 @@ from pydantic import ValidationError
 from tenure.channels.adapters import ChannelSettings
 from tenure.documents import read_yaml
 from tenure.errors import ConfigError, InputError, field_errors
-from tenure.events.envelope import DEFAULT_MAX_FUTURE_SKEW, id_problem
+from tenure.events.envelope import DEFAULT_MAX_FUTURE_SKEW, PAYLOADS, id_problem
 from tenure.loyalty.tiers import Tiers
 from tenure.policy.guardrails import GuardrailSettings
 
@@ -58,6 +59,10 @@ class Settings:
     lateness_s: int = DEFAULT_LATENESS_S
     period_s: int = DEFAULT_PERIOD_S
     sweep_s: float = DEFAULT_SWEEP_S
+    # Schema evolution (`ingest:`): event types whose payloads stay strict (extra fields and
+    # coerced values refused), and the zone of each source whose times come without one.
+    strict_types: tuple[str, ...] = ()
+    source_zones: dict[str, str] = field(default_factory=dict)
 
 
 def resolve(workspace: Path | None = None, database_url: str | None = None) -> Settings:
@@ -81,6 +86,7 @@ def resolve(workspace: Path | None = None, database_url: str | None = None) -> S
         _heartbeat(config, ws / "tenure.yaml"),
         _future_skew(config, ws / "tenure.yaml"),
         *_time(config, ws / "tenure.yaml"),
+        *_evolution(config, ws / "tenure.yaml"),
     )
 
 
@@ -172,8 +178,8 @@ _SPAN_S = {"s": 1, "m": 60, "h": 3600, "d": 86_400}
 def _future_skew(config: dict[str, Any], path: Path) -> dt.timedelta:
     """`ingest: {max_future_skew: 1d}`: how far ahead of the input an event may be."""
     raw = config.get("ingest") or {}
-    if not isinstance(raw, dict) or set(raw) - {"max_future_skew"}:
-        raise ConfigError(f"{path}: ingest: only max_future_skew can be set")
+    if not isinstance(raw, dict) or set(raw) - _INGEST_KEYS:
+        raise ConfigError(f"{path}: ingest: only {', '.join(sorted(_INGEST_KEYS))} can be set")
     value = raw.get("max_future_skew")
     if value is None:
         return DEFAULT_MAX_FUTURE_SKEW
@@ -185,6 +191,28 @@ def _future_skew(config: dict[str, Any], path: Path) -> dt.timedelta:
             f"(a whole number followed by s, m, h or d, e.g. 1d), got {value!r}"
         )
     return skew
+
+
+_INGEST_KEYS = frozenset({"max_future_skew", "strict", "timezones"})
+
+
+def _evolution(config: dict[str, Any], path: Path) -> tuple[tuple[str, ...], dict[str, str]]:
+    """`ingest: {strict: [purchase], timezones: {pos: Europe/Berlin}}`: the event types that
+    refuse extra payload fields and coercion, and the zone of each source's naive times."""
+    raw = config.get("ingest") or {}
+    strict = raw.get("strict") or []
+    if not isinstance(strict, list) or not all(isinstance(t, str) and t for t in strict):
+        raise ConfigError(f"{path}: ingest.strict must be a list of event types")
+    unknown = sorted(set(strict) - set(PAYLOADS))
+    if unknown:
+        raise ConfigError(f"{path}: ingest.strict: {unknown} are not built-in event types")
+    zones = raw.get("timezones") or {}
+    if not isinstance(zones, dict):
+        raise ConfigError(f"{path}: ingest.timezones must map a source to an IANA time zone")
+    for source, zone in zones.items():
+        if not isinstance(zone, str) or zone not in zoneinfo.available_timezones():
+            raise ConfigError(f"{path}: ingest.timezones.{source}: unknown time zone {zone!r}")
+    return tuple(sorted(set(strict))), {str(k): v for k, v in zones.items()}
 
 
 def _span(value: Any) -> int | None:

@@ -74,4 +74,5 @@ class Workspace:
 
     def parser(self) -> LineParser:
         """A line parser that knows the workspace's registered event types."""
-        return LineParser(self.settings.extra_event_types)
+        s = self.settings
+        return LineParser(s.extra_event_types, strict=s.strict_types, zones=s.source_zones)

@@ -3,6 +3,7 @@ rejects and the lift report."""
 
 from __future__ import annotations
 
+from itertools import groupby
 from typing import Annotated, Any
 
 import typer
@@ -194,14 +195,47 @@ def decisions_show(decision_id: str, workspace: WorkspaceDir = None) -> None:
 
 @rejects_app.command("list")
 def rejects_list(
-    limit: Annotated[int, typer.Option(min=1, help="At most this many, oldest first.")] = 100,
-    run_id: Annotated[str | None, typer.Option(help="Only this run's rejects.")] = None,
+    limit: Annotated[int, typer.Option(min=1, help="At most this many.")] = 100,
+    run: Annotated[
+        str | None,
+        typer.Option(
+            "--run",
+            "--run-id",
+            help="Only this run's rejects: a run id (a run's summary names it) or 'latest' "
+            "for the newest run.",
+        ),
+    ] = None,
     workspace: WorkspaceDir = None,
     as_json: JsonFlag = False,
 ) -> None:
-    """List rejected input lines with their line number, reason, and the input's length and
-    sha256 (its first 12 hex digits; --json gives all of it)."""
-    rows = query(workspace, lambda conn: queries.rejects(conn, limit=limit, run_id=run_id))
+    """List rejected input lines, the newest run's first, with their line number, reason, and
+    the input's length and sha256 (its first 12 hex digits; --json gives all of it). Each run
+    keeps its own rejects: a line rejected again shows its current reason under its run."""
+
+    def read(conn: Any) -> tuple[dict[str, Any] | None, list[dict[str, Any]]]:
+        if run is None:
+            return None, queries.rejects(conn, limit=limit)
+        found = queries.run_record(conn, None if run == "latest" else run)
+        if found is None:
+            return None, []
+        return found, queries.rejects(conn, limit=limit, run_id=found["run_id"])
+
+    chosen, rows = query(workspace, read)
+    if run is not None and chosen is None:
+        if run != "latest":
+            err.print(f"[red]error:[/red] no run {plain(repr(run))} in this workspace")
+            raise typer.Exit(1)
+        render(rows, as_json, "no runs in this workspace yet")
+        return
+    if not rows:
+        where = f"run {chosen['run_id']} ({plain(chosen['source'])})" if chosen else "any run"
+        render(rows, as_json, f"no rejects in {where}")
+        return
+    render(rows, as_json, *_rejects_tables(rows))
+
+
+def _rejects_tables(rows: list[dict[str, Any]]) -> list[Table]:
+    """One table per run, newest run first (the rows come in that order)."""
     columns: dict[str, Column] = {
         "line": "line_no",
         "field": "field",
@@ -210,7 +244,14 @@ def rejects_list(
         "bytes": lambda r: None if r["input_size"] is None else f"{r['input_size']:,}",
         "sha256": lambda r: (r["input_sha256"] or "")[:12],
     }
-    render(rows, as_json, table_of(rows, columns))
+    tables = []
+    for run_id, group in groupby(rows, key=lambda r: r["run_id"]):
+        of_run = list(group)
+        started = of_run[0]["run_started_at"]
+        when = f", started {started:%Y-%m-%d %H:%M:%S} UTC" if started else ""
+        title = f"run {run_id}{when}: {of_run[0]['source']}"
+        tables.append(table_of(of_run, columns, title=plain(title)))
+    return tables
 
 
 @report_app.command("lift")

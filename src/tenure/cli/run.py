@@ -29,11 +29,13 @@ from tenure.cli.shell import (
     fail,
     open_workspace,
     out,
+    plain,
     query,
     render,
+    table_of,
 )
 from tenure.config import resolve
-from tenure.errors import TenureError
+from tenure.errors import InputError, TenureError
 from tenure.journeys.library import JourneyLibrary
 from tenure.policy.lifecycle import PolicySet
 from tenure.policy.model import Policy, default_policy, load_policy
@@ -44,6 +46,8 @@ from tenure.runtime.pipeline import DEFAULT_BATCH_SIZE, RunSummary
 from tenure.store import queries
 from tenure.store.db import Store
 from tenure.workspace import Workspace
+
+TOP_REJECTS = 3  # reasons a run's summary shows; `tenure rejects list` has them all
 
 
 def _summary_tables(summary: RunSummary, seconds: float) -> list[Table]:
@@ -141,7 +145,11 @@ FormatOption = Annotated[
 
 
 CsvMapOption = Annotated[
-    Path | None, typer.Option(help="YAML mapping of CSV columns: columns/payload/constants.")
+    Path | None,
+    typer.Option(
+        help="YAML mapping of a CSV export: columns, payload, constants, timezone, date_format, "
+        "decimal, thousands, values, where, group_by, sum (see examples/*.map.yaml)."
+    ),
 ]
 
 
@@ -156,6 +164,49 @@ MapOption = Annotated[
 SetOption = Annotated[
     list[str] | None,
     typer.Option("--set", help="CSV: FIELD=VALUE for every row, e.g. type=purchase."),
+]
+
+
+TimezoneOption = Annotated[
+    str | None,
+    typer.Option(
+        help="CSV: IANA time zone of times written without an offset, e.g. Europe/Berlin.",
+        show_default=False,
+    ),
+]
+
+
+DateFormatOption = Annotated[
+    str | None,
+    typer.Option(
+        help='CSV: strptime format of the time column, e.g. "%d.%m.%Y %H:%M" (ISO 8601 and '
+        "a trailing offset such as +0100 are read too).",
+        show_default=False,
+    ),
+]
+
+
+DecimalOption = Annotated[
+    str | None,
+    typer.Option(help="CSV: decimal mark of the payload's numbers, . or ,", show_default=False),
+]
+
+
+ThousandsOption = Annotated[
+    str | None,
+    typer.Option(
+        help="CSV: thousands separator of the payload's numbers, e.g. , or .", show_default=False
+    ),
+]
+
+
+WhereOption = Annotated[
+    str | None,
+    typer.Option(
+        help="CSV: import only the rows where this expression holds, e.g. 'status != \"refunded\"' "
+        "(other rows are skipped, not rejected).",
+        show_default=False,
+    ),
 ]
 
 
@@ -179,12 +230,31 @@ def run(
     csv_map: CsvMapOption = None,
     map_: MapOption = None,
     set_: SetOption = None,
+    timezone: TimezoneOption = None,
+    date_format: DateFormatOption = None,
+    decimal: DecimalOption = None,
+    thousands: ThousandsOption = None,
+    where: WhereOption = None,
     live: LiveOption = False,
     as_json: JsonFlag = False,
 ) -> None:
-    """Process events: validate, deduplicate, update features, score, decide and audit."""
+    """Process events: validate, deduplicate, update features, score, decide and audit.
+
+    A bad line is kept as a reject and the run goes on; the summary shows the top reasons and
+    the command that lists them all. Exit code 2 (as for unusable input) when lines were read
+    and every one was rejected.
+    """
     fmt = ingest.detect_format(events, input_format)
-    mapping = ingest.load_mapping(csv_map, map_ or [], set_ or []) if fmt == "csv" else None
+    csv_options = {
+        "timezone": timezone,
+        "date_format": date_format,
+        "decimal": decimal,
+        "thousands": thousands,
+        "where": where,
+    }
+    mapping = (
+        ingest.load_mapping(csv_map, map_ or [], set_ or [], csv_options) if fmt == "csv" else None
+    )
     source = ingest.Source(events, fmt, mapping)
     source.check()
     # A bad policy file fails before the workspace is touched.
@@ -200,13 +270,48 @@ def run(
         temporal = worker.start()
         err.print(f"journeys run on Temporal at {temporal.address}; web UI {temporal.ui or '-'}")
     summary, seconds = _run(engine, source, chosen, size, live, as_json)
-    render(
-        {**summary.to_record(), "seconds": round(seconds, 3)},
-        as_json,
-        *_summary_tables(summary, seconds),
-    )
+    _report(summary, seconds, store, f" --workspace {workspace}" if workspace else "", as_json)
+    if _all_rejected(summary):
+        if worker is not None:
+            worker.stop()
+        # One line within 80 columns; the summary above names the workspace too.
+        raise fail(
+            InputError(
+                f"all {summary.read:,} lines rejected: tenure rejects list --run {summary.run_id}"
+            )
+        )
     if worker is not None:
         _keep_running(worker)
+
+
+def _all_rejected(summary: RunSummary) -> bool:
+    """Lines were read and not one became an event (nor was one already known)."""
+    return summary.read > 0 and summary.accepted + summary.duplicates == 0
+
+
+def _report(summary: RunSummary, seconds: float, store: Store, ws: str, as_json: bool) -> None:
+    """The run's summary; with rejects, their top reasons and the command that lists them."""
+    top: list[dict[str, Any]] = []
+    command = None
+    if summary.rejected:
+        with store.reader() as conn:
+            top = queries.top_rejects(conn, summary.run_id, TOP_REJECTS)
+        command = f"tenure rejects list --run {summary.run_id}{ws}"
+    record = {
+        **summary.to_record(),
+        "seconds": round(seconds, 3),
+        "top_rejects": top,
+        "rejects_command": command,
+    }
+    parts: list[Any] = _summary_tables(summary, seconds)
+    if command is not None:
+        reasons = table_of(
+            top, {"field": "field", "reason": "reason", "lines": lambda r: f"{r['count']:,}"}
+        )
+        reasons.title = f"rejects: top reasons of {summary.rejected:,}"
+        reasons.columns[-1].justify = "right"
+        parts += [reasons, f"every reject of this run:\n  {plain(command)}"]
+    render(record, as_json, *parts)
 
 
 def _keep_running(worker: Any) -> None:

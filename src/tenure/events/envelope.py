@@ -15,6 +15,7 @@ import datetime as dt
 import functools
 import unicodedata
 import zoneinfo
+from collections.abc import Mapping
 from typing import Annotated, Any, Literal, Union
 
 import msgspec
@@ -228,6 +229,11 @@ class Event(
     partner_id: Id | None = None
     schema_version: Literal[1] = 1
     payload: Any = None
+    # What a producer sends beyond the schema is kept, not refused (additive evolution; see
+    # `split_payload` and the README's compatibility rule): a top-level `context` object (as
+    # Segment and others send) and the payload's own extra fields.
+    context: dict[str, Any] | None = None
+    extra: dict[str, Any] | None = msgspec.field(default=None, name="__extra__")
 
     def __post_init__(self) -> None:
         # Times far outside any customer history are typos, and years 1 or 9999 with an offset
@@ -277,6 +283,32 @@ def _check_time(t: dt.datetime) -> None:
             f"occurred_at: {t.isoformat()} is before 1970-01-01T00:00:00Z "
             f"(outside {MIN_YEAR}-{MAX_YEAR})"
         )
+
+
+@functools.cache
+def _payload_fields(event_type: str) -> frozenset[str]:
+    p = PAYLOADS.get(event_type)
+    return frozenset(f.encode_name for f in msgspec.structs.fields(p)) if p else frozenset()
+
+
+def split_payload(
+    event_type: str, payload: Mapping[str, Any]
+) -> tuple[dict[str, Any], dict[str, Any]]:
+    """A built-in type's payload as (the fields its schema knows, the others). A registered
+    type's free payload is all known."""
+    known = _payload_fields(event_type)
+    if not known:
+        return dict(payload), {}
+    ours = {k: v for k, v in payload.items() if k in known}
+    return ours, {k: v for k, v in payload.items() if k not in known}
+
+
+def payload_record(event: Event) -> dict[str, Any]:
+    """The payload as the producer sent it: the schema's fields and the extra ones, in one
+    object (what the event log stores and views show)."""
+    p = event.payload
+    rec: dict[str, Any] = p if isinstance(p, dict) else msgspec.structs.asdict(p)
+    return {**rec, **event.extra} if event.extra else dict(rec)
 
 
 def _class_name(event_type: str) -> str:

@@ -13,28 +13,33 @@ length and sha256 of the whole input.
 
 from __future__ import annotations
 
-import csv
 import datetime as dt
 import hashlib
 import re
-from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+import zoneinfo
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from functools import partial
-from typing import Any, BinaryIO
+from typing import TYPE_CHECKING, Any, BinaryIO
 
 import msgspec
 import orjson
 
-from tenure.errors import InputError
 from tenure.events.envelope import (
     DEFAULT_MAX_FUTURE_SKEW,
-    ENVELOPE_FIELDS,
     MAX_DEPTH,
     MAX_PAYLOAD_BYTES,
     Event,
     event_union,
+    id_problem,
     ids_problem,
+    split_payload,
 )
+
+if TYPE_CHECKING:  # see `__getattr__` at the end
+    from tenure.events.csv_import import CsvMapping as CsvMapping
+    from tenure.events.csv_import import check_header as check_header
+    from tenure.events.csv_import import read_csv as read_csv
 
 # A line longer than this cannot hold a payload under the limit; it is refused before parsing so
 # one runaway line cannot exhaust memory.
@@ -392,9 +397,17 @@ def describe(error: msgspec.MsgspecError) -> tuple[str, str]:
 class LineParser:
     """Validates JSONL lines against the envelope; compiled once per set of registered types."""
 
-    def __init__(self, extra_types: Iterable[str] = ()) -> None:
+    def __init__(
+        self,
+        extra_types: Iterable[str] = (),
+        *,
+        strict: Iterable[str] = (),
+        zones: Mapping[str, str] | None = None,
+    ) -> None:
         self._union = event_union(tuple(sorted(extra_types)))
         self._decoder = msgspec.json.Decoder(self._union)
+        self._strict = frozenset(strict)  # types whose payloads refuse extras and coercion
+        self._zones = {k: zoneinfo.ZoneInfo(v) for k, v in (zones or {}).items()}
 
     def parse_stream(
         self, lines: Iterable[bytes | Cut], horizon: Horizon | None = None
@@ -426,8 +439,11 @@ class LineParser:
                 except errors:
                     event = self.parse(RawLine(line_no, raw))
                 else:
-                    # A registered type's free-form payload: bounded in depth and numbers.
-                    if event.payload.__class__ is dict and (problem := free_problem(event.payload)):
+                    # A registered type's free-form payload and a context: bounded in depth and
+                    # numbers.
+                    if (event.payload.__class__ is dict or event.context is not None) and (
+                        problem := _free_parts(event)
+                    ):
                         event = Reject(line_no, raw, *problem)
             else:
                 event = self.parse(RawLine(line_no, raw))
@@ -458,7 +474,12 @@ class LineParser:
         try:
             event: Event = self._decoder.decode(raw)
         except (msgspec.MsgspecError, UnicodeDecodeError, RecursionError) as exc:
-            return _explain(line.line_no, raw, exc)
+            evolved = self._evolved(line.line_no, raw, exc)
+            if evolved is None:
+                return _explain(line.line_no, raw, exc)
+            if isinstance(evolved, Reject):
+                return evolved
+            event = evolved
         if len(raw) > MAX_PAYLOAD_BYTES:
             # Only a line this long can hold an oversized payload; measure it exactly.
             size = len(msgspec.json.encode(event.payload))
@@ -472,6 +493,36 @@ class LineParser:
         if (problem := _problem(event)) is not None:
             return Reject(line.line_no, raw, *problem)
         return event
+
+    def _evolved(self, line_no: int, raw: bytes, exc: Exception) -> Event | Reject | None:
+        """A line the schema refused, read as the compatibility rule allows: extra payload
+        fields kept aside (`Event.extra`), numbers in strings and epoch times coerced, a naive
+        time in its source's declared zone. None when that cannot help (not a JSON object, a
+        strict type); a reject names what is still wrong."""
+        if not isinstance(exc, msgspec.ValidationError) or "missing required" in str(exc):
+            return None  # nothing the rule tolerates: the schema's reason stands
+        try:
+            obj = msgspec.json.decode(raw)
+        except (msgspec.MsgspecError, UnicodeDecodeError, RecursionError):
+            return None
+        etype = obj.get("type") if isinstance(obj, dict) else None
+        if not isinstance(etype, str) or etype in self._strict:
+            return None
+        if isinstance(payload := obj.get("payload"), dict):
+            known, extra = split_payload(etype, payload)
+            if extra:
+                kept = obj.get("__extra__")
+                obj["payload"] = known
+                obj["__extra__"] = {**extra, **kept} if isinstance(kept, dict) else extra
+        obj["occurred_at"] = _time_of(obj.get("occurred_at"), self._zones.get(obj.get("source")))
+        try:
+            return msgspec.convert(obj, self._union, strict=False)  # type: ignore[no-any-return]
+        except RecursionError:
+            return None
+        except msgspec.MsgspecError as still:
+            field, reason = describe(still)
+            # The same field refused both ways: the schema's own reason is the clearer one.
+            return None if field == describe(exc)[0] else Reject(line_no, raw, field, reason)
 
     def parse_object(self, line_no: int, raw: bytes, obj: Mapping[str, Any]) -> Event | Reject:
         """Validate an already-built mapping (CSV rows), coercing strings where a number is due."""
@@ -490,10 +541,46 @@ class LineParser:
 
 
 def _problem(event: Event) -> tuple[str, str] | None:
-    """(field, reason) when a decoded event's ids or free-form payload cannot be kept."""
+    """(field, reason) when a decoded event's ids or free-form parts cannot be kept."""
     if (problem := ids_problem(event)) is not None:
         return problem
-    return free_problem(event.payload) if event.payload.__class__ is dict else None
+    return _free_parts(event)
+
+
+def _free_parts(event: Event) -> tuple[str, str] | None:
+    """The free-form parts of an event (a registered type's payload, extra payload fields, the
+    context), bounded in depth and numbers."""
+    if event.payload.__class__ is dict and (problem := free_problem(event.payload)):
+        return problem
+    if event.extra is not None:
+        for key in event.extra:
+            if (bad := id_problem(key)) is not None:
+                field = f"payload.{_printable(key, _MAX_FIELD_CHARS)}"
+                return field, f"{field}: a field's name {bad}"
+        if problem := free_problem(event.extra):
+            return problem
+    if event.context is not None:
+        return free_problem(event.context, "context")
+    return None
+
+
+# An epoch time this large can only be in milliseconds: in seconds it is past the year 5000.
+_EPOCH_MS = 100_000_000_000
+
+
+def _time_of(value: Any, zone: dt.tzinfo | None) -> Any:
+    """An event time as the schema takes it: epoch seconds (or milliseconds) as given, a naive
+    ISO time in its source's zone; anything else unchanged, for the schema to judge."""
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        return value / 1000 if abs(value) >= _EPOCH_MS else value
+    if zone is not None and isinstance(value, str):
+        try:
+            t = dt.datetime.fromisoformat(value)
+        except ValueError:
+            return value
+        if t.tzinfo is None:
+            return t.replace(tzinfo=zone).isoformat()
+    return value
 
 
 def _too_long(size: int) -> str:
@@ -520,162 +607,14 @@ def _explain(line_no: int, raw: bytes, exc: Exception) -> Reject:
     return Reject(line_no, raw, field, reason)
 
 
-@dataclass(frozen=True)
-class CsvMapping:
-    """How CSV columns become envelope fields.
-
-    `columns` maps an envelope field to a column name; `payload` maps a payload field to a column;
-    `constants` fixes a field for every row (typically `type` and `source`). A column named
-    `payload.X` with no mapping goes to payload field X; a column named `payload` holds JSON.
-    """
-
-    columns: Mapping[str, str]
-    payload: Mapping[str, str]
-    constants: Mapping[str, str]
-
-    @classmethod
-    def identity(cls) -> CsvMapping:
-        """Columns already named like the envelope."""
-        return cls({}, {}, {})
+# CSV input lives in events/csv_import.py, which builds on this module; its names are still
+# importable from here. Loaded on first use: a module-level import would make a cycle.
+_CSV_NAMES = frozenset({"CsvMapping", "check_header", "read_csv"})
 
 
-def _row_object(row: Mapping[str, str], mapping: CsvMapping) -> dict[str, Any]:
-    obj: dict[str, Any] = {}
-    payload: dict[str, Any] = {}
-    used: set[str] = set()
-    for field in ENVELOPE_FIELDS[:-1]:  # the payload is built from its own columns
-        column = mapping.columns.get(field, field)
-        if column in row:
-            used.add(column)
-            if row[column] != "":
-                obj[field] = row[column]
-    for field, column in mapping.payload.items():
-        used.add(column)
-        if row.get(column, "") != "":
-            payload[field] = row[column]
-    for column, value in row.items():
-        if column in used or value == "":
-            continue
-        if column == "payload":
-            if too_deep(value.encode(errors="surrogateescape"), MAX_DEPTH - 1) is not None:
-                raise ValueError(f"payload: nested deeper than {MAX_DEPTH} levels")
-            extra = orjson.loads(value)
-            if not isinstance(extra, dict):
-                raise ValueError("payload: the payload column must hold a JSON object")
-            payload.update(extra)
-        elif column.startswith("payload."):
-            payload[column.removeprefix("payload.")] = value
-    for field, value in mapping.constants.items():
-        if field.startswith("payload."):
-            payload[field.removeprefix("payload.")] = value
-        else:
-            obj[field] = value
-    obj["payload"] = payload
-    return obj
+def __getattr__(name: str) -> Any:
+    if name in _CSV_NAMES:
+        from tenure.events import csv_import
 
-
-def check_header(header: Sequence[str], mapping: CsvMapping) -> None:
-    """Refuse a mapping that names columns the file does not have (every row would fail)."""
-    missing = sorted(
-        {c for c in (*mapping.columns.values(), *mapping.payload.values()) if c not in header}
-    )
-    if missing:
-        raise InputError(
-            f"CSV header has no column {', '.join(map(repr, missing))} "
-            f"(columns are: {', '.join(header)})"
-        )
-
-
-class _LineTap:
-    """Feeds lines to the csv reader and keeps the raw bytes of the current record."""
-
-    def __init__(self, lines: Iterable[bytes | Cut]) -> None:
-        self._lines = iter(lines)
-        self.taken: list[bytes] = []
-        self.cut: Cut | None = None  # an over-long line within the current record
-
-    def __iter__(self) -> _LineTap:
-        return self
-
-    def __next__(self) -> str:
-        raw = next(self._lines)
-        if isinstance(raw, Cut):  # the csv reader sees an empty line; the record is refused
-            self.cut = raw
-            self.taken.append(raw.head)
-            return "\n"
-        if not self.taken and raw.startswith(_BOM):
-            raw = raw[len(_BOM) :]
-        self.taken.append(raw)
-        # surrogateescape lets one bad row be rejected without losing the rest of the file.
-        return raw.decode("utf-8", errors="surrogateescape")
-
-
-def read_csv(
-    lines: Iterable[bytes | Cut],
-    parser: LineParser,
-    mapping: CsvMapping,
-    horizon: Horizon | None = None,
-) -> Iterator[Event | Reject]:
-    """Parse CSV with a header row; line numbers count the header as line 1.
-
-    Every line after the header is accounted for: blank lines and malformed rows become rejects
-    carrying the exact bytes read (a prefix of an over-long record). Events go through the
-    `horizon` as in `LineParser.parse_stream`.
-    """
-    tap = _LineTap(lines)
-    reader = csv.reader(tap)
-    try:
-        header = next(reader)
-    except StopIteration:
-        return
-    if tap.cut is not None:
-        raise InputError(f"CSV header is {tap.cut.size} bytes; at most {MAX_LINE_BYTES}")
-    check_header(header, mapping)
-    admit = (horizon or Horizon.unbounded()).admit
-    line_no = 1
-    while True:
-        tap.taken, tap.cut = [], None
-        start = line_no + 1
-        try:
-            cells = next(reader)
-        except StopIteration:
-            return
-        except csv.Error as exc:
-            line_no = reader.line_num
-            yield Reject(start, b"".join(tap.taken), "line", f"line: malformed CSV ({exc})")
-            continue
-        line_no = reader.line_num
-        raw = b"".join(tap.taken).rstrip(b"\r\n")
-        if tap.cut is not None:
-            yield cut_reject(start, tap.cut)
-            continue
-        item = _csv_row(start, raw, header, cells, parser, mapping)
-        yield item if isinstance(item, Reject) else admit(start, raw, item)
-
-
-def _csv_row(
-    line_no: int,
-    raw: bytes,
-    header: list[str],
-    cells: list[str],
-    parser: LineParser,
-    mapping: CsvMapping,
-) -> Event | Reject:
-    """One record of cells: an event or the reason it is not one."""
-    if not cells or all(c == "" for c in cells):
-        return Reject(line_no, raw, "line", "line: blank")
-    if len(cells) != len(header):
-        return Reject(line_no, raw, "line", f"line: {len(cells)} cells, header has {len(header)}")
-    if any(_has_surrogate(v) for v in cells):
-        return Reject(line_no, raw, "line", "line: invalid UTF-8")
-    try:
-        obj = _row_object(dict(zip(header, cells, strict=True)), mapping)
-    except orjson.JSONDecodeError as exc:
-        return Reject(line_no, raw, "payload", f"payload: invalid JSON ({exc})")
-    except ValueError as exc:
-        return Reject(line_no, raw, "payload", str(exc))
-    return parser.parse_object(line_no, raw, obj)
-
-
-def _has_surrogate(value: str) -> bool:
-    return any("\udc80" <= ch <= "\udcff" for ch in value)
+        return getattr(csv_import, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -9,6 +9,7 @@ erasing a customer deletes them.
 from __future__ import annotations
 
 import hashlib
+from typing import Any
 
 import msgspec
 
@@ -36,13 +37,47 @@ def personal_of(event: Event) -> dict[str, str]:
     return {f: v for f, v in found.items() if isinstance(v, str) and not is_digest(v)}
 
 
+# Keys that name personal data wherever a producer puts them in what the schema does not know
+# (a `context`, extra payload fields): their text values are kept as digests, like the payload's,
+# and so is every text under `traits` (what identify calls send about the person). A bare `name`
+# is too often a library's or a product's to count.
+_PERSONAL_KEYS = frozenset(
+    {"first_name", "last_name", "firstname", "lastname", "full_name", "email", "phone"}
+    | {"mobile", "address", "street", "ip", "ip_address", "birthday", "date_of_birth"}
+)
+
+
+def _scrubbed(value: Any, personal: bool = False) -> Any:
+    if isinstance(value, dict):
+        return {
+            k: _scrubbed(v, personal or k.lower() in _PERSONAL_KEYS or k == "traits")
+            for k, v in value.items()
+        }
+    if isinstance(value, list):
+        return [_scrubbed(v, personal) for v in value]
+    if personal and isinstance(value, str) and not is_digest(value):
+        return digest(value)
+    return value
+
+
+def needs_redaction(event: Event) -> bool:
+    """Whether the log keeps this event other than as given (personal values in it)."""
+    return event.type == "profile.updated" or event.context is not None or event.extra is not None
+
+
 def redacted(event: Event) -> Event:
-    """The event as the log keeps it: every personal value replaced by its digest."""
-    clear = personal_of(event)
-    if not clear:
-        return event
-    payload = msgspec.structs.replace(event.payload, **{f: digest(v) for f, v in clear.items()})
-    return msgspec.structs.replace(event, payload=payload)
+    """The event as the log keeps it: every personal value replaced by its digest (the typed
+    personal fields, and personal-looking keys in the context and extra fields)."""
+    changes: dict[str, Any] = {}
+    if clear := personal_of(event):
+        changes["payload"] = msgspec.structs.replace(
+            event.payload, **{f: digest(v) for f, v in clear.items()}
+        )
+    if event.context is not None:
+        changes["context"] = _scrubbed(event.context)
+    if event.extra is not None:
+        changes["extra"] = _scrubbed(event.extra)
+    return msgspec.structs.replace(event, **changes) if changes else event
 
 
 def mask(field: str, value: str | None) -> str | None:

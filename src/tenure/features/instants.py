@@ -91,6 +91,7 @@ class Instant:
     silences: frozenset[str]  # keys of the silence timers firing here
     seen_types: frozenset[str]  # event types folded since the previous instant
     newest: tuple[str, str] | None  # (event id, type) of the newest of those, for correlation
+    newest_event: Event | None = None  # that event (what `event.payload` shows a policy)
 
 
 @dataclass(frozen=True, slots=True)
@@ -220,6 +221,7 @@ def advance(
                 silences,
                 frozenset(newest_of),
                 (newest.event_id, newest.type) if newest else None,
+                newest,
             )
         )
         t = at

@@ -12,6 +12,7 @@ from __future__ import annotations
 import dataclasses
 from typing import Any
 
+from tenure.events.envelope import payload_record
 from tenure.expressions import holds
 from tenure.features.instants import Instant
 from tenure.policy.decision import (
@@ -91,8 +92,15 @@ def trigger_of(instant: Instant) -> TriggerContext:
         event_id, event_type = instant.newest
     else:
         event_id, event_type = f"instant:{iso(from_epoch(instant.at))}", "silence"
+    e = instant.newest_event
     return TriggerContext(
-        event_id, event_type, instant.seen_types, instant.silences, instant.period
+        event_id,
+        event_type,
+        instant.seen_types,
+        instant.silences,
+        instant.period,
+        payload_record(e) if e is not None else None,
+        e.context if e is not None else None,
     )
 
 
@@ -148,7 +156,12 @@ def _considered(inputs: DecisionInputs, policy: Policy) -> Outcome | tuple[Any, 
             "risk": score.risk,
             "value": score.value,
             "features": inputs.features.to_record(),
-            "event": {"type": trigger.event_type, "id": trigger.event_id},
+            "event": {
+                "type": trigger.event_type,
+                "id": trigger.event_id,
+                "payload": dict(trigger.payload or {}),
+                "context": dict(trigger.context or {}),
+            },
             "silences": sorted(trigger.silences),
         }
     # Not in the policy's audience (or the trigger's condition fails): not considered, and the

@@ -7,6 +7,7 @@ Pure data and the two derivations every decision makes (its id and its seed), sh
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -109,6 +110,10 @@ class TriggerContext:
     seen_types: frozenset[str]
     silences: frozenset[str] = frozenset()
     period: bool = True
+    # That event's payload as sent (extra fields included) and its producer's context, which
+    # conditions read as `event.payload.x` and `event.context.x`.
+    payload: Mapping[str, Any] | None = None
+    context: Mapping[str, Any] | None = None
 
 
 @dataclass(frozen=True, slots=True)

@@ -5,23 +5,16 @@ from __future__ import annotations
 import datetime as dt
 import os
 import sys
-from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import BinaryIO
 
 from tenure.documents import read_yaml
 from tenure.errors import ConfigError, InputError
+from tenure.events.csv_import import CsvMapping, mapping_of, read_csv
 from tenure.events.envelope import DEFAULT_MAX_FUTURE_SKEW, Event
-from tenure.events.parse import (
-    CsvMapping,
-    Cut,
-    Horizon,
-    LineParser,
-    Reject,
-    read_bounded,
-    read_csv,
-)
+from tenure.events.parse import Cut, Horizon, LineParser, Reject, read_bounded
 from tenure.policy.lifecycle import PolicySet
 from tenure.policy.model import Policy
 from tenure.runtime.clock import Clock, EventClock, WallClock
@@ -82,23 +75,22 @@ def open_input(source: Source) -> BinaryIO:
         raise InputError(f"cannot read {path}: {exc.strerror}") from None
 
 
-def load_mapping(path: Path | None, pairs: list[str], constants: list[str]) -> CsvMapping:
-    """A CSV mapping from a YAML file (columns/payload/constants) and FIELD=COLUMN options."""
-    columns: dict[str, str] = {}
-    payload: dict[str, str] = {}
-    fixed: dict[str, str] = {}
-    if path is not None:
-        data = read_yaml(path, "CSV mapping") or {}
-        if not isinstance(data, dict):
-            raise ConfigError(f"{path}: expected a mapping with columns/payload/constants")
-        unknown = sorted(set(data) - {"columns", "payload", "constants"})
-        if unknown:
-            raise ConfigError(f"{path}: unknown sections {unknown} (use columns/payload/constants)")
-        for section, target in (("columns", columns), ("payload", payload), ("constants", fixed)):
-            value = data.get(section) or {}
-            if not isinstance(value, dict):
-                raise ConfigError(f"{path}: {section} must map names to columns or values")
-            target.update({str(k): str(v) for k, v in value.items()})
+def load_mapping(
+    path: Path | None,
+    pairs: list[str],
+    constants: list[str],
+    options: Mapping[str, str | None] | None = None,
+) -> CsvMapping:
+    """A CSV mapping: a YAML file (see README, "CSV input"), over it the run's CSV `options`
+    (timezone, date_format, decimal, thousands, where) and FIELD=COLUMN / FIELD=VALUE pairs."""
+    document = read_yaml(path, "CSV mapping") if path is not None else None
+    try:
+        mapping_of(document)
+    except ConfigError as exc:
+        raise ConfigError(f"{path}: {exc}") from None
+    mapping = mapping_of(document, options)  # the file is sound: what fails is an option
+    columns, payload = dict(mapping.columns), dict(mapping.payload)
+    fixed = dict(mapping.constants)
     for pair, target in [(p, "map") for p in pairs] + [(c, "set") for c in constants]:
         name, sep, value = pair.partition("=")
         if not sep or not name or not value:
@@ -109,7 +101,7 @@ def load_mapping(path: Path | None, pairs: list[str], constants: list[str]) -> C
             payload[name.removeprefix("payload.")] = value
         else:
             columns[name] = value
-    return CsvMapping(columns, payload, fixed)
+    return replace(mapping, columns=columns, payload=payload, constants=fixed)
 
 
 def _metered(stream: BinaryIO, progress: Progress | None) -> Iterator[bytes | Cut]:

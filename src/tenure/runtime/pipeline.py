@@ -32,7 +32,7 @@ from tenure.audit.chain import chain
 from tenure.config import DEFAULT_LATENESS_S
 from tenure.events.envelope import Event
 from tenure.events.parse import Reject
-from tenure.events.personal import redacted
+from tenure.events.personal import needs_redaction, redacted
 from tenure.features.instants import (
     Advanced,
     Cadence,
@@ -990,7 +990,7 @@ class Pipeline:
         """Everything the batch writes besides the audit, in the same transaction."""
         events = list(write.events)
         # Personal values go to their own table; the event log keeps their digests.
-        if any(e.type == "profile.updated" for e in events):
+        if any(needs_redaction(e) for e in events):
             personal.keep(conn, events)
             repo.insert_events(conn, [redacted(e) for e in events])
         else:

@@ -48,6 +48,8 @@ def customer_view(
         "features": features.to_record(),
         "score": score.to_record(),
         "memory": found["memory"],
+        # The newest events as the log keeps them: extra payload fields and context included.
+        "events": queries.customer_events(conn, customer_id, limit=10),
         "decisions": queries.decisions(conn, customer_id=customer_id, limit=10),
         "journeys": [
             {k: v for k, v in j.items() if k != "state"}

@@ -91,18 +91,57 @@ def decision_record(conn: Connection, decision_id: str) -> dict[str, Any] | None
 
 
 def rejects(conn: Connection, limit: int = 100, run_id: str | None = None) -> list[dict[str, Any]]:
-    """Rejected lines, oldest first, with the raw input (or the prefix kept of it) shown as text,
-    and the whole input's length and sha256 (None in rows stored before they were kept)."""
+    """Rejected lines, the newest run's first and in input order within a run (so the reasons
+    of the latest run of a file come before older ones), with the raw input (or the prefix kept
+    of it) shown as text, and the whole input's length and sha256 (None in rows stored before
+    they were kept)."""
     r = t.rejects.c
+    started = t.runs.c.started_at
     query = select(
-        r.id, r.run_id, r.source, r.line_no, r.field, r.reason, r.raw, r.input_size, r.input_sha256
-    )
+        r.id,
+        r.run_id,
+        r.source,
+        r.line_no,
+        r.field,
+        r.reason,
+        r.raw,
+        r.input_size,
+        r.input_sha256,
+        started.label("run_started_at"),
+    ).select_from(t.rejects.outerjoin(t.runs, t.runs.c.run_id == r.run_id))
     if run_id is not None:
         query = query.where(r.run_id == run_id)
-    out = repo.rows(conn, query.order_by(r.id).limit(limit))
+    order = (started.desc().nulls_last(), r.run_id, r.id)
+    out = repo.rows(conn, query.order_by(*order).limit(limit))
     for row in out:
         row["raw"] = bytes(row["raw"]).decode("utf-8", errors="backslashreplace")
     return out
+
+
+def run_record(conn: Connection, run_id: str | None = None) -> dict[str, Any] | None:
+    """A run's record (`run_id` None: the newest run, by start time), or None."""
+    r = t.runs.c
+    query = select(t.runs)
+    if run_id is None:
+        query = query.order_by(r.started_at.desc(), r.run_id.desc()).limit(1)
+    else:
+        query = query.where(r.run_id == run_id)
+    found = repo.rows(conn, query)
+    return found[0] if found else None
+
+
+def top_rejects(conn: Connection, run_id: str, n: int = 3) -> list[dict[str, Any]]:
+    """A run's most frequent reject reasons: [{field, reason, count}], most frequent first."""
+    r = t.rejects.c
+    count = func.count().label("count")
+    query = (
+        select(r.field, r.reason, count)
+        .where(r.run_id == run_id)
+        .group_by(r.field, r.reason)
+        .order_by(count.desc(), r.field, r.reason)
+        .limit(n)
+    )
+    return repo.rows(conn, query)
 
 
 def stats(conn: Connection) -> dict[str, Any]:
@@ -312,7 +351,7 @@ def customer_events(conn: Connection, customer_id: str, limit: int = 100) -> lis
     """A customer's events, newest first (by event time)."""
     e = t.events.c
     query = (
-        select(e.event_id, e.type, e.occurred_at, e.source, e.partner_id, e.payload)
+        select(e.event_id, e.type, e.occurred_at, e.source, e.partner_id, e.payload, e.context)
         .where(e.customer_id == customer_id)
         .order_by(e.occurred_at.desc(), e.event_id)
         .limit(limit)

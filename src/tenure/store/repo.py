@@ -26,8 +26,11 @@ from sqlalchemy import (
 from sqlalchemy.dialects import postgresql, sqlite
 
 from tenure.audit.chain import ChainedRecord
-from tenure.events.envelope import ENVELOPE_FIELDS, Event
+from tenure.events.envelope import ENVELOPE_FIELDS, Event, payload_record, split_payload
 from tenure.store import schema as t
+
+# The event log's columns: the envelope's, and the producer's context (migration 0014).
+STORED_FIELDS = (*ENVELOPE_FIELDS, "context")
 
 
 def _insert(conn: Connection, table: Table) -> Any:
@@ -82,8 +85,8 @@ def insert_events(conn: Connection, events: Sequence[Event]) -> None:
         # driver as tuples, with times written in exactly the format SQLAlchemy's SQLite
         # DateTime writes and reads (UTC, "YYYY-MM-DD HH:MM:SS.ffffff").
         sql = (
-            f"INSERT INTO events ({', '.join(ENVELOPE_FIELDS)}) VALUES "
-            f"({', '.join('?' * len(ENVELOPE_FIELDS))}) ON CONFLICT DO NOTHING"
+            f"INSERT INTO events ({', '.join(STORED_FIELDS)}) VALUES "
+            f"({', '.join('?' * len(STORED_FIELDS))}) ON CONFLICT DO NOTHING"
         )
         conn.exec_driver_sql(
             sql,
@@ -96,7 +99,8 @@ def insert_events(conn: Connection, events: Sequence[Event]) -> None:
                     e.source,
                     e.partner_id,
                     e.schema_version,
-                    _encode(e.payload).decode(),
+                    _encode(e.payload if e.extra is None else payload_record(e)).decode(),
+                    None if e.context is None else _encode(e.context).decode(),
                 )
                 for e in events
             ],
@@ -113,7 +117,8 @@ def insert_events(conn: Connection, events: Sequence[Event]) -> None:
                 "source": e.source,
                 "partner_id": e.partner_id,
                 "schema_version": e.schema_version,
-                "payload": msgspec.to_builtins(e.payload),
+                "payload": msgspec.to_builtins(e.payload if e.extra is None else payload_record(e)),
+                "context": e.context,
             }
             for e in events
         ],
@@ -121,7 +126,8 @@ def insert_events(conn: Connection, events: Sequence[Event]) -> None:
 
 
 def insert_rejects(conn: Connection, rows: list[dict[str, Any]]) -> None:
-    """Keep rejected input with its reason."""
+    """Keep rejected input with its reason, under its run; the same line again in the same run
+    (a retried batch) is kept once."""
     if rows:
         for row in rows:
             row["raw_sha256"] = hashlib.sha256(row["raw"]).hexdigest()
@@ -239,7 +245,7 @@ def pending_events(conn: Connection, through: Mapping[str, int]) -> dict[str, li
     for start in range(0, len(ids), 5_000):
         chunk = ids[start : start + 5_000]
         query = (
-            select(*(e[name] for name in ENVELOPE_FIELDS))
+            select(*(e[name] for name in STORED_FIELDS))
             .where(_among(conn, e.customer_id, chunk), e.occurred_at >= since)
             .order_by(e.occurred_at, e.event_id)
         )
@@ -453,10 +459,20 @@ def rows(conn: Connection, query: Any) -> list[dict[str, Any]]:
 
 
 def _event_of(row: Any, union: Any) -> Event:
-    """A logged event row decoded back into its typed event."""
-    data = dict(zip(ENVELOPE_FIELDS, row, strict=True))
+    """A logged event row decoded back into its typed event (extra payload fields, kept as
+    sent, go back aside)."""
+    data = dict(zip(STORED_FIELDS, row, strict=True))
     data["occurred_at"] = data["occurred_at"].isoformat()
-    return msgspec.convert(data, union, strict=False)  # type: ignore[no-any-return]
+    try:
+        return msgspec.convert(data, union, strict=False)  # type: ignore[no-any-return]
+    except msgspec.ValidationError:
+        if not isinstance(data["payload"], dict):
+            raise
+        data["payload"], extra = split_payload(data["type"], data["payload"])
+        if not extra:
+            raise
+        data["__extra__"] = extra
+        return msgspec.convert(data, union, strict=False)  # type: ignore[no-any-return]
 
 
 def iter_events(conn: Connection, page: int = 20_000) -> Iterator[Event]:
@@ -468,7 +484,7 @@ def iter_events(conn: Connection, page: int = 20_000) -> Iterator[Event]:
     last: tuple[Any, str] | None = None
     while True:
         query = (
-            select(*(e[name] for name in ENVELOPE_FIELDS))
+            select(*(e[name] for name in STORED_FIELDS))
             .order_by(e.occurred_at, e.event_id)
             .limit(page)
         )

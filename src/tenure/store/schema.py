@@ -59,7 +59,8 @@ events = Table(
     Column("source", String(100)),
     Column("partner_id", String(200)),
     Column("schema_version", Integer, nullable=False),
-    Column("payload", Json, nullable=False),
+    Column("payload", Json, nullable=False),  # as sent: the schema's fields and extra ones
+    Column("context", Json),  # the producer's top-level `context`; migration 0014
     # A customer's timeline; migration 0008.
     Index("ix_events_customer_time", "customer_id", "occurred_at"),
 )
@@ -79,8 +80,9 @@ rejects = Table(
     # bytes and its sha256. Empty in rows stored before migration 0011.
     Column("input_size", BigInteger),
     Column("input_sha256", String(64)),
-    # The same bad line read again (a rerun of the same file) is kept once.
-    UniqueConstraint("source", "line_no", "raw_sha256", name="uq_rejects_line"),
+    # Each run keeps its own rejects (a rerun shows its own reasons); within a run the same bad
+    # line is kept once, so a retried batch adds nothing (migration 0013).
+    UniqueConstraint("run_id", "source", "line_no", "raw_sha256", name="uq_rejects_run_line"),
 )
 
 customers = Table(
