@@ -16,6 +16,7 @@ from tenure.channels.adapters import ChannelSettings
 from tenure.documents import read_yaml
 from tenure.errors import ConfigError, InputError, field_errors
 from tenure.events.envelope import DEFAULT_MAX_FUTURE_SKEW, PAYLOADS, id_problem
+from tenure.events.money import DEFAULT_CURRENCY, Rates, parse_rates
 from tenure.loyalty.tiers import Tiers
 from tenure.policy.guardrails import GuardrailSettings
 
@@ -28,6 +29,7 @@ KNOWN_SETTINGS = (
     "worker",
     "ingest",
     "time",
+    "money",
 )
 # Perceived time (features/instants.py): how late an event may come and still be decided as if
 # on time, and the evaluation period (UTC days by default). Two hours of lateness covers the
@@ -63,6 +65,8 @@ class Settings:
     # coerced values refused), and the zone of each source whose times come without one.
     strict_types: tuple[str, ...] = ()
     source_zones: dict[str, str] = field(default_factory=dict)
+    # The reporting currency and the rates into it (`money: {currency: EUR, rates: FILE}`).
+    rates: Rates = field(default_factory=Rates)
 
 
 def resolve(workspace: Path | None = None, database_url: str | None = None) -> Settings:
@@ -87,6 +91,7 @@ def resolve(workspace: Path | None = None, database_url: str | None = None) -> S
         _future_skew(config, ws / "tenure.yaml"),
         *_time(config, ws / "tenure.yaml"),
         *_evolution(config, ws / "tenure.yaml"),
+        _money(config, ws),
     )
 
 
@@ -213,6 +218,30 @@ def _evolution(config: dict[str, Any], path: Path) -> tuple[tuple[str, ...], dic
         if not isinstance(zone, str) or zone not in zoneinfo.available_timezones():
             raise ConfigError(f"{path}: ingest.timezones.{source}: unknown time zone {zone!r}")
     return tuple(sorted(set(strict))), {str(k): v for k, v in zones.items()}
+
+
+def _money(config: dict[str, Any], ws: Path) -> Rates:
+    """`money: {currency: EUR, rates: rates.csv}`: the reporting currency (EUR by default) and
+    the rates file (relative to the workspace) every other currency converts through."""
+    path = ws / "tenure.yaml"
+    raw = config.get("money") or {}
+    if not isinstance(raw, dict) or set(raw) - {"currency", "rates"}:
+        raise ConfigError(f"{path}: money: only currency and rates can be set")
+    currency = raw.get("currency", DEFAULT_CURRENCY)
+    if not isinstance(currency, str) or not re.fullmatch(r"[A-Z]{3}", currency):
+        raise ConfigError(f"{path}: money.currency must be a currency code such as EUR")
+    if raw.get("rates") is None:
+        return Rates(currency)
+    rates_path = ws / str(raw["rates"])
+    try:
+        text = rates_path.read_text(encoding="utf-8-sig")
+    except OSError as exc:
+        why = exc.strerror
+        raise ConfigError(f"{path}: money.rates: cannot read {rates_path}: {why}") from None
+    try:
+        return parse_rates(text, currency, str(rates_path))
+    except ValueError as exc:
+        raise ConfigError(str(exc)) from None
 
 
 def _span(value: Any) -> int | None:

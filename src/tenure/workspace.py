@@ -75,4 +75,6 @@ class Workspace:
     def parser(self) -> LineParser:
         """A line parser that knows the workspace's registered event types."""
         s = self.settings
-        return LineParser(s.extra_event_types, strict=s.strict_types, zones=s.source_zones)
+        return LineParser(
+            s.extra_event_types, strict=s.strict_types, zones=s.source_zones, rates=s.rates
+        )

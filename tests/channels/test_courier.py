@@ -6,12 +6,13 @@ import datetime as dt
 import hashlib
 import hmac
 import socket
+import time
 from pathlib import Path
 
 import orjson
 import pytest
 
-from tenure.channels.adapters import ChannelSettings, Message
+from tenure.channels.adapters import ChannelSettings, Message, verify
 from tenure.channels.courier import SEND_LEASE_S, Courier
 from tenure.store import acts
 from tenure.store.db import Store
@@ -64,10 +65,13 @@ def test_receiver_failing_three_times_then_recovering_gets_exactly_one_delivery(
         # Exponential backoff with jitter between the attempts: about 1, 2, 4 seconds.
         assert len(clock.slept) == 3
         assert all(lo <= s <= lo + 0.5 for s, lo in zip(clock.slept, [1, 2, 4], strict=True))
-        # The body is signed with the channel's secret.
+        # The body is signed with the channel's secret, with the time it was sent.
         req = rx.accepted()[0]
-        expected = "sha256=" + hmac.new(b"s3cret", req["raw"], hashlib.sha256).hexdigest()
-        assert req["headers"]["X-Tenure-Signature"] == expected
+        header = req["headers"]["X-Tenure-Signature"]
+        t = int(header.split(",")[0].removeprefix("t="))
+        mac = hmac.new(b"s3cret", b"%d." % t + req["raw"], hashlib.sha256).hexdigest()
+        assert header == f"t={t},default={mac}"
+        assert verify(header, req["raw"], {"default": "s3cret"}, now=time.time())
         # Delivering the same key again sends nothing.
         assert c.deliver(msg(1)).status == "duplicate"
         assert len(rx.requests) == 4

@@ -77,7 +77,7 @@ def test_the_orders_export_imports_one_purchase_per_order(tmp_path: Path) -> Non
     assert first["at"] == "2026-03-01 09:00"  # 10:00 in Berlin, winter time
     assert first["payload"]["amount"] == pytest.approx(1268.90)  # "1,249.00" + 19.90
     assert first["payload"]["items"] == 3 and first["payload"]["currency"] == "EUR"
-    assert events["order-1002"]["payload"]["currency"] == "USD"
+    assert events["order-1002"]["payload"]["currency"] == "EUR"  # already upper case
     assert events["order-1004"]["at"] == "2026-03-29 10:00"  # summer time from that morning
     assert events["order-1004"]["payload"]["amount"] == pytest.approx(1059.95)
 
@@ -99,7 +99,13 @@ def test_the_billing_export_imports_its_events_by_type(tmp_path: Path) -> None:
     assert events["evt-004"]["at"] == "2026-04-01 07:00"  # Paris in summer time
     assert events["evt-005"]["at"] == "2026-04-01 09:30"  # its own +0200
     failed = events["evt-005"]["payload"]
-    assert failed == {"amount": 1249.0, "reason": "card declined", "attempt": 1}
+    assert failed == {
+        "amount": 1249.0,
+        "reason": "card declined",
+        "attempt": 1,
+        "currency": "EUR",  # none in the export: the workspace's reporting currency, said so
+        "__rate__": None,
+    }
 
 
 def test_the_helpdesk_export_imports_its_tickets(tmp_path: Path) -> None:
@@ -360,7 +366,7 @@ def test_constants_count_lines_and_keep_their_own_number_format() -> None:
         **{
             **ORDERS,
             "payload": {"amount": "total"},
-            "constants": {"type": "purchase", "payload.items": "1", "payload.currency": "SEK"},
+            "constants": {"type": "purchase", "payload.items": "1", "payload.currency": "EUR"},
         },
         decimal=",",
     )

@@ -170,7 +170,7 @@ def test_csv_accounts_for_every_line() -> None:
     mapping = CsvMapping(
         columns={"event_id": "id", "customer_id": "member", "occurred_at": "ts"},
         payload={"amount": "total"},
-        constants={"type": "purchase", "payload.currency": "USD"},
+        constants={"type": "purchase", "payload.currency": "EUR"},
     )
     got = list(read_csv(io.BytesIO(data), parser, mapping))
     assert [type(g).__name__ for g in got] == [
@@ -181,7 +181,7 @@ def test_csv_accounts_for_every_line() -> None:
         "Reject",
         "PurchaseEvent",
     ]
-    assert got[0].payload.currency == "USD" and got[5].payload.items == 2
+    assert got[0].payload.currency == "EUR" and got[5].payload.items == 2
     blank, not_object, extra, infinite = got[1:5]
     assert (blank.line_no, blank.reason) == (3, "line: blank")
     assert not_object.field == "payload" and "JSON object" in not_object.reason

@@ -15,6 +15,7 @@ import threading
 from pathlib import Path
 from typing import Any
 
+import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from typer.testing import CliRunner
@@ -27,6 +28,7 @@ from tenure.features.instants import Cadence, Silence, advance
 from tenure.features.state import CustomerState
 from tenure.policy.guardrails import GuardrailSettings
 from tenure.policy.model import Policy, default_policy, parse_policy
+from tenure.runtime import pipeline as pipeline_module
 from tenure.runtime.clock import FixedClock
 from tenure.runtime.engine import learned
 from tenure.runtime.pipeline import Pipeline
@@ -343,3 +345,17 @@ def test_a_sweep_in_steps_decides_as_one_sweep(tmp_path: Path) -> None:
         got.append(outcome(store))
         store.close()
     assert got[0] == got[1] == got[2]
+
+
+def test_a_pipeline_that_keeps_few_customers_in_memory_decides_the_same(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The customers kept between batches are a bounded cache: those evicted are read back."""
+    monkeypatch.setattr(pipeline_module, "CACHED_CUSTOMERS", 2)
+    store = Store(f"sqlite:///{tmp_path / 'small.db'}")
+    pipeline = Pipeline(store, SILENT_EAGER, batch_size=50)
+    pipeline.run(iter(_EVENTS), "t")
+    assert len(pipeline._cache) <= 2
+    got = outcome(store)
+    store.close()
+    assert got == _reference(tmp_path, SILENT_EAGER)

@@ -11,6 +11,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 import smtplib
+import time
 from dataclasses import dataclass, field
 from email.message import EmailMessage
 from pathlib import Path
@@ -75,6 +76,10 @@ class ChannelSettings(BaseModel):
     type: Literal["file", "webhook", "smtp", "crm"] = "file"
     url: str | None = None
     secret: str | None = Field(default=None, description="HMAC-SHA256 key for webhook signatures.")
+    keys: dict[str, str] | None = Field(
+        default=None,
+        description="Signing keys by key id (at most two, for rotation); instead of `secret`.",
+    )
     timeout_s: float = Field(default=5.0, gt=0)
     host: str = "localhost"
     port: int = 25
@@ -110,9 +115,59 @@ class FileChannel:
             raise Retryable(f"cannot write {self.path}: {exc.strerror}") from None
 
 
-def signature(secret: str, body: bytes) -> str:
-    """The `X-Tenure-Signature` header value: `sha256=` + hex HMAC of the raw body."""
-    return "sha256=" + hmac.new(secret.encode(), body, hashlib.sha256).hexdigest()
+# How old a signed request a receiver should still accept (`verify`): a captured request
+# replayed later than this is refused.
+SIGNATURE_TOLERANCE_S = 300
+
+
+def _mac(secret: str, timestamp: int, body: bytes) -> str:
+    return hmac.new(secret.encode(), b"%d." % timestamp + body, hashlib.sha256).hexdigest()
+
+
+def signature(keys: dict[str, str], body: bytes, timestamp: int) -> str:
+    """The `X-Tenure-Signature` header: `t=<unix seconds>,<key id>=<hex HMAC-SHA256 of
+    "<t>.<body>">` for each active key (two while a key is rotated), so the timestamp is signed
+    with the body and a receiver holding either key verifies."""
+    macs = [f"{kid}={_mac(secret, timestamp, body)}" for kid, secret in keys.items()]
+    return ",".join([f"t={timestamp}", *macs])
+
+
+def verify(
+    header: str,
+    body: bytes,
+    keys: dict[str, str],
+    now: float,
+    tolerance_s: float = SIGNATURE_TOLERANCE_S,
+) -> bool:
+    """A receiver's check of `X-Tenure-Signature`: signed by one of `keys` (id -> secret), and
+    no older (or newer) than `tolerance_s` against the receiver's clock `now`."""
+    parts = dict(p.strip().partition("=")[::2] for p in header.split(",") if "=" in p)
+    try:
+        timestamp = int(parts.pop("t"))
+    except (KeyError, ValueError):
+        return False
+    if abs(now - timestamp) > tolerance_s:
+        return False
+    return any(
+        kid in keys and hmac.compare_digest(mac, _mac(keys[kid], timestamp, body))
+        for kid, mac in parts.items()
+    )
+
+
+def signing_keys(settings: ChannelSettings, name: str) -> dict[str, str]:
+    """The channel's active signing keys by id (`secret` alone is the key `default`)."""
+    if settings.secret and settings.keys:
+        raise TenureError(f"channel {name!r}: set `secret` or `keys`, not both")
+    keys = settings.keys or ({"default": settings.secret} if settings.secret else {})
+    if len(keys) > 2:
+        raise TenureError(f"channel {name!r}: at most two active signing keys (for a rotation)")
+    for kid, secret in keys.items():
+        if kid == "t" or not kid.replace("-", "").replace("_", "").isalnum() or not secret:
+            raise TenureError(
+                f"channel {name!r}: key ids are letters, digits, - and _ (not `t`), "
+                "each with a secret"
+            )
+    return keys
 
 
 class WebhookChannel:
@@ -122,7 +177,7 @@ class WebhookChannel:
         if not settings.url:
             raise TenureError(f"channel {name!r}: a {settings.type} channel needs a url")
         self.url = settings.url
-        self.secret = settings.secret
+        self.keys = signing_keys(settings, name)
         self.client = httpx.Client(timeout=settings.timeout_s)
 
     def _body(self, message: Message) -> dict[str, Any]:
@@ -132,8 +187,8 @@ class WebhookChannel:
         """One POST; 5xx, 408, 429 and network errors are retryable, other 4xx are not."""
         body = orjson.dumps(self._body(message))
         headers = {"Content-Type": "application/json", "Idempotency-Key": message.key}
-        if self.secret:
-            headers["X-Tenure-Signature"] = signature(self.secret, body)
+        if self.keys:
+            headers["X-Tenure-Signature"] = signature(self.keys, body, int(time.time()))
         try:
             response = self.client.post(self.url, content=body, headers=headers)
         except httpx.HTTPError as exc:

@@ -81,21 +81,33 @@ class Usage(Payload, frozen=True):
     feature: Name | None = None
 
 
+# The rate to the workspace's reporting currency in force at the event's time, as the parser
+# found it in the rates file (events/money.py): stored with the event, so the log converts the
+# same way on every replay. Not the producer's to send; the parser sets (or clears) it.
+Rate = Annotated[float, Meta(gt=0, le=1e9)]
+
+
+def _rate() -> Any:
+    return msgspec.field(default=None, name="__rate__")
+
+
 class Purchase(Payload, frozen=True):
     amount: Money
-    currency: Currency = "EUR"
+    currency: Currency | None = None  # None: the workspace's reporting currency
     order_id: Id | None = None
     items: Annotated[int, Meta(ge=0, le=1_000_000)] = 1
     product_line: Name | None = None  # what a contract's earn rules may look at
+    rate: Rate | None = _rate()
 
 
 class Service(Payload, frozen=True):
     """A workshop visit or service at a dealer."""
 
     amount: Money
-    currency: Currency = "EUR"
+    currency: Currency | None = None
     order_id: Id | None = None
     product_line: Name | None = None
+    rate: Rate | None = _rate()
 
 
 Points = Annotated[int, Meta(gt=0, le=1_000_000_000)]
@@ -128,12 +140,16 @@ class Subscription(Payload, frozen=True):
     plan: Name | None = None
     mrr: Money | None = None
     reason: Text | None = None
+    currency: Currency | None = None  # of `mrr`
+    rate: Rate | None = _rate()
 
 
 class PaymentFailed(Payload, frozen=True):
     amount: Money | None = None
     reason: Text | None = None
     attempt: Annotated[int, Meta(ge=1, le=1000)] = 1
+    currency: Currency | None = None
+    rate: Rate | None = _rate()
 
 
 class SupportTicket(Payload, frozen=True):
@@ -154,6 +170,13 @@ class Consent(Payload, frozen=True):
     channel: Name
     purpose: Name
     partner_id: Id | None = None
+
+
+class Alias(Payload, frozen=True):
+    """`previous_id` is the same person as the event's customer: an anonymous id that signed in,
+    or a second account. From this event on, everything of `previous_id` is the customer's."""
+
+    previous_id: Id
 
 
 # Personal data. It is accepted only here, kept in clear only in the `personal_data` table (the
@@ -180,6 +203,12 @@ class ProfileUpdated(Payload, frozen=True):
             raise ValueError(f"timezone: unknown IANA time zone {self.timezone!r}")
 
 
+# The types whose amounts are money: the parser records their rate to the reporting currency.
+MONEY_TYPES = frozenset(
+    {"purchase", "service", "payment.failed"}
+    | {f"subscription.{s}" for s in ("started", "renewed", "cancel_requested", "cancelled")}
+)
+
 PAYLOADS: dict[str, type[Payload]] = {
     "usage": Usage,
     "purchase": Purchase,
@@ -202,7 +231,11 @@ PAYLOADS: dict[str, type[Payload]] = {
     "loyalty.redeem_confirmed": LoyaltyRedemption,
     "loyalty.redeem_cancelled": LoyaltyRedemption,
     "loyalty.return": LoyaltyReturn,
+    "alias": Alias,
+    "merge": Alias,
 }
+# Types that join two customer ids into one (the pipeline resolves ids through them).
+IDENTITY_TYPES = frozenset({"alias", "merge"})
 EVENT_TYPES: tuple[str, ...] = tuple(PAYLOADS)
 # The envelope's fields in their canonical order (also the event log's columns).
 ENVELOPE_FIELDS = (
@@ -307,7 +340,7 @@ def payload_record(event: Event) -> dict[str, Any]:
     """The payload as the producer sent it: the schema's fields and the extra ones, in one
     object (what the event log stores and views show)."""
     p = event.payload
-    rec: dict[str, Any] = p if isinstance(p, dict) else msgspec.structs.asdict(p)
+    rec: dict[str, Any] = p if isinstance(p, dict) else msgspec.to_builtins(p)
     return {**rec, **event.extra} if event.extra else dict(rec)
 
 

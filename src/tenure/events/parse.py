@@ -29,12 +29,14 @@ from tenure.events.envelope import (
     DEFAULT_MAX_FUTURE_SKEW,
     MAX_DEPTH,
     MAX_PAYLOAD_BYTES,
+    MONEY_TYPES,
     Event,
     event_union,
     id_problem,
     ids_problem,
     split_payload,
 )
+from tenure.events.money import Rates
 
 if TYPE_CHECKING:  # see `__getattr__` at the end
     from tenure.events.csv_import import CsvMapping as CsvMapping
@@ -403,9 +405,11 @@ class LineParser:
         *,
         strict: Iterable[str] = (),
         zones: Mapping[str, str] | None = None,
+        rates: Rates | None = None,
     ) -> None:
         self._union = event_union(tuple(sorted(extra_types)))
         self._decoder = msgspec.json.Decoder(self._union)
+        self._rates = rates or Rates()  # the reporting currency, and rates to it
         self._strict = frozenset(strict)  # types whose payloads refuse extras and coercion
         self._zones = {k: zoneinfo.ZoneInfo(v) for k, v in (zones or {}).items()}
 
@@ -447,6 +451,8 @@ class LineParser:
                         event = Reject(line_no, raw, *problem)
             else:
                 event = self.parse(RawLine(line_no, raw))
+            if event.__class__ is not Reject and event.type in MONEY_TYPES:
+                event = self.priced(line_no, raw, event)
             if event.__class__ is Reject:
                 yield event
                 continue
@@ -492,7 +498,7 @@ class LineParser:
                 )
         if (problem := _problem(event)) is not None:
             return Reject(line.line_no, raw, *problem)
-        return event
+        return self.priced(line.line_no, raw, event) if event.type in MONEY_TYPES else event
 
     def _evolved(self, line_no: int, raw: bytes, exc: Exception) -> Event | Reject | None:
         """A line the schema refused, read as the compatibility rule allows: extra payload
@@ -537,7 +543,23 @@ class LineParser:
             return Reject(line_no, raw, field, reason)
         if (problem := _problem(event)) is not None:
             return Reject(line_no, raw, *problem)
-        return event
+        return self.priced(line_no, raw, event) if event.type in MONEY_TYPES else event
+
+    def priced(self, line_no: int, raw: bytes, event: Event) -> Event | Reject:
+        """A money event with its currency (the reporting one when none was sent) and the rate
+        to the reporting currency in force at its time; a reject when there is none."""
+        p = event.payload
+        rates = self._rates
+        currency = p.currency or rates.currency
+        rate = rates.rate(currency, event.occurred_at)
+        if rate is None:
+            reason = rates.problem(currency, event.occurred_at) or "payload.currency: no rate"
+            return Reject(line_no, raw, "payload.currency", reason)
+        kept = None if currency == rates.currency else rate
+        if p.currency == currency and p.rate == kept:
+            return event
+        priced = msgspec.structs.replace(p, currency=currency, rate=kept)
+        return msgspec.structs.replace(event, payload=priced)
 
 
 def _problem(event: Event) -> tuple[str, str] | None:

@@ -40,7 +40,8 @@ def _utc(ts: int | None) -> str | None:
 
 
 class Features(msgspec.Struct, frozen=True, kw_only=True):
-    """A customer's features as of one time. Durations in days, money in the event currency.
+    """A customer's features as of one time. Durations in days, money in the workspace's
+    reporting currency (events/money.py).
 
     A msgspec struct rather than a frozen dataclass: one is built for every customer in every
     batch, and a frozen dataclass's per-field `object.__setattr__` was a tenth of that cost.

@@ -103,6 +103,8 @@ _AMOUNT_FIELD = {
     "support.ticket": "sentiment",
 }
 _FAMILY = {t: t.partition(".")[0] for t in PAYLOADS}
+# Amounts that are money, counted in the reporting currency at the rate the parser recorded.
+_MONEY = frozenset({"purchase", "payment.failed"})
 
 
 def _registers(event: Event) -> Iterable[tuple[str, Any]]:
@@ -113,7 +115,7 @@ def _registers(event: Event) -> Iterable[tuple[str, Any]]:
         if p.plan is not None:
             yield "plan", p.plan
         if p.mrr is not None:
-            yield "mrr", p.mrr
+            yield "mrr", p.mrr if p.rate is None else p.mrr * p.rate
     elif isinstance(p, ProfileUpdated):
         for name in ("timezone", "plan", "segment"):
             value = getattr(p, name)
@@ -240,6 +242,8 @@ class Fold:
             family = _FAMILY.get(etype) or etype.partition(".")[0]
             field_name = _AMOUNT_FIELD.get(etype)
             value = getattr(event.payload, field_name) if field_name else None
+            if value and etype in _MONEY and event.payload.rate is not None:
+                value *= event.payload.rate  # into the reporting currency (events/money.py)
             amount = round(value * MICROS) if value else 0
             count, total = totals.get(family, (0, 0))
             totals[family] = (count + 1, total + amount)
@@ -284,3 +288,43 @@ class Fold:
             registers=self.registers,
             last_at=self.last_at,
         )
+
+
+def merge_states(survivor: CustomerState, merged: CustomerState) -> CustomerState:
+    """One customer's state from two ids' (`merged` joins `survivor`, whose id it keeps): what
+    folding both ids' events into one state gives, since every piece is commutative (sums per
+    day and family, the union of purchase days, the newest register by (time, event id))."""
+    totals = dict(survivor.totals)
+    for family, (count, amount) in merged.totals.items():
+        c, a = totals.get(family, (0, 0))
+        totals[family] = (c + count, a + amount)
+    daily: dict[str, dict[int, Bucket]] = {f: dict(b) for f, b in survivor.daily.items()}
+    for family, buckets in merged.daily.items():
+        mine = daily.setdefault(family, {})
+        for day, (count, amount) in buckets.items():
+            c, a = mine.get(day, (0, 0))
+            mine[day] = (c + count, a + amount)
+    registers = dict(survivor.registers)
+    for name, reg in merged.registers.items():
+        old = registers.get(name)
+        if old is None or (old[0], old[1]) < (reg[0], reg[1]):
+            registers[name] = reg
+    last_at = dict(survivor.last_at)
+    for etype, at in merged.last_at.items():
+        last_at[etype] = max(at, last_at.get(etype, at))
+    seen = [t for t in (survivor.first_seen, merged.first_seen) if t is not None]
+    last = [t for t in (survivor.last_seen, merged.last_seen) if t is not None]
+    if last:
+        # The kept window runs from the newer of the two: drop what fell out of it.
+        oldest = min((d for b in daily.values() for d in b), default=max(last) // DAY_S)
+        _forget_before_horizon(None, max(last), oldest, daily, set(daily), registers)
+    return CustomerState(
+        customer_id=survivor.customer_id,
+        first_seen=min(seen) if seen else None,
+        last_seen=max(last) if last else None,
+        totals=totals,
+        daily={f: b for f, b in daily.items() if b},
+        purchase_days=survivor.purchase_days | merged.purchase_days,
+        registers=registers,
+        last_at=last_at,
+    )

@@ -77,6 +77,22 @@ class DecisionMemory:
             "contacts": [[c.at, c.channel] for c in _contacts(rec.get("contacts"))],
         }
 
+    @staticmethod
+    def merged(survivor: dict[str, Any] | None, other: dict[str, Any] | None) -> dict[str, Any]:
+        """Two ids' memories as one person's: in a policy's band if either was, the newer last
+        intervention, and both ids' contacts, so cooldowns and caps count across the ids."""
+        a, b = survivor or {}, other or {}
+        bands = dict(a.get("at_risk", {}))
+        for key, band in b.get("at_risk", {}).items():
+            bands[key] = bool(bands.get(key, False) or band)
+        last = [x for x in (a.get("last_intervention_at"), b.get("last_intervention_at")) if x]
+        contacts = sorted({(c.at, c.channel) for m in (a, b) for c in _contacts(m.get("contacts"))})
+        return {
+            "at_risk": bands,
+            "last_intervention_at": max(last) if last else None,
+            "contacts": [[at, channel] for at, channel in contacts],
+        }
+
     @classmethod
     def from_record(cls, rec: dict[str, Any] | None) -> DecisionMemory:
         """Rebuild from `to_record()` output; None means a customer never evaluated."""

@@ -15,6 +15,7 @@ from __future__ import annotations
 import dataclasses
 import datetime as dt
 import gc
+import itertools
 import logging
 import time
 import uuid
@@ -24,6 +25,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
+import msgspec
 from opentelemetry import context as otel_context
 from opentelemetry import trace
 from sqlalchemy import Connection
@@ -42,7 +44,7 @@ from tenure.features.instants import (
     seconds,
     split_late,
 )
-from tenure.features.state import DAY_S, CustomerState
+from tenure.features.state import DAY_S, CustomerState, apply_all, merge_states
 from tenure.journeys.inputs import (
     EventObserved,
     HumanTask,
@@ -74,15 +76,19 @@ from tenure.policy.inputs import DecisionInputs
 from tenure.policy.lifecycle import PolicySet
 from tenure.policy.model import Policy
 from tenure.runtime.clock import Clock, EventClock
+from tenure.runtime.identity import Merge, Resolved, ids_of, resolve
 from tenure.scoring.baseline import BaselineScorer
 from tenure.scoring.types import Score, Scorer, explained
-from tenure.services.loyalty import accrue_in, recalc_tiers_in, redeem_in
+from tenure.services.loyalty import accrue_in, move_points_in, recalc_tiers_in, redeem_in
 from tenure.store import acts, personal, repo
 from tenure.store.acts import journey_row, outbox_row
 from tenure.store.db import Store
-from tenure.times import from_epoch, parse_instant
+from tenure.times import from_epoch, iso, parse_instant
 
 DEFAULT_BATCH_SIZE = 40_000
+# Customers a pipeline keeps in memory between batches (their state as written): enough for the
+# customers of a few batches, bounded so a large workspace's memory does not grow without end.
+CACHED_CUSTOMERS = 50_000
 
 log = get_logger("tenure.pipeline")
 
@@ -258,6 +264,7 @@ class Sorted:
     duplicates: int
     duplicate_ids: list[str]  # kept only when debug logging is on
     locked: list[str] = field(default_factory=list)  # customers locked for the batch
+    identity: Resolved = field(default_factory=lambda: Resolved([]))  # ids merged, sent as
 
 
 @dataclass(frozen=True, slots=True)
@@ -334,11 +341,54 @@ class BatchWrite:
     outbox: list[dict[str, Any]]
     journeys: list[dict[str, Any]]
     locked: list[str] = field(default_factory=list)
+    identity: Resolved = field(default_factory=lambda: Resolved([]))
 
 
 def _newest(state: CustomerState, pending: Sequence[Event]) -> int:
     times = [t for t in (state.last_seen, *(seconds(e) for e in pending[-1:])) if t is not None]
     return max(times) if times else 0
+
+
+def _merge_in(conn: Connection, merges: Sequence[Merge]) -> None:
+    """Move what the store held under each merged id to its survivor, each merge an audit
+    record (who joined whom, by which event)."""
+    bodies = []
+    for m in merges:
+        repo.merge_customer(conn, m.previous, m.survivor, m.event.occurred_at, m.event.event_id)
+        points = move_points_in(conn, m.previous, m.survivor, m.event.occurred_at.timestamp())
+        bodies.append(
+            {
+                "kind": "customer.merged",
+                "customer_id": m.survivor,
+                "previous_id": m.previous,
+                "event_id": m.event.event_id,
+                "points_moved": points,
+                "at": iso(m.event.occurred_at),
+            }
+        )
+    seq, head = repo.lock_audit_head(conn)
+    refs = [("customer.merged", m.event.event_id) for m in merges]
+    repo.append_audit(conn, chain(head, seq + 1, bodies), refs)
+
+
+def _merged(survivor: Held, previous: Held) -> Held:
+    """One customer from two ids' (`previous` merged into `survivor`): both states, both
+    memories; the waiting events of both, those before the later `through` folded at once."""
+    cid = survivor.state.customer_id
+    through = max(survivor.through, previous.through)
+    waiting = [
+        e if e.customer_id == cid else msgspec.structs.replace(e, customer_id=cid)
+        for e in sorted([*survivor.pending, *previous.pending], key=event_order)
+    ]
+    state = merge_states(survivor.state, previous.state)
+    late = [e for e in waiting if seconds(e) < through]
+    return Held(
+        apply_all(state, late) if late else state,
+        DecisionMemory.merged(survivor.memory, previous.memory),
+        survivor.version,
+        through,
+        tuple(e for e in waiting if seconds(e) >= through),
+    )
 
 
 def _customer_rows(ev: Evaluation) -> list[dict[str, Any]]:
@@ -509,6 +559,7 @@ class Pipeline:
         # only while the store still holds that version, so another writer can never be undone.
         self._cache: dict[str, Held] = {}
         self._step: int | None = None  # a sweep's customers per step (`sweep`)
+        self._gone: list[str] = []  # ids the batch merged into others (runtime/identity.py)
         self._short = False  # the step stopped short of the watermark
         self._pending: dict[str, Held] = {}
         self._committed = _Committed()
@@ -602,7 +653,20 @@ class Pipeline:
                 for k, v in counts.items():
                     span.set_attribute(f"tenure.{k}", v)
             self._log_batch(summary, counts, seconds_taken)
-        self._cache.update(self._pending)
+        self._remember(self._pending)
+
+    def _remember(self, written: dict[str, Held]) -> None:
+        """Keep what a batch wrote for the next ones, the most recently written customers
+        first: a workspace of millions would not fit, and a customer not kept is read again."""
+        cache = self._cache
+        for cid in self._gone:
+            cache.pop(cid, None)
+        self._gone = []
+        for cid, held in written.items():
+            cache.pop(cid, None)  # to the end: the newest
+            cache[cid] = held
+        for cid in list(itertools.islice(cache, max(0, len(cache) - CACHED_CUSTOMERS))):
+            del cache[cid]
 
     def _log_batch(self, summary: RunSummary, counts: dict[str, int], seconds: float) -> None:
         """The committed batch's lines: each decision (its correlation id is the event that
@@ -674,11 +738,13 @@ class Pipeline:
             outbox=[*recorded.outbox, *self._signals(evaluation, sorted_)],
             journeys=recorded.journeys,
             locked=sorted_.locked,
+            identity=sorted_.identity,
         )
         self._write(conn, write, summary)
         repo.advance_watermark(conn, window.newest, window.until)
         # Only now is the batch certain to commit with these versions; a rollback raises first.
         self._pending = _written(evaluation)
+        self._gone = [m.previous for m in sorted_.identity.merges]
         self._committed = _Committed(
             list(sorted_.events),
             sorted_.duplicate_ids,
@@ -722,9 +788,14 @@ class Pipeline:
                     duplicate_ids.append(item.event_id)
             else:
                 events[item.event_id] = item
+        # Ids resolve through merges (runtime/identity.py): an event sent with an id merged
+        # away counts for the id that survived.
+        names = ids_of(list(events.values()))
+        identity = resolve(list(events.values()), repo.identities_of(conn, sorted(names)))
+        events = {e.event_id: e for e in identity.events}
         # Locked (with the customers due) before the duplicate check: a concurrent writer's
         # events for these customers are then either committed (and found here) or not started.
-        locked = sorted({e.customer_id for e in events.values()} | set(due))
+        locked = sorted(names | set(identity.mapping.values()) | set(due))
         repo.lock_customers(conn, locked)
         existing = repo.existing_event_ids(conn, list(events))
         duplicates += len(existing)
@@ -737,17 +808,29 @@ class Pipeline:
                 continue
             by_customer.setdefault(e.customer_id, []).append(e)
             fresh.append(e)
-        return Sorted(fresh, by_customer, rejects, duplicates, duplicate_ids, locked)
+        return Sorted(fresh, by_customer, rejects, duplicates, duplicate_ids, locked, identity)
 
     def _load(
         self, conn: Connection, sorted_: Sorted, due: list[str], window: Window
     ) -> Evaluation:
-        """The batch's customers and those due, as stored, and their journeys."""
-        ids = sorted(set(sorted_.by_customer) | set(due))
-        held = self._held(conn, ids)
-        journeys, sends = self._journeys_of(conn, ids, window)
-        memories = [_with_sends(h.memory, sends.get(cid)) for cid, h in zip(ids, held, strict=True)]
-        return Evaluation(ids, held, memories, journeys)
+        """The batch's customers and those due, as stored, and their journeys; a customer an
+        id merged into holds that id's state, waiting events, memory and journeys too."""
+        identity = sorted_.identity
+        ids = sorted(set(sorted_.by_customer) | {identity.survivor(d) for d in due})
+        merges = identity.merges
+        gone = [m.previous for m in merges]
+        extra = sorted({m.survivor for m in merges} - set(ids))
+        held = dict(
+            zip([*ids, *extra, *gone], self._held(conn, [*ids, *extra, *gone]), strict=True)
+        )
+        journeys, sends = self._journeys_of(conn, [*ids, *gone], window)
+        for m in merges:
+            held[m.survivor] = _merged(held[m.survivor], held.pop(m.previous))
+            journeys.setdefault(m.survivor, []).extend(journeys.pop(m.previous, []))
+            sends.setdefault(m.survivor, []).extend(sends.pop(m.previous, []))
+        kept = [held[cid] for cid in ids]
+        memories = [_with_sends(h.memory, sends.get(cid)) for cid, h in zip(ids, kept, strict=True)]
+        return Evaluation(ids, kept, memories, journeys)
 
     def _perceive(self, ev: Evaluation, sorted_: Sorted, window: Window) -> None:
         """Walk each customer to the watermark, collecting the instants passed, and score every
@@ -990,11 +1073,14 @@ class Pipeline:
         """Everything the batch writes besides the audit, in the same transaction."""
         events = list(write.events)
         # Personal values go to their own table; the event log keeps their digests.
+        sent_as = write.identity.sent_as
+        if write.identity.merges:
+            _merge_in(conn, write.identity.merges)
         if any(needs_redaction(e) for e in events):
             personal.keep(conn, events)
-            repo.insert_events(conn, [redacted(e) for e in events])
+            repo.insert_events(conn, [redacted(e) for e in events], sent_as)
         else:
-            repo.insert_events(conn, events)
+            repo.insert_events(conn, events, sent_as)
         if events:
             self._loyalty(conn, events, summary)
         repo.insert_rejects(conn, [_reject_row(summary, r) for r in write.rejects])

@@ -22,6 +22,7 @@ from tenure.errors import InputError
 from tenure.events.envelope import Event
 from tenure.loyalty.contracts import Accrual, Contract, Version, capped, earn, split
 from tenure.loyalty.ledger import (
+    OK_RESULTS,
     Book,
     Request,
     breakage_account,
@@ -69,13 +70,24 @@ class _Plan:
 
 
 def _as_mapping(e: Event) -> dict[str, Any]:
+    """The event as earn rules see it: its amount in the reporting currency (a contract's
+    points per unit and point value are in it), the amount as sent kept beside."""
+    payload = e.payload if isinstance(e.payload, dict) else msgspec.to_builtins(e.payload)
+    rate = payload.get("__rate__")
+    if rate is not None and payload.get("amount") is not None:
+        payload = {
+            **payload,
+            "amount": payload["amount"] * rate,
+            "amount_as_sent": payload["amount"],
+            "currency_as_sent": payload.get("currency"),
+        }
     return {
         "type": e.type,
         "event_id": e.event_id,
         "customer_id": e.customer_id,
         "occurred_at": e.occurred_at,
         "partner_id": e.partner_id,
-        "payload": e.payload if isinstance(e.payload, dict) else msgspec.to_builtins(e.payload),
+        "payload": payload,
     }
 
 
@@ -721,3 +733,28 @@ def reconciliation(
             for m in report.mismatches
         ],
     }
+
+
+def move_points_in(conn: Connection, previous: str, survivor: str, at: float) -> int:
+    """A merged id's free points, moved to the survivor's account in each programme, lot by
+    lot with each lot's expiry (inside the caller's transaction). Returns the points moved."""
+    requests = []
+    for lot in ledger.member_lots(conn, previous):
+        programme = lot.account.partition(":")[2].partition(":")[0]
+        requests.append(
+            Request(
+                id=f"merge:{lot.lot_id}",
+                kind="adjust",
+                debit=lot.account,
+                credit=member_account(programme, survivor),
+                amount=lot.free,
+                at=at,
+                expires_at=lot.expires_at,
+                ref=f"merge:{previous}:{survivor}",
+            )
+        )
+    results = ledger.post_in(conn, requests, at)
+    refused = [(r.id, x) for r, x in zip(requests, results, strict=True) if x not in OK_RESULTS]
+    if refused:
+        raise RuntimeError(f"ledger refused moving merged points: {refused[:3]}")  # rolls back
+    return sum(r.amount for r in requests)

@@ -33,6 +33,9 @@ def erase(
         raise InputError("--by must name who asked for the erasure")
     now = now or dt.datetime.now(dt.UTC)
     with store.transaction() as conn:
+        # Every id of the person: an id merged away erases the one it merged into, and both.
+        customer_id = repo.identities_of(conn, [customer_id]).get(customer_id, customer_id)
+        aliases = repo.aliases_of(conn, customer_id)
         values = kept.personal(conn, customer_id)
         if not kept.customer_known(conn, customer_id) and not any(values.values()):
             raise InputError(f"no customer {customer_id!r}")
@@ -41,12 +44,14 @@ def erase(
         events = kept.redact_profile_events(conn, customer_id)
         # A rejected line is raw input: it cannot be parsed to find the fields, so a line that
         # names the customer or holds one of the values is blanked (its reason is kept).
-        needles = [orjson.dumps(customer_id), *(s.encode() for s in secrets)]
+        needles = [orjson.dumps(c) for c in (customer_id, *aliases)]
+        needles += [s.encode() for s in secrets]
         rejects = kept.blank_rejects(conn, needles)
         scrubbed = kept.scrub_deliveries(conn, customer_id, secrets) if secrets else 0
         body = {
             "kind": "customer.erased",
             "customer_id": customer_id,
+            "merged_ids": aliases,
             "fields": sorted(f for f, v in values.items() if v),
             "by": by.strip(),
             "at": now.isoformat(),

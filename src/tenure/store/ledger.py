@@ -260,3 +260,20 @@ def account(conn: Connection, account_id: str) -> Account:
     ac = t.ledger_accounts.c
     row = conn.execute(select(t.ledger_accounts).where(ac.account_id == account_id)).first()
     return _account(row) if row is not None else Account(account_id)
+
+
+def member_lots(conn: Connection, customer_id: str) -> list[Lot]:
+    """The customer's lots with points free to move, in every programme, in draw order."""
+    lots = t.ledger_lots.c
+    suffix = ":" + customer_id
+    rows = conn.execute(
+        select(t.ledger_lots).where(
+            lots.account_id.startswith("member:", autoescape=True),
+            lots.account_id.endswith(suffix, autoescape=True),
+            lots.remaining > lots.reserved,
+        )
+    )
+    found = [_lot(r) for r in rows]
+    # `endswith` also matches a longer id ending the same way: keep the exact account.
+    mine = [x for x in found if x.account.partition(":")[2].partition(":")[2] == customer_id]
+    return sorted(mine, key=lambda x: (x.account, *x.sort_key()))

@@ -75,18 +75,23 @@ def _sqlite_time(value: dt.datetime) -> str:
     return value.isoformat(" ", "microseconds")[:26]  # drop the "+00:00"
 
 
-def insert_events(conn: Connection, events: Sequence[Event]) -> None:
-    """Append events; an id already present (another worker won the race) is skipped."""
+def insert_events(
+    conn: Connection, events: Sequence[Event], sent_as: Mapping[str, str] | None = None
+) -> None:
+    """Append events; an id already present (another worker won the race) is skipped.
+    `sent_as`: by event id, the customer id an event was sent with when it is stored under the
+    id that id merged into."""
     if not events:
         return
+    sent = sent_as or {}
     if conn.dialect.name == "sqlite":
         # The ingest hot path. SQLAlchemy's executemany builds and processes a parameter dict
         # per row, which measured at twice the cost of the insert itself; here rows go to the
         # driver as tuples, with times written in exactly the format SQLAlchemy's SQLite
         # DateTime writes and reads (UTC, "YYYY-MM-DD HH:MM:SS.ffffff").
         sql = (
-            f"INSERT INTO events ({', '.join(STORED_FIELDS)}) VALUES "
-            f"({', '.join('?' * len(STORED_FIELDS))}) ON CONFLICT DO NOTHING"
+            f"INSERT INTO events ({', '.join(STORED_FIELDS)}, sent_as) VALUES "
+            f"({', '.join('?' * (len(STORED_FIELDS) + 1))}) ON CONFLICT DO NOTHING"
         )
         conn.exec_driver_sql(
             sql,
@@ -101,6 +106,7 @@ def insert_events(conn: Connection, events: Sequence[Event]) -> None:
                     e.schema_version,
                     _encode(e.payload if e.extra is None else payload_record(e)).decode(),
                     None if e.context is None else _encode(e.context).decode(),
+                    sent.get(e.event_id) if sent else None,
                 )
                 for e in events
             ],
@@ -119,6 +125,7 @@ def insert_events(conn: Connection, events: Sequence[Event]) -> None:
                 "schema_version": e.schema_version,
                 "payload": msgspec.to_builtins(e.payload if e.extra is None else payload_record(e)),
                 "context": e.context,
+                "sent_as": sent.get(e.event_id),
             }
             for e in events
         ],
@@ -563,3 +570,70 @@ def save_budget_spent(conn: Connection, policy_id: str, spent: Mapping[str, floa
     conn.execute(
         stmt, [{"policy_id": policy_id, "period": p, "spent": v} for p, v in spent.items()]
     )
+
+
+def identities_of(conn: Connection, ids: Sequence[str]) -> dict[str, str]:
+    """The id each of `ids` merged into (only those that were merged away)."""
+    if not ids:
+        return {}
+    i = t.identities.c
+    rows = conn.execute(select(i.alias_id, i.customer_id).where(_among(conn, i.alias_id, ids)))
+    return {alias: survivor for alias, survivor in rows}
+
+
+# Rows that belong to a person and move with their id when it merges into another.
+_FOLLOW = ("decisions", "journeys", "deliveries", "tasks", "loyalty_accruals", "loyalty_results")
+
+
+def merge_customer(
+    conn: Connection, previous: str, survivor: str, at: dt.datetime, event_id: str
+) -> None:
+    """Move what the store holds under `previous` to `survivor` (the batch writes the merged
+    state): its events (keeping the id they were sent as), decisions, journeys, deliveries,
+    tasks, loyalty rows, personal data and tier; and map `previous` (and whatever it had
+    absorbed) to `survivor` for every later event."""
+    e = t.events.c
+    conn.execute(
+        update(t.events)
+        .where(e.customer_id == previous)
+        .values(customer_id=survivor, sent_as=func.coalesce(e.sent_as, previous))
+    )
+    for name in _FOLLOW:
+        table = t.metadata.tables[name]
+        conn.execute(
+            update(table).where(table.c.customer_id == previous).values(customer_id=survivor)
+        )
+    for name in ("personal_data", "loyalty_tiers"):
+        _move_unless_held(conn, t.metadata.tables[name], previous, survivor)
+    i = t.identities
+    conn.execute(update(i).where(i.c.customer_id == previous).values(customer_id=survivor))
+    row = {"alias_id": previous, "customer_id": survivor, "merged_at": at, "event_id": event_id}
+    stmt = _insert(conn, i).values(**row)
+    conn.execute(
+        stmt.on_conflict_do_update(
+            index_elements=[i.c.alias_id], set_={"customer_id": survivor, "merged_at": at}
+        )
+    )
+    conn.execute(delete(t.customers).where(t.customers.c.customer_id == previous))
+
+
+def _move_unless_held(conn: Connection, table: Table, previous: str, survivor: str) -> None:
+    """A one-row-per-customer table: the survivor keeps its own row, else takes the other's."""
+    c = table.c
+    keys = [k.name for k in table.primary_key.columns if k.name != "customer_id"]
+    theirs = conn.execute(select(table).where(c.customer_id == previous)).mappings().all()
+    for row in theirs:
+        same = [c[k] == row[k] for k in keys]
+        held = conn.execute(select(c.customer_id).where(c.customer_id == survivor, *same)).first()
+        where = [c.customer_id == previous, *same]
+        if held is None:
+            conn.execute(update(table).where(*where).values(customer_id=survivor))
+        else:
+            conn.execute(delete(table).where(*where))
+
+
+def aliases_of(conn: Connection, customer_id: str) -> list[str]:
+    """Every id merged into `customer_id`."""
+    i = t.identities.c
+    query = select(i.alias_id).where(i.customer_id == customer_id).order_by(i.alias_id)
+    return list(conn.execute(query).scalars())

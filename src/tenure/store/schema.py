@@ -61,6 +61,8 @@ events = Table(
     Column("schema_version", Integer, nullable=False),
     Column("payload", Json, nullable=False),  # as sent: the schema's fields and extra ones
     Column("context", Json),  # the producer's top-level `context`; migration 0014
+    # The id the event was sent with, when it is stored under the id that survived a merge.
+    Column("sent_as", String(200)),
     # A customer's timeline; migration 0008.
     Index("ix_events_customer_time", "customer_id", "occurred_at"),
 )
@@ -83,6 +85,17 @@ rejects = Table(
     # Each run keeps its own rejects (a rerun shows its own reasons); within a run the same bad
     # line is kept once, so a retried batch adds nothing (migration 0013).
     UniqueConstraint("run_id", "source", "line_no", "raw_sha256", name="uq_rejects_run_line"),
+)
+
+# Ids merged into another (an anonymous id, a second account): events sent with `alias_id`
+# count for `customer_id`. Migration 0015.
+identities = Table(
+    "identities",
+    metadata,
+    Column("alias_id", String(200), primary_key=True),
+    Column("customer_id", String(200), nullable=False, index=True),
+    Column("merged_at", UtcDateTime, nullable=False),
+    Column("event_id", String(200), nullable=False),
 )
 
 customers = Table(
