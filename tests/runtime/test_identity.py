@@ -13,6 +13,7 @@ import pytest
 from sqlalchemy import text
 
 from tenure.events.envelope import Event, make_event
+from tenure.events.personal import id_of
 from tenure.loyalty import ledger
 from tenure.loyalty.contracts import Contract
 from tenure.loyalty.ledger import member_account
@@ -186,3 +187,30 @@ def test_a_merged_ids_points_move_to_the_survivor_and_the_ledger_verifies(tmp_pa
         assert (survivor.available, previous.available) == (150, 0)  # 0.5 a euro: 100 + 50
         assert ledger.verify(ledger_store.whole_book(conn)) is None
     store.close()
+
+
+def test_an_email_id_is_kept_as_a_digest_found_by_its_address_and_erased(tmp_path: Path) -> None:
+    path = tmp_path / "t.db"
+    events = [
+        ev("usage", "Ada@Example.com", at=float(d), event_id=f"u-{d}", minutes=3.0)
+        for d in range(5)
+    ]
+    join = alias(T0 + 6 * DAY, "anon-7", "ada@example.com")
+    events.append(msgspec.structs.replace(join, event_id="alias-1"))
+    store = run(path, events, 2)
+    with store.reader() as conn:
+        found = customer_view(conn, "ADA@example.com", as_of=T0 + 10 * DAY)
+        assert found is not None and found["customer_id"] == id_of("ada@example.com")
+        assert found["personal"]["email"] == "ada@example.com"
+        ids = {r["customer_id"] for r in queries.decisions(conn, limit=100)}
+        assert ids == {id_of("ada@example.com")}
+        assert repo.identities_of(conn, ["anon-7"]) == {"anon-7": id_of("ada@example.com")}
+    store.close()
+    wal = path.with_name(path.name + "-wal")
+    stored = path.read_bytes() + (wal.read_bytes() if wal.exists() else b"")
+    assert stored.count(b"ada@example.com") >= 1 and b"Ada@Example.com" not in stored
+    store = Store(f"sqlite:///{path}")
+    erase(store, "Ada@Example.com", "privacy desk")
+    store.close()
+    data = path.read_bytes() + (wal.read_bytes() if wal.exists() else b"")
+    assert b"ada@example.com" not in data.lower()

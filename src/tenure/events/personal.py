@@ -9,14 +9,47 @@ erasing a customer deletes them.
 from __future__ import annotations
 
 import hashlib
+import re
+from collections.abc import Sequence
 from typing import Any
 
 import msgspec
 
-from tenure.events.envelope import Event
+from tenure.events.envelope import IDENTITY_TYPES, Event
 
 SENSITIVE = ("name", "email", "phone")
 DIGEST_PREFIX = "sha256:"
+
+
+# An id that is an email address (a customer id some systems use): kept as a digest everywhere
+# but the personal-data table, so it is masked like any email and erased with the person.
+_EMAIL_ID = re.compile(r"^[^@\s]{1,64}@[^@\s]+\.[^@\s]+$")
+
+
+def id_of(value: str) -> str:
+    """The id tenure keeps for `value`: the digest of an email address (case folded), else
+    `value` itself."""
+    if "@" in value and _EMAIL_ID.match(value):
+        return digest(value.strip().lower())
+    return value
+
+
+def email_ids(events: Sequence[Event]) -> tuple[list[Event], dict[str, str]]:
+    """The events with email ids (the customer's, an alias's `previous_id`) as their digests,
+    and each digest's address."""
+    clear: dict[str, str] = {}
+    out = []
+    for e in events:
+        changes: dict[str, Any] = {}
+        if "@" in e.customer_id and (kept := id_of(e.customer_id)) != e.customer_id:
+            clear[kept] = e.customer_id.strip().lower()
+            changes["customer_id"] = kept
+        previous = getattr(e.payload, "previous_id", None) if e.type in IDENTITY_TYPES else None
+        if previous and "@" in previous and (kept := id_of(previous)) != previous:
+            clear[kept] = previous.strip().lower()
+            changes["payload"] = msgspec.structs.replace(e.payload, previous_id=kept)
+        out.append(msgspec.structs.replace(e, **changes) if changes else e)
+    return out, clear
 
 
 def digest(value: str) -> str:

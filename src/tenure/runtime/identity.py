@@ -36,6 +36,7 @@ class Resolved:
     sent_as: dict[str, str] = field(default_factory=dict)  # event id -> the id it was sent with
     merges: list[Merge] = field(default_factory=list)
     mapping: dict[str, str] = field(default_factory=dict)  # every id seen -> its survivor
+    emails: dict[str, str] = field(default_factory=dict)  # an email id's digest -> the address
 
     def survivor(self, customer_id: str) -> str:
         """The id `customer_id` counts for now."""

@@ -34,7 +34,7 @@ from tenure.audit.chain import chain
 from tenure.config import DEFAULT_LATENESS_S
 from tenure.events.envelope import Event
 from tenure.events.parse import Reject
-from tenure.events.personal import needs_redaction, redacted
+from tenure.events.personal import email_ids, needs_redaction, redacted
 from tenure.features.instants import (
     Advanced,
     Cadence,
@@ -790,8 +790,10 @@ class Pipeline:
                 events[item.event_id] = item
         # Ids resolve through merges (runtime/identity.py): an event sent with an id merged
         # away counts for the id that survived.
-        names = ids_of(list(events.values()))
-        identity = resolve(list(events.values()), repo.identities_of(conn, sorted(names)))
+        batch_events, emails = email_ids(list(events.values()))
+        names = ids_of(batch_events)
+        identity = resolve(batch_events, repo.identities_of(conn, sorted(names)))
+        identity.emails = emails
         events = {e.event_id: e for e in identity.events}
         # Locked (with the customers due) before the duplicate check: a concurrent writer's
         # events for these customers are then either committed (and found here) or not started.
@@ -1074,6 +1076,8 @@ class Pipeline:
         events = list(write.events)
         # Personal values go to their own table; the event log keeps their digests.
         sent_as = write.identity.sent_as
+        if write.identity.emails:
+            personal.keep_email_ids(conn, write.identity.emails)
         if write.identity.merges:
             _merge_in(conn, write.identity.merges)
         if any(needs_redaction(e) for e in events):

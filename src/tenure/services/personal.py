@@ -20,6 +20,7 @@ import orjson
 
 from tenure.audit.chain import chain
 from tenure.errors import InputError
+from tenure.events.personal import id_of
 from tenure.store import personal as kept
 from tenure.store import repo
 from tenure.store.db import Store
@@ -34,6 +35,7 @@ def erase(
     now = now or dt.datetime.now(dt.UTC)
     with store.transaction() as conn:
         # Every id of the person: an id merged away erases the one it merged into, and both.
+        customer_id = id_of(customer_id)  # an email id is kept as its digest
         customer_id = repo.identities_of(conn, [customer_id]).get(customer_id, customer_id)
         aliases = repo.aliases_of(conn, customer_id)
         values = kept.personal(conn, customer_id)

@@ -7,11 +7,12 @@ from typing import Any
 
 from sqlalchemy import Connection
 
+from tenure.events.personal import id_of
 from tenure.features.snapshot import snapshot
 from tenure.loyalty.ledger import member_account
 from tenure.scoring.types import Scorer, explained
 from tenure.services.models import scorer_for
-from tenure.store import acts, ledger, queries
+from tenure.store import acts, ledger, queries, repo
 from tenure.store.personal import personal
 from tenure.times import iso
 
@@ -29,6 +30,9 @@ def customer_view(
     Now is `as_of` (the API passes its clock: live, the wall's), else where the workspace's
     event time has got to (its newest event), so a silent customer's silence shows and grows.
     """
+    # The id as kept: an email id's digest, the survivor of a merged id.
+    customer_id = id_of(customer_id)
+    customer_id = repo.identities_of(conn, [customer_id]).get(customer_id, customer_id)
     found = queries.customer(conn, customer_id)
     if found is None:
         return None

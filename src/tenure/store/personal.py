@@ -11,7 +11,7 @@ from typing import Any
 import orjson
 from sqlalchemy import Connection, bindparam, delete, select, update
 
-from tenure.events.envelope import Event
+from tenure.events.envelope import EPOCH, Event
 from tenure.events.personal import SENSITIVE, personal_of
 from tenure.store import schema as t
 from tenure.store.db import Store
@@ -63,6 +63,29 @@ def keep(conn: Connection, events: Sequence[Event]) -> int:
             [{f"b_{k}": v for k, v in u.items()} for u in updates],
         )
     return len(newest)
+
+
+def keep_email_ids(conn: Connection, emails: dict[str, str]) -> None:
+    """The address behind each email id (kept as its digest everywhere else), as the
+    customer's email when none is known yet: erasing the customer erases it."""
+    p = t.personal_data.c
+    have = {
+        row.customer_id: row.email
+        for row in conn.execute(
+            select(p.customer_id, p.email).where(_among(conn, p.customer_id, list(emails)))
+        )
+    }
+    # Stamped as old as can be: any profile event's own values are newer and win.
+    new = [
+        {"customer_id": cid, "email": email, "updated_at": EPOCH}
+        for cid, email in emails.items()
+        if cid not in have
+    ]
+    if new:
+        conn.execute(t.personal_data.insert(), new)
+    for cid, email in emails.items():
+        if cid in have and have[cid] is None:
+            conn.execute(update(t.personal_data).where(p.customer_id == cid).values(email=email))
 
 
 def personal(conn: Connection, customer_id: str) -> dict[str, str | None]:
