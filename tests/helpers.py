@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Iterable, Mapping
 from typing import Any
 
 import orjson
@@ -59,3 +60,10 @@ def closed(events: Any) -> FixedClock:
     make is decided when they are run."""
     newest = max(e.occurred_at for e in events)
     return FixedClock(newest + dt.timedelta(days=1, hours=3))
+
+
+def live_decisions(rows: Iterable[Mapping[str, Any]]) -> list[tuple[Any, ...]]:
+    """What identifies each live decision (id, customer, instant, status, action, guardrail),
+    in one order: for comparing two runs' decisions, from the store or `decisions list`."""
+    keys = ("decision_id", "customer_id", "decided_at", "status", "action_id", "guardrail")
+    return sorted(tuple(r[k] for k in keys) for r in rows if r["mode"] == "live")

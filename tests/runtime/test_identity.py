@@ -66,6 +66,12 @@ def run(path: Path, events: list[Event], batch_size: int) -> Store:
     return store
 
 
+def file_bytes(path: Path) -> bytes:
+    """A SQLite store's bytes on disk, its write-ahead log included."""
+    wal = path.with_name(path.name + "-wal")
+    return path.read_bytes() + (wal.read_bytes() if wal.exists() else b"")
+
+
 def view(store: Store) -> dict[str, Any]:
     with store.reader() as conn:
         got = customer_view(conn, "c-known", as_of=T0 + 40 * DAY)
@@ -158,8 +164,7 @@ def test_erasure_after_a_merge_reaches_both_ids(tmp_path: Path) -> None:
     with store.reader() as conn:
         assert all(v is None for v in personal.personal(conn, "c-known").values())
     store.close()
-    wal = path.with_name(path.name + "-wal")
-    data = path.read_bytes() + (wal.read_bytes() if wal.exists() else b"")
+    data = file_bytes(path)
     for secret in (b"ada.anon@example.com", b"Ada Anon", b"ada@example.com", b"Ada Lovelace"):
         assert secret not in data, secret
 
@@ -206,11 +211,9 @@ def test_an_email_id_is_kept_as_a_digest_found_by_its_address_and_erased(tmp_pat
         assert ids == {id_of("ada@example.com")}
         assert repo.identities_of(conn, ["anon-7"]) == {"anon-7": id_of("ada@example.com")}
     store.close()
-    wal = path.with_name(path.name + "-wal")
-    stored = path.read_bytes() + (wal.read_bytes() if wal.exists() else b"")
+    stored = file_bytes(path)
     assert stored.count(b"ada@example.com") >= 1 and b"Ada@Example.com" not in stored
     store = Store(f"sqlite:///{path}")
     erase(store, "Ada@Example.com", "privacy desk")
     store.close()
-    data = path.read_bytes() + (wal.read_bytes() if wal.exists() else b"")
-    assert b"ada@example.com" not in data.lower()
+    assert b"ada@example.com" not in file_bytes(path).lower()

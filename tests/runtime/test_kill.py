@@ -30,6 +30,7 @@ from typer.testing import CliRunner
 
 from tenure.cli import app
 from tenure.store import schema as t
+from tests.helpers import live_decisions
 
 BATCH = "500"
 # About 22,000 events: some seconds of batches of 500, so the kill lands well inside the file.
@@ -156,19 +157,7 @@ def _cli(side: Side, *args: str) -> Any:
 
 def _decisions(side: Side) -> list[tuple[Any, ...]]:
     """What identifies each live decision: id, customer, instant, status, action, guardrail."""
-    rows = _cli(side, "decisions", "list", "--limit", "1000000")
-    return sorted(
-        (
-            r["decision_id"],
-            r["customer_id"],
-            r["decided_at"],
-            r["status"],
-            r["action_id"],
-            r["guardrail"],
-        )
-        for r in rows
-        if r["mode"] == "live"
-    )
+    return live_decisions(_cli(side, "decisions", "list", "--limit", "1000000"))
 
 
 def _run_whole(side: Side, events: Path) -> dict[str, Any]:

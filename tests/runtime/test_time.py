@@ -36,7 +36,7 @@ from tenure.services.views import customer_view
 from tenure.store import queries, repo
 from tenure.store.db import Store
 from tests.fixtures.population import EAGER, population_lines
-from tests.helpers import T0, closed, ev
+from tests.helpers import T0, closed, ev, live_decisions
 
 DAY = dt.timedelta(days=1)
 # EAGER, re-triggered also by silence steps of 2 to 7 days, with the shortest cooldown: decisions
@@ -81,18 +81,7 @@ def outcome(store: Store) -> tuple[list[tuple[Any, ...]], list[bytes]]:
     with store.reader() as conn:
         rows = queries.decisions(conn, limit=100_000)
         bodies = [queries.audit_body(conn, r["decision_id"]) for r in rows]
-    decisions = sorted(
-        (
-            r["decision_id"],
-            r["customer_id"],
-            r["decided_at"],
-            r["status"],
-            r["action_id"],
-            r["guardrail"],
-        )
-        for r in rows
-        if r["mode"] == "live"
-    )
+    decisions = live_decisions(rows)
     assert all(b is not None for b in bodies)
     return decisions, sorted(json.dumps(b, sort_keys=True).encode() for b in bodies)
 
