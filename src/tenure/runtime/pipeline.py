@@ -792,13 +792,19 @@ class Pipeline:
         # away counts for the id that survived.
         batch_events, emails = email_ids(list(events.values()))
         names = ids_of(batch_events)
-        identity = resolve(batch_events, repo.identities_of(conn, sorted(names)))
-        identity.emails = emails
-        events = {e.event_id: e for e in identity.events}
         # Locked (with the customers due) before the duplicate check: a concurrent writer's
         # events for these customers are then either committed (and found here) or not started.
-        locked = sorted(names | set(identity.mapping.values()) | set(due))
+        # Ids are resolved once they are locked, so a merge another writer commits meanwhile is
+        # seen; the ids they resolve to are locked next.
+        locked = sorted(names | set(due))
         repo.lock_customers(conn, locked)
+        identity = resolve(batch_events, repo.identities_of(conn, sorted(names)))
+        identity.emails = emails
+        survivors = sorted(set(identity.mapping.values()) - set(locked))
+        if survivors:
+            repo.lock_customers(conn, survivors)
+            locked = sorted({*locked, *survivors})
+        events = {e.event_id: e for e in identity.events}
         existing = repo.existing_event_ids(conn, list(events))
         duplicates += len(existing)
         if debug:
