@@ -169,6 +169,20 @@ def _rfm(days: frozenset[int], today: int) -> tuple[int, float, float]:
     return len(days) - 1, float(max(days) - first_day), float(today - first_day)
 
 
+def _tickets_and_consent(regs: Mapping[str, Any]) -> tuple[int, dict[str, bool]]:
+    """Open tickets and consent from the registers, in one pass (snapshots are taken at every
+    instant); consent keys in order."""
+    open_tickets = 0
+    consent = []
+    for k, r in regs.items():
+        if k.startswith("ticket:"):
+            open_tickets += r[2] == "open"
+        elif k.startswith("consent:"):
+            consent.append((k[8:], bool(r[2])))
+    consent.sort()
+    return open_tickets, dict(consent)
+
+
 def snapshot(state: CustomerState, as_of: dt.datetime) -> Features:
     """Compute the features of `state` as of `as_of` (timezone-aware)."""
     now = int(as_of.timestamp())
@@ -180,12 +194,7 @@ def snapshot(state: CustomerState, as_of: dt.datetime) -> Features:
     support = stats.get("support", _NO_DAYS)
     tickets_30d, sentiment_30d = support[2], support[3] / MICROS
     regs = state.registers
-    open_tickets = sum(1 for k, r in regs.items() if k.startswith("ticket:") and r[2] == "open")
-    consent = {
-        k.removeprefix("consent:"): bool(r[2])
-        for k, r in sorted(regs.items())
-        if k.startswith("consent:")
-    }
+    open_tickets, consent = _tickets_and_consent(regs)
 
     frequency, recency, age = _rfm(state.purchase_days, today)
     n_purchases, spend_micros = state.totals.get("purchase", (0, 0))
