@@ -26,6 +26,7 @@ from temporalio.testing import WorkflowEnvironment
 
 from tenure.api.app import create_app
 from tenure.api.auth import create_token
+from tenure.config import resolve
 from tenure.runtime.dispatch import Dispatcher
 from tenure.runtime.temporal import time_skipping_server
 from tenure.runtime.worker import courier_for, journey_worker
@@ -110,8 +111,9 @@ def _browser(profile: Path) -> Iterator[Any]:
 
 def operator_session(base: str, token: str, task: dict[str, Any], shots: Path) -> None:
     """What the operator does in the browser (synchronous: Selenium)."""
+    from selenium.common.exceptions import StaleElementReferenceException
     from selenium.webdriver.common.by import By
-    from selenium.webdriver.support.ui import Select
+    from selenium.webdriver.support.ui import Select, WebDriverWait
 
     customer = task["customer_id"]
     for driver in _browser(shots / "profile"):
@@ -120,7 +122,10 @@ def operator_session(base: str, token: str, task: dict[str, Any], shots: Path) -
         assert "/dashboard/login" in driver.current_url
         driver.find_element(By.ID, "token").send_keys(token)
         driver.find_element(By.ID, "sign-in").click()
-        assert driver.find_element(By.TAG_NAME, "h1").text == "Overview"
+        # The sign-in page's own h1 may still be there as the click navigates: wait for the next.
+        WebDriverWait(driver, 10, ignored_exceptions=(StaleElementReferenceException,)).until(
+            lambda d: d.find_element(By.TAG_NAME, "h1").text == "Overview"
+        )
         driver.save_screenshot(str(shots / "overview.png"))
 
         # Find the customer by the start of their id, from the search box in the header.
@@ -223,3 +228,23 @@ def test_an_operator_finds_a_customer_reads_the_decision_and_resolves_the_task(
         asyncio.run(body())
     finally:
         store.close()
+
+
+def test_the_api_docs_render_in_a_browser_from_the_package_alone(tmp_path: Path) -> None:
+    """`/docs` lists every operation of /openapi.json with nothing fetched from elsewhere: its
+    script runs under a Content-Security-Policy that allows only its own hash and this origin."""
+    _needs_a_browser()
+    from selenium.webdriver.common.by import By
+
+    with Served(create_app(resolve(tmp_path / "ws"))) as base:
+        for driver in _browser(tmp_path / "profile"):
+            driver.get(f"{base}/docs")
+            driver.find_element(By.CSS_SELECTOR, "#ops details.op")  # waits for the script
+            paths = {e.text for e in driver.find_elements(By.CSS_SELECTOR, "#ops summary code")}
+            assert {"/v1/events", "/v1/decisions", "/healthz"} <= paths
+            assert driver.find_element(By.ID, "title").text.startswith("tenure ")
+            assert "Problem" in driver.find_element(By.ID, "schemas").text
+            requested = driver.execute_script(
+                "return performance.getEntriesByType('resource').map(e => e.name)"
+            )
+            assert requested == [f"{base}/openapi.json"], requested

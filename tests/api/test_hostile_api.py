@@ -183,3 +183,16 @@ async def stream_post(app: Any, authorization: str, size: int) -> tuple[int, byt
     start = next(m for m in sent if m["type"] == "http.response.start")
     body = b"".join(m.get("body", b"") for m in sent if m["type"] == "http.response.body")
     return start["status"], body, consumed
+
+
+@pytest.mark.parametrize("source", [{}, ["pos"]])
+def test_a_source_of_the_wrong_type_is_a_rejected_item(
+    lite: tuple[TestClient, dict[str, str]], source: Any
+) -> None:
+    client, auth = lite
+    items = [event("ok"), event("odd-source", source=source)]
+    response = client.post("/v1/events", json=items, headers={"Authorization": auth["ingest"]})
+    assert response.status_code == 200, response.text
+    results = response.json()["results"]
+    assert [r["status"] for r in results] == ["accepted", "rejected"]
+    assert results[1]["field"] == "source"

@@ -320,7 +320,22 @@ def test_redeem_over_the_api_posts_once_and_refuses_overdraw(service):
     assert again.json()["event"] == "duplicate" and again.json()["result"] == "ok"
     too_much = {"customer_id": "ann", "redemption_id": "r-2", "points": 60}
     refused = client.post("/v1/loyalty/redemptions", json=too_much, headers=auth(tokens["ingest"]))
-    assert refused.json()["result"] not in ("ok", "exists")
+    # A refusal is a 409 problem naming the ledger's rule, and stays one when resent.
+    assert (
+        refused.status_code == 409 and refused.headers["content-type"] == "application/problem+json"
+    )
+    problem = refused.json()
+    assert problem["rule"] == "exceeds_available" and problem["type"].endswith(":exceeds_available")
+    assert "exceeds_available" in problem["title"] and problem["redemption_id"] == "r-2"
+    resent = client.post("/v1/loyalty/redemptions", json=too_much, headers=auth(tokens["ingest"]))
+    assert resent.status_code == 409 and resent.json()["event"] == "duplicate"
+    nothing_held = client.post(
+        "/v1/loyalty/redemptions/r-none/confirm",
+        json={"customer_id": "ann"},
+        headers=auth(tokens["operator"]),
+    )
+    assert nothing_held.status_code == 409
+    assert nothing_held.json()["rule"] == "pending_transfer_not_found"
     confirm = client.post(
         "/v1/loyalty/redemptions/r-1/confirm",
         json={"customer_id": "ann"},

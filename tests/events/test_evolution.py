@@ -86,12 +86,13 @@ def test_the_usual_line_pays_nothing_and_a_context_alone_is_kept_on_it() -> None
         ({"occurred_at": "2026-03-01T10:00:00"}, "occurred_at"),  # no zone, none declared
         ({"occurred_at": True}, "occurred_at"),
         ({"customer_id": 42}, "customer_id"),
+        ({"source": {"name": "pos"}}, "source"),  # not a name to look a zone up by
         ({"context": {"n": 2**70}}, "context.n"),
         ({"payload": {"amount": 5, "deep": [[[[1]]]] * 2, "n": 2**70}}, "payload.n"),
     ],
 )
 def test_what_cannot_be_read_unambiguously_is_still_a_reject(change: dict, field: str) -> None:
-    r = parsed(purchase(**change))
+    r = parsed(purchase(**change), LineParser(zones={"pos": "Europe/Berlin"}))
     assert isinstance(r, Reject), r
     assert r.field == field, r.reason
 

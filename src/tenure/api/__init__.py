@@ -4,4 +4,6 @@ problem+json errors), /metrics, and the server-rendered dashboard under /dashboa
 `app.create_app` builds it: `service.Service` holds what the routes share (the workspace, its
 store, and the pipeline the engine built for it), `routes/` has one router module per resource,
 `dashboard/` one module per page, and `errors` turns every failure into a problem response.
+`contract` completes the OpenAPI document, `paging` gives every list its cursor and `Link`,
+`docs` serves `/docs` from the package, and `client` is a thin typed client of the API.
 """

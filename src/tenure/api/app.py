@@ -11,7 +11,7 @@ from __future__ import annotations
 from fastapi import FastAPI
 
 from tenure import __version__
-from tenure.api import dashboard, errors, routes
+from tenure.api import contract, dashboard, docs, errors, routes
 from tenure.api.limits import RequestLimits
 from tenure.api.routes import tokens
 from tenure.api.service import Service
@@ -27,7 +27,10 @@ def create_app(settings: Settings, clock: Clock | None = None) -> FastAPI:
         title="tenure",
         version=__version__,
         description="Events in, governed and audited retention and loyalty actions out.",
+        docs_url=None,  # FastAPI's page fetches Swagger UI from a CDN: ours is packaged
+        redoc_url=None,
     )
+    app.openapi = lambda: contract.document(app, settings.extra_event_types)  # type: ignore[method-assign]
     app.state.store = svc.store
     app.state.service = svc
     # Errors first: its middleware must sit inside the observer's, which binds the request id.
@@ -40,4 +43,5 @@ def create_app(settings: Settings, clock: Clock | None = None) -> FastAPI:
     for api in routes.routers(svc):
         app.include_router(api)
     app.include_router(tokens.router(svc))
+    app.include_router(docs.router())
     return app

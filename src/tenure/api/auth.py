@@ -24,7 +24,7 @@ from typing import Any
 
 from tenure.errors import InputError
 from tenure.loyalty.contracts import Contract
-from tenure.store import tokens
+from tenure.store import service_reads, tokens
 from tenure.store.db import Connection
 from tenure.store.service_reads import EVERYONE, Scope
 
@@ -107,6 +107,13 @@ def _listed(row: dict[str, Any]) -> dict[str, Any]:
 def list_tokens(conn: Connection) -> list[dict[str, Any]]:
     """Every token (never its secret nor its digest), oldest first."""
     return [_listed(row) for row in tokens.tokens(conn)]
+
+
+def token_page(
+    conn: Connection, limit: int, after: Sequence[Any] | None = None
+) -> list[dict[str, Any]]:
+    """Tokens oldest first, after the key (created_at, token_id), as they are listed."""
+    return [_listed(row) for row in service_reads.tokens_page(conn, limit, after)]
 
 
 def revoke_token(conn: Connection, token_id: str, now: dt.datetime) -> dict[str, Any] | None:

@@ -10,11 +10,12 @@ pipeline is rebuilt with the new live set under the same lock.
 import threading
 import time
 from collections.abc import Callable, Sequence
-from typing import Any
+from typing import Annotated, Any
 
 import msgspec
-from fastapi import HTTPException, Request
+from fastapi import HTTPException, Request, Security
 from fastapi.responses import JSONResponse
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from prometheus_client import CollectorRegistry, Counter, Histogram
 
 from tenure.api.auth import Caller, caller
@@ -34,6 +35,14 @@ PROBLEM = "application/problem+json"
 MAX_EVENTS = 10_000
 # Who may read personal data (name, email, phone) in clear; everyone else sees it masked.
 PERSONAL_DATA_ROLES = ("admin", "operator")
+# The guards' scheme, for the OpenAPI document: the guard itself reads the header (and answers
+# its own 401 problem), so this one never refuses.
+BEARER = HTTPBearer(
+    scheme_name="bearer",
+    description="A token from `tenure tokens create`; its role decides what it may call.",
+    auto_error=False,
+)
+Credentials = Annotated[HTTPAuthorizationCredentials | None, Security(BEARER)]
 
 
 class Metrics:
@@ -122,7 +131,7 @@ class Service:
     def guard(self, *roles: str) -> Callable[[Request], Caller]:
         """A dependency that admits a bearer token of one of `roles` (admin always)."""
 
-        def check(request: Request) -> Caller:
+        def check(request: Request, _: Credentials) -> Caller:
             header = request.headers.get("authorization", "")
             scheme, _, token = header.partition(" ")
             if scheme.lower() != "bearer" or not token:

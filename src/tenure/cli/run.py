@@ -75,10 +75,11 @@ def _summary_tables(summary: RunSummary, seconds: float) -> list[Table]:
         decisions.add_row(f"suppressed: {guardrail}", f"{n:,}")
     if summary.decisions.get("human"):
         decisions.add_row("handed to a person", f"{summary.decisions['human']:,}")
-    if summary.on_silence:
-        decisions.add_row("of these, on silence", f"{summary.on_silence:,}")
     if summary.decisions.get("none"):
         decisions.add_row("none (no positive expected value)", f"{summary.decisions['none']:,}")
+    if summary.on_silence:
+        # Across every row above: the decisions a silence timer triggered.
+        decisions.add_row("of all the above, on silence", f"{summary.on_silence:,}")
     if not summary.decisions:
         decisions.add_row("(no customer reached the policy's trigger)", "0")
     return [counts, decisions]

@@ -520,7 +520,9 @@ class LineParser:
                 kept = obj.get("__extra__")
                 obj["payload"] = known
                 obj["__extra__"] = {**extra, **kept} if isinstance(kept, dict) else extra
-        obj["occurred_at"] = _time_of(obj.get("occurred_at"), self._zones.get(obj.get("source")))
+        source = obj.get("source")
+        zone = self._zones.get(source) if isinstance(source, str) else None
+        obj["occurred_at"] = _time_of(obj.get("occurred_at"), zone)
         try:
             return msgspec.convert(obj, self._union, strict=False)  # type: ignore[no-any-return]
         except RecursionError:

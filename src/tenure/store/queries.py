@@ -50,10 +50,9 @@ def customer(conn: Connection, customer_id: str) -> dict[str, Any] | None:
     }
 
 
-def decisions(
-    conn: Connection, customer_id: str | None = None, limit: int = 50, status: str | None = None
-) -> list[dict[str, Any]]:
-    """Newest decisions first, optionally for one customer or one status."""
+def decision_query(customer_id: str | None = None, status: str | None = None) -> Any:
+    """The columns a listed decision shows (and its record), optionally of one customer or one
+    status; unordered."""
     d = t.decisions.c
     query = select(
         d.decision_id,
@@ -69,19 +68,33 @@ def decisions(
         d.policy_id,
         d.trigger_event_id,
         d.audit_seq,
+        d.record,
     )
     if customer_id is not None:
         query = query.where(d.customer_id == customer_id)
     if status is not None:
         query = query.where(d.status == status)
-    query = query.order_by(d.decided_at.desc(), d.decision_id).limit(limit)
-    out = repo.rows(conn, query.add_columns(d.record))
+    return query
+
+
+def decision_rows(conn: Connection, query: Any) -> list[dict[str, Any]]:
+    """Listed decisions from a `decision_query`: the record gives scorer and explanation."""
+    out = repo.rows(conn, query)
     for row in out:
         record = row.pop("record")
         row["scorer"] = record["scorer"]
         row["scorer_version"] = record["scorer_version"]
         row["explanation"] = record.get("explanation", [])
     return out
+
+
+def decisions(
+    conn: Connection, customer_id: str | None = None, limit: int = 50, status: str | None = None
+) -> list[dict[str, Any]]:
+    """Newest decisions first, optionally for one customer or one status."""
+    d = t.decisions.c
+    query = decision_query(customer_id, status)
+    return decision_rows(conn, query.order_by(d.decided_at.desc(), d.decision_id).limit(limit))
 
 
 def decision_record(conn: Connection, decision_id: str) -> dict[str, Any] | None:

@@ -19,7 +19,7 @@ from sqlalchemy import Connection, and_, not_, or_, select
 from tenure.errors import TenureError
 from tenure.loyalty.contracts import Contract
 from tenure.loyalty.ledger import funder_account
-from tenure.store import repo
+from tenure.store import queries, repo
 from tenure.store import schema as t
 
 FUNDER = funder_account("")  # the prefix of every funder's account
@@ -262,3 +262,133 @@ def member_lots(
     query = select(tr.transfer_id).where(_member_transfers(scope, account_id, customer_id))
     seen = set(conn.execute(query).scalars())
     return [lot for lot in lots if lot["lot"] in seen]
+
+
+# ---------------------------------------------------------------- pages (keyset, not offset)
+
+Order = Sequence[tuple[Any, bool]]  # (column, descending) pairs, the last one unique
+
+
+def _keyset(query: Any, order: Order, after: Sequence[Any] | None, limit: int) -> Any:
+    """`query` in `order`, from just after the row whose key is `after` (its values for the
+    order's columns), at most `limit` rows. Keyset rather than offset: a row inserted or
+    removed before the key moves no other row from one page to the next."""
+    if after is not None:
+        steps = []
+        for i, (column, descending) in enumerate(order):
+            same = [c == v for (c, _), v in zip(order[:i], after, strict=False)]
+            step = column < after[i] if descending else column > after[i]
+            steps.append(and_(*same, step))
+        query = query.where(or_(*steps))
+    by = [column.desc() if descending else column.asc() for column, descending in order]
+    return query.order_by(*by).limit(limit)
+
+
+def decisions_page(
+    conn: Connection,
+    limit: int,
+    after: Sequence[Any] | None = None,
+    customer_id: str | None = None,
+    status: str | None = None,
+) -> list[dict[str, Any]]:
+    """Decisions newest first, after the key (decided_at, decision_id)."""
+    d = t.decisions.c
+    query = queries.decision_query(customer_id, status)
+    order = ((d.decided_at, True), (d.decision_id, False))
+    return queries.decision_rows(conn, _keyset(query, order, after, limit))
+
+
+def journeys_page(
+    conn: Connection,
+    limit: int,
+    after: Sequence[Any] | None = None,
+    status: str | None = None,
+    customer_id: str | None = None,
+) -> list[dict[str, Any]]:
+    """Journeys newest first, after the key (started_at, decision_id)."""
+    j = t.journeys.c
+    query = select(t.journeys)
+    if status:
+        query = query.where(j.status == status)
+    if customer_id:
+        query = query.where(j.customer_id == customer_id)
+    order = ((j.started_at, True), (j.decision_id, False))
+    return repo.rows(conn, _keyset(query, order, after, limit))
+
+
+def tasks_page(
+    conn: Connection,
+    limit: int,
+    after: Sequence[Any] | None = None,
+    status: str | None = "open",
+    queue: str | None = None,
+) -> list[dict[str, Any]]:
+    """Tasks oldest first, after the key (created_at, task_id)."""
+    c = t.tasks.c
+    query = select(t.tasks)
+    if status:
+        query = query.where(c.status == status)
+    if queue:
+        query = query.where(c.queue == queue)
+    order = ((c.created_at, False), (c.task_id, False))
+    return repo.rows(conn, _keyset(query, order, after, limit))
+
+
+def policies_page(
+    conn: Connection, limit: int, after: Sequence[Any] | None = None
+) -> list[dict[str, Any]]:
+    """Registered policy versions newest first, after the key (registered_at, policy_hash)."""
+    p = t.policies.c
+    columns = (p.policy_hash, p.policy_id, p.label, p.status, p.canary_percent, p.author)
+    query = select(*columns, p.approved_by, p.registered_at, p.changed_at).where(
+        p.author.is_not(None)
+    )
+    order = ((p.registered_at, True), (p.policy_hash, False))
+    return repo.rows(conn, _keyset(query, order, after, limit))
+
+
+def member_history_page(
+    conn: Connection,
+    scope: Scope,
+    account_id: str,
+    customer_id: str,
+    limit: int,
+    after: Sequence[Any] | None = None,
+) -> list[dict[str, Any]]:
+    """Transfers of a member's account the scope may see, newest first, after the key
+    (at, transfer_id)."""
+    tr = t.ledger_transfers.c
+    query = select(t.ledger_transfers).where(_member_transfers(scope, account_id, customer_id))
+    order = ((tr.at, True), (tr.transfer_id, True))
+    return repo.rows(conn, _keyset(query, order, after, limit))
+
+
+def adjustments_page(
+    conn: Connection,
+    scope: Scope,
+    limit: int,
+    after: Sequence[Any] | None = None,
+    partner: str | None = None,
+) -> list[dict[str, Any]]:
+    """Adjustments newest first (of `partner` when given; a partner's scope: those it is party
+    to), after the key (created_at, adjustment_id)."""
+    if partner is not None:
+        require_partner(scope, partner)
+    pa = t.partner_adjustments.c
+    query = select(t.partner_adjustments)
+    if partner:
+        query = query.where(pa.partner == partner)
+    if scope.partner is not None:
+        query = query.where(or_(pa.partner == scope.partner, pa.oem == scope.partner))
+    order = ((pa.created_at, True), (pa.adjustment_id, False))
+    return repo.rows(conn, _keyset(query, order, after, limit))
+
+
+def tokens_page(
+    conn: Connection, limit: int, after: Sequence[Any] | None = None
+) -> list[dict[str, Any]]:
+    """Tokens oldest first (never a digest), after the key (created_at, token_id)."""
+    a = t.api_tokens.c
+    query = select(a.token_id, a.label, a.role, a.partner, a.created_at, a.expires_at, a.revoked_at)
+    order = ((a.created_at, False), (a.token_id, False))
+    return repo.rows(conn, _keyset(query, order, after, limit))

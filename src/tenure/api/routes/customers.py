@@ -9,11 +9,36 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Depends, HTTPException, Query
 
 from tenure.api.auth import Caller, scope
+from tenure.api.paging import refuse_unknown
 from tenure.api.personal import mask_view
 from tenure.api.service import Service
 from tenure.services.personal import erase
 from tenure.services.views import customer_view
 from tenure.store import service_reads
+
+# The top-level fields of a customer's view (`services.views.customer_view`), for `?fields=`.
+FIELDS = (
+    "customer_id",
+    "as_of",
+    "personal",
+    "features",
+    "score",
+    "memory",
+    "events",
+    "decisions",
+    "journeys",
+    "loyalty",
+)
+
+
+def asked_fields(fields: str | None) -> list[str]:
+    """The fields `?fields=` names; a 400 naming those a customer's view does not have."""
+    wanted = [f.strip() for f in fields.split(",") if f.strip()] if fields else []
+    unknown = [f for f in wanted if f not in FIELDS]
+    if unknown:
+        names = ", ".join(repr(f) for f in unknown)
+        raise HTTPException(400, f"fields: no field {names} (a customer has {', '.join(FIELDS)})")
+    return wanted
 
 
 def router(svc: Service) -> APIRouter:
@@ -24,15 +49,21 @@ def router(svc: Service) -> APIRouter:
     def get_customer(
         customer_id: str,
         who: Annotated[Caller, Depends(svc.guard("operator", "auditor", "partner"))],
+        _: Annotated[None, Depends(refuse_unknown)],
         fields: Annotated[
             str | None,
-            Query(description="Comma-separated top-level fields to return (default: all)."),
+            Query(
+                description=f"Comma-separated top-level fields to return (default: all): "
+                f"{', '.join(FIELDS)}.",
+                max_length=1000,
+            ),
         ] = None,
     ) -> dict[str, Any]:
         """Features, risk with its explanation, value, decisions, journeys, loyalty balance and
         tier, and personal data (masked unless the role may see it). A partner sees only its own
-        customers, and only the fields its contract shares; asking for another field is 403."""
-        wanted = [f.strip() for f in fields.split(",") if f.strip()] if fields else []
+        customers, and only the fields its contract shares; asking for another field is 403,
+        for one a customer does not have (or another parameter) 400."""
+        wanted = asked_fields(fields)
         seen_by = scope(who, svc.contracts)
         with svc.store.reader() as conn:
             service_reads.require_customer(conn, seen_by, customer_id, wanted)

@@ -1,15 +1,20 @@
-"""Decision routes: the newest decisions, and one with its candidates, verdicts and lineage.
+"""Decision routes: decisions newest first, a page at a time, and one with its candidates,
+verdicts and lineage.
 
 (No `from __future__ import annotations` here: FastAPI reads the dependency annotations.)
 """
 
+import datetime as dt
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, HTTPException, Query
 
 from tenure.api.auth import Caller
+from tenure.api.paging import Keyset, Page, paged
 from tenure.api.service import Service
-from tenure.store import queries
+from tenure.store import queries, service_reads
+
+DECISIONS = Keyset("decisions", (dt.datetime, str))
 
 
 def router(svc: Service) -> APIRouter:
@@ -20,13 +25,15 @@ def router(svc: Service) -> APIRouter:
     @api.get("")
     def list_decisions(
         who: Annotated[Caller, Depends(readers)],
+        page: Annotated[Page, Depends(paged(DECISIONS))],
         customer_id: str | None = None,
         status: Annotated[str | None, Query(pattern="^(action|none|suppressed|human)$")] = None,
-        limit: Annotated[int, Query(ge=1, le=1000)] = 50,
     ) -> list[dict[str, Any]]:
-        """Decisions, newest first (optionally one customer's, or one status)."""
+        """Decisions, newest first (optionally one customer's, or one status); the `Link`
+        header's next page goes on after the last one."""
         with svc.store.reader() as conn:
-            return queries.decisions(conn, customer_id=customer_id, limit=limit, status=status)
+            rows = service_reads.decisions_page(conn, page.ask, page.after, customer_id, status)
+        return page.answer(rows, lambda r: (r["decided_at"], r["decision_id"]))
 
     @api.get("/{decision_id}")
     def get_decision(decision_id: str, who: Annotated[Caller, Depends(readers)]) -> dict[str, Any]:

@@ -9,6 +9,7 @@ import msgspec
 from fastapi import APIRouter, Depends, HTTPException, Request
 
 from tenure.api.auth import Caller
+from tenure.api.contract import events_body
 from tenure.api.limits import read_body
 from tenure.api.service import MAX_EVENTS, Service
 
@@ -17,7 +18,8 @@ def router(svc: Service) -> APIRouter:
     """The event routes of one service."""
     api = APIRouter(prefix="/v1", tags=["events"])
 
-    @api.post("/events")
+    # The body is read raw (streamed under the size limit), so the contract describes it here.
+    @api.post("/events", openapi_extra=events_body())
     async def post_events(
         request: Request, who: Annotated[Caller, Depends(svc.guard("ingest"))]
     ) -> dict[str, Any]:

@@ -2,23 +2,30 @@
 
 A redemption over the API is a `loyalty.redeem` event like any other (its event id derives from
 the redemption id, so a resend is a duplicate and posts nothing twice); the answer is the
-ledger's result for it.
+ledger's result for it: a 200 when it holds (or posts, or voids), else a 409 problem whose
+`type` and `rule` name the rule that refused it (`exceeds_available`,
+`pending_transfer_not_found`, `catalogue_price`, `no_contract`...).
 
 (No `from __future__ import annotations` here: FastAPI reads the dependency annotations.)
 """
 
 from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, Depends, HTTPException, Query
+from fastapi import APIRouter, Depends, HTTPException
+from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field
 
 from tenure.api.auth import Caller, scope
-from tenure.api.service import Service
+from tenure.api.contract import problems
+from tenure.api.paging import Keyset, Page, paged
+from tenure.api.service import Service, problem
 from tenure.loyalty.ledger import member_account
 from tenure.services import loyalty
 from tenure.store import queries, service_reads
 
 Id = Annotated[str, Field(min_length=1, max_length=200)]
+HISTORY = Keyset("member-history", (float, str))
+HELD = ("ok", "exists")  # what the ledger answers when it did what was asked
 
 
 class Redemption(BaseModel):
@@ -30,6 +37,11 @@ class Redemption(BaseModel):
     programme: Id = "default"
     item: Id | None = None
     partner_id: Id | None = None
+
+    def payload(self) -> dict[str, Any]:
+        """The `loyalty.redeem` event's payload (but for the redemption id)."""
+        item = {"item": self.item} if self.item else {}
+        return {"points": self.points, "programme": self.programme, **item}
 
 
 class RedemptionStep(BaseModel):
@@ -64,7 +76,7 @@ def loyalty_event(
         raise HTTPException(422, f"{outcome['field']}: {outcome['reason']}")
     with svc.store.reader() as conn:
         found = service_reads.loyalty_result(conn, event_id)
-    result, points, detail = found or ("no contract covers it", 0, None)
+    result, points, detail = found or ("no_contract", 0, "no contract covers it")
     return {
         "redemption_id": redemption_id,
         "event_id": event_id,
@@ -73,6 +85,25 @@ def loyalty_event(
         "points": points,
         "detail": detail,
     }
+
+
+def answered(outcome: dict[str, Any]) -> dict[str, Any] | JSONResponse:
+    """The ledger's answer: as it is when it held, posted or voided; else a 409 problem naming
+    the rule that refused (a resend of a refused redemption is refused the same way)."""
+    result = outcome["result"]
+    if result in HELD:
+        return outcome
+    # `refused` is what the loyalty service records for an item off the catalogue's price.
+    rule = "catalogue_price" if result == "refused" else result
+    why = f": {outcome['detail']}" if outcome["detail"] else ""
+    return problem(
+        409,
+        f"Refused by {rule}",
+        f"redemption {outcome['redemption_id']!r} refused by {rule}{why}",
+        type=f"urn:tenure:rule:{rule}",
+        rule=rule,
+        **{k: outcome[k] for k in ("redemption_id", "event_id", "event")},
+    )
 
 
 def router(svc: Service) -> APIRouter:
@@ -102,7 +133,7 @@ def router(svc: Service) -> APIRouter:
         programme: str,
         customer_id: str,
         who: Annotated[Caller, Depends(members)],
-        limit: Annotated[int, Query(ge=1, le=1000)] = 100,
+        page: Annotated[Page, Depends(paged(HISTORY))],
     ) -> list[dict[str, Any]]:
         """A member's transfers, newest first; a partner's token sees only those of its own
         events and its own funding."""
@@ -110,29 +141,34 @@ def router(svc: Service) -> APIRouter:
         account = member_account(programme, customer_id)
         with svc.store.reader() as conn:
             service_reads.require_customer(conn, seen_by, customer_id, ["loyalty"])
-            return service_reads.member_history(conn, seen_by, account, customer_id, limit)
+            rows = service_reads.member_history_page(
+                conn, seen_by, account, customer_id, page.ask, page.after
+            )
+        return page.answer(rows, lambda r: (r["at"], r["transfer_id"]))
 
-    @api.post("/redemptions")
-    def redeem(body: Redemption, who: Annotated[Caller, Depends(writers)]) -> dict[str, Any]:
-        """Hold points for a redemption; `result` is the ledger's answer (ok, or why not)."""
-        payload: dict[str, Any] = {"points": body.points, "programme": body.programme}
-        if body.item:
-            payload["item"] = body.item
-        return loyalty_event(
-            svc, "loyalty.redeem", body.redemption_id, body.customer_id, payload, body.partner_id
+    @api.post("/redemptions", responses=problems(409), response_model=None)
+    def redeem(
+        body: Redemption, who: Annotated[Caller, Depends(writers)]
+    ) -> dict[str, Any] | JSONResponse:
+        """Hold points for a redemption (`result` ok; a resend: the same answer); a 409 problem
+        naming the rule when the ledger refuses it (e.g. `exceeds_available`)."""
+        kind, payload = "loyalty.redeem", body.payload()
+        held = loyalty_event(
+            svc, kind, body.redemption_id, body.customer_id, payload, body.partner_id
         )
+        return answered(held)
 
-    @api.post("/redemptions/{redemption_id}/{step}")
+    @api.post("/redemptions/{redemption_id}/{step}", responses=problems(409), response_model=None)
     def redemption_step(
         redemption_id: str,
         step: Literal["confirm", "cancel"],
         body: RedemptionStep,
         who: Annotated[Caller, Depends(writers)],
-    ) -> dict[str, Any]:
-        """Confirm (post) or cancel (void) a held redemption, exactly once."""
+    ) -> dict[str, Any] | JSONResponse:
+        """Confirm (post) or cancel (void) a held redemption, exactly once; a 409 problem naming
+        the rule when there is none held (`pending_transfer_not_found`, `..._not_pending`)."""
         kind = "loyalty.redeem_confirmed" if step == "confirm" else "loyalty.redeem_cancelled"
-        return loyalty_event(
-            svc, kind, redemption_id, body.customer_id, {"programme": body.programme}, None
-        )
+        payload = {"programme": body.programme}
+        return answered(loyalty_event(svc, kind, redemption_id, body.customer_id, payload, None))
 
     return api

@@ -11,12 +11,19 @@ from fastapi import APIRouter, Body, Depends, Query
 from pydantic import BaseModel, Field
 
 from tenure.api.auth import Caller, scope
+from tenure.api.paging import Keyset, Page, paged
 from tenure.api.routes.loyalty import Id
 from tenure.api.service import Service
 from tenure.services import loyalty
 from tenure.store import service_reads
 
 PERIOD = r"^(19|2[0-9])[0-9]{2}-(0[1-9]|1[0-2])$"  # YYYY-MM, years 1900-2999
+SETTLEMENT = Keyset("settlement", (str, str))
+Period = Annotated[str, Query(pattern=PERIOD)]
+Statement = Annotated[
+    str, Body(media_type="text/csv", description="CSV with columns reference, points.")
+]
+ADJUSTMENTS = Keyset("adjustments", (dt.datetime, str))
 
 
 class Adjustment(BaseModel):
@@ -37,10 +44,8 @@ def router(svc: Service) -> APIRouter:
     def reconcile(
         partner: str,
         who: Annotated[Caller, Depends(readers)],
-        period: Annotated[str, Query(pattern=PERIOD)],
-        statement: Annotated[
-            str, Body(media_type="text/csv", description="CSV with columns reference, points.")
-        ],
+        period: Period,
+        statement: Statement,
     ) -> dict[str, Any]:
         """Compare a partner's statement with the points the ledger says it funded."""
         service_reads.require_partner(scope(who, svc.contracts), partner)
@@ -51,22 +56,26 @@ def router(svc: Service) -> APIRouter:
     def settlement(
         partner: str,
         who: Annotated[Caller, Depends(readers)],
-        period: Annotated[str, Query(pattern=PERIOD)],
+        page: Annotated[Page, Depends(paged(SETTLEMENT))],
+        period: Period,
     ) -> list[dict[str, Any]]:
-        """What the partner's contracts settle for the period, per funder (a partner: its own)."""
+        """Per contract and funder, what the period settles (a partner: only what it funds)."""
+        seen_by = scope(who, svc.contracts)
         with svc.store.reader() as conn:
-            return service_reads.settlement(
-                conn, svc.contracts, period, scope(who, svc.contracts), partner
-            )
+            rows = service_reads.settlement(conn, svc.contracts, period, seen_by, partner)
+        return page.of(rows, lambda r: (r["contract"], r["funder"]))
 
     @api.get("/adjustments")
     def list_adjustments(
         who: Annotated[Caller, Depends(svc.guard("operator", "auditor", "approver"))],
+        page: Annotated[Page, Depends(paged(ADJUSTMENTS))],
         partner: str | None = None,
     ) -> list[dict[str, Any]]:
         """Adjustments, proposed and approved, newest first."""
+        seen_by = scope(who, svc.contracts)
         with svc.store.reader() as conn:
-            return service_reads.adjustments(conn, scope(who, svc.contracts), partner)
+            rows = service_reads.adjustments_page(conn, seen_by, page.ask, page.after, partner)
+        return page.answer(rows, lambda r: (r["created_at"], r["adjustment_id"]))
 
     @api.post("/{partner}/adjustments", status_code=201)
     def propose(

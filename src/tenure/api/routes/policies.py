@@ -15,11 +15,15 @@ from fastapi import APIRouter, Body, Depends
 from pydantic import BaseModel, Field
 
 from tenure.api.auth import Caller
+from tenure.api.paging import Keyset, Page, paged
 from tenure.api.service import Service
 from tenure.errors import ConfigError
 from tenure.journeys.spec import JourneyError
 from tenure.policy.model import Policy, parse_policy
 from tenure.services import policies as registry
+from tenure.store import service_reads
+
+POLICIES = Keyset("policies", (dt.datetime, str))
 
 
 class Promotion(BaseModel):
@@ -37,10 +41,14 @@ def router(svc: Service) -> APIRouter:
     readers = svc.guard("policy-author", "approver", "operator", "auditor")
 
     @api.get("")
-    def list_policies(who: Annotated[Caller, Depends(readers)]) -> list[dict[str, Any]]:
+    def list_policies(
+        who: Annotated[Caller, Depends(readers)],
+        page: Annotated[Page, Depends(paged(POLICIES))],
+    ) -> list[dict[str, Any]]:
         """Registered versions, newest first, with status, author and approver."""
         with svc.store.reader() as conn:
-            return registry.listing(conn)
+            rows = service_reads.policies_page(conn, page.ask, page.after)
+        return page.answer(rows, lambda r: (r["registered_at"], r["policy_hash"]))
 
     @api.get("/schema")
     def policy_schema(who: Annotated[Caller, Depends(readers)]) -> dict[str, Any]:

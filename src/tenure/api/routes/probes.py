@@ -7,6 +7,7 @@ from fastapi import APIRouter
 from fastapi.responses import JSONResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
+from tenure.api.contract import problems
 from tenure.api.service import Service, problem
 from tenure.store import service_reads
 
@@ -20,7 +21,7 @@ def router(svc: Service) -> APIRouter:
         """The process is up."""
         return {"status": "ok"}
 
-    @api.get("/readyz")
+    @api.get("/readyz", responses=problems(503))
     def readyz() -> Response:
         """The store answers."""
         try:
@@ -30,7 +31,10 @@ def router(svc: Service) -> APIRouter:
             return problem(503, "Not ready", f"the store does not answer: {type(exc).__name__}")
         return JSONResponse({"status": "ready"})
 
-    @api.get("/metrics")
+    @api.get(
+        "/metrics",
+        responses={200: {"content": {CONTENT_TYPE_LATEST: {"schema": {"type": "string"}}}}},
+    )
     def prometheus() -> Response:
         """Prometheus metrics."""
         return Response(generate_latest(svc.metrics.registry), media_type=CONTENT_TYPE_LATEST)

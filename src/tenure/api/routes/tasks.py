@@ -3,16 +3,20 @@
 (No `from __future__ import annotations` here: FastAPI reads the dependency annotations.)
 """
 
+import datetime as dt
 import time
 from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, Depends, HTTPException, Query
+from fastapi import APIRouter, Depends, HTTPException
 from pydantic import BaseModel, Field
 
 from tenure.api.auth import Caller
+from tenure.api.paging import Keyset, Page, paged
 from tenure.api.service import Service
 from tenure.services.tasks import resolve_task
-from tenure.store import acts
+from tenure.store import acts, service_reads
+
+TASKS = Keyset("tasks", (dt.datetime, str))
 
 
 class Resolution(BaseModel):
@@ -31,13 +35,15 @@ def router(svc: Service) -> APIRouter:
     @api.get("")
     def list_tasks(
         who: Annotated[Caller, Depends(operators)],
+        page: Annotated[Page, Depends(paged(TASKS))],
         status: Literal["open", "resolved", "expired", "all"] = "open",
         queue: str | None = None,
-        limit: Annotated[int, Query(ge=1, le=1000)] = 100,
     ) -> list[dict[str, Any]]:
         """Tasks waiting for a person, oldest first."""
+        wanted = None if status == "all" else status
         with svc.store.reader() as conn:
-            return acts.tasks(conn, None if status == "all" else status, queue, limit)
+            rows = service_reads.tasks_page(conn, page.ask, page.after, wanted, queue)
+        return page.answer(rows, lambda r: (r["created_at"], r["task_id"]))
 
     @api.post("/{task_id}/resolve")
     def resolve(

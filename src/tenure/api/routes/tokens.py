@@ -10,8 +10,11 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Depends, HTTPException
 from pydantic import BaseModel, Field
 
-from tenure.api.auth import ROLES, Caller, create_token, duration, list_tokens, revoke_token
+from tenure.api.auth import ROLES, Caller, create_token, duration, revoke_token, token_page
+from tenure.api.paging import Keyset, Page, paged
 from tenure.api.service import Service
+
+TOKENS = Keyset("tokens", (dt.datetime, str))
 
 
 class NewToken(BaseModel):
@@ -32,10 +35,13 @@ def router(svc: Service) -> APIRouter:
     admin = svc.guard()
 
     @api.get("")
-    def tokens(who: Annotated[Caller, Depends(admin)]) -> list[dict[str, Any]]:
-        """Every token: id, name, role, partner, created, expires, revoked."""
+    def tokens(
+        who: Annotated[Caller, Depends(admin)], page: Annotated[Page, Depends(paged(TOKENS))]
+    ) -> list[dict[str, Any]]:
+        """Every token, oldest first: id, name, role, partner, created, expires, revoked."""
         with svc.store.reader() as conn:
-            return list_tokens(conn)
+            rows = token_page(conn, page.ask, page.after)
+        return page.answer(rows, lambda r: (r["created_at"], r["token_id"]))
 
     @api.post("", status_code=201)
     def create(body: NewToken, who: Annotated[Caller, Depends(admin)]) -> dict[str, Any]:
