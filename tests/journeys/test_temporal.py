@@ -237,3 +237,34 @@ def test_points_a_journey_grants_are_posted_and_clawed_back_when_it_compensates(
         assert book.account(member).balance == 0 and verify(book) is None
 
     asyncio.run(_with_worker(tmp_path, body))
+
+
+def test_a_live_redemption_reaches_a_journey_dispatched_after_a_replayed_history(
+    tmp_path: Path,
+) -> None:
+    """A replayed history (months old) decides an offer; the worker starts its journey now, in
+    wall time; the customer redeems now: the live event reaches the journey, which ends
+    redeemed, and the journey's listed end is in wall time like its waits."""
+
+    async def body(env: WorkflowEnvironment, store: Store) -> None:
+        ingest(store, history("c-9"))  # March: long before the wall clock
+        assert await Dispatcher(store, env.client).dispatch() == {"started": 1}
+        with store.reader() as conn:
+            (row,) = acts.journeys(conn)
+        now = dt.datetime.now(dt.UTC)
+        assert row["ends_by"] > now + dt.timedelta(days=6)  # moved with the live start
+        live = ev("channel.redeemed", "c-9", at=now, channel="email")
+        ingest(store, [live])
+        assert await Dispatcher(store, env.client).dispatch() == {"signalled": 1}
+        await env.sleep(dt.timedelta(days=8))
+        result = await env.client.get_workflow_handle(row["decision_id"]).result()
+        assert result["outcome"] == "redeemed"
+        # A second dispatch of the same start moves nothing again.
+        with store.transaction() as conn:
+            conn.execute(t.outbox.update().values(dispatched_at=None))
+            before = acts.journey(conn, row["decision_id"])["ends_by"]
+        await Dispatcher(store, env.client).dispatch()
+        with store.reader() as conn:
+            assert acts.journey(conn, row["decision_id"])["ends_by"] == before
+
+    asyncio.run(_with_worker(tmp_path, body))

@@ -95,7 +95,10 @@ def worker(
             heartbeat = settings.activity_heartbeat_s
             return await Dispatcher(store, client, activity_heartbeat_s=heartbeat).dispatch()
 
-        counts = asyncio.run(dispatch())
+        try:
+            counts = asyncio.run(dispatch())
+        finally:
+            target.stop()  # a dev server this run started does not outlive it
         out.print(", ".join(f"{k}: {v:,}" for k, v in sorted(counts.items())) or "nothing to do")
         return
 

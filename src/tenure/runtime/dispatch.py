@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import datetime as dt
 from collections import Counter
 from typing import Any, assert_never
 
@@ -31,9 +32,12 @@ from tenure.runtime.temporal import TASK_QUEUE
 from tenure.store import acts
 from tenure.store.acts import utc
 from tenure.store.db import Store
-from tenure.times import Clock, epoch
+from tenure.times import Clock, epoch, parse_instant
 
 _CONCURRENCY = 64
+# A start this long after its decision's instant is a journey that starts live (see `_start`):
+# more than any dispatch delay of a live worker, less than a replayed history's age.
+LIVE_AFTER = dt.timedelta(hours=1)
 RETRY_LATER = "not yet"
 log = get_logger("tenure.dispatch")
 
@@ -155,6 +159,13 @@ class Dispatcher:
                 assert_never(message)
 
     async def _start(self, start: JourneyStart) -> str:
+        # A journey decided well before it starts (a replayed history, a backlog) runs in wall
+        # time from now: its window moves with it, so live events reach it (see acts.start_live).
+        decided = parse_instant(start.decided_at)
+        now = utc(self._now())
+        if now - decided > LIVE_AFTER:
+            with self.store.transaction() as conn:
+                acts.start_live(conn, start.decision_id, decided, now, start.journey_horizon_s)
         try:
             await self.client.start_workflow(
                 WORKFLOW,

@@ -103,7 +103,13 @@ def ensure_server(workspace: Path, port: int = DEV_PORT, ui_port: int = UI_PORT)
         return Temporal(address, ui_url())
     ui = f"http://localhost:{ui_port}"
     if _listening("127.0.0.1", port):
-        return Temporal(f"localhost:{port}", ui)
+        # Only the server this workspace started: another workspace's would mix their journeys.
+        if _started_here(workspace, port):
+            return Temporal(f"localhost:{port}", ui)
+        raise TemporalError(
+            f"a Temporal server on port {port} was not started for workspace {workspace}: stop "
+            f"it, or use it on purpose with TENURE_TEMPORAL_ADDRESS=localhost:{port}"
+        )
     log = (workspace / "temporal.log").open("ab")
     process = subprocess.Popen(
         [
@@ -134,7 +140,21 @@ def ensure_server(workspace: Path, port: int = DEV_PORT, ui_port: int = UI_PORT)
             process.kill()
             raise TemporalError(f"the Temporal dev server did not listen on {port} within 60 s")
         time.sleep(0.2)
+    (workspace / SERVER_FILE).write_text(f"{process.pid} {port}\n")
     return Temporal(f"localhost:{port}", ui, process)
+
+
+SERVER_FILE = "temporal.server"  # in the workspace: "<pid> <port>" of the dev server it started
+
+
+def _started_here(workspace: Path, port: int) -> bool:
+    """Whether the dev server listening on `port` is the one this workspace started."""
+    try:
+        pid, on = (int(x) for x in (workspace / SERVER_FILE).read_text().split())
+        os.kill(pid, 0)  # still running (signal 0 only checks)
+    except (OSError, ValueError):
+        return False
+    return on == port
 
 
 async def connect(target: Temporal, attempts: int = 50) -> Client:

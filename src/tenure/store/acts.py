@@ -298,3 +298,21 @@ def revoke_granted(conn: Connection, keys: list[str], at: dt.datetime) -> None:
         .where(d.key.in_(keys), d.status == "granted")
         .values(status="revoked", updated_at=at)
     )
+
+
+def start_live(
+    conn: Connection, decision_id: str, decided: dt.datetime, at: dt.datetime, horizon_s: float
+) -> bool:
+    """A journey decided in the past (a replayed history, a backlog) that starts at wall time
+    `at`: its window is extended to `at + horizon`, so live events reach it (the pipeline
+    signals a journey the events in its window) and its listed end agrees with its waits, which
+    run in wall time. The history's own events after the decision still reach it too. Only the
+    first start moves it; whether it was moved."""
+    j = t.journeys.c
+    span = dt.timedelta(seconds=horizon_s)
+    moved = conn.execute(
+        update(t.journeys)
+        .where(j.decision_id == decision_id, j.ends_by == decided + span)
+        .values(ends_by=at + span)
+    )
+    return bool(moved.rowcount)
