@@ -67,6 +67,9 @@ class Settings:
     source_zones: dict[str, str] = field(default_factory=dict)
     # The reporting currency and the rates into it (`money: {currency: EUR, rates: FILE}`).
     rates: Rates = field(default_factory=Rates)
+    # Per programme: grants and adjustments of more points than this wait for a second person
+    # (`programmes: {default: {four_eyes_above: 500}}`); a programme not named: the default.
+    four_eyes_above: dict[str, int] = field(default_factory=dict)
 
 
 def resolve(workspace: Path | None = None, database_url: str | None = None) -> Settings:
@@ -92,6 +95,7 @@ def resolve(workspace: Path | None = None, database_url: str | None = None) -> S
         *_time(config, ws / "tenure.yaml"),
         *_evolution(config, ws / "tenure.yaml"),
         _money(config, ws),
+        four_eyes_above=_four_eyes(config, ws / "tenure.yaml"),
     )
 
 
@@ -152,14 +156,36 @@ def _tiers(config: dict[str, Any], path: Path) -> dict[str, Tiers]:
         raise ConfigError(f"{path}: programmes must map a programme name to its settings")
     out = {}
     for name, value in raw.items():
-        if not isinstance(value, dict) or set(value) - {"tiers"}:
-            raise ConfigError(f"{path}: programme {name!r}: only `tiers` can be set")
+        if not isinstance(value, dict) or set(value) - _PROGRAMME_KEYS:
+            raise ConfigError(
+                f"{path}: programme {name!r}: only {', '.join(sorted(_PROGRAMME_KEYS))} can be set"
+            )
         if value.get("tiers") is None:
             continue
         try:
             out[str(name)] = Tiers.model_validate(value["tiers"])
         except ValidationError as exc:
             raise ConfigError(f"{path}: programme {name!r} tiers: {field_errors(exc)}") from None
+    return out
+
+
+_PROGRAMME_KEYS = frozenset({"tiers", "four_eyes_above"})
+
+
+def _four_eyes(config: dict[str, Any], path: Path) -> dict[str, int]:
+    """`programmes: {NAME: {four_eyes_above: N}}`: grants and adjustments of more than N points
+    wait for a second person's approval (0: every one does)."""
+    out = {}
+    for name, value in (config.get("programmes") or {}).items():
+        limit = value.get("four_eyes_above") if isinstance(value, dict) else None
+        if limit is None:
+            continue
+        if isinstance(limit, bool) or not isinstance(limit, int) or limit < 0:
+            raise ConfigError(
+                f"{path}: programme {name!r}: four_eyes_above must be a whole number of points "
+                f"from 0, got {limit!r}"
+            )
+        out[str(name)] = limit
     return out
 
 

@@ -13,19 +13,27 @@ from pathlib import Path
 
 from tenure.channels.adapters import ChannelSettings
 from tenure.config import Settings, resolve
+from tenure.errors import ConfigError
 from tenure.events.parse import LineParser
 from tenure.journeys.library import JourneyLibrary
-from tenure.loyalty.contracts import Contract, load_contract
+from tenure.loyalty.contracts import Contract, load_contract, load_programme
 from tenure.loyalty.tiers import Tiers
 from tenure.policy.guardrails import GuardrailSettings
 
 
 def load_contracts(root: Path) -> tuple[Contract, ...]:
-    """The contracts in `<root>/contracts/*.yaml`, in file-name order."""
-    directory = root / "contracts"
-    if not directory.is_dir():
-        return ()
-    return tuple(load_contract(p) for p in sorted(directory.glob("*.y*ml")))
+    """The contracts in `<root>/contracts/*.yaml`, then the own-brand programmes in
+    `<root>/programmes/*.yaml` (as contracts funded by their brand), each in file-name order."""
+    found = []
+    for folder, load in (("contracts", load_contract), ("programmes", load_programme)):
+        directory = root / folder
+        if directory.is_dir():
+            found += [load(p) for p in sorted(directory.glob("*.y*ml"))]
+    ids = [c.id for c in found]
+    twice = sorted({i for i in ids if ids.count(i) > 1})
+    if twice:
+        raise ConfigError(f"{root}: contract and programme ids must be unique: {twice} repeat")
+    return tuple(found)
 
 
 @dataclass(frozen=True)

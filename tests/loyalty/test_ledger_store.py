@@ -175,7 +175,15 @@ def test_ledger_cli_balance_history_and_verify(tmp_path) -> None:
     history = json.loads(
         runner.invoke(app, ["ledger", "history", "ann", "--json", "-w", str(ws)]).stdout
     )
-    assert [h["transfer_id"] for h in history] == ["r1", "a2", "a1"]
+    assert [h["transfers"] for h in history] == [["r1"], ["a2"], ["a1"]]
+    assert (history[0]["status"], history[0]["points"], history[0]["net"]) == ("pending", -120, 0)
+    assert [ph["phase"] for ph in history[0]["phases"]] == ["held"]
+    transfers = json.loads(
+        runner.invoke(
+            app, ["ledger", "history", "ann", "--transfers", "--json", "-w", str(ws)]
+        ).stdout
+    )
+    assert [h["transfer_id"] for h in transfers] == ["r1", "a2", "a1"]
     ok = runner.invoke(app, ["ledger", "verify", "-w", str(ws)])
     assert ok.exit_code == 0 and "every invariant holds" in ok.stdout
     with store.transaction() as conn:  # tamper with a balance

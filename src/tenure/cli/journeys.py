@@ -1,4 +1,5 @@
-"""The act layer's commands: `worker`, `journeys`, `tasks`, `dlq`; thin, like the rest."""
+"""The act layer's commands: `worker`, `journeys`, `tasks`, `dlq`, `templates`; thin, like the
+rest."""
 
 from __future__ import annotations
 
@@ -36,6 +37,11 @@ dlq_app = typer.Typer(
 app.add_typer(journeys_app, name="journeys")
 app.add_typer(tasks_app, name="tasks")
 app.add_typer(dlq_app, name="dlq")
+templates_app = typer.Typer(
+    help="Message templates: <workspace>/templates/<name>.<channel>.{subject.txt,txt,html}.",
+    no_args_is_help=True,
+)
+app.add_typer(templates_app, name="templates")
 
 
 NO_JOURNEYS = "no journeys yet: they start when `tenure worker` dispatches decided actions"
@@ -43,6 +49,26 @@ NO_JOURNEYS = "no journeys yet: they start when `tenure worker` dispatches decid
 
 def _time(value: Any) -> str:
     return value.strftime("%Y-%m-%d %H:%M") if value is not None else "-"
+
+
+def _dispatch_once(settings: Any, store: Any) -> Counter[str]:
+    """Dispatch the outbox once; a dev server started for it does not outlive it."""
+    import asyncio
+
+    from tenure.runtime.dispatch import Dispatcher
+    from tenure.runtime.temporal import connect, ensure_server
+
+    target = ensure_server(settings.workspace)
+
+    async def dispatch() -> Counter[str]:
+        client = await connect(target)
+        heartbeat = settings.activity_heartbeat_s
+        return await Dispatcher(store, client, activity_heartbeat_s=heartbeat).dispatch()
+
+    try:
+        return asyncio.run(dispatch())
+    finally:
+        target.stop()
 
 
 @app.command()
@@ -83,22 +109,7 @@ def worker(
         )
         err.print(f"metrics on http://{metrics_host}:{metrics_port}/metrics")
     if once:
-        import asyncio
-
-        from tenure.runtime.dispatch import Dispatcher
-        from tenure.runtime.temporal import connect, ensure_server
-
-        target = ensure_server(settings.workspace)
-
-        async def dispatch() -> Counter[str]:
-            client = await connect(target)
-            heartbeat = settings.activity_heartbeat_s
-            return await Dispatcher(store, client, activity_heartbeat_s=heartbeat).dispatch()
-
-        try:
-            counts = asyncio.run(dispatch())
-        finally:
-            target.stop()  # a dev server this run started does not outlive it
+        counts = _dispatch_once(settings, store)
         out.print(", ".join(f"{k}: {v:,}" for k, v in sorted(counts.items())) or "nothing to do")
         return
 
@@ -268,3 +279,59 @@ def dlq_retry(
     out.print(", ".join(f"{k}: {v}" for k, v in sorted(counts.items())))
     if counts.get("dead"):
         raise typer.Exit(1)
+
+
+@templates_app.command("preview")
+def templates_preview(
+    name: str,
+    customer: Annotated[str, typer.Option(help="The customer it is written to.")],
+    channel: Annotated[str, typer.Option(help="The channel (its templates, its type).")] = "email",
+    workspace: WorkspaceDir = None,
+    as_json: JsonFlag = False,
+) -> None:
+    """Render a template for a customer as it would go out now; say which file each part came
+    from. Nothing is sent or recorded."""
+    import datetime as dt
+
+    from tenure.channels.adapters import ChannelSettings, Message
+    from tenure.channels.messages import step_payload
+    from tenure.runtime.worker import letters_for
+    from tenure.store.db import Store
+    from tenure.workspace import Workspace
+
+    ws = Workspace.open(workspace)
+    message = Message(
+        "preview", "d-preview", customer, channel, name, step_payload(ws.journeys, name)
+    )
+    settings = ws.channels.get(channel) or ChannelSettings()
+    store = Store(ws.database_url)
+    try:
+        shown = letters_for(ws.root).preview(store, message, settings, dt.datetime.now(dt.UTC))
+    finally:
+        store.close()
+    rendered = shown.rendered
+    data = {
+        "template": rendered.name,
+        "channel": channel,
+        "customer_id": customer,
+        "locale": shown.locale,
+        "to": shown.to,
+        "unsubscribe_url": shown.unsubscribe_url,
+        "parts": {
+            part: {"file": str(rendered.sources[part]), "text": text}
+            for part, text in rendered.parts.items()
+        },
+    }
+    if as_json:
+        render(data, as_json)
+        return
+    out.print(f"template {plain(rendered.name)} on {plain(channel)} for {plain(customer)}")
+    out.print(f"  locale {plain(shown.locale or '-')}, to {plain(shown.to)}")
+    out.print(f"  unsubscribe link {plain(shown.unsubscribe_url)}", soft_wrap=True)
+    for part, text in rendered.parts.items():
+        out.print(f"\n[bold]{part}[/bold] from {plain(rendered.sources[part])}", soft_wrap=True)
+        # As it would go out: no markup, no wrapping; control characters made visible.
+        shown_text = "".join(
+            c if c.isprintable() or c == "\n" else f"\\u{ord(c):04x}" for c in text
+        )
+        out.print(shown_text, markup=False, highlight=False, soft_wrap=True)

@@ -1,4 +1,5 @@
-"""The loyalty ledger's commands: `ledger balance|history|verify`; thin, like the rest."""
+"""The loyalty commands: the ledger (balance, history, verify, expire, grants and adjustments
+with four eyes), contracts and programmes, partners, tiers; thin, like the rest."""
 
 from __future__ import annotations
 
@@ -29,7 +30,8 @@ from tenure.times import iso_from_epoch
 from tenure.workspace import load_contracts
 
 ledger_app = typer.Typer(
-    help="The points ledger: balances, history, invariants.", no_args_is_help=True
+    help="The points ledger: balances, history, invariants, grants and adjustments.",
+    no_args_is_help=True,
 )
 app.add_typer(ledger_app, name="ledger")
 
@@ -65,8 +67,41 @@ def ledger_history(
     customer: str,
     programme: Programme = "default",
     limit: Annotated[int, typer.Option(min=1)] = 100,
+    transfers: Annotated[
+        bool, typer.Option("--transfers", help="One line per ledger transfer instead.")
+    ] = False,
     workspace: WorkspaceDir = None,
     as_json: JsonFlag = False,
+) -> None:
+    """A member's history, one line per business operation (a redemption with its phases: held,
+    then posted or voided), the most recently active first."""
+    if transfers:
+        return _transfer_history(customer, programme, limit, workspace, as_json)
+    from tenure.services.loyalty import member_history
+
+    rows = query(workspace, lambda c: member_history(c, programme, customer, limit))
+
+    def phases(r: Mapping[str, Any]) -> str:
+        steps = r["phases"]
+        if len(steps) == 1 and steps[0]["phase"] == "posted":
+            return "posted"
+        return " -> ".join(f"{ph['phase']} {(iso_from_epoch(ph['at']) or '')[:10]}" for ph in steps)
+
+    columns: dict[str, Column] = {
+        "at": lambda r: (iso_from_epoch(r["at"]) or "")[:19],
+        "operation": "kind",
+        "points": lambda r: f"{r['points']:+,}",
+        "status": "status",
+        "phases": phases,
+        "other side": lambda r: ", ".join(r["other_side"]),
+        "ref": "ref",
+    }
+    title = f"{member_account(programme, customer)} ({len(rows)} operations)"
+    render(rows, as_json, table_of(rows, columns, title))
+
+
+def _transfer_history(
+    customer: str, programme: str, limit: int, workspace: Path | None, as_json: bool
 ) -> None:
     """A member's transfers, newest first."""
     account_id = member_account(programme, customer)
@@ -85,6 +120,140 @@ def ledger_history(
         "ref": "ref",
     }
     render(rows, as_json, table_of(rows, columns, f"{account_id} ({len(rows)} transfers)"))
+
+
+Reason = Annotated[str, typer.Option(help="Why (required; kept with it and in the audit).")]
+By = Annotated[str, typer.Option("--by", help="Who asks for it.")]
+Key = Annotated[
+    str | None, typer.Option(help="An idempotency key: sent again, it answers the same one.")
+]
+
+
+def _grant_or_adjust(
+    kind: str,
+    customer: str,
+    points: int,
+    reason: str,
+    by: str,
+    programme: str,
+    key: str | None,
+    workspace: Path | None,
+    as_json: bool,
+) -> None:
+    from tenure.cli.shell import open_workspace
+    from tenure.services.grants import Terms, propose
+
+    settings, store = open_workspace(workspace)
+    terms = Terms(load_contracts(settings.workspace), settings.four_eyes_above)
+    row = propose(
+        store, terms, kind, programme, customer, points, reason, by, dt.datetime.now(dt.UTC), key
+    )
+    what = f"{row['proposal_id']}: {row['points']:+,} points for {plain(row['customer_id'])}"
+    line = (
+        f"posted {what} ({row['programme']})"
+        if row["status"] == "posted"
+        else f"proposed {what}; above {row['threshold']:,} points it waits for a second "
+        f"person: tenure ledger approve {row['proposal_id']} --by OTHER"
+    )
+    render(row, as_json, line)
+
+
+@ledger_app.command("grant")
+def ledger_grant(
+    customer: str,
+    points: Annotated[int, typer.Argument(min=1, help="Points to give.")],
+    reason: Reason,
+    by: By,
+    programme: Programme = "default",
+    key: Key = None,
+    workspace: WorkspaceDir = None,
+    as_json: JsonFlag = False,
+) -> None:
+    """Give a member points (goodwill, service recovery); above the programme's four-eyes
+    threshold it waits for someone else's approval."""
+    _grant_or_adjust("grant", customer, points, reason, by, programme, key, workspace, as_json)
+
+
+# A negative POINTS (`-200`) is an argument, not an unknown option.
+@ledger_app.command("adjust", context_settings={"ignore_unknown_options": True})
+def ledger_adjust(
+    customer: str,
+    points: Annotated[int, typer.Argument(help="Points to add, or take back when negative.")],
+    reason: Reason,
+    by: By,
+    programme: Programme = "default",
+    key: Key = None,
+    workspace: WorkspaceDir = None,
+    as_json: JsonFlag = False,
+) -> None:
+    """Correct a member's points either way (-200 takes 200 back); above the programme's
+    four-eyes threshold it waits for someone else's approval."""
+    _grant_or_adjust("adjust", customer, points, reason, by, programme, key, workspace, as_json)
+
+
+@ledger_app.command("approve")
+def ledger_approve(
+    proposal_id: str,
+    by: Annotated[str, typer.Option("--by", help="Who approves (not the author).")],
+    workspace: WorkspaceDir = None,
+    as_json: JsonFlag = False,
+) -> None:
+    """Approve a waiting grant or adjustment (four eyes) and post it."""
+    from tenure.cli.shell import open_workspace
+    from tenure.services.grants import Terms, approve
+
+    settings, store = open_workspace(workspace)
+    terms = Terms(load_contracts(settings.workspace), settings.four_eyes_above)
+    row = approve(store, terms, proposal_id, by, dt.datetime.now(dt.UTC))
+    line = (
+        f"approved {proposal_id} by {plain(by)}: {row['points']:+,} points for "
+        f"{plain(row['customer_id'])} posted"
+    )
+    render(row, as_json, line)
+
+
+@ledger_app.command("reject")
+def ledger_reject(
+    proposal_id: str,
+    reason: Reason,
+    by: Annotated[str, typer.Option("--by", help="Who rejects it.")],
+    workspace: WorkspaceDir = None,
+    as_json: JsonFlag = False,
+) -> None:
+    """Turn down a waiting grant or adjustment; nothing is posted."""
+    from tenure.cli.shell import open_workspace
+    from tenure.services.grants import reject
+
+    _, store = open_workspace(workspace)
+    row = reject(store, proposal_id, by, reason, dt.datetime.now(dt.UTC))
+    render(row, as_json, f"rejected {proposal_id} by {plain(by)}")
+
+
+@ledger_app.command("proposals")
+def ledger_proposals(
+    status: Annotated[
+        str, typer.Option(help="proposed (waiting), posted, rejected, or all.")
+    ] = "proposed",
+    customer: Annotated[str | None, typer.Option(help="Only this member.")] = None,
+    workspace: WorkspaceDir = None,
+    as_json: JsonFlag = False,
+) -> None:
+    """Grants and adjustments, newest first (by default those waiting for a second person)."""
+    from tenure.services.grants import proposals
+
+    wanted = None if status == "all" else status
+    rows = query(workspace, lambda c: proposals(c, wanted, customer))
+    columns: dict[str, Column] = {
+        "id": "proposal_id",
+        "kind": "kind",
+        "member": "customer_id",
+        "points": lambda r: f"{r['points']:+,}",
+        "status": "status",
+        "by": "author",
+        "decided by": "decided_by",
+        "reason": "reason",
+    }
+    render(rows, as_json, table_of(rows, columns, f"grants and adjustments ({len(rows)})"))
 
 
 @ledger_app.command("verify")
@@ -123,32 +292,40 @@ def ledger_verify(workspace: WorkspaceDir = None, as_json: JsonFlag = False) -> 
 
 
 contract_app = typer.Typer(
-    help="OEM contracts: earn rules, co-funding, caps.", no_args_is_help=True
+    help="OEM contracts and own-brand programmes: earn rules, co-funding, caps, expiry.",
+    no_args_is_help=True,
 )
 app.add_typer(contract_app, name="contract")
 
 
 @contract_app.command("validate")
 def contract_validate(path: Path) -> None:
-    """Check a contract file; exit 2 naming what is wrong."""
-    from tenure.loyalty.contracts import load_contract
+    """Check a contract or own-brand programme file; exit 2 naming what is wrong."""
+    from tenure.loyalty.contracts import load_terms
 
-    contract = load_contract(path)
+    contract = load_terms(path)
+    parties = (
+        f"brand {contract.oem}"
+        if contract.own_brand
+        else f"OEM {contract.oem}, {len(contract.dealers)} dealer(s)"
+    )
+    what = "programme" if contract.own_brand else "contract"
     out.print(
-        f"{path}: contract {contract.id!r} is valid ({len(contract.versions)} version(s), "
-        f"OEM {contract.oem}, {len(contract.dealers)} dealer(s))"
+        f"{path}: {what} {contract.id!r} is valid ({len(contract.versions)} version(s), {parties})"
     )
 
 
 @contract_app.command("list")
 def contract_list(workspace: WorkspaceDir = None, as_json: JsonFlag = False) -> None:
-    """The workspace's contracts (`<workspace>/contracts/*.yaml`)."""
+    """The workspace's contracts (`<workspace>/contracts/*.yaml`) and own-brand programmes
+    (`<workspace>/programmes/*.yaml`)."""
     from tenure.config import resolve
 
     contracts = load_contracts(resolve(workspace).workspace)
     rows = [
         {
             "id": c.id,
+            "kind": "own-brand" if c.own_brand else "contract",
             "programme": c.programme,
             "oem": c.oem,
             "dealers": c.dealers,
@@ -158,8 +335,9 @@ def contract_list(workspace: WorkspaceDir = None, as_json: JsonFlag = False) -> 
     ]
     columns: dict[str, Column] = {
         "id": "id",
+        "kind": "kind",
         "programme": "programme",
-        "oem": "oem",
+        "oem / brand": "oem",
         "dealers": lambda r: ", ".join(r["dealers"]),
         "versions from": lambda r: ", ".join(v[:10] for v in r["versions"]),
     }

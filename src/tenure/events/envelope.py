@@ -130,10 +130,17 @@ class LoyaltyRedemption(Payload, frozen=True):
 
 
 class LoyaltyReturn(Payload, frozen=True):
-    """Goods returned: the points their purchase earned are clawed back."""
+    """Goods returned: the points their purchase earned are clawed back, in proportion when only
+    part of it comes back (`amount`, in the purchase's own currency, or a number of `items`)."""
 
     purchase_event_id: Id
     programme: Name = "default"
+    amount: Money | None = None
+    items: Annotated[int, Meta(ge=1, le=1_000_000)] | None = None
+
+    def __post_init__(self) -> None:
+        if self.amount is not None and self.items is not None:
+            raise ValueError("a return names the amount or the items it brings back, not both")
 
 
 class Subscription(Payload, frozen=True):

@@ -34,7 +34,7 @@ from typing import Literal
 
 import orjson
 
-Kind = Literal["accrue", "redeem", "expire", "clawback", "adjust", "post", "void"]
+Kind = Literal["accrue", "redeem", "expire", "clawback", "grant", "adjust", "post", "void"]
 OK_RESULTS = ("ok", "exists")
 
 
@@ -56,6 +56,11 @@ def redemption_account(programme: str) -> str:
 def breakage_account(programme: str) -> str:
     """Where expired points go."""
     return f"breakage:{programme}"
+
+
+def goodwill_account(programme: str) -> str:
+    """What the programme itself gives (goodwill grants) and takes back (corrections)."""
+    return f"goodwill:{programme}"
 
 
 def is_member(account_id: str) -> bool:

@@ -4,7 +4,12 @@ For a batch of events: those already accrued are skipped (an event earns once, h
 is fed); the rest are taken in event-time order, each under the contract version in force at its
 own time; the cap usage rows they touch are locked, so the caps hold across concurrent writers;
 points beyond a cap are refused and recorded with the cap's reason; the granted points are posted
-as linked transfers, one per funder, debiting each funder's account and crediting the member.
+as linked transfers, one per funder, debiting each funder's account and crediting the member, in
+lots that expire by the version's expiry rule. An own-brand programme is a contract too (funded
+by the brand, covering events with no partner), so it earns, caps and expires the same way.
+
+Loyalty events then hold, post and void redemptions, and returns claw back what their purchase
+earned: all of it, or the share of it that came back (loyalty/returns.py).
 """
 
 from __future__ import annotations
@@ -20,7 +25,16 @@ import msgspec
 from tenure.audit.chain import chain
 from tenure.errors import InputError
 from tenure.events.envelope import Event
-from tenure.loyalty.contracts import Accrual, Contract, Version, capped, earn, split
+from tenure.loyalty.contracts import (
+    EARNING_TYPES,
+    Accrual,
+    Contract,
+    Version,
+    capped,
+    earn,
+    split,
+)
+from tenure.loyalty.history import operations
 from tenure.loyalty.ledger import (
     OK_RESULTS,
     Book,
@@ -34,6 +48,7 @@ from tenure.loyalty.ledger import (
     post,
     redemption_account,
 )
+from tenure.loyalty.returns import allocate, asked_back, returned_share
 from tenure.loyalty.tiers import Change, Standing, Tiers, evaluate
 from tenure.store import ledger, repo, service_reads
 from tenure.store import loyalty as loyalty_store
@@ -41,8 +56,6 @@ from tenure.store.db import Store
 from tenure.store.loyalty import Connection, UsageKey
 from tenure.store.service_reads import EVERYONE
 from tenure.times import iso_from_epoch
-
-EARNING_TYPES = ("purchase", "service")
 
 
 @dataclass
@@ -105,11 +118,8 @@ def accrue_in(
     """Accrue inside the caller's transaction (the pipeline's batch: events and points commit
     together, so a re-fed event is a duplicate and has already earned)."""
     summary = AccrualSummary()
-    candidates = [
-        e
-        for e in events
-        if e.type in EARNING_TYPES and any(c.covers(e.partner_id) for c in contracts)
-    ]
+    earning = [(c, c.earning_types()) for c in contracts]
+    candidates = [e for e in events if _contract_for(earning, e) is not None]
     summary.events = len(candidates)
     if not candidates:
         return summary
@@ -118,7 +128,7 @@ def accrue_in(
         (e for e in candidates if e.event_id not in done),
         key=lambda e: (e.occurred_at, e.event_id),
     )
-    plans = _plans(contracts, todo)
+    plans = _plans(earning, todo)
     used = loyalty_store.lock_usage(
         conn, [k for p in plans for k in (p.contract_key, p.customer_key)]
     )
@@ -134,11 +144,20 @@ def accrue_in(
     return summary
 
 
-def _plans(contracts: Sequence[Contract], todo: Sequence[Event]) -> list[_Plan]:
+_Earning = Sequence[tuple[Contract, frozenset[str]]]  # each contract with the types it earns on
+
+
+def _contract_for(earning: _Earning, e: Event) -> Contract | None:
+    """The first contract that covers where the event happened and earns on its type."""
+    return next((c for c, types in earning if e.type in types and c.covers(e.partner_id)), None)
+
+
+def _plans(earning: _Earning, todo: Sequence[Event]) -> list[_Plan]:
     """What each event earns under its contract's version, and the caps it counts against."""
     plans = []
     for e in todo:
-        contract = next(c for c in contracts if c.covers(e.partner_id))
+        contract = _contract_for(earning, e)
+        assert contract is not None
         accrual = earn(contract, _as_mapping(e))
         if accrual is None:
             continue
@@ -172,12 +191,13 @@ def _grant(
         used[plan.contract_key] += granted
         used[plan.customer_key] += granted
         shares = split(accrual.shares, accrual.points, granted, plan.contract.oem)
-        requests += _funding_requests(plan.contract, e, shares)
+        requests += _funding_requests(plan.contract, plan.version, e, shares)
         rows.append(
             {
                 "event_id": e.event_id,
                 "customer_id": e.customer_id,
-                "partner_id": e.partner_id,
+                # An own-brand programme's events have no partner: they happened at the brand.
+                "partner_id": e.partner_id or plan.contract.oem,
                 "occurred_at": e.occurred_at,
                 "contract_id": plan.contract.id,
                 "version_from": accrual.version_from,
@@ -197,10 +217,15 @@ def _grant(
     return rows, requests
 
 
-def _funding_requests(contract: Contract, e: Event, shares: dict[str, int]) -> list[Request]:
-    """One linked transfer per funder, from the funder's account to the member's."""
+def _funding_requests(
+    contract: Contract, version: Version, e: Event, shares: dict[str, int]
+) -> list[Request]:
+    """One linked transfer per funder, from the funder's account to the member's, each a lot
+    that expires by the version's rule."""
     member = member_account(contract.programme, e.customer_id)
     funders = sorted(shares)
+    at = e.occurred_at.timestamp()
+    expires = version.expiry.at(at)
     return [
         Request(
             f"accrue:{e.event_id}:{funder}",
@@ -208,7 +233,8 @@ def _funding_requests(contract: Contract, e: Event, shares: dict[str, int]) -> l
             funder_account(funder),
             member,
             shares[funder],
-            at=e.occurred_at.timestamp(),
+            at=at,
+            expires_at=expires,
             linked=i < len(funders) - 1,
             ref=e.event_id,
         )
@@ -272,13 +298,15 @@ def redeem_in(
         if e.event_id in done:
             continue
         p = msgspec.to_builtins(e.payload)
-        requests, points, detail = _loyalty_requests(conn, contracts, e, p)
-        if not requests:
-            # Nothing posted: refused when the request itself was wrong, else nothing to do.
-            result = "refused" if detail and detail.startswith("item ") else "skipped"
+        if e.type == "loyalty.return":
+            result, points, detail = _return(conn, contracts, e, p, now)
         else:
-            results = ledger.post_in(conn, requests, now)
-            result = next((x for x in results if x not in ("ok", "exists")), results[0])
+            requests, points, detail = _loyalty_requests(contracts, e, p)
+            if not requests:
+                # Nothing posted: refused when the request itself was wrong, else nothing to do.
+                result = "refused" if detail and detail.startswith("item ") else "skipped"
+            else:
+                result = _posted(conn, requests, now)
         rows.append(
             {
                 "event_id": e.event_id,
@@ -311,10 +339,14 @@ def _catalogue_price(
 _Requests = tuple[list[Request], int, str | None]  # postings, the points they move, a detail
 
 
-def _loyalty_requests(
-    conn: Connection, contracts: Sequence[Contract], e: Event, p: dict[str, Any]
-) -> _Requests:
-    """The postings one loyalty event asks for."""
+def _posted(conn: Connection, requests: Sequence[Request], now: float) -> str:
+    """Post the requests; their result (the first refusal, if any)."""
+    results = ledger.post_in(conn, requests, now)
+    return next((x for x in results if x not in OK_RESULTS), results[0])
+
+
+def _loyalty_requests(contracts: Sequence[Contract], e: Event, p: dict[str, Any]) -> _Requests:
+    """The postings a redemption, or its confirmation or cancellation, asks for."""
     at = e.occurred_at.timestamp()
     programme = p.get("programme", "default")
     member = member_account(programme, e.customer_id)
@@ -335,7 +367,7 @@ def _loyalty_requests(
             0,
             None,
         )
-    return _return_requests(conn, contracts, e, p, member)
+    raise AssertionError(f"not a redemption: {e.type}")
 
 
 def _redeem_requests(
@@ -363,82 +395,93 @@ def _redeem_requests(
     return [hold], int(p["points"]), p.get("item")
 
 
-def _return_requests(
-    conn: Connection, contracts: Sequence[Contract], e: Event, p: dict[str, Any], member: str
-) -> _Requests:
-    """A return: take back what the purchase earned, by the contract's return policy."""
-    row = loyalty_store.accrual(conn, p["purchase_event_id"])
+def _return(
+    conn: Connection, contracts: Sequence[Contract], e: Event, p: dict[str, Any], now: float
+) -> tuple[str, int, str | None]:
+    """A return: claw back the share of its purchase's points that came back (all of them when
+    it names no amount or items), by the contract's return policy, and record what has come
+    back of the purchase so far. (result, points clawed back, detail)."""
+    purchase = p["purchase_event_id"]
+    row = loyalty_store.accrual(conn, purchase)
     if row is None or not row.granted:
-        return [], 0, f"purchase {p['purchase_event_id']} earned no points"
+        return "skipped", 0, f"purchase {purchase} earned no points"
     contract = next((c for c in contracts if c.id == row.contract_id), None)
     version = contract.version_at(row.occurred_at) if contract else None
     policy = version.returns if version else "within_balance"
-    funders = sorted(row.shares)
-    # Lock the member and every funder at once (in id order, like every other posting).
-    book = ledger.load(conn, [], accounts=[member, *(funder_account(f) for f in funders)])
-    if policy == "pending_only":
-        requests, amount = _clawback_own_lots(book, row, e, member)
-    else:
-        requests, amount = _clawback_shares(book, row, e, member, policy, contract)
-    if amount <= 0:
-        return [], 0, f"nothing to claw back under the {policy} return policy"
-    detail = None if amount == row.granted else f"{amount} of {row.granted} clawed back ({policy})"
-    return requests, amount, detail
-
-
-def _clawback_own_lots(book: Book, row: Any, e: Event, member: str) -> tuple[list[Request], int]:
-    """Exactly the purchase's own points still unspent, each from its own lot."""
-    lots = {f: book.lots.get(f"accrue:{row.event_id}:{f}") for f in sorted(row.shares)}
-    takes = {f: lot.free for f, lot in lots.items() if lot is not None and lot.free > 0}
-    amount = sum(takes.values())
-    if amount <= 0:
-        return [], amount
-    owned = sorted(takes)
-    requests = [
-        Request(
-            f"return:{row.event_id}:{f}",
-            "clawback",
-            member,
-            funder_account(f),
-            takes[f],
-            at=e.occurred_at.timestamp(),
-            lot_id=f"accrue:{row.event_id}:{f}",
-            linked=i < len(owned) - 1,
-            ref=e.event_id,
-        )
-        for i, f in enumerate(owned)
-    ]
-    return requests, amount
-
-
-def _clawback_shares(
-    book: Book, row: Any, e: Event, member: str, policy: str, contract: Contract | None
-) -> tuple[list[Request], int]:
-    """The points granted (or as many as the balance holds), split like the funding was."""
-    if policy == "allow_negative":
-        amount = int(row.granted)
-    else:
-        amount = min(int(row.granted), max(0, book.account(member).available))
-    if amount <= 0:
-        return [], amount
+    programme = contract.programme if contract else p.get("programme", "default")
+    member = member_account(programme, row.customer_id)  # the points went to the purchaser
+    # Lock the member and every funder at once (in id order, like every other posting), then
+    # the purchase's row: two returns of one purchase go one after the other.
+    book = ledger.load(conn, [], accounts=[member, *(funder_account(f) for f in row.shares)])
+    row = loyalty_store.accrual(conn, purchase, lock=True)
+    share = returned_share(
+        loyalty_store.event_payload(conn, purchase) or {}, p.get("amount"), p.get("items")
+    )
+    before = float(row.returned or 0.0)
+    if before >= 1.0:
+        return "skipped", 0, f"purchase {purchase} has already come back in full"
+    after, asked = asked_back(int(row.granted), before, share.share)
+    clawed = {f: int(n) for f, n in (row.clawed or {}).items()}
     oem = contract.oem if contract else sorted(row.shares)[0]
-    shares = split({k: int(v) for k, v in row.shares.items()}, int(row.granted), amount, oem)
-    owed = sorted(shares)
+    takes = _takes(book, row, policy, asked, clawed, member, oem)
     requests = [
         Request(
-            f"return:{row.event_id}:{funder}",
+            f"return:{e.event_id}:{funder}",
             "clawback",
             member,
             funder_account(funder),
-            shares[funder],
+            points,
             at=e.occurred_at.timestamp(),
+            lot_id=f"accrue:{purchase}:{funder}" if policy == "pending_only" else "",
             allow_negative=policy == "allow_negative",
-            linked=i < len(owed) - 1,
+            linked=i < len(takes) - 1,
             ref=e.event_id,
         )
-        for i, funder in enumerate(owed)
+        for i, (funder, points) in enumerate(sorted(takes.items()))
     ]
-    return requests, amount
+    result = _posted(conn, requests, now) if requests else "skipped"
+    if result in OK_RESULTS or not requests:
+        # The goods came back even when the balance could not pay: a later return of the same
+        # purchase never asks for these points again.
+        clawed = {f: clawed.get(f, 0) + takes.get(f, 0) for f in sorted({*clawed, *takes})}
+        loyalty_store.record_return(conn, purchase, after, clawed)
+    amount = sum(takes.values())
+    if amount == asked == row.granted:
+        return result, amount, None
+    return (
+        result,
+        amount,
+        (
+            f"{share.measure}: {amount} of {asked} points clawed back ({policy}), "
+            f"{sum(clawed.values())} of {row.granted} in all"
+        ),
+    )
+
+
+def _takes(
+    book: Book,
+    row: Any,
+    policy: str,
+    asked: int,
+    clawed: dict[str, int],
+    member: str,
+    oem: str,
+) -> dict[str, int]:
+    """The points to claw back from each funder under the return policy: as far as the balance
+    allows, all asked (the balance may go negative), or only those still unspent in the
+    purchase's own lots; split like the funding was, never more than a funder gave."""
+    shares = {f: int(n) for f, n in row.shares.items()}
+    if policy != "pending_only":
+        available = max(0, book.account(member).available)
+        points = asked if policy == "allow_negative" else min(asked, available)
+        return allocate(shares, clawed, points, oem)
+    takes = {}
+    for funder, points in allocate(shares, clawed, asked, oem).items():
+        lot = book.lots.get(f"accrue:{row.event_id}:{funder}")
+        free = lot.free if lot is not None and lot.account == member else 0
+        if min(points, free) > 0:
+            takes[funder] = min(points, free)
+    return takes
 
 
 def _metric(
@@ -702,6 +745,44 @@ def member_balance(conn: Connection, programme: str, customer_id: str) -> dict[s
             for lot in book.lots_of(account_id)
         ],
     }
+
+
+def member_history(
+    conn: Connection,
+    programme: str,
+    customer_id: str,
+    limit: int = 100,
+    after: Sequence[Any] | None = None,
+) -> list[dict[str, Any]]:
+    """A member's ledger history, one line per business operation (an accrual, a redemption
+    with its phases held and posted or voided, a return, a grant), most recently active first.
+
+    Times are epoch seconds, as in the transfers. A page goes on from `after`, the (`last`,
+    `operation`) of the previous page's last line: the keyset an API route pages by.
+    """
+    account_id = member_account(programme, customer_id)
+    cursor = (float(after[0]), str(after[1])) if after is not None else None
+    found = operations(ledger.operation_transfers(conn, account_id, limit, cursor), account_id)
+    if cursor is not None:
+        found = [op for op in found if (op.last, op.key) < cursor]
+    return [
+        {
+            "operation": op.key,
+            "kind": op.kind,
+            "at": op.at,
+            "last": op.last,
+            "points": op.points,
+            "net": op.net,
+            "status": op.status,
+            "phases": [
+                {"phase": ph.name, "at": ph.at, "transfer_id": ph.transfer_id} for ph in op.phases
+            ],
+            "transfers": list(op.transfers),
+            "other_side": list(op.counterparts),
+            "ref": op.ref or None,
+        }
+        for op in found[:limit]
+    ]
 
 
 def reconciliation(

@@ -14,6 +14,7 @@ from typing import Any
 
 from sqlalchemy import Connection, bindparam, func, select, update
 
+from tenure.loyalty.history import RESOLVING, count_after, resolved_ids
 from tenure.loyalty.ledger import Account, Book, Lot, Request, Transfer, entries, is_member, post
 from tenure.store import schema as t
 from tenure.store.db import Store
@@ -246,6 +247,43 @@ def history(conn: Connection, account_id: str, limit: int = 200) -> list[dict[st
         .limit(limit)
     )
     return [dict(r) for r in conn.execute(query).mappings()]
+
+
+def operation_transfers(
+    conn: Connection,
+    account_id: str,
+    operations: int,
+    after: tuple[float, str] | None = None,
+) -> list[Transfer]:
+    """The transfers of the account's `operations` most recently active business operations
+    (and perhaps a few more), or of those after `after` (the last activity and operation key a
+    previous page ended at): read newest first until more operations than asked have shown up,
+    then the rest of the instant reading stopped at, then the pending transfers that posts and
+    voids among them resolve (a hold can be much older than its post)."""
+    tr = t.ledger_transfers.c
+    mine = (tr.debit == account_id) | (tr.credit == account_id)
+    query = select(t.ledger_transfers).where(mine)
+    if after is not None:
+        # A hold resolved after the cursor belongs to an operation a previous page showed.
+        later = select(tr.pending_id).where(
+            mine, tr.kind.in_(RESOLVING), tr.at > after[0], tr.pending_id.is_not(None)
+        )
+        query = query.where(tr.at <= after[0], tr.transfer_id.not_in(later))
+    base = query.order_by(tr.at.desc(), tr.transfer_id.desc())
+    page = max(100, 4 * operations)
+    found: dict[str, Transfer] = {}
+    while True:
+        rows = [_transfer(r) for r in conn.execute(base.offset(len(found)).limit(page))]
+        found.update((x.id, x) for x in rows)
+        if len(rows) < page:
+            break
+        if count_after(found.values(), after) > operations:
+            last = rows[-1].at  # an operation's transfers at that instant may span two pages
+            tail = conn.execute(base.where(tr.at == last))
+            found.update((r.transfer_id, _transfer(r)) for r in tail)
+            break
+    missing = sorted(resolved_ids(found.values()) - set(found))
+    return [*found.values(), *_transfers(conn, missing).values()]
 
 
 def pending_ids_of(conn: Connection, account_id: str) -> list[str]:

@@ -1,4 +1,5 @@
-"""The loyalty tables: accruals, cap usage, results, tiers and partner adjustments.
+"""The loyalty tables: accruals, cap usage, results, tiers, partner adjustments and the grants
+and adjustments of members' points (proposals).
 
 The queries behind `services.loyalty`; the ledger's own tables are in `store.ledger`.
 """
@@ -79,10 +80,31 @@ def insert_accruals(conn: Connection, rows: list[dict[str, Any]]) -> None:
         conn.execute(t.loyalty_accruals.insert(), rows)
 
 
-def accrual(conn: Connection, event_id: str) -> Any | None:
-    """The accrual row of one event (None: it never accrued)."""
+def accrual(conn: Connection, event_id: str, lock: bool = False) -> Any | None:
+    """The accrual row of one event (None: it never accrued); `lock`: until the transaction
+    ends (a return updates what came back of it)."""
     a = t.loyalty_accruals.c
-    return conn.execute(select(t.loyalty_accruals).where(a.event_id == event_id)).first()
+    query = select(t.loyalty_accruals).where(a.event_id == event_id)
+    if lock and conn.dialect.name == "postgresql":
+        query = query.with_for_update()
+    return conn.execute(query).first()
+
+
+def record_return(conn: Connection, event_id: str, returned: float, clawed: dict[str, int]) -> None:
+    """What has come back of a purchase so far: its share returned, the points per funder."""
+    a = t.loyalty_accruals.c
+    conn.execute(
+        t.loyalty_accruals.update()
+        .where(a.event_id == event_id)
+        .values(returned=returned, clawed=clawed)
+    )
+
+
+def event_payload(conn: Connection, event_id: str) -> dict[str, Any] | None:
+    """An event's payload as stored (None: no such event)."""
+    e = t.events.c
+    row = conn.execute(select(e.payload).where(e.event_id == event_id)).first()
+    return None if row is None else dict(row.payload or {})
 
 
 def shares_by_event(
@@ -223,3 +245,51 @@ def approved_points(conn: Connection, partner: str, period: str) -> list[tuple[s
         pa.partner == partner, pa.period == period, pa.status == "approved"
     )
     return [(reference, points) for reference, points in conn.execute(query)]
+
+
+def insert_proposal(conn: Connection, row: dict[str, Any]) -> None:
+    """Record a grant or adjustment of a member's points (posted at once, or proposed)."""
+    conn.execute(t.ledger_proposals.insert(), [row])
+
+
+def proposal(conn: Connection, proposal_id: str, lock: bool = False) -> dict[str, Any] | None:
+    """One grant or adjustment (None: no such id); `lock`: until the transaction ends."""
+    lp = t.ledger_proposals.c
+    query = select(t.ledger_proposals).where(lp.proposal_id == proposal_id)
+    if lock and conn.dialect.name == "postgresql":
+        query = query.with_for_update()  # two approvers at once: the second waits, then sees it
+    row = conn.execute(query).mappings().first()
+    return None if row is None else dict(row)
+
+
+def decide_proposal(
+    conn: Connection,
+    proposal_id: str,
+    status: str,
+    by: str,
+    at: dt.datetime,
+    note: str | None = None,
+) -> None:
+    """Mark a proposal posted or rejected, by whom and when."""
+    lp = t.ledger_proposals.c
+    conn.execute(
+        t.ledger_proposals.update()
+        .where(lp.proposal_id == proposal_id)
+        .values(status=status, decided_by=by, decided_at=at, note=note)
+    )
+
+
+def proposals(
+    conn: Connection,
+    status: str | None = None,
+    customer_id: str | None = None,
+    limit: int = 200,
+) -> list[dict[str, Any]]:
+    """Grants and adjustments, newest first (of one status or customer when given)."""
+    lp = t.ledger_proposals.c
+    query = select(t.ledger_proposals).order_by(lp.created_at.desc(), lp.proposal_id.desc())
+    if status:
+        query = query.where(lp.status == status)
+    if customer_id:
+        query = query.where(lp.customer_id == customer_id)
+    return [dict(r) for r in conn.execute(query.limit(limit)).mappings()]

@@ -379,6 +379,10 @@ loyalty_accruals = Table(
     Column("granted", BigInteger, nullable=False),
     Column("refused_reason", Text),
     Column("shares", Json, nullable=False),
+    # Returns of the purchase so far: the share of it returned (0..1; partial returns add up)
+    # and the points clawed back from each funder.
+    Column("returned", Float, nullable=False, default=0.0, server_default="0"),
+    Column("clawed", Json),
 )
 
 # What each loyalty.* event did to the ledger (posted, refused and why).
@@ -420,6 +424,26 @@ partner_adjustments = Table(
     Column("approved_by", String(100)),
     Column("created_at", UtcDateTime, nullable=False),
     Column("decided_at", UtcDateTime),
+)
+
+# Grants and adjustments of a member's points (goodwill, corrections): each with its reason and
+# author; above the programme's four-eyes threshold it waits here until someone else approves it.
+ledger_proposals = Table(
+    "ledger_proposals",
+    metadata,
+    Column("proposal_id", String(64), primary_key=True),
+    Column("kind", String(20), nullable=False),  # grant, adjust
+    Column("programme", String(100), nullable=False),
+    Column("customer_id", String(200), nullable=False, index=True),
+    Column("points", BigInteger, nullable=False),  # > 0 credits the member, < 0 debits
+    Column("reason", Text, nullable=False),
+    Column("author", String(100), nullable=False),
+    Column("status", String(20), nullable=False, index=True),  # proposed, posted, rejected
+    Column("threshold", BigInteger, nullable=False),  # the four-eyes threshold it was held to
+    Column("created_at", UtcDateTime, nullable=False),
+    Column("decided_by", String(100)),
+    Column("decided_at", UtcDateTime),
+    Column("note", Text),  # why it was rejected
 )
 
 # API tokens: only a digest is kept; the token itself is shown once, when it is created.
