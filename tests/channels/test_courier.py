@@ -5,7 +5,6 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 import hmac
-import socket
 import time
 from pathlib import Path
 
@@ -14,8 +13,11 @@ import pytest
 
 from tenure.channels.adapters import ChannelSettings, Message, verify
 from tenure.channels.courier import SEND_LEASE_S, Courier
-from tenure.store import acts
+from tenure.runtime.worker import letters_for
+from tenure.store import acts, personal
 from tenure.store.db import Store
+from tests.fixtures.mail import running_smtp
+from tests.helpers import ev
 from tests.receiver import running_receiver
 
 
@@ -133,33 +135,17 @@ def test_rate_limit_waits_for_the_next_minute(store, tmp_path):
 
 
 def test_smtp_delivery_carries_the_idempotency_key(store, tmp_path):
-    from aiosmtpd.controller import Controller
-
-    got = []
-
-    class Handler:
-        async def handle_DATA(self, server, session, envelope):
-            got.append(envelope.content.decode())
-            return "250 OK"
-
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
-    ctl = Controller(Handler(), hostname="127.0.0.1", port=port)
-    ctl.start()
-    try:
-        settings = {
-            "email": ChannelSettings(
-                type="smtp", host="127.0.0.1", port=port, recipient="{customer_id}@example.test"
-            )
-        }
-        c = Courier(store, settings, tmp_path)
+    with store.transaction() as conn:  # the address is the personal-data table's, never the id's
+        personal.keep(conn, [ev("profile.updated", "c7", email="seven@example.test")])
+    with running_smtp() as box:
+        settings = {"email": ChannelSettings(type="smtp", host=box.host, port=box.port)}
+        c = Courier(store, settings, tmp_path, letters=letters_for(tmp_path / "ws"))
         assert c.deliver(msg(7, "email")).status == "delivered"
         assert c.deliver(msg(7, "email")).status == "duplicate"
-    finally:
-        ctl.stop()
-    assert len(got) == 1
-    assert "Idempotency-Key: d7:send:1" in got[0] and "To: c7@example.test" in got[0]
+    (got,) = box.received
+    assert got.rcpt_tos == ["seven@example.test"]
+    email = got.parsed()
+    assert email["Idempotency-Key"] == "d7:send:1" and email["To"] == "seven@example.test"
 
 
 def test_crm_channel_posts_a_ticket_shaped_body(store, tmp_path):

@@ -4,6 +4,12 @@ A `Retryable` failure (a timeout, a refused connection, a 5xx or 429) is worth a
 a `Permanent` one (a 4xx, a malformed address) is not. Every message carries its idempotency key
 (`Idempotency-Key` header, SMTP header of the same name, a field in the file record) so a
 receiver can recognise a message it has seen; tenure itself never sends a delivered key twice.
+
+Adapters that reach a person (email over SMTP, SMS through a gateway) are `Addressed`: the
+courier composes a `Letter` for them at send time (the customer's address from the personal-data
+table, the message rendered from its templates; channels/messages.py) and hands it over with the
+message. A letter is never stored: the outbox, the deliveries table and the workflow history
+keep only the `Message`, which names the customer by id.
 """
 
 from __future__ import annotations
@@ -14,12 +20,13 @@ import smtplib
 import time
 from dataclasses import dataclass, field
 from email.message import EmailMessage
+from email.utils import formatdate
 from pathlib import Path
-from typing import Any, Literal, Protocol
+from typing import Any, Literal, Protocol, runtime_checkable
 
 import httpx
 import orjson
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from tenure.errors import TenureError
 
@@ -49,6 +56,23 @@ class Message:
         }
 
 
+@dataclass(frozen=True)
+class Letter:
+    """A message composed for one person at send time: where it goes and what it says. Held in
+    memory for the attempts only, never stored (it holds the address)."""
+
+    to: str = field(repr=False)
+    text: str
+    subject: str = ""
+    html: str | None = None
+    unsubscribe_url: str = ""
+
+
+# What an addressed adapter composes: an email (subject, text, optional HTML; to the customer's
+# email address) or an SMS (text; to their phone number).
+Needs = Literal["email", "sms"]
+
+
 class DeliveryError(TenureError):
     """A delivery attempt failed."""
 
@@ -68,12 +92,25 @@ class Channel(Protocol):
         """Deliver or raise Retryable / Permanent."""
 
 
+@runtime_checkable
+class Addressed(Protocol):
+    """A channel that delivers composed letters to a person's address."""
+
+    needs: Needs
+
+    def send_letter(self, message: Message, letter: Letter) -> None:
+        """Deliver the letter or raise Retryable / Permanent."""
+
+
+DEFAULT_UNSUBSCRIBE_URL = "http://127.0.0.1:8000/v1/unsubscribe/{token}"
+
+
 class ChannelSettings(BaseModel):
     """One channel in tenure.yaml (`channels: {name: {...}}`); unnamed channels are files."""
 
     model_config = ConfigDict(frozen=True, extra="forbid")
 
-    type: Literal["file", "webhook", "smtp", "crm"] = "file"
+    type: Literal["file", "webhook", "smtp", "sms", "crm"] = "file"
     url: str | None = None
     secret: str | None = Field(default=None, description="HMAC-SHA256 key for webhook signatures.")
     keys: dict[str, str] | None = Field(
@@ -84,9 +121,10 @@ class ChannelSettings(BaseModel):
     host: str = "localhost"
     port: int = 25
     sender: str = "tenure@localhost"
-    recipient: str = Field(
-        default="{customer_id}",
-        description="Address of an email; {customer_id} is filled in; a payload `to` wins.",
+    unsubscribe_url: str = Field(
+        default=DEFAULT_UNSUBSCRIBE_URL,
+        description="Where a message's unsubscribe link points ({token} is filled in): the "
+        "public address of `tenure serve`'s `/v1/unsubscribe/{token}`.",
     )
     # Delivery behaviour.
     max_attempts: int = Field(default=4, ge=1, le=20)
@@ -96,6 +134,24 @@ class ChannelSettings(BaseModel):
     failure_threshold: int = Field(default=4, ge=1, description="Failed attempts in a row to open.")
     open_for_s: float = Field(default=60.0, ge=0, description="How long an open circuit holds.")
     rate_per_minute: int | None = Field(default=None, ge=1)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _no_recipient(cls, data: Any) -> Any:
+        if isinstance(data, dict) and "recipient" in data:
+            raise ValueError(
+                "`recipient` is no longer a setting: an email goes to the address kept in the "
+                "customer's personal data (a profile.updated event's `email`); remove it"
+            )
+        return data
+
+    @model_validator(mode="after")
+    def _token_slot(self) -> ChannelSettings:
+        if "{token}" not in self.unsubscribe_url:
+            raise ValueError("unsubscribe_url must hold {token}, where the link's token goes")
+        if self.type == "sms" and not self.url:
+            raise ValueError("an sms channel needs a url (its gateway's)")
+        return self
 
 
 class FileChannel:
@@ -185,8 +241,11 @@ class WebhookChannel:
 
     def send(self, message: Message) -> None:
         """One POST; 5xx, 408, 429 and network errors are retryable, other 4xx are not."""
-        body = orjson.dumps(self._body(message))
-        headers = {"Content-Type": "application/json", "Idempotency-Key": message.key}
+        self._post(self._body(message), message.key)
+
+    def _post(self, document: dict[str, Any], key: str) -> None:
+        body = orjson.dumps(document)
+        headers = {"Content-Type": "application/json", "Idempotency-Key": key}
         if self.keys:
             headers["X-Tenure-Signature"] = signature(self.keys, body, int(time.time()))
         try:
@@ -215,27 +274,66 @@ class CrmChannel(WebhookChannel):
         }
 
 
+class SmsChannel(WebhookChannel):
+    """An SMS gateway's webhook: the composed text and the customer's phone number, signed like
+    any webhook; the gateway sends it."""
+
+    needs: Needs = "sms"
+
+    def send(self, message: Message) -> None:
+        """An SMS is always composed first (the courier calls `send_letter`)."""
+        raise Permanent("an sms channel sends composed letters only")
+
+    def send_letter(self, message: Message, letter: Letter) -> None:
+        """POST the text and the number to the gateway."""
+        self._post(
+            {
+                "idempotency_key": message.key,
+                "decision_id": message.decision_id,
+                "to": letter.to,
+                "text": letter.text,
+            },
+            message.key,
+        )
+
+
 class SmtpChannel:
     """Email over SMTP (one connection per message; retention volumes do not need pooling)."""
+
+    needs: Needs = "email"
 
     def __init__(self, settings: ChannelSettings, name: str) -> None:
         self.settings = settings
 
     def send(self, message: Message) -> None:
-        """Build and send one email; connection problems and 4xx replies are retryable."""
-        s = self.settings
+        """An email is always composed first (the courier calls `send_letter`)."""
+        raise Permanent("an smtp channel sends composed letters only")
+
+    def email(self, message: Message, letter: Letter) -> EmailMessage:
+        """The email: text and (when the template has one) HTML alternatives, and the
+        unsubscribe headers mail clients show as a button (RFC 2369, one-click: RFC 8058)."""
         email = EmailMessage()
-        email["From"] = s.sender
-        email["To"] = str(
-            message.payload.get("to") or s.recipient.format(customer_id=message.customer_id)
-        )
-        email["Subject"] = str(message.payload.get("subject") or message.template)
+        email["From"] = self.settings.sender
+        email["To"] = letter.to
+        email["Subject"] = letter.subject
+        email["Date"] = formatdate(usegmt=True)
         email["Idempotency-Key"] = message.key
         email["Message-ID"] = f"<{hashlib.sha256(message.key.encode()).hexdigest()[:32]}@tenure>"
-        email.set_content(orjson.dumps(message.body(), option=orjson.OPT_INDENT_2).decode())
+        if letter.unsubscribe_url:
+            email["List-Unsubscribe"] = f"<{letter.unsubscribe_url}>"
+            email["List-Unsubscribe-Post"] = "List-Unsubscribe=One-Click"
+        email.set_content(letter.text)
+        if letter.html is not None:
+            email.add_alternative(letter.html, subtype="html")
+        return email
+
+    def send_letter(self, message: Message, letter: Letter) -> None:
+        """Send one email; connection problems and 4xx replies are retryable."""
+        s = self.settings
+        email = self.email(message, letter)
         try:
             with smtplib.SMTP(s.host, s.port, timeout=s.timeout_s) as smtp:
-                smtp.send_message(email)
+                smtp.send_message(email, from_addr=s.sender, to_addrs=[letter.to])
         except smtplib.SMTPRecipientsRefused as exc:
             raise Permanent(f"recipient refused: {exc.recipients}") from None
         except smtplib.SMTPResponseException as exc:
@@ -253,4 +351,6 @@ def make_channel(name: str, settings: ChannelSettings, outbox_dir: Path) -> Chan
         return CrmChannel(settings, name)
     if settings.type == "smtp":
         return SmtpChannel(settings, name)
+    if settings.type == "sms":
+        return SmsChannel(settings, name)
     return FileChannel(outbox_dir, name)

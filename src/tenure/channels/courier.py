@@ -5,8 +5,12 @@ For each message it
    retried activity or a second dispatcher finds it there);
 2. holds the message when the channel's circuit is open (status `held`, released when the
    circuit half-opens; nothing is lost);
-3. takes a slot of the channel's per-minute rate;
-4. tries the adapter with exponential backoff and jitter (tenacity), and on success records
+3. for a channel that reaches a person (email, SMS), composes the letter: the address from the
+   personal-data table and the message rendered from its templates, now, in memory only. A
+   customer with no address is a recorded `skipped` with the reason (not a retry, not a dead
+   letter); a template that does not render is a dead letter naming the file;
+4. takes a slot of the channel's per-minute rate;
+5. tries the adapter with exponential backoff and jitter (tenacity), and on success records
    `delivered`; after the last attempt records a dead letter (`dead`) for `tenure dlq retry`.
 
 The breaker and the rate window are rows in the database rather than process memory (which is
@@ -32,13 +36,16 @@ from tenacity import (
 )
 
 from tenure.channels.adapters import (
+    Addressed,
     Channel,
     ChannelSettings,
+    Letter,
     Message,
     Permanent,
     Retryable,
     make_channel,
 )
+from tenure.channels.messages import Letters, NoAddress, TemplateError
 from tenure.observe import tracing
 from tenure.observe.logs import bound, get_logger
 from tenure.observe.metrics import SENT
@@ -48,7 +55,7 @@ from tenure.store.acts import utc
 from tenure.store.db import Store
 from tenure.times import Clock, epoch
 
-Status = Literal["delivered", "duplicate", "held", "dead", "in_flight"]
+Status = Literal["delivered", "duplicate", "held", "dead", "in_flight", "skipped"]
 # A claimed message is `sending` for this long: another caller meanwhile gets `in_flight` and does
 # not send. Longer than any attempt loop (and than the activity's timeout), so only a sender that
 # died mid-send lets the message go out again, after the lease: the one at-least-once window.
@@ -77,8 +84,12 @@ class Courier:
         clock: Clock | None = None,
         sleep: Callable[[float], None] = time.sleep,
         rng: random.Random | None = None,
+        letters: Letters | None = None,
     ) -> None:
         self.store = store
+        # How letters are composed for email and SMS (runtime/worker.py `courier_for` gives a
+        # workspace's); without, those channels dead-letter their messages.
+        self.letters = letters
         self.settings = settings
         self.outbox_dir = outbox_dir
         self.clock: Clock = clock or WallClock()
@@ -161,6 +172,8 @@ class Courier:
             )
             if row["status"] == "delivered":
                 return Receipt(message.key, "duplicate", row["attempts"])
+            if row["status"] == "skipped":  # settled: a skip is not tried again
+                return Receipt(message.key, "skipped", row["attempts"], row["last_error"])
             leased = row["updated_at"].timestamp() + SEND_LEASE_S > self._now()
             if row["status"] == "sending" and leased:
                 return Receipt(message.key, "in_flight", row["attempts"], "another sender has it")
@@ -169,8 +182,45 @@ class Courier:
                 return Receipt(message.key, "held", row["attempts"], "circuit open")
             # Claimed: committed before the first attempt, so a second caller sees the lease.
             acts.update_delivery(conn, message.key, status="sending", updated_at=at)
+        letter = self._compose(message)
+        if isinstance(letter, Receipt):
+            return letter
         self._take_rate_slot(message.channel)
-        return self._attempt(message, row["attempts"])
+        return self._attempt(message, row["attempts"], letter)
+
+    def _compose(self, message: Message) -> Letter | Receipt | None:
+        """The letter of a message to a channel that reaches a person (None for the others), or
+        the receipt of why it is not sent: skipped (no address), dead (a template error)."""
+        adapter = self.adapter(message.channel)
+        if not isinstance(adapter, Addressed):
+            return None
+        try:
+            if self.letters is None:
+                raise TemplateError(f"channel {message.channel!r}: this courier has no templates")
+            return self.letters.compose(
+                self.store,
+                message,
+                adapter.needs,
+                self.settings_for(message.channel),
+                self.clock.now(),
+            )
+        except NoAddress as exc:
+            return self._settle(message, "skipped", 0, str(exc))
+        except TemplateError as exc:
+            return self._settle(message, "dead", 0, str(exc))
+
+    def _settle(self, message: Message, status: Status, attempts: int, error: str) -> Receipt:
+        """Record that a message ends (for now) as `status`, and why."""
+        with self.store.transaction() as conn:
+            acts.update_delivery(
+                conn,
+                message.key,
+                status=status,
+                attempts=attempts,
+                last_error=error,
+                updated_at=utc(self._now()),
+            )
+        return Receipt(message.key, status, attempts, error)
 
     def _circuit_allows(self, conn: Any, channel: str) -> bool:
         state = acts.channel_state(conn, channel)
@@ -197,7 +247,7 @@ class Courier:
                     return
             self.sleep(60 - now % 60 + 0.001)
 
-    def _attempt(self, message: Message, before: int) -> Receipt:
+    def _attempt(self, message: Message, before: int, letter: Letter | None) -> Receipt:
         s = self.settings_for(message.channel)
         adapter = self.adapter(message.channel)
         attempts = 0
@@ -207,7 +257,10 @@ class Courier:
             nonlocal attempts, error
             attempts += 1
             try:
-                adapter.send(message)
+                if letter is not None and isinstance(adapter, Addressed):
+                    adapter.send_letter(message, letter)
+                else:
+                    adapter.send(message)
             except (Retryable, Permanent) as exc:
                 error = str(exc)
                 self._failed_attempt(message.channel)
@@ -229,17 +282,7 @@ class Courier:
         try:
             retrying(once)
         except (RetryError, Permanent):
-            at = utc(self._now())
-            with self.store.transaction() as conn:
-                acts.update_delivery(
-                    conn,
-                    message.key,
-                    status="dead",
-                    attempts=before + attempts,
-                    last_error=error,
-                    updated_at=at,
-                )
-            return Receipt(message.key, "dead", before + attempts, error)
+            return self._settle(message, "dead", before + attempts, error or "failed")
         at = utc(self._now())
         with self.store.transaction() as conn:
             acts.update_delivery(

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import os
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -24,7 +25,7 @@ from tenure.cli.shell import (
     render,
     table_of,
 )
-from tenure.config import resolve
+from tenure.config import DEFAULT_WORKSPACE, resolve
 from tenure.policy.decide import DEFAULT_GUARDRAILS
 from tenure.policy.model import Policy, load_policy
 from tenure.runtime import ingest
@@ -32,11 +33,29 @@ from tenure.runtime.engine import Engine
 from tenure.workspace import Workspace
 
 
+def checked_policy(path: Path, workspace: Path | None) -> tuple[Policy, int]:
+    """A policy file, refused unless every action's journey exists and every message it sends
+    renders with the workspace's templates (built-in ones without a workspace); with the count
+    of template renderings checked."""
+    from tenure.channels.messages import Templates, check_policy
+    from tenure.journeys.library import JourneyLibrary
+
+    policy = load_policy(path)
+    named = workspace or os.environ.get("TENURE_WORKSPACE")
+    if named is None and not DEFAULT_WORKSPACE.is_dir():
+        # No workspace here: check against what is built in, and make no directory.
+        return policy, check_policy(policy, JourneyLibrary(), Templates(), {})
+    ws = Workspace.open(workspace)
+    return policy, check_policy(policy, ws.journeys, Templates.of(ws.root), ws.channels)
+
+
 @policy_app.command("validate")
-def policy_validate(path: Path) -> None:
-    """Check a policy file; print its id, version (content hash) and actions."""
-    p = load_policy(path)
+def policy_validate(path: Path, workspace: WorkspaceDir = None) -> None:
+    """Check a policy file (its journeys and message templates against the workspace's); print
+    its id, version (content hash) and actions."""
+    p, templates = checked_policy(path, workspace)
     out.print(f"{p.id} ({p.label or 'no label'}) version {p.content_hash[:12]}: valid")
+    out.print(f"  templates: {templates} rendered")
     out.print(
         f"  trigger: risk >= {p.trigger.risk_at_least:g}"
         + (f", or {', '.join(p.trigger.on_events)} while at risk" if p.trigger.on_events else "")
@@ -54,7 +73,7 @@ def policy_add(
     """Register a policy file as a draft version in the workspace."""
     from tenure.services import policies
 
-    policy = load_policy(path)
+    policy, _ = checked_policy(path, workspace)
     _, store = open_workspace(workspace)
     with store.transaction() as conn:
         version, new = policies.register(conn, policy, by, dt.datetime.now(dt.UTC))

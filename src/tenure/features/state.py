@@ -7,6 +7,7 @@ out of order inside the windows give exactly the state in-order arrival gives.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -121,6 +122,11 @@ def _registers(event: Event) -> Iterable[tuple[str, Any]]:
             value = getattr(p, name)
             if value is not None:
                 yield name, value
+        # The language messages are written in: a payload field once the schema has one, until
+        # then the extra field producers send (kept, per the compatibility rule).
+        locale = locale_tag(getattr(p, "locale", None) or (event.extra or {}).get("locale"))
+        if locale is not None:
+            yield "locale", locale
     elif isinstance(p, Consent):
         key = f"consent:{p.channel}:{p.purpose}" + (f":{p.partner_id}" if p.partner_id else "")
         yield key, event.type == "consent.granted"
@@ -129,6 +135,29 @@ def _registers(event: Event) -> Iterable[tuple[str, Any]]:
         yield f"consent:{p.channel}:marketing", False
     elif isinstance(p, SupportTicket):
         yield f"ticket:{p.ticket_id}", p.status
+
+
+_LOCALE = re.compile(r"^([A-Za-z]{2,3})(?:[-_]([A-Za-z0-9]{2,8}))?$")
+# What a message may say about the customer (channels/messages.py): the profile registers.
+TRAITS = ("plan", "segment", "timezone", "locale")
+
+
+def locale_tag(value: Any) -> str | None:
+    """A language tag as messages look it up (`fr`, `fr-CA`), or None when `value` is none."""
+    m = _LOCALE.match(value) if isinstance(value, str) else None
+    if m is None:
+        return None
+    language, region = m.group(1).lower(), m.group(2)
+    if region is None:
+        return language
+    return f"{language}-{region.upper() if len(region) == 2 else region}"
+
+
+def traits(state: CustomerState) -> dict[str, str | None]:
+    """The customer's plan, segment, time zone and locale (None where never stated)."""
+    return {
+        name: (None if (r := state.registers.get(name)) is None else str(r[2])) for name in TRAITS
+    }
 
 
 # Types whose events set last-writer-wins registers; others skip that work on the hot path.

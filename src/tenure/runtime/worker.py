@@ -16,8 +16,10 @@ from temporalio.worker import Worker
 
 from tenure.channels.adapters import ChannelSettings
 from tenure.channels.courier import Courier
+from tenure.channels.messages import Letters, Templates, programme_of
+from tenure.channels.unsubscribe import unsubscribe_key
 from tenure.config import DEFAULT_HEARTBEAT_S
-from tenure.journeys.activities import JourneyActivities
+from tenure.journeys.activities import PROGRAMME, JourneyActivities
 from tenure.journeys.workflow import JourneyWorkflow
 from tenure.observe.tracing import with_tracing
 from tenure.policy.guardrails import GuardrailSettings
@@ -25,6 +27,7 @@ from tenure.runtime.dispatch import Dispatcher
 from tenure.runtime.temporal import TASK_QUEUE
 from tenure.store.db import Store
 from tenure.times import Clock
+from tenure.workspace import load_contracts
 
 
 def heartbeating_sleep(seconds: float) -> None:
@@ -36,9 +39,22 @@ def heartbeating_sleep(seconds: float) -> None:
         time.sleep(min(left, 5.0))
 
 
+def letters_for(workspace: Path) -> Letters:
+    """How a workspace's emails and SMS are composed: its templates (then the built-in ones),
+    its unsubscribe key, and the programme journeys grant in."""
+    programme = programme_of(load_contracts(workspace), PROGRAMME)
+    return Letters(Templates.of(workspace), unsubscribe_key(workspace), programme)
+
+
 def courier_for(store: Store, workspace: Path, channels: dict[str, ChannelSettings]) -> Courier:
     """The courier of a workspace: configured channels, files under `outbox/` for the rest."""
-    return Courier(store, channels, workspace / "outbox", sleep=heartbeating_sleep)
+    return Courier(
+        store,
+        channels,
+        workspace / "outbox",
+        sleep=heartbeating_sleep,
+        letters=letters_for(workspace),
+    )
 
 
 def journey_worker(

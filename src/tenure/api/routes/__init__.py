@@ -18,11 +18,23 @@ from tenure.api.routes import (
     policies,
     probes,
     tasks,
+    unsubscribe,
 )
 from tenure.api.service import Service
 
 
 def routers(svc: Service) -> list[APIRouter]:
     """Every router of the service, in the order the OpenAPI document lists them."""
-    modules = (probes, events, customers, decisions, policies, journeys, tasks, loyalty, partners)
+    modules = (
+        probes,
+        events,
+        customers,
+        decisions,
+        policies,
+        journeys,
+        tasks,
+        loyalty,
+        partners,
+        unsubscribe,
+    )
     return [m.router(svc) for m in modules]

@@ -12,6 +12,7 @@ ledger's result for it: a 200 when it holds (or posts, or voids), else a 409 pro
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Depends, HTTPException
+from fastapi.encoders import jsonable_encoder
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field
 
@@ -20,11 +21,12 @@ from tenure.api.contract import problems
 from tenure.api.paging import Keyset, Page, paged
 from tenure.api.service import Service, problem
 from tenure.loyalty.ledger import member_account
-from tenure.services import loyalty
+from tenure.services import grants, loyalty
 from tenure.store import queries, service_reads
 
 Id = Annotated[str, Field(min_length=1, max_length=200)]
 HISTORY = Keyset("member-history", (float, str))
+PROPOSALS = Keyset("proposals", (str, str))
 HELD = ("ok", "exists")  # what the ledger answers when it did what was asked
 
 
@@ -42,6 +44,20 @@ class Redemption(BaseModel):
         """The `loyalty.redeem` event's payload (but for the redemption id)."""
         item = {"item": self.item} if self.item else {}
         return {"points": self.points, "programme": self.programme, **item}
+
+
+class Manual(BaseModel):
+    """A goodwill grant (points > 0) or an adjustment (either sign) of a member's points."""
+
+    points: int = Field(ge=-1_000_000_000, le=1_000_000_000)
+    reason: str = Field(min_length=1, max_length=500, description="Why; kept in the audit.")
+    key: Id | None = Field(default=None, description="The caller's id for it: a resend is one.")
+
+
+class Rejection(BaseModel):
+    """Why a waiting grant or adjustment is turned down."""
+
+    reason: str = Field(min_length=1, max_length=500)
 
 
 class RedemptionStep(BaseModel):
@@ -171,4 +187,72 @@ def router(svc: Service) -> APIRouter:
         payload = {"programme": body.programme}
         return answered(loyalty_event(svc, kind, redemption_id, body.customer_id, payload, None))
 
+    manual_routes(api, svc)
     return api
+
+
+def _proposal_key(row: dict[str, Any]) -> tuple[str, str]:
+    return (row["created_at"].isoformat(), row["proposal_id"])
+
+
+def manual_routes(api: APIRouter, svc: Service) -> None:
+    """Grants and adjustments (services/grants.py): posted at once up to the programme's
+    four-eyes threshold, else waiting (202) for another person's approval; every step audited
+    under the caller's token name. A refusal (the author approving, below zero) is a 422."""
+    operators = svc.guard("operator")
+    readers = svc.guard("operator", "auditor")
+
+    def endpoint(kind: str) -> Any:
+        def manual(
+            programme: str,
+            customer_id: str,
+            body: Manual,
+            who: Annotated[Caller, Depends(operators)],
+        ) -> JSONResponse:
+            done = grants.propose(
+                svc.store, grants.Terms.of(svc.workspace), kind, programme, customer_id,
+                body.points, body.reason, who.name, svc.clock.now(), body.key,
+            )  # fmt: skip
+            return JSONResponse(
+                jsonable_encoder(done), status_code=201 if done["status"] == "posted" else 202
+            )
+
+        manual.__doc__ = (
+            f"{'Grant' if kind == 'grant' else 'Adjust'} a member's points with a reason: 201 "
+            "when posted, 202 when it waits for a second person (above the threshold)."
+        )
+        return manual
+
+    for kind, path in (("grant", "grants"), ("adjust", "adjustments")):
+        api.post(
+            f"/{{programme}}/members/{{customer_id}}/{path}",
+            status_code=201,
+            responses={202: {"description": "Waiting for a second person's approval."}},
+            response_model=None,
+            operation_id=f"loyalty_{path}",
+        )(endpoint(kind))
+
+    @api.get("/proposals")
+    def list_proposals(
+        who: Annotated[Caller, Depends(readers)],
+        page: Annotated[Page, Depends(paged(PROPOSALS))],
+        status: Literal["proposed", "posted", "rejected", "all"] = "proposed",
+        customer: str | None = None,
+    ) -> list[dict[str, Any]]:
+        """Grants and adjustments, oldest first (a queue): those waiting unless `status` says."""
+        with svc.store.reader() as conn:
+            rows = grants.proposals(conn, None if status == "all" else status, customer, 100_000)
+        return page.of(sorted(rows, key=_proposal_key), _proposal_key)
+
+    @api.post("/proposals/{proposal_id}/approve")
+    def approve(proposal_id: str, who: Annotated[Caller, Depends(operators)]) -> dict[str, Any]:
+        """Post a waiting grant or adjustment: never by its author (422)."""
+        terms = grants.Terms.of(svc.workspace)
+        return grants.approve(svc.store, terms, proposal_id, who.name, svc.clock.now())
+
+    @api.post("/proposals/{proposal_id}/reject")
+    def reject(
+        proposal_id: str, body: Rejection, who: Annotated[Caller, Depends(operators)]
+    ) -> dict[str, Any]:
+        """Turn down a waiting grant or adjustment, with a reason."""
+        return grants.reject(svc.store, proposal_id, who.name, body.reason, svc.clock.now())

@@ -17,8 +17,8 @@ from pydantic import BaseModel, Field
 from tenure.api.auth import Caller
 from tenure.api.paging import Keyset, Page, paged
 from tenure.api.service import Service
+from tenure.channels.messages import Templates, check_policy
 from tenure.errors import ConfigError
-from tenure.journeys.spec import JourneyError
 from tenure.policy.model import Policy, parse_policy
 from tenure.services import policies as registry
 from tenure.store import service_reads
@@ -38,6 +38,7 @@ class Promotion(BaseModel):
 def router(svc: Service) -> APIRouter:
     """The policy routes of one service."""
     api = APIRouter(prefix="/v1/policies", tags=["policies"])
+    templates = Templates.of(svc.settings.workspace)
     readers = svc.guard("policy-author", "approver", "operator", "auditor")
 
     @api.get("")
@@ -64,11 +65,9 @@ def router(svc: Service) -> APIRouter:
     ) -> dict[str, Any]:
         """Register a policy document as a draft version authored by the caller."""
         policy = parse_policy(document, "the uploaded document")
-        for action in policy.actions:
-            try:
-                svc.journeys.get(action.journey)
-            except JourneyError as exc:
-                raise ConfigError(f"action {action.id!r}: {exc}") from None
+        # Every action's journey exists, and every message it sends renders: refused here, not
+        # when a customer is written to.
+        check_policy(policy, svc.journeys, templates, svc.settings.channels)
         with svc.store.transaction() as conn:
             version, new = registry.register(conn, policy, who.name, dt.datetime.now(dt.UTC))
         return {
