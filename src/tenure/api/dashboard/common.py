@@ -26,6 +26,7 @@ from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from fastapi.templating import Jinja2Templates
 
 from tenure.api.auth import Caller, session_caller, touch_session
+from tenure.channels.courier import Courier
 from tenure.journeys.library import JourneyLibrary
 from tenure.loyalty.contracts import Contract
 from tenure.scoring.types import Scorer
@@ -35,7 +36,13 @@ PREFIX = "/dashboard"
 COOKIE = "tenure_dashboard"  # the session id
 LOGIN_COOKIE = "tenure_login"  # the sign-in form's CSRF token, before there is a session
 READ = ("admin", "operator", "auditor")
-RESOLVE = ("admin", "operator")
+RESOLVE = ("admin", "operator")  # resolve a task, retry a dead letter
+# Policy people sign in for the policies page alone: an author moves versions to shadow or
+# retires them, an approver (or admin) makes one decide for real; the four-eyes rule is the
+# registry's, whoever asks.
+POLICY = ("policy-author", "approver")
+PROMOTE = ("admin", *POLICY)
+SIGN_IN = (*READ, *POLICY)
 TEMPLATES = Path(__file__).parents[1] / "templates"
 HEADERS = {
     # Nothing runs and nothing is fetched: the pages are HTML, inline CSS and inline SVG.
@@ -140,6 +147,7 @@ class Pages:
     contracts: Sequence[Contract]
     library: JourneyLibrary
     templates: Jinja2Templates
+    courier: Courier  # retries dead letters (one attempt each: see `deliveries`)
 
     def page(
         self, request: Request, name: str, who: Caller | None, code: int = 200, **context: Any
@@ -153,13 +161,27 @@ class Pages:
                 "who": who,
                 "csrf": csrf_token(token) if who else "",
                 "prefix": PREFIX,
+                "may_read": who is not None and who.role in READ,
                 "may_resolve": who is not None and who.role in RESOLVE,
+                "may_promote": who is not None and who.role in PROMOTE,
                 **context,
             },
             status_code=code,
         )
         response.headers.update(HEADERS)
         return response
+
+    def scorer_now(self, request: Request) -> Scorer:
+        """The scorer the serving process decides with now (a model promoted since it started,
+        at once), else the one loaded at start."""
+        knowledge = getattr(getattr(request.app.state, "service", None), "knowledge", None)
+        return getattr(knowledge, "scorer", None) or self.scorer
+
+    def list_page(
+        self, request: Request, name: str, who: Caller, shown: Any, **context: Any
+    ) -> HTMLResponse:
+        """A page showing one page of a list (`lists.Shown`)."""
+        return self.page(request, name, who, shown=shown, **context)
 
     def message(
         self, request: Request, who: Caller | None, code: int, title: str, message: str
@@ -219,3 +241,22 @@ class Pages:
                 "This form did not come from a page of this session; open the page again.",
             )
         return who
+
+
+def day_range(since: str, until: str) -> tuple[dt.datetime | None, dt.datetime | None]:
+    """Days written YYYY-MM-DD (either may be empty) as the times [since 00:00, the day after
+    until 00:00) UTC; ValueError naming the field that is not a day."""
+    bounds: list[dt.datetime | None] = []
+    for name, text, extra in (("from", since, 0), ("to", until, 1)):
+        if not text.strip():
+            bounds.append(None)
+            continue
+        try:
+            day = dt.date.fromisoformat(text.strip())
+        except ValueError:
+            raise ValueError(
+                f"{name} must be a day written 2026-03-01, not {text[:20]!r}"
+            ) from None
+        start = dt.datetime(day.year, day.month, day.day, tzinfo=dt.UTC)
+        bounds.append(start + dt.timedelta(days=extra))
+    return bounds[0], bounds[1]

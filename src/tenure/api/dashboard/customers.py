@@ -1,46 +1,85 @@
-"""Customer pages: a search by id prefix, and one customer with the risk and what drives it,
-decisions, journeys, ledger and event timeline.
+"""Customer pages: a search by id prefix, one customer with the risk and what drives it,
+decisions, journeys, ledger and newest events, and a customer's whole event timeline.
 
 (No `from __future__ import annotations` here: FastAPI reads the route annotations.)
 """
+
+import datetime as dt
+from functools import partial
 
 from fastapi import Request
 from fastapi.responses import Response
 
 from tenure.api.dashboard.common import Pages, strongest_first, widest
+from tenure.api.dashboard.lists import PAGE, Listing, answer
+from tenure.api.paging import Keyset
 from tenure.loyalty.ledger import member_account
 from tenure.services.views import customer_view
-from tenure.store import acts, ledger, queries
+from tenure.store import acts, dashboard_reads, ledger
 
-TIMELINE_EVENTS = 100
-SEARCH_LIMIT = 50
+NEWEST_EVENTS = 20  # on the customer's page; the timeline page has every one
+CUSTOMERS = Keyset("dashboard-customers", (str,))
+EVENTS = Keyset("dashboard-events", (dt.datetime, str))
+EVENT_COLUMNS = ("occurred_at", "event_id", "type", "source", "partner_id")
 
 
-def customers(pages: Pages, request: Request, q: str = "") -> Response:
-    """Customers whose id starts with `q`."""
+def customers(
+    pages: Pages,
+    request: Request,
+    q: str = "",
+    cursor: str | None = None,
+    limit: int = PAGE,
+    format: str = "html",
+) -> Response:
+    """Customers whose id starts with `q`, a page at a time."""
     who = pages.session(request)
     if isinstance(who, Response):
         return who
     prefix = q.strip()
-    with pages.store.reader() as conn:
-        found = queries.customers_by_prefix(conn, prefix, SEARCH_LIMIT + 1)
-    return pages.page(
-        request,
-        "customers.html",
-        who,
-        q=prefix,
-        found=found[:SEARCH_LIMIT],
-        more=len(found) > SEARCH_LIMIT,
+    listing = Listing(
+        "customers",
+        CUSTOMERS,
+        lambda conn, n, after: dashboard_reads.customers_page(conn, prefix, n, after),
+        lambda r: (r["customer_id"],),
+        (("customer_id", lambda r: r["customer_id"]), ("last_seen", lambda r: r["last_seen"])),
     )
+    render = partial(pages.list_page, request, "customers.html", who, q=prefix)
+    return answer(pages, request, who, listing, (cursor, limit, format), render)
+
+
+def events(
+    pages: Pages,
+    request: Request,
+    customer: str = "",
+    cursor: str | None = None,
+    limit: int = PAGE,
+    format: str = "html",
+) -> Response:
+    """A customer's events, newest first (event time), a page at a time."""
+    who = pages.session(request)
+    if isinstance(who, Response):
+        return who
+    listing = Listing(
+        f"events-{customer}"[:80],
+        EVENTS,
+        lambda conn, n, after: dashboard_reads.events_page(conn, customer, n, after),
+        lambda r: (r["occurred_at"], r["event_id"]),
+        (
+            *((name, lambda r, name=name: r[name]) for name in EVENT_COLUMNS),
+            ("payload", lambda r: {k: v for k, v in r["payload"].items() if v is not None}),
+        ),
+    )
+    render = partial(pages.list_page, request, "events.html", who, customer=customer)
+    return answer(pages, request, who, listing, (cursor, limit, format), render)
 
 
 def customer(pages: Pages, request: Request, customer_id: str) -> Response:
-    """One customer: risk and why, decisions, journeys, ledger and event timeline."""
+    """One customer: risk and why, decisions, journeys, ledger and newest events."""
     who = pages.session(request)
     if isinstance(who, Response):
         return who
     with pages.store.reader() as conn:
-        view = customer_view(conn, customer_id, scorer=pages.scorer)
+        view = customer_view(conn, customer_id, scorer=pages.scorer_now(request))
         if view is None:
             return pages.message(
                 request,
@@ -49,7 +88,7 @@ def customer(pages: Pages, request: Request, customer_id: str) -> Response:
                 "No such customer",
                 f"The workspace has never seen customer {customer_id!r}.",
             )
-        events = queries.customer_events(conn, customer_id, TIMELINE_EVENTS)
+        newest = dashboard_reads.events_page(conn, view["customer_id"], NEWEST_EVENTS + 1)
         account = member_account(view["loyalty"]["programme"], customer_id)
         transfers = ledger.history(conn, account, 50)
         journeys = [acts.journey(conn, j["decision_id"]) or j for j in view["journeys"]]
@@ -61,7 +100,8 @@ def customer(pages: Pages, request: Request, customer_id: str) -> Response:
         view=view,
         contributions=contributions,
         widest=widest(contributions),
-        events=events,
+        events=newest[:NEWEST_EVENTS],
+        more_events=len(newest) > NEWEST_EVENTS,
         journeys=journeys,
         account=account,
         transfers=transfers,

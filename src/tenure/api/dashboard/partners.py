@@ -15,14 +15,25 @@ from tenure.api.dashboard.common import Pages, is_period
 from tenure.errors import TenureError
 from tenure.loyalty.partners import parse_statement, reconcile
 from tenure.services.loyalty import adjustments, funded_points, settlement
-from tenure.store import dashboard_reads
+from tenure.store import dashboard_reads, queries
 from tenure.store.db import Connection
 
 
 def latest_period(conn: Connection) -> str:
-    """The month of the newest accrual (event time), or of today when there is none."""
-    newest = dashboard_reads.newest_accrual(conn)
-    return f"{newest or dt.datetime.now(dt.UTC):%Y-%m}"
+    """The newest month with something to settle; without any, the month event time has got to
+    (else today's)."""
+    found = dashboard_reads.newest_period(conn)
+    if found is not None:
+        return found
+    return f"{queries.event_time(conn) or dt.datetime.now(dt.UTC):%Y-%m}"
+
+
+def months_around(period: str) -> tuple[str, str]:
+    """The months before and after a YYYY-MM month."""
+    year, month = (int(x) for x in period.split("-"))
+    before = f"{year - (month == 1)}-{(month - 2) % 12 + 1:02d}"
+    after = f"{year + (month == 12)}-{month % 12 + 1:02d}"
+    return before, after
 
 
 def partners_page(
@@ -47,6 +58,7 @@ def partners_page(
         who,
         status,
         period=chosen,
+        around=months_around(chosen),
         bad_period=bool(period) and period != chosen,
         contracts=contracts,
         owed=owed,

@@ -1,26 +1,45 @@
-"""The policies page: registered versions, their lifecycle, and lift with 95% intervals.
+"""The policies page: registered versions, their lifecycle, lift with 95% intervals, and the
+form that moves a version through its lifecycle.
+
+A promotion from here is the registry's (`services.policies.promote`), with its four-eyes rule:
+the signed-in token's holder is the `by`, so whoever wrote a version cannot make it decide for
+real (canary, active) nor take it out of service while active, however many tokens they hold.
+As on the API, a policy author may move versions to shadow or retire them; canary and active
+take an approver (or admin). The serving process decides with the new live set at once.
 
 (No `from __future__ import annotations` here: FastAPI reads the route annotations.)
 """
 
-from typing import Any
+import datetime as dt
+from typing import Annotated, Any
 
-from fastapi import Request
-from fastapi.responses import Response
+from fastapi import Form, Request
+from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from markupsafe import Markup
 
 from tenure.api import charts
-from tenure.api.dashboard.common import Pages
+from tenure.api.auth import Caller
+from tenure.api.dashboard.common import POLICY, PREFIX, PROMOTE, READ, Pages
+from tenure.errors import TenureError
 from tenure.policy.lift import report as lift_report
 from tenure.services import policies as policy_registry
 from tenure.store import queries
 
+VIEW = (*READ, *POLICY)
+MOVES = ("shadow", "canary", "active", "retired")
+AUTHOR_MOVES = ("shadow", "retired")
 
-def policies(pages: Pages, request: Request, window: float = 30.0) -> Response:
-    """Registered versions, their lifecycle, and lift with 95% intervals."""
-    who = pages.session(request)
-    if isinstance(who, Response):
-        return who
+
+def policies_page(
+    pages: Pages,
+    request: Request,
+    who: Caller,
+    window: float = 30.0,
+    notice: str | None = None,
+    error: str | None = None,
+    code: int = 200,
+) -> HTMLResponse:
+    """Registered versions, their lifecycle, lift with 95% intervals, and the promotion form."""
     window = min(max(window, 1.0), 365.0)
     with pages.store.reader() as conn:
         versions = policy_registry.listing(conn)
@@ -34,13 +53,64 @@ def policies(pages: Pages, request: Request, window: float = 30.0) -> Response:
         request,
         "policies.html",
         who,
+        code,
         versions=versions,
         lifecycle=lifecycle,
         rows=rows,
         window=window,
         observed=observed,
         lift_chart=lift_chart(rows) if rows else None,
+        moves=AUTHOR_MOVES if who.role == "policy-author" else MOVES,
+        notice=notice,
+        error=error,
     )
+
+
+def policies(
+    pages: Pages, request: Request, window: float = 30.0, promoted: str | None = None
+) -> Response:
+    """Registered versions, their lifecycle, and lift with 95% intervals."""
+    who = pages.session(request, VIEW)
+    if isinstance(who, Response):
+        return who
+    notice = (
+        f"Version {promoted[:12]} moved; the service decides with it now." if promoted else None
+    )
+    return policies_page(pages, request, who, window, notice)
+
+
+def promote(
+    pages: Pages,
+    request: Request,
+    version: Annotated[str, Form()],
+    to: Annotated[str, Form()],
+    percent: Annotated[str, Form()] = "",
+    csrf: Annotated[str, Form()] = "",
+) -> Response:
+    """Move a version to shadow, canary, active or retired, as the signed-in person."""
+    who = pages.form_session(request, csrf, PROMOTE)
+    if isinstance(who, Response):
+        return who
+    try:
+        share = float(percent) if percent.strip() else None
+        if who.role == "policy-author" and to not in AUTHOR_MOVES:
+            raise TenureError(f"going {to} needs an approver's token")
+        with pages.store.transaction() as conn:
+            if who.role == "policy-author" and to == "retired":
+                current = {r["policy_hash"]: r["status"] for r in policy_registry.listing(conn)}
+                if any(v.startswith(version) and s == "active" for v, s in current.items()):
+                    raise TenureError("retiring the active version needs an approver's token")
+            plan = policy_registry.promote(
+                conn, version, to, who.name, share, dt.datetime.now(dt.UTC)
+            )
+    except ValueError:
+        return policies_page(pages, request, who, error="percent is a number", code=422)
+    except TenureError as exc:
+        return policies_page(pages, request, who, error=str(exc), code=409)
+    service = getattr(request.app.state, "service", None)
+    if service is not None:  # the serving process decides with the new live set from now on
+        service.reload_policies()
+    return RedirectResponse(f"{PREFIX}/policies?promoted={plan.version}", status_code=303)
 
 
 def lift_chart(rows: list[dict[str, Any]]) -> Markup:

@@ -15,7 +15,16 @@ from fastapi import Form, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 
 from tenure.api.auth import caller, end_session, start_session
-from tenure.api.dashboard.common import COOKIE, LOGIN_COOKIE, PREFIX, READ, Pages, keep_cookie, same
+from tenure.api.dashboard.common import (
+    COOKIE,
+    LOGIN_COOKIE,
+    PREFIX,
+    READ,
+    SIGN_IN,
+    Pages,
+    keep_cookie,
+    same,
+)
 
 
 def _next(value: str | None) -> str:
@@ -59,11 +68,11 @@ def login(
     now = dt.datetime.now(dt.UTC)
     with pages.store.reader() as conn:
         who = caller(conn, token.strip(), now)
-    if who is None or who.role not in READ:
+    if who is None or who.role not in SIGN_IN:
         error = (
             "Unknown or revoked token."
             if who is None
-            else f"Role {who.role!r} cannot use the dashboard (operator, auditor or admin)."
+            else f"Role {who.role!r} cannot use the dashboard ({', '.join(SIGN_IN)})."
         )
         return _login_page(pages, request, next, error, 401 if who is None else 403)
     with pages.store.transaction() as conn:
@@ -73,7 +82,10 @@ def login(
         started = start_session(conn, token.strip(), now)
     if started is None:  # revoked between the two looks
         return _login_page(pages, request, next, "Unknown or revoked token.", 401)
-    response = RedirectResponse(_next(next), status_code=303)
+    target = _next(next)
+    if who.role not in READ and target == PREFIX:
+        target = f"{PREFIX}/policies"  # the one page a policy author or approver opens
+    response = RedirectResponse(target, status_code=303)
     keep_cookie(response, request, COOKIE, started[0])
     response.delete_cookie(LOGIN_COOKIE, path=PREFIX)
     return response
@@ -81,7 +93,7 @@ def login(
 
 def logout(pages: Pages, request: Request, csrf: Annotated[str, Form()] = "") -> Response:
     """End the session."""
-    who = pages.form_session(request, csrf)
+    who = pages.form_session(request, csrf, SIGN_IN)
     if isinstance(who, Response):
         return who
     with pages.store.transaction() as conn:

@@ -1,25 +1,45 @@
-"""The human task queue: tasks by status and queue, and the form an operator (or admin)
-resolves one with, after which the waiting journey continues.
+"""The human task queue: tasks by status and queue, oldest first, a page at a time (and as CSV),
+and the form an operator (or admin) resolves one with, after which the waiting journey continues.
 
 (No `from __future__ import annotations` here: FastAPI reads the route annotations.)
 """
 
+import datetime as dt
 import time
 from typing import Annotated, Any
-from urllib.parse import quote
+from urllib.parse import quote, urlencode
 
 from fastapi import Form, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 
 from tenure.api.auth import Caller
 from tenure.api.dashboard.common import PREFIX, RESOLVE, Pages
+from tenure.api.dashboard.lists import PAGE, Listing, Shown, answer, page_of
+from tenure.api.paging import Keyset
 from tenure.errors import TenureError
 from tenure.journeys.library import JourneyLibrary
 from tenure.journeys.spec import Human
 from tenure.services.tasks import resolve_task
-from tenure.store import acts, dashboard_reads
+from tenure.store import dashboard_reads, service_reads
 
 STATUSES = ("open", "resolved", "expired", "all")
+TASKS = Keyset("dashboard-tasks", (dt.datetime, str))
+COLUMNS = tuple(
+    (name, lambda r, name=name: r[name])
+    for name in (
+        "created_at",
+        "task_id",
+        "decision_id",
+        "customer_id",
+        "queue",
+        "reason",
+        "status",
+        "due_at",
+        "resolution",
+        "resolved_by",
+        "resolved_at",
+    )
+)
 
 
 def resolutions(
@@ -34,30 +54,45 @@ def resolutions(
     return sorted(step.on) if isinstance(step, Human) else []
 
 
+def listing(status: str, queue: str | None) -> Listing:
+    """The tasks of one status (or all) and queue, oldest first."""
+    chosen = None if status == "all" else status
+    return Listing(
+        "tasks",
+        TASKS,
+        lambda conn, n, after: service_reads.tasks_page(conn, n, after, chosen, queue),
+        lambda r: (r["created_at"], r["task_id"]),
+        COLUMNS,
+    )
+
+
 def tasks_page(
     pages: Pages,
     request: Request,
     who: Caller,
+    shown: Shown,
     status: str,
     queue: str | None,
     notice: str | None = None,
     error: str | None = None,
     code: int = 200,
 ) -> HTMLResponse:
-    """The queue's page for one status (open unless a known one is asked for) and queue."""
-    chosen = status if status in STATUSES else "open"
+    """The queue's page for one status and queue, showing one page of its tasks."""
     with pages.store.reader() as conn:
-        rows = acts.tasks(conn, None if chosen == "all" else chosen, queue or None, 200)
-        journey_ids = dashboard_reads.journey_ids(conn, list({r["decision_id"] for r in rows}))
+        journey_ids = dashboard_reads.journey_ids(
+            conn, list({r["decision_id"] for r in shown.rows})
+        )
         queues = dashboard_reads.task_queues(conn)
         counts = dashboard_reads.task_counts(conn)
+    rows = [{**r, "choices": resolutions(pages.library, r, journey_ids)} for r in shown.rows]
     return pages.page(
         request,
         "tasks.html",
         who,
         code,
-        tasks=[{**r, "choices": resolutions(pages.library, r, journey_ids)} for r in rows],
-        status=chosen,
+        tasks=rows,
+        shown=shown,
+        status=status,
         queue=queue or "",
         queues=queues,
         counts=counts,
@@ -72,13 +107,22 @@ def tasks(
     status: str = "open",
     queue: str | None = None,
     resolved: str | None = None,
+    cursor: str | None = None,
+    limit: int = PAGE,
+    format: str = "html",
 ) -> Response:
-    """The human task queue."""
+    """The human task queue (open unless a known status is asked for)."""
     who = pages.session(request)
     if isinstance(who, Response):
         return who
+    chosen = status if status in STATUSES else "open"
     notice = f"Resolved {resolved}; its journey continues." if resolved else None
-    return tasks_page(pages, request, who, status, queue, notice)
+
+    def render(shown: Shown) -> Response:
+        return tasks_page(pages, request, who, shown, chosen, queue, notice)
+
+    found = listing(chosen, queue or None)
+    return answer(pages, request, who, found, (cursor, limit, format), render)
 
 
 def resolve(
@@ -104,5 +148,7 @@ def resolve(
             time.time(),
         )
     except TenureError as exc:
-        return tasks_page(pages, request, who, "open", None, error=str(exc), code=409)
+        where = f"{PREFIX}/tasks?{urlencode({'status': 'open'})}"
+        shown = page_of(pages, request, listing("open", None), None, PAGE, where)
+        return tasks_page(pages, request, who, shown, "open", None, error=str(exc), code=409)
     return RedirectResponse(f"{PREFIX}/tasks?resolved={quote(task_id)}", status_code=303)
