@@ -110,6 +110,7 @@ customers = Table(
     # is the next decision instant, a durable timer a sweep finds by index.
     Column("through_s", BigInteger),
     Column("due_s", BigInteger, index=True),
+    Index("ix_customers_last_seen", "last_seen"),  # the most recently seen first; 0017
 )
 
 # The workspace's perceived time: the newest event time seen, and the watermark decision
@@ -140,6 +141,8 @@ decisions = Table(
     Column("mode", String(20), nullable=False),
     Column("audit_seq", BigInteger, nullable=False),
     Column("record", Json, nullable=False),
+    # Lists page by (decided_at, decision_id); migration 0017.
+    Index("ix_decisions_time", "decided_at", "decision_id"),
 )
 
 audit = Table(
