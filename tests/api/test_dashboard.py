@@ -21,11 +21,14 @@ from tenure.api import charts
 from tenure.api.app import create_app
 from tenure.api.auth import ROLES, create_token, start_session
 from tenure.api.dashboard import COOKIE, csrf_token, lists
+from tenure.policy.model import parse_policy
 from tenure.services import policies
-from tenure.store import acts, repo
+from tenure.services.loyalty import propose_adjustment
+from tenure.store import acts, dashboard_reads, repo
 from tenure.store import schema as t
 from tenure.store.db import Store
 from tests.fixtures.dashboard import (
+    SAVE_DESK,
     T0,
     build_workspace,
     dead_letters,
@@ -649,9 +652,69 @@ def test_promoting_a_policy_takes_a_second_person(dashboard):
     with store.reader() as conn:
         listed = {v["policy_hash"]: v for v in policies.listing(conn)}
     assert listed[version]["status"] == "active" and listed[version]["approved_by"] == "bo"
-    assert [v["status"] for h, v in listed.items() if h != version] == ["retired"]
+    others = [v["status"] for h, v in listed.items() if h != version]
+    assert others.count("retired") == 1 and "active" not in others  # the one it replaced
     live = client.app.state.service.pipeline.policies.active  # the service decides with it now
     assert live.content_hash == version
+
+
+def test_policy_versions_page_and_export(dashboard):
+    client, tokens, store, _ = dashboard
+    policy = parse_policy({**SAVE_DESK.model_dump(mode="json"), "label": "call on day one"})
+    with store.transaction() as conn:
+        policies.register(conn, policy, "dee", T0)
+        listed = [v["policy_hash"] for v in policies.listing(conn)]
+    assert len(listed) >= 2
+    client = signed_in(client, tokens["auditor"])
+    row = r'<tr class="version" data-version="([^"]+)">'
+    found, pages = walk(client, "/dashboard/policies?limit=1", row)
+    assert found == listed and pages == len(listed)  # newest first, each once
+    exported = csv_rows(client, "/dashboard/policies?format=csv")
+    assert [r["policy_hash"] for r in exported] == listed
+    first = next(r for r in exported if r["label"] == "call customers who ask to cancel")
+    assert any(tr["to"] == "active" for tr in json.loads(first["lifecycle"]))
+
+
+def test_a_customers_ledger_pages_and_exports(dashboard):
+    client, tokens, store, _ = dashboard
+    client = signed_in(client, tokens["auditor"])
+    with store.reader() as conn:
+        ledger = dashboard_reads.ledger_page(conn, "member:default:c-004", 100)
+    assert len(ledger) >= 2
+    row = r'<tr class="transfer" data-transfer="([^"]+)">'
+    found, pages = walk(client, "/dashboard/customers/c-004?limit=1", row)
+    assert found == [r["transfer_id"] for r in ledger] and pages == len(ledger)  # newest first
+    exported = csv_rows(client, "/dashboard/customers/c-004?format=csv")
+    assert [r["transfer_id"] for r in exported] == found
+    assert all(int(r["points"]) > 0 for r in exported if r["kind"] == "accrual")
+
+
+def test_the_partners_settlement_and_adjustments_page_and_export(dashboard):
+    client, tokens, store, _ = dashboard
+    contracts = client.app.state.service.contracts
+    made = [
+        propose_adjustment(
+            store, contracts, "dealer-1", "2026-01", f"ref-{i}", 5 + i, "dispute", "ana", T0
+        )
+        for i in range(3)
+    ]
+    client = signed_in(client, tokens["auditor"])
+    row = r'<tr class="adjustment" data-adjustment="([^"]+)">'
+    found, pages = walk(client, "/dashboard/partners?table=adjustments&limit=2", row)
+    assert set(made) <= set(found) and len(found) == len(set(found)) and pages >= 2
+    exported = csv_rows(client, "/dashboard/partners?table=adjustments&format=csv")
+    assert [r["adjustment_id"] for r in exported] == found
+    assert {r["reason"] for r in exported if r["adjustment_id"] in made} == {"dispute"}
+    owed = r'<tr class="owed"><td><code>([^<]+)</code></td><td>([^<]+)</td>'
+    url = "/dashboard/partners?period=2026-01&table=settlement&limit=1"
+    found, pages = walk(client, url, owed)
+    assert len(found) >= 2 and pages == len(found) and found == sorted(found)
+    exported = csv_rows(client, "/dashboard/partners?period=2026-01&table=settlement&format=csv")
+    assert [(r["contract"], r["funder"]) for r in exported] == found
+    assert {r["period"] for r in exported} == {"2026-01"}
+    # A cursor or an export must say which table it is for.
+    assert client.get("/dashboard/partners?format=csv").status_code == 400
+    assert client.get("/dashboard/partners?table=nope").status_code == 400
 
 
 # ---------------------------------------------------------------- models

@@ -1,7 +1,8 @@
 """Reads behind the dashboard's pages that no other caller shares: task counts and queues, the
 journey each decision runs, the newest month to settle, budget spend per period, the lists the
-pages page through by keyset (customers, a customer's events, decisions, journeys, dead letters),
-and the window of recently seen customers the worth-saving list scores."""
+pages page through by keyset (customers, a customer's events, decisions, journeys, dead letters,
+a member's ledger, partner adjustments), and the window of recently seen customers the
+worth-saving list scores."""
 
 from __future__ import annotations
 
@@ -272,3 +273,23 @@ def tier_names(conn: Connection, programme: str) -> list[str]:
     lt = t.loyalty_tiers.c
     query = select(lt.tier).where(lt.programme == programme).distinct()
     return sorted(conn.execute(query).scalars())
+
+
+def ledger_page(
+    conn: Connection, account_id: str, limit: int, after: Sequence[Any] | None = None
+) -> list[dict[str, Any]]:
+    """Transfers that debit or credit an account, newest first, after the key (at,
+    transfer_id)."""
+    tr = t.ledger_transfers.c
+    query = select(t.ledger_transfers).where((tr.debit == account_id) | (tr.credit == account_id))
+    order = ((tr.at, True), (tr.transfer_id, True))
+    return repo.rows(conn, _keyset(query, order, after, limit))
+
+
+def adjustments_page(
+    conn: Connection, limit: int, after: Sequence[Any] | None = None
+) -> list[dict[str, Any]]:
+    """Partner adjustments, newest first, after the key (created_at, adjustment_id)."""
+    pa = t.partner_adjustments.c
+    order = ((pa.created_at, True), (pa.adjustment_id, False))
+    return repo.rows(conn, _keyset(select(t.partner_adjustments), order, after, limit))

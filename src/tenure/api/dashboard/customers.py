@@ -6,6 +6,7 @@ decisions, journeys, ledger and newest events, and a customer's whole event time
 
 import datetime as dt
 from functools import partial
+from typing import Any
 
 from fastapi import Request
 from fastapi.responses import Response
@@ -15,12 +16,36 @@ from tenure.api.dashboard.lists import PAGE, Listing, answer
 from tenure.api.paging import Keyset
 from tenure.loyalty.ledger import member_account
 from tenure.services.views import customer_view
-from tenure.store import acts, dashboard_reads, ledger
+from tenure.store import acts, dashboard_reads
 
 NEWEST_EVENTS = 20  # on the customer's page; the timeline page has every one
 CUSTOMERS = Keyset("dashboard-customers", (str,))
 EVENTS = Keyset("dashboard-events", (dt.datetime, str))
 EVENT_COLUMNS = ("occurred_at", "event_id", "type", "source", "partner_id")
+LEDGER = Keyset("dashboard-ledger", (float, str))
+
+
+def ledger_listing(customer_id: str, account: str) -> Listing:
+    """A member's ledger, newest first: each transfer signed as the member sees it."""
+
+    def mine(r: dict[str, Any]) -> bool:
+        return bool(r["credit"] == account)
+
+    return Listing(
+        f"ledger-{customer_id}"[:80],
+        LEDGER,
+        lambda conn, n, after: dashboard_reads.ledger_page(conn, account, n, after),
+        lambda r: (r["at"], r["transfer_id"]),
+        (
+            ("at", lambda r: dt.datetime.fromtimestamp(r["at"], dt.UTC)),
+            ("transfer_id", lambda r: r["transfer_id"]),
+            ("kind", lambda r: r["kind"]),
+            ("points", lambda r: r["amount"] if mine(r) else -r["amount"]),
+            ("status", lambda r: r["status"]),
+            ("other_side", lambda r: r["debit"] if mine(r) else r["credit"]),
+            ("reference", lambda r: r["ref"]),
+        ),
+    )
 
 
 def customers(
@@ -73,8 +98,16 @@ def events(
     return answer(pages, request, who, listing, (cursor, limit, format), render)
 
 
-def customer(pages: Pages, request: Request, customer_id: str) -> Response:
-    """One customer: risk and why, decisions, journeys, ledger and newest events."""
+def customer(
+    pages: Pages,
+    request: Request,
+    customer_id: str,
+    cursor: str | None = None,
+    limit: int = PAGE,
+    format: str = "html",
+) -> Response:
+    """One customer: risk and why, decisions, journeys, newest events, and the ledger a page at
+    a time (or as CSV)."""
     who = pages.session(request)
     if isinstance(who, Response):
         return who
@@ -90,10 +123,10 @@ def customer(pages: Pages, request: Request, customer_id: str) -> Response:
             )
         newest = dashboard_reads.events_page(conn, view["customer_id"], NEWEST_EVENTS + 1)
         account = member_account(view["loyalty"]["programme"], customer_id)
-        transfers = ledger.history(conn, account, 50)
         journeys = [acts.journey(conn, j["decision_id"]) or j for j in view["journeys"]]
     contributions = strongest_first(view["score"]["contributions"])
-    return pages.page(
+    render = partial(
+        pages.list_page,
         request,
         "customer.html",
         who,
@@ -104,5 +137,6 @@ def customer(pages: Pages, request: Request, customer_id: str) -> Response:
         more_events=len(newest) > NEWEST_EVENTS,
         journeys=journeys,
         account=account,
-        transfers=transfers,
     )
+    listing = ledger_listing(customer_id, account)
+    return answer(pages, request, who, listing, (cursor, limit, format), render)

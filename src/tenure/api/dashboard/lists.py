@@ -163,9 +163,11 @@ def answer(
     listing: Listing,
     paging: tuple[str | None, int, str],
     render: Callable[[Shown], Response],
+    where: str | None = None,
 ) -> Response:
     """A list page: the CSV of the whole list for `format=csv`, else the page `paging`'s
-    (cursor, limit) asks for, rendered; a 400 page for a cursor or format it does not know."""
+    (cursor, limit) asks for, rendered (its links from `where` when given, as `page_of`'s); a
+    400 page for a cursor or format it does not know."""
     cursor, limit, form = paging
     if form not in FORMATS:
         text = f"format is html or csv, not {form[:20]!r}."
@@ -173,7 +175,7 @@ def answer(
     if form == "csv":
         return export(pages, listing)
     try:
-        shown = page_of(pages, request, listing, cursor, limit)
+        shown = page_of(pages, request, listing, cursor, limit, where)
     except HTTPException:
         text = (
             f"That cursor is not one of this list's ({listing.name}): "

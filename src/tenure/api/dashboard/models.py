@@ -134,7 +134,8 @@ def models_page(
         error=error,
         may_promote_model=who.role in PROMOTE_MODEL,
     )
-    return answer(pages, request, who, listing, paging, render)
+    # Links from the list's own page, also on the page a failed promotion answers with.
+    return answer(pages, request, who, listing, paging, render, f"{PREFIX}/models")
 
 
 def promote(

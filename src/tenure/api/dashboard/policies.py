@@ -14,12 +14,14 @@ import datetime as dt
 from typing import Annotated, Any
 
 from fastapi import Form, Request
-from fastapi.responses import HTMLResponse, RedirectResponse, Response
+from fastapi.responses import RedirectResponse, Response
 from markupsafe import Markup
 
 from tenure.api import charts
 from tenure.api.auth import Caller
 from tenure.api.dashboard.common import POLICY, PREFIX, PROMOTE, READ, Pages
+from tenure.api.dashboard.lists import PAGE, Listing, answer, held
+from tenure.api.paging import Keyset
 from tenure.errors import TenureError
 from tenure.policy.lift import report as lift_report
 from tenure.services import policies as policy_registry
@@ -28,6 +30,28 @@ from tenure.store import queries
 VIEW = (*READ, *POLICY)
 MOVES = ("shadow", "canary", "active", "retired")
 AUTHOR_MOVES = ("shadow", "retired")
+VERSIONS = Keyset("dashboard-policy-versions", (float, str))
+VERSION_COLUMNS = tuple(
+    (name, lambda r, name=name: r[name])
+    for name in (
+        "policy_hash",
+        "policy_id",
+        "label",
+        "status",
+        "canary_percent",
+        "author",
+        "approved_by",
+        "registered_at",
+        "changed_at",
+        "lifecycle",
+    )
+)
+
+
+def _key(row: dict[str, Any]) -> tuple[float, str]:
+    """Newest registered first, then by hash (as the registry lists them)."""
+    at = row["registered_at"]
+    return (-at.timestamp() if at else 0.0, row["policy_hash"])
 
 
 def policies_page(
@@ -38,45 +62,61 @@ def policies_page(
     notice: str | None = None,
     error: str | None = None,
     code: int = 200,
-) -> HTMLResponse:
-    """Registered versions, their lifecycle, lift with 95% intervals, and the promotion form."""
+    paging: tuple[str | None, int, str] = (None, PAGE, "html"),
+) -> Response:
+    """Registered versions a page at a time (or as CSV), each with its lifecycle; lift with 95%
+    intervals, and the promotion form."""
     window = min(max(window, 1.0), 365.0)
     with pages.store.reader() as conn:
         versions = policy_registry.listing(conn)
         transitions = queries.policy_transitions(conn, [v["policy_hash"] for v in versions])
         decided, cancels, observed, _ = queries.lift_inputs(conn)
-    rows = lift_report(decided, cancels, observed, window) if observed else []
     lifecycle: dict[str, list[dict[str, Any]]] = {}
     for tr in transitions:
         lifecycle.setdefault(tr["version"], []).append(tr)
-    return pages.page(
-        request,
-        "policies.html",
-        who,
-        code,
-        versions=versions,
-        lifecycle=lifecycle,
-        rows=rows,
-        window=window,
-        observed=observed,
-        lift_chart=lift_chart(rows) if rows else None,
-        moves=AUTHOR_MOVES if who.role == "policy-author" else MOVES,
-        notice=notice,
-        error=error,
-    )
+    for v in versions:
+        v["lifecycle"] = lifecycle.get(v["policy_hash"], [])
+    listing = Listing("policy-versions", VERSIONS, held(versions, _key), _key, VERSION_COLUMNS)
+    rows = lift_report(decided, cancels, observed, window) if observed else []
+
+    def render(shown: Any) -> Response:
+        return pages.page(
+            request,
+            "policies.html",
+            who,
+            code,
+            shown=shown,
+            rows=rows,
+            window=window,
+            observed=observed,
+            lift_chart=lift_chart(rows) if rows else None,
+            moves=AUTHOR_MOVES if who.role == "policy-author" else MOVES,
+            notice=notice,
+            error=error,
+        )
+
+    # A promotion's error page is shown at the form's address: its links are the list's own.
+    where = None if request.method == "GET" else f"{PREFIX}/policies"
+    return answer(pages, request, who, listing, paging, render, where)
 
 
 def policies(
-    pages: Pages, request: Request, window: float = 30.0, promoted: str | None = None
+    pages: Pages,
+    request: Request,
+    window: float = 30.0,
+    promoted: str | None = None,
+    cursor: str | None = None,
+    limit: int = PAGE,
+    format: str = "html",
 ) -> Response:
-    """Registered versions, their lifecycle, and lift with 95% intervals."""
+    """Registered versions and their lifecycle, a page at a time, and lift with 95% intervals."""
     who = pages.session(request, VIEW)
     if isinstance(who, Response):
         return who
     notice = (
         f"Version {promoted[:12]} moved; the service decides with it now." if promoted else None
     )
-    return policies_page(pages, request, who, window, notice)
+    return policies_page(pages, request, who, window, notice, paging=(cursor, limit, format))
 
 
 def promote(
