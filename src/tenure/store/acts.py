@@ -108,16 +108,23 @@ def journey(conn: Connection, decision_id: str) -> dict[str, Any] | None:
     return dict(row) if row else None
 
 
-def journeys(
-    conn: Connection, status: str | None = None, customer_id: str | None = None, limit: int = 50
-) -> list[dict[str, Any]]:
-    """Journeys, newest first."""
+def journeys_query(status: str | None = None, customer_id: str | None = None) -> Any:
+    """Journeys, optionally of one status or customer; unordered (a list or a page orders)."""
     j = t.journeys.c
     query = select(t.journeys)
     if status:
         query = query.where(j.status == status)
     if customer_id:
         query = query.where(j.customer_id == customer_id)
+    return query
+
+
+def journeys(
+    conn: Connection, status: str | None = None, customer_id: str | None = None, limit: int = 50
+) -> list[dict[str, Any]]:
+    """Journeys, newest first."""
+    j = t.journeys.c
+    query = journeys_query(status, customer_id)
     query = query.order_by(desc(j.started_at), j.decision_id).limit(limit)
     return [dict(r) for r in conn.execute(query).mappings()]
 
@@ -162,16 +169,23 @@ def task(conn: Connection, task_id: str) -> dict[str, Any] | None:
     return dict(row) if row else None
 
 
-def tasks(
-    conn: Connection, status: str | None = "open", queue: str | None = None, limit: int = 100
-) -> list[dict[str, Any]]:
-    """Tasks, oldest first."""
+def tasks_query(status: str | None = "open", queue: str | None = None) -> Any:
+    """Tasks, optionally of one status or queue; unordered (a list or a page orders)."""
     c = t.tasks.c
     query = select(t.tasks)
     if status:
         query = query.where(c.status == status)
     if queue:
         query = query.where(c.queue == queue)
+    return query
+
+
+def tasks(
+    conn: Connection, status: str | None = "open", queue: str | None = None, limit: int = 100
+) -> list[dict[str, Any]]:
+    """Tasks, oldest first."""
+    c = t.tasks.c
+    query = tasks_query(status, queue)
     return [
         dict(r)
         for r in conn.execute(query.order_by(c.created_at, c.task_id).limit(limit)).mappings()

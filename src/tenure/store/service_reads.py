@@ -19,7 +19,7 @@ from sqlalchemy import Connection, and_, not_, or_, select
 from tenure.errors import TenureError
 from tenure.loyalty.contracts import Contract
 from tenure.loyalty.ledger import funder_account
-from tenure.store import queries, repo
+from tenure.store import acts, queries, repo
 from tenure.store import schema as t
 
 FUNDER = funder_account("")  # the prefix of every funder's account
@@ -307,12 +307,8 @@ def journeys_page(
 ) -> list[dict[str, Any]]:
     """Journeys newest first, after the key (started_at, decision_id)."""
     j = t.journeys.c
-    query = select(t.journeys)
-    if status:
-        query = query.where(j.status == status)
-    if customer_id:
-        query = query.where(j.customer_id == customer_id)
     order = ((j.started_at, True), (j.decision_id, False))
+    query = acts.journeys_query(status, customer_id)
     return repo.rows(conn, _keyset(query, order, after, limit))
 
 
@@ -325,13 +321,8 @@ def tasks_page(
 ) -> list[dict[str, Any]]:
     """Tasks oldest first, after the key (created_at, task_id)."""
     c = t.tasks.c
-    query = select(t.tasks)
-    if status:
-        query = query.where(c.status == status)
-    if queue:
-        query = query.where(c.queue == queue)
     order = ((c.created_at, False), (c.task_id, False))
-    return repo.rows(conn, _keyset(query, order, after, limit))
+    return repo.rows(conn, _keyset(acts.tasks_query(status, queue), order, after, limit))
 
 
 def policies_page(
