@@ -7,7 +7,7 @@ Pure data and the two derivations every decision makes (its id and its seed), sh
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -44,7 +44,7 @@ class DecisionMemory:
         """
         rec = customer_memory or {}
         return cls(
-            bool(rec.get("at_risk", {}).get(policy_id, False)),
+            cls.band_of(rec, policy_id),
             rec.get("last_intervention_at"),
             _contacts(rec.get("contacts")),
         )
@@ -53,12 +53,8 @@ class DecisionMemory:
         self, customer_memory: dict[str, Any] | None, policy_id: str
     ) -> dict[str, Any]:
         """The customer's memory with this policy's evaluation folded in."""
-        rec = customer_memory or {}
-        return {
-            "at_risk": {**rec.get("at_risk", {}), policy_id: self.at_risk},
-            "last_intervention_at": self.last_intervention_at,
-            "contacts": [[c.at, c.channel] for c in self.contacts],
-        }
+        bands = {**(customer_memory or {}).get("at_risk", {}), policy_id: self.at_risk}
+        return _customer_record(bands, self.last_intervention_at, self.contacts)
 
     @staticmethod
     def band_of(customer_memory: dict[str, Any] | None, policy_id: str) -> bool:
@@ -71,11 +67,9 @@ class DecisionMemory:
     ) -> dict[str, Any]:
         """`of_customer(m, p)` with the band set to `at_risk`, folded back `into_customer`."""
         rec = customer_memory or {}
-        return {
-            "at_risk": {**rec.get("at_risk", {}), policy_id: at_risk},
-            "last_intervention_at": rec.get("last_intervention_at"),
-            "contacts": [[c.at, c.channel] for c in _contacts(rec.get("contacts"))],
-        }
+        bands = {**rec.get("at_risk", {}), policy_id: at_risk}
+        contacts = _contacts(rec.get("contacts"))
+        return _customer_record(bands, rec.get("last_intervention_at"), contacts)
 
     @staticmethod
     def merged(survivor: dict[str, Any] | None, other: dict[str, Any] | None) -> dict[str, Any]:
@@ -87,11 +81,8 @@ class DecisionMemory:
             bands[key] = bool(bands.get(key, False) or band)
         last = [x for x in (a.get("last_intervention_at"), b.get("last_intervention_at")) if x]
         contacts = sorted({(c.at, c.channel) for m in (a, b) for c in _contacts(m.get("contacts"))})
-        return {
-            "at_risk": bands,
-            "last_intervention_at": max(last) if last else None,
-            "contacts": [[at, channel] for at, channel in contacts],
-        }
+        both = [Contact(at, channel) for at, channel in contacts]
+        return _customer_record(bands, max(last) if last else None, both)
 
     @classmethod
     def from_record(cls, rec: dict[str, Any] | None) -> DecisionMemory:
@@ -104,6 +95,17 @@ class DecisionMemory:
             _contacts(rec.get("contacts")),
             int(rec.get("open_journeys", 0)),
         )
+
+
+def _customer_record(
+    bands: dict[str, bool], last_intervention_at: str | None, contacts: Iterable[Contact]
+) -> dict[str, Any]:
+    """A customer's memory as stored: each policy's band, the last intervention, contacts."""
+    return {
+        "at_risk": bands,
+        "last_intervention_at": last_intervention_at,
+        "contacts": [[c.at, c.channel] for c in contacts],
+    }
 
 
 def _contacts(rows: Any) -> tuple[Contact, ...]:
