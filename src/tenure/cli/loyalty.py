@@ -141,10 +141,10 @@ def _grant_or_adjust(
     as_json: bool,
 ) -> None:
     from tenure.cli.shell import open_workspace
-    from tenure.services.grants import Terms, propose
+    from tenure.services.grants import propose
 
     settings, store = open_workspace(workspace)
-    terms = Terms(load_contracts(settings.workspace), settings.four_eyes_above)
+    terms = _terms(settings)
     row = propose(
         store, terms, kind, programme, customer, points, reason, by, dt.datetime.now(dt.UTC), key
     )
@@ -191,6 +191,13 @@ def ledger_adjust(
     _grant_or_adjust("adjust", customer, points, reason, by, programme, key, workspace, as_json)
 
 
+def _terms(settings: Any) -> Any:
+    """The workspace's grant terms (services.grants.Terms) from its settings."""
+    from tenure.services.grants import Terms
+
+    return Terms(load_contracts(settings.workspace), settings.four_eyes_above)
+
+
 @ledger_app.command("approve")
 def ledger_approve(
     proposal_id: str,
@@ -200,10 +207,10 @@ def ledger_approve(
 ) -> None:
     """Approve a waiting grant or adjustment (four eyes) and post it."""
     from tenure.cli.shell import open_workspace
-    from tenure.services.grants import Terms, approve
+    from tenure.services.grants import approve
 
     settings, store = open_workspace(workspace)
-    terms = Terms(load_contracts(settings.workspace), settings.four_eyes_above)
+    terms = _terms(settings)
     row = approve(store, terms, proposal_id, by, dt.datetime.now(dt.UTC))
     line = (
         f"approved {proposal_id} by {plain(by)}: {row['points']:+,} points for "
