@@ -26,28 +26,41 @@ DIGEST_PREFIX = "sha256:"
 _EMAIL_ID = re.compile(r"^[^@\s]{1,64}@[^@\s]+\.[^@\s]+$")
 
 
+def _address(value: str) -> str | None:
+    """The address `value` is, case folded, when it is an email id; else None."""
+    if "@" in value and _EMAIL_ID.match(value):
+        return value.strip().lower()
+    return None
+
+
 def id_of(value: str) -> str:
     """The id tenure keeps for `value`: the digest of an email address (case folded), else
     `value` itself."""
-    if "@" in value and _EMAIL_ID.match(value):
-        return digest(value.strip().lower())
-    return value
+    address = _address(value)
+    return value if address is None else digest(address)
 
 
 def email_ids(events: Sequence[Event]) -> tuple[list[Event], dict[str, str]]:
     """The events with email ids (the customer's, an alias's `previous_id`) as their digests,
     and each digest's address."""
     clear: dict[str, str] = {}
+
+    def kept(value: str) -> str | None:
+        address = _address(value)
+        if address is None:
+            return None
+        key = digest(address)
+        clear[key] = address
+        return key
+
     out = []
     for e in events:
         changes: dict[str, Any] = {}
-        if "@" in e.customer_id and (kept := id_of(e.customer_id)) != e.customer_id:
-            clear[kept] = e.customer_id.strip().lower()
-            changes["customer_id"] = kept
+        if (customer := kept(e.customer_id)) is not None:
+            changes["customer_id"] = customer
         previous = getattr(e.payload, "previous_id", None) if e.type in IDENTITY_TYPES else None
-        if previous and "@" in previous and (kept := id_of(previous)) != previous:
-            clear[kept] = previous.strip().lower()
-            changes["payload"] = msgspec.structs.replace(e.payload, previous_id=kept)
+        if previous and (other := kept(previous)) is not None:
+            changes["payload"] = msgspec.structs.replace(e.payload, previous_id=other)
         out.append(msgspec.structs.replace(e, **changes) if changes else e)
     return out, clear
 
