@@ -14,10 +14,10 @@ from sqlalchemy import text
 
 from tenure.events.envelope import Event, make_event
 from tenure.events.personal import id_of
+from tenure.features.identity import resolve
 from tenure.loyalty import ledger
 from tenure.loyalty.contracts import Contract
 from tenure.loyalty.ledger import member_account
-from tenure.runtime.identity import resolve
 from tenure.runtime.pipeline import Pipeline
 from tenure.services.personal import erase
 from tenure.services.views import customer_view

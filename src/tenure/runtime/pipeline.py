@@ -35,6 +35,7 @@ from tenure.config import DEFAULT_LATENESS_S
 from tenure.events.envelope import Event
 from tenure.events.parse import Reject
 from tenure.events.personal import email_ids, needs_redaction, redacted
+from tenure.features.identity import Merge, Resolved, ids_of, resolve
 from tenure.features.instants import (
     Advanced,
     Cadence,
@@ -76,7 +77,6 @@ from tenure.policy.inputs import DecisionInputs
 from tenure.policy.lifecycle import PolicySet
 from tenure.policy.model import Policy
 from tenure.runtime.clock import Clock, EventClock
-from tenure.runtime.identity import Merge, Resolved, ids_of, resolve
 from tenure.scoring.baseline import BaselineScorer
 from tenure.scoring.types import Score, Scorer, explained
 from tenure.services.loyalty import accrue_in, move_points_in, recalc_tiers_in, redeem_in
@@ -559,7 +559,7 @@ class Pipeline:
         # only while the store still holds that version, so another writer can never be undone.
         self._cache: dict[str, Held] = {}
         self._step: int | None = None  # a sweep's customers per step (`sweep`)
-        self._gone: list[str] = []  # ids the batch merged into others (runtime/identity.py)
+        self._gone: list[str] = []  # ids the batch merged into others (features/identity.py)
         self._short = False  # the step stopped short of the watermark
         self._pending: dict[str, Held] = {}
         self._committed = _Committed()
@@ -788,7 +788,7 @@ class Pipeline:
                     duplicate_ids.append(item.event_id)
             else:
                 events[item.event_id] = item
-        # Ids resolve through merges (runtime/identity.py): an event sent with an id merged
+        # Ids resolve through merges (features/identity.py): an event sent with an id merged
         # away counts for the id that survived.
         batch_events, emails = email_ids(list(events.values()))
         names = ids_of(batch_events)
