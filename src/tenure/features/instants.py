@@ -23,9 +23,10 @@ import bisect
 import datetime as dt
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from typing import Protocol
 
 from tenure.events.envelope import Event
-from tenure.features.snapshot import Features, snapshot
+from tenure.features.snapshot import Brief, Features, brief, snapshot
 from tenure.features.state import DAY_S, CustomerState, Fold, apply_all
 
 # Types whose absence is silence unless a policy names others (the backtest's "no-activity").
@@ -80,18 +81,55 @@ class Cadence:
         return (t // self.period_s + 1) * self.period_s
 
 
+class Later:
+    """The full features at an instant, built on first use from the state a walk started from
+    and the events it had folded by then (`apply_all` folds exactly what the walk's `Fold` did).
+
+    Written by hand, not with `functools.cached_property`: instants are slotted and frozen, and
+    this holder is what lets the walk skip the snapshot of the instants no decision reads.
+    """
+
+    __slots__ = ("_at", "_events", "_start", "_upto", "_value")
+
+    def __init__(
+        self,
+        value: Features | None,
+        start: CustomerState | None = None,
+        events: Sequence[Event] = (),
+        upto: int = 0,
+        at: int = 0,
+    ) -> None:
+        self._value = value
+        self._start, self._events, self._upto, self._at = start, events, upto, at
+
+    def get(self) -> Features:
+        """The features (the same snapshot an eager walk takes at the instant)."""
+        if self._value is None:
+            assert self._start is not None
+            state = apply_all(self._start, self._events[: self._upto])
+            self._value = features_at(state, self._at)
+            self._start, self._events = None, ()
+        return self._value
+
+
 @dataclass(frozen=True, slots=True)
 class Instant:
     """One customer at one decision instant: why, what was seen since the last one, features."""
 
     customer_id: str
     at: int  # epoch seconds
-    features: Features
+    brief: Brief | Features  # what the instant is scored and settled on (the features if eager)
     period: bool  # the close of a period with events
     silences: frozenset[str]  # keys of the silence timers firing here
     seen_types: frozenset[str]  # event types folded since the previous instant
     newest: tuple[str, str] | None  # (event id, type) of the newest of those, for correlation
     newest_event: Event | None = None  # that event (what `event.payload` shows a policy)
+    later: Later = field(default_factory=lambda: Later(None), compare=False, repr=False)
+
+    @property
+    def features(self) -> Features:
+        """The full features at the instant (built now, when the walk was not eager)."""
+        return self.later.get()
 
 
 @dataclass(frozen=True, slots=True)
@@ -125,8 +163,14 @@ def fold_until(
     return apply_all(state, events[start:end]), end
 
 
+class Timed(Protocol):
+    """What timers are read from: a state, or a fold as it goes."""
+
+    def last_of(self, types: frozenset[str]) -> int | None: ...
+
+
 def next_due(
-    state: CustomerState, times: Sequence[int], start: int, cadence: Cadence, after: int
+    state: Timed, times: Sequence[int], start: int, cadence: Cadence, after: int
 ) -> tuple[int | None, bool]:
     """The first instant after `after`: the close of the period of a pending event (`times`:
     their times, in order) or a silence timer of the folded state. Returns (instant, whether
@@ -155,7 +199,7 @@ def next_due(
 
 
 def firing(
-    state: CustomerState, cadence: Cadence, at: int, seen: Mapping[str, int] | None = None
+    state: Timed, cadence: Cadence, at: int, seen: Mapping[str, int] | None = None
 ) -> frozenset[str]:
     """The silence timers that fire exactly at `at` once events are folded into `state` (`seen`:
     the newest time of each type among them)."""
@@ -170,6 +214,33 @@ def firing(
     return frozenset(out)
 
 
+def _newest_of(events: Sequence[Event], times: Sequence[int], i: int, upto: int) -> dict[str, int]:
+    """The newest time of each event type among `events[i:upto]`."""
+    newest_of: dict[str, int] = {}
+    for k in range(i, upto):
+        etype = events[k].type
+        if newest_of.get(etype, -1) < times[k]:
+            newest_of[etype] = times[k]
+    return newest_of
+
+
+def _view(
+    eager: bool,
+    state: CustomerState,
+    fold: Fold | None,
+    at: int,
+    walk: tuple[CustomerState, Sequence[Event], int],
+) -> tuple[Brief | Features, Later]:
+    """What an instant is scored on, and its full features: the snapshot of the state (an
+    eager walk), or the brief of the fold as it goes with the snapshot left for later (`walk`:
+    the state the walk started from, its events and how many of them are folded)."""
+    if eager:
+        full = features_at(state, at)
+        return full, Later(full)
+    start, events, upto = walk
+    return brief(fold or state, at), Later(None, start, events, upto, at)
+
+
 def advance(
     state: CustomerState,
     through: int,
@@ -177,30 +248,30 @@ def advance(
     cadence: Cadence,
     floor: int,
     until: int,
+    eager: bool = True,
 ) -> Advanced:
     """Walk one customer from `max(through, floor)` to the watermark `until`.
 
     `state` folds every event before `through`; `pending` holds the rest, in event order.
     `floor` is the watermark before these events arrived: instants at or behind it were
     processed then, so none is made again (that is what makes an event late).
+    `eager`: take the full snapshot at every instant (what a model scores on); otherwise each
+    instant carries its `Brief` and builds the snapshot only when asked (`Later`).
     """
     t = max(through, floor)
-    times = [seconds(e) for e in pending]
+    start, events = state, tuple(pending)
+    times = [seconds(e) for e in events]
     i = 0
     out: list[Instant] = []
     fold: Fold | None = None  # made at the first event folded (a silent walk copies nothing)
     while True:
-        at, period = next_due(state, times, i, cadence, t)
+        at, period = next_due(fold or state, times, i, cadence, t)
         if at is None or at > until:
             break
         upto = bisect.bisect_left(times, at, i)  # the events strictly before the instant
-        seen = pending[i:upto]
-        newest_of: dict[str, int] = {}
-        for k in range(i, upto):
-            etype = pending[k].type
-            if newest_of.get(etype, -1) < times[k]:
-                newest_of[etype] = times[k]
-        silences = firing(state, cadence, at, newest_of)
+        seen = events[i:upto]
+        newest_of = _newest_of(events, times, i, upto)
+        silences = firing(fold or state, cadence, at, newest_of)
         if not (period or silences):
             # A stale timer (activity came in between): nothing is folded here, so the close of
             # the day of that activity stays an instant, wherever the watermark stopped.
@@ -209,24 +280,29 @@ def advance(
         if seen:
             fold = fold or Fold(state)
             fold.add(seen)
-            state = fold.state()
         i, through = upto, at
+        if eager and fold is not None:
+            state = fold.state()
+        view, later = _view(eager, state, fold, at, (start, events, upto))
         newest = max(seen, key=event_order) if seen else None
         out.append(
             Instant(
                 state.customer_id,
                 at,
-                features_at(state, at),
+                view,
                 period,
                 silences,
                 frozenset(newest_of),
                 (newest.event_id, newest.type) if newest else None,
                 newest,
+                later,
             )
         )
         t = at
+    if fold is not None:
+        state = fold.state()
     due, _ = next_due(state, times, i, cadence, t)
-    return Advanced(out, state, through, list(pending[i:]), due)
+    return Advanced(out, state, through, list(events[i:]), due)
 
 
 def split_late(

@@ -14,7 +14,7 @@ from typing import Any
 
 import msgspec
 
-from tenure.features.state import DAY_S, MICROS, CustomerState
+from tenure.features.state import DAY_S, KEEP_DAYS, MICROS, CustomerState, Fold
 
 WINDOWS_DAYS = (7, 30, 90)
 FAMILIES = (
@@ -183,59 +183,145 @@ def _tickets_and_consent(regs: Mapping[str, Any]) -> tuple[int, dict[str, bool]]
     return open_tickets, dict(consent)
 
 
+class Brief(msgspec.Struct, frozen=True):
+    """The few features every instant is scored and settled on, where a scorer can score from
+    them (the baseline's inputs and the subscription status). Each is computed exactly as in
+    `Features`, by the same helpers; the full snapshot is built only where a decision is
+    considered, a few thousandths of all instants (features/instants.py)."""
+
+    days_since_last_activity: float | None
+    tenure_days: float
+    usage_trend: float | None
+    payment_failures_30d: int
+    open_tickets: int
+    mean_sentiment_30d: float | None
+    subscription_status: str | None
+
+
+def _trend(usage_7d: int, usage_prev_21d: int) -> float | None:
+    """The daily usage rate of the last 7 days over that of the 21 before."""
+    return round((usage_7d / 7) / (usage_prev_21d / 21), 6) if usage_prev_21d else None
+
+
+def _sentiment(support: tuple[int, ...]) -> float | None:
+    """Mean ticket sentiment over 30 days from the support family's window statistics."""
+    tickets_30d = support[2]
+    return round(support[3] / MICROS / tickets_30d, 6) if tickets_30d else None
+
+
+def _since_activity(usage: tuple[int, ...], purchase_newest: int, today: int) -> float | None:
+    newest_activity = max(usage[7], purchase_newest)
+    return float(today - newest_activity) if newest_activity >= 0 else None
+
+
+def _tenure(first: int | None, now: int) -> float:
+    return round((now - first) / DAY_S, 4) if first is not None else 0.0
+
+
+def _register(regs: Mapping[str, Any], name: str) -> Any:
+    r = regs.get(name)
+    return None if r is None else r[2]
+
+
+def _span(bucket: Mapping[int, tuple[int, int]], lo: int, hi: int) -> tuple[int, int]:
+    """Count and amount of the days `lo`..`hi` of a family's buckets, by whichever is fewer:
+    looking those days up, or reading every bucket."""
+    count = amount = 0
+    if len(bucket) > hi - lo + 1:
+        get = bucket.get
+        for day in range(lo, hi + 1):
+            b = get(day)
+            if b is not None:
+                count += b[0]
+                amount += b[1]
+    else:
+        for day, (c, a) in bucket.items():
+            if lo <= day <= hi:
+                count += c
+                amount += a
+    return count, amount
+
+
+def brief(source: CustomerState | Fold, now: int) -> Brief:
+    """The `Brief` at epoch second `now` of a state, or of a fold as it goes: three families'
+    windows and two registers instead of every feature. A fold may still hold days and tickets
+    from before the kept window (it cuts them when its state is read), so those are read
+    through the window here, as the state would have them."""
+    today = now // DAY_S
+    if isinstance(source, Fold):
+        first, last = source.first, source.last
+        newest = max(source.newest_day("usage"), source.newest_day("purchase"))
+    else:
+        first, last = source.first_seen, source.last_seen
+        newest = max(max(b) if (b := source.daily.get(f)) else -1 for f in ("usage", "purchase"))
+    if last is None:
+        return Brief(None, 0.0, None, 0, 0, None, _register(source.registers, "subscription"))
+    horizon = last // DAY_S - KEEP_DAYS + 1
+    daily = source.daily
+    usage = daily.get("usage")
+    u7 = _span(usage, today - 6, today)[0] if usage else 0
+    prev21 = _span(usage, today - 27, today - 7)[0] if usage else 0
+    payment = daily.get("payment")
+    support = daily.get("support")
+    s30 = _span(support, today - 29, today) if support else (0, 0)
+    horizon_s = horizon * DAY_S
+    return Brief(
+        days_since_last_activity=float(today - newest) if newest >= horizon else None,
+        tenure_days=_tenure(first, now),
+        usage_trend=_trend(u7, prev21),
+        payment_failures_30d=_span(payment, today - 29, today)[0] if payment else 0,
+        open_tickets=sum(
+            1
+            for k, r in source.registers.items()
+            if r[2] == "open" and r[0] >= horizon_s and k.startswith("ticket:")
+        ),
+        mean_sentiment_30d=_sentiment((0, 0, *s30)),
+        subscription_status=_register(source.registers, "subscription"),
+    )
+
+
 def snapshot(state: CustomerState, as_of: dt.datetime) -> Features:
     """Compute the features of `state` as of `as_of` (timezone-aware)."""
     now = int(as_of.timestamp())
     today = now // DAY_S
     windows, stats = _all_windows(state, today)
     usage = stats.get("usage", _NO_DAYS)
-    usage_7d, usage_prev_21d = usage[0], usage[6]
-    trend = (usage_7d / 7) / (usage_prev_21d / 21) if usage_prev_21d else None
     support = stats.get("support", _NO_DAYS)
-    tickets_30d, sentiment_30d = support[2], support[3] / MICROS
     regs = state.registers
     open_tickets, consent = _tickets_and_consent(regs)
 
     frequency, recency, age = _rfm(state.purchase_days, today)
     n_purchases, spend_micros = state.totals.get("purchase", (0, 0))
     spend = spend_micros / MICROS
-
-    newest_activity = max(usage[7], stats.get("purchase", _NO_DAYS)[7])
-    since_activity = float(today - newest_activity) if newest_activity >= 0 else None
     first, last = state.first_seen, state.last_seen
-
-    def reg(name: str) -> Any:
-        r = regs.get(name)
-        return None if r is None else r[2]
-
-    mrr = reg("mrr")
+    mrr = _register(regs, "mrr")
     return Features(
         customer_id=state.customer_id,
         as_of=_utc(now) or "",
         first_seen=_utc(first),
         last_seen=_utc(last),
-        tenure_days=round((now - first) / DAY_S, 4) if first is not None else 0.0,
+        tenure_days=_tenure(first, now),
         days_since_last_seen=round((now - last) / DAY_S, 4) if last is not None else 0.0,
-        days_since_last_activity=since_activity,
+        days_since_last_activity=_since_activity(usage, stats.get("purchase", _NO_DAYS)[7], today),
         frequency=frequency,
         recency_days=recency,
         age_days=age,
         purchases_total=n_purchases,
         spend_total=round(spend, 6),
         mean_order_value=round(spend / n_purchases, 6) if n_purchases else None,
-        usage_7d=usage_7d,
-        usage_prev_21d=usage_prev_21d,
-        usage_trend=round(trend, 6) if trend is not None else None,
+        usage_7d=usage[0],
+        usage_prev_21d=usage[6],
+        usage_trend=_trend(usage[0], usage[6]),
         usage_minutes_30d=windows["usage_amount_30d"],
         payment_failures_30d=int(windows["payment_count_30d"]),
-        tickets_30d=tickets_30d,
+        tickets_30d=support[2],
         open_tickets=open_tickets,
-        mean_sentiment_30d=round(sentiment_30d / tickets_30d, 6) if tickets_30d else None,
-        subscription_status=reg("subscription"),
-        plan=reg("plan"),
+        mean_sentiment_30d=_sentiment(support),
+        subscription_status=_register(regs, "subscription"),
+        plan=_register(regs, "plan"),
         mrr=float(mrr) if mrr is not None else None,
-        segment=reg("segment"),
-        timezone=reg("timezone"),
+        segment=_register(regs, "segment"),
+        timezone=_register(regs, "timezone"),
         consent=MappingProxyType(consent),
         windows=MappingProxyType(windows),
     )

@@ -225,8 +225,11 @@ class Fold:
     """
 
     __slots__ = (
+        "_clean",
         "_copied",
         "_frozen_days",
+        "_newest",
+        "_oldest",
         "_purchase_days",
         "cid",
         "daily",
@@ -250,10 +253,14 @@ class Fold:
         self._frozen_days: frozenset[int] = state.purchase_days
         self.registers = dict(state.registers)
         self.last_at = dict(state.last_at)
+        self._clean = state.last_seen  # the newest time the kept window was last cut at
+        self._oldest: int | None = None  # the oldest day folded since
+        self._newest: dict[str, int] = {}  # newest day per family, as asked (`newest_day`)
 
     def add(self, events: Iterable[Event]) -> None:
         """Fold `events` (any order) into the state."""
-        last_before, oldest_day = self.last, None
+        oldest_day = self._oldest
+        newest = self._newest
         totals, daily, copied, last_at = self.totals, self.daily, self._copied, self.last_at
         for event in events:
             if event.customer_id != self.cid:
@@ -285,6 +292,8 @@ class Fold:
             bucket = daily[family]
             count, total = bucket.get(day, (0, 0))
             bucket[day] = (count + 1, total + amount)
+            if newest.get(family, day) < day:
+                newest[family] = day
             if family == "purchase":
                 if self._purchase_days is None:
                     self._purchase_days = set(self.start.purchase_days)
@@ -293,10 +302,23 @@ class Fold:
                     self._frozen_days = frozenset(self._purchase_days)
             if etype in _REGISTER_TYPES:
                 self._register(event, at)
-        if self.last is not None and oldest_day is not None:
-            _forget_before_horizon(
-                last_before, self.last, oldest_day, daily, copied, self.registers
-            )
+        # What fell out of the kept window is dropped when the state is read (`state`), once
+        # for all the adds since: a walk reads its briefs through the window instead.
+        self._oldest = oldest_day
+
+    def newest_day(self, family: str) -> int:
+        """The newest day with an event of `family` folded so far (-1 when none); it may lie
+        before the kept window until the state is read."""
+        day = self._newest.get(family)
+        if day is None:
+            bucket = self.daily.get(family)
+            day = self._newest[family] = max(bucket) if bucket else -1
+        return day
+
+    def last_of(self, types: frozenset[str]) -> int | None:
+        """`CustomerState.last_of` of the state folded so far."""
+        times = [self.last_at[t] for t in types if t in self.last_at]
+        return max(times) if times else None
 
     def _register(self, event: Event, at: int) -> None:
         key = (at, event.event_id)
@@ -307,6 +329,11 @@ class Fold:
 
     def state(self) -> CustomerState:
         """The state folded so far (a view: valid until the next `add`)."""
+        if self._oldest is not None and self.last is not None:
+            _forget_before_horizon(
+                self._clean, self.last, self._oldest, self.daily, self._copied, self.registers
+            )
+            self._clean, self._oldest = self.last, None
         return CustomerState(
             customer_id=self.cid,
             first_seen=self.first,

@@ -151,20 +151,35 @@ def evidence_by_policy(
     segments: Mapping[str, str | None] | None = None,
 ) -> dict[str, Any]:
     """Known outcomes per policy id as experiment evidence: per arm, overall and per segment."""
-    from tenure.policy.experiments import Evidence, cell, segment_key
-
     counts: dict[str, dict[str, list[int]]] = {}
     for d in decisions:
         o = outcome(d.decided_at, cancellations.get(d.customer_id, ()), observed_until, window_days)
-        if o == "unknown":
-            continue
-        arm = d.action_id or "control"
-        segment = d.segment if d.segment_known else (segments or {}).get(d.customer_id)
-        where = cell(segment, d.risk)
-        for key in {segment_key(arm, None), segment_key(arm, where)}:
-            k_n = counts.setdefault(d.policy_id, {}).setdefault(key, [0, 0])
-            k_n[0] += o == "churned"
-            k_n[1] += 1
+        if o != "unknown":
+            _count_outcome(counts, d, o, segments)
+    return _evidence(counts)
+
+
+def _count_outcome(
+    counts: dict[str, dict[str, list[int]]],
+    d: Decided,
+    o: Outcome,
+    segments: Mapping[str, str | None] | None,
+) -> None:
+    """Add one known outcome to the counts per policy and arm (overall and in its cell)."""
+    from tenure.policy.experiments import cell, segment_key
+
+    arm = d.action_id or "control"
+    segment = d.segment if d.segment_known else (segments or {}).get(d.customer_id)
+    where = cell(segment, d.risk)
+    for key in {segment_key(arm, None), segment_key(arm, where)}:
+        k_n = counts.setdefault(d.policy_id, {}).setdefault(key, [0, 0])
+        k_n[0] += o == "churned"
+        k_n[1] += 1
+
+
+def _evidence(counts: Mapping[str, Mapping[str, list[int]]]) -> dict[str, Any]:
+    from tenure.policy.experiments import Evidence
+
     return {
         pid: Evidence({k: (v[0], v[1]) for k, v in arms.items()}) for pid, arms in counts.items()
     }
@@ -184,61 +199,82 @@ class History:
 
     `evidence_at(t)` is what was known at instant `t`: decisions made before it and the
     cancellations up to it, so a policy learns in event time and a run resumed half-way
-    decides as an uninterrupted one would. It depends only on which outcomes are known by `t`,
-    so it is computed again only when that set differs from the one last computed: instants
-    are many (every customer's day closes and silence timers), outcomes become known rarely.
+    decides as an uninterrupted one would. An outcome known by `t` is final (a decision's
+    `known_at` comes after it is made), so the counts grow as `t` moves forward: each outcome
+    is counted once, when `t` passes its `known_at`, and the counts are made again from scratch
+    only when a cancellation changes when outcomes become known or `t` moves back. Instants are
+    many (every customer's day closes and silence timers); outcomes become known rarely.
     """
 
     decided: list[Decided]
     cancellations: dict[str, list[dt.datetime]]
     segments: dict[str, str | None]
     window_days: float = 30.0
-    _at: dt.datetime | None = None
     _evidence: dict[str, Any] | None = None
-    _known: list[dt.datetime] = field(default_factory=list)  # each decision's `known_at`, sorted
-    _count: int = 0  # how many were known at `_at`
+    # Each decision's (`known_at`, index into `decided`), in order.
+    _known: list[tuple[dt.datetime, int]] = field(default_factory=list)
+    _count: int = 0  # how many of `_known` are in `_counts`
+    _counts: dict[str, dict[str, list[int]]] | None = None
     _of_customer: dict[str, list[int]] = field(default_factory=dict)  # indexes into `decided`
 
     def __post_init__(self) -> None:
         for i, d in enumerate(self.decided):
             self._of_customer.setdefault(d.customer_id, []).append(i)
-        self._known = sorted(self._known_at(d) for d in self.decided)
+        self._known = sorted((self._known_at(d), i) for i, d in enumerate(self.decided))
 
     def _known_at(self, d: Decided) -> dt.datetime:
         return known_at(d, self.cancellations.get(d.customer_id, ()), self.window_days)
 
     def add_decision(self, d: Decided) -> None:
         """A decision made (treated or held back)."""
-        self._of_customer.setdefault(d.customer_id, []).append(len(self.decided))
+        i = len(self.decided)
+        self._of_customer.setdefault(d.customer_id, []).append(i)
         self.decided.append(d)
-        known = self._known_at(d)
-        bisect.insort(self._known, known)
-        # The outcomes known at the cached instant changed: compute them again.
-        if self._at is not None and known <= self._at:
-            self._evidence = None
+        entry = (self._known_at(d), i)
+        at = bisect.bisect_right(self._known, entry)
+        self._known.insert(at, entry)
+        if at < self._count:
+            self._forget()  # known before the instant counted up to: count again
 
     def add_cancellation(self, customer_id: str, at: dt.datetime) -> None:
         """A cancellation seen: it may settle some of the customer's outcomes earlier."""
-        mine = [self.decided[i] for i in self._of_customer.get(customer_id, ())]
-        before = [self._known_at(d) for d in mine]
+        mine = self._of_customer.get(customer_id, ())
+        before = [self._known_at(self.decided[i]) for i in mine]
         self.cancellations.setdefault(customer_id, []).append(at)
-        for old, d in zip(before, mine, strict=True):
-            new = self._known_at(d)
+        for old, i in zip(before, mine, strict=True):
+            new = self._known_at(self.decided[i])
             if new != old:
-                del self._known[bisect.bisect_left(self._known, old)]
-                bisect.insort(self._known, new)
-        self._evidence = None
+                del self._known[bisect.bisect_left(self._known, (old, i))]
+                bisect.insort(self._known, (new, i))
+        self._forget()
+
+    def _forget(self) -> None:
+        self._evidence, self._counts, self._count = None, None, 0
 
     def evidence_at(self, at: dt.datetime) -> dict[str, Any]:
         """Evidence per policy id as of `at`."""
-        count = bisect.bisect_right(self._known, at)
+        count = bisect.bisect_right(self._known, (at, len(self.decided)))
+        if self.window_days <= 0:
+            # Known at the instant of the decision itself: counted only after it (`before`).
+            return self._from_scratch(at)
         if self._evidence is not None and count == self._count:
             return self._evidence  # the same outcomes are known: the same evidence
+        if self._counts is None or count < self._count:
+            self._counts, self._count = {}, 0
+        for _, i in self._known[self._count : count]:
+            d = self.decided[i]
+            o = outcome(
+                d.decided_at, self.cancellations.get(d.customer_id, ()), at, self.window_days
+            )
+            _count_outcome(self._counts, d, o, self.segments)
+        self._count = count
+        self._evidence = _evidence(self._counts)
+        return self._evidence
+
+    def _from_scratch(self, at: dt.datetime) -> dict[str, Any]:
         before = [d for d in self.decided if d.decided_at < at]
-        self._evidence = (
+        return (
             evidence_by_policy(before, self.cancellations, at, self.window_days, self.segments)
             if before
             else {}
         )
-        self._at, self._count = at, count
-        return self._evidence

@@ -78,7 +78,7 @@ from tenure.policy.lifecycle import PolicySet
 from tenure.policy.model import Policy
 from tenure.runtime.clock import Clock, EventClock
 from tenure.scoring.baseline import BaselineScorer
-from tenure.scoring.types import Score, Scorer, explained
+from tenure.scoring.types import BriefScorer, Score, Scorer, explained
 from tenure.services.loyalty import accrue_in, move_points_in, recalc_tiers_in, redeem_in
 from tenure.store import acts, personal, repo
 from tenure.store.acts import journey_row, outbox_row
@@ -307,7 +307,8 @@ class Evaluation:
     journeys: dict[str, list[JourneyView]]
     advanced: list[Advanced] = field(default_factory=list)
     order: list[tuple[int, int]] = field(default_factory=list)  # (customer, instant) in time order
-    scores: list[Score] = field(default_factory=list)  # per entry of `order`
+    risks: list[float] = field(default_factory=list)  # per entry of `order`
+    scores: list[Score] = field(default_factory=list)  # per entry, when scored on full features
     decided: list[Decided] = field(default_factory=list)
     late: int = 0
     on_silence: int = 0
@@ -484,13 +485,13 @@ class _At:
 
 
 def _settled(
-    policy: Policy, key: str, inst: Instant, score: Score, memory: dict[str, Any]
+    policy: Policy, key: str, inst: Instant, risk: float, memory: dict[str, Any]
 ) -> bool | None:
     """The policy's at-risk band after `inst` when nothing can be decided there, else None."""
     return settled_band(
         policy,
-        score.risk,
-        inst.features.subscription_status,
+        risk,
+        inst.brief.subscription_status,
         DecisionMemory.band_of(memory, key),
         inst.seen_types,
         inst.silences,
@@ -843,6 +844,9 @@ class Pipeline:
     def _perceive(self, ev: Evaluation, sorted_: Sorted, window: Window) -> None:
         """Walk each customer to the watermark, collecting the instants passed, and score every
         instant at once, so a model pays its overhead once per batch."""
+        # A scorer that reads only a brief scores every instant from it; full features are
+        # then built only where a decision is considered (`_at`).
+        eager = not isinstance(self.scorer, BriefScorer)
         for i, cid in enumerate(ev.ids):
             h = ev.held[i]
             fresh = sorted_.by_customer.get(cid, ())
@@ -850,7 +854,7 @@ class Pipeline:
             state, waiting = split_late(h.state, h.through, fresh)
             pending = sorted([*h.pending, *waiting], key=event_order) if waiting else h.pending
             ev.advanced.append(
-                advance(state, h.through, pending, self.cadence, window.floor, window.until)
+                advance(state, h.through, pending, self.cadence, window.floor, window.until, eager)
             )
         keyed = [
             (inst.at, ev.ids[i], i, k)
@@ -859,10 +863,17 @@ class Pipeline:
         ]
         keyed.sort()
         ev.order = [(i, k) for _, _, i, k in keyed]
-        if ev.order:
+        if not ev.order:
+            pass
+        elif isinstance(self.scorer, BriefScorer):
+            ev.risks = self.scorer.risk_many(
+                [ev.advanced[i].instants[k].brief for i, k in ev.order]
+            )
+        else:
             ev.scores = self.scorer.score_many(
                 [ev.advanced[i].instants[k].features for i, k in ev.order]
             )
+            ev.risks = [sc.risk for sc in ev.scores]
         for e in sorted_.events:
             if e.type == "subscription.cancelled":
                 self.history.add_cancellation(e.customer_id, e.occurred_at)
@@ -876,18 +887,18 @@ class Pipeline:
         loaded: dict[str, dict[str, float]] = {}
         for j, (i, k) in enumerate(ev.order):
             inst = ev.advanced[i].instants[k]
-            score = ev.scores[j]
+            risk = ev.risks[j]
             # Most instants settle the at-risk band and decide nothing: the decision's inputs,
             # trigger and evidence are built only for the others (`settled_band`).
             at: _At | None = None
             before_live = ev.memories[i]
             policy = self.policies.live_for(ev.ids[i])
             if relevant(policy, inst):
-                band = _settled(policy, policy.id, inst, score, before_live)
+                band = _settled(policy, policy.id, inst, risk, before_live)
                 if band is not None:
                     ev.memories[i] = DecisionMemory.band_into(ev.memories[i], policy.id, band)
                 else:
-                    at = self._at(inst, score)
+                    at = self._at(inst, ev.scores[j] if ev.scores else None)
                     mode = "canary" if policy is self.policies.canary else "live"
                     spent = _budget(conn, budgets, loaded, policy, policy.id)
                     d = self._decide_one(ev, i, at, policy, policy.id, mode, spent)
@@ -897,9 +908,9 @@ class Pipeline:
                 if not relevant(shadow, inst):
                     continue
                 key = shadow_key(shadow)
-                band = _settled(shadow, key, inst, score, before_live)
+                band = _settled(shadow, key, inst, risk, before_live)
                 if band is None:
-                    at = at or self._at(inst, score)
+                    at = at or self._at(inst, ev.scores[j] if ev.scores else None)
                     spent = _budget(conn, budgets, loaded, shadow, key)
                     d = self._decide_one(ev, i, at, shadow, key, "shadow", spent, before_live)
                     band = d.outcome.memory.at_risk
@@ -947,8 +958,11 @@ class Pipeline:
                 ev.on_silence += 1
         return d
 
-    def _at(self, inst: Instant, score: Score) -> _At:
-        """An instant to decide: its trigger, time and what was learned by then."""
+    def _at(self, inst: Instant, score: Score | None) -> _At:
+        """An instant to decide: its trigger, time and what was learned by then (and its score
+        on the full features, when the batch scored it from its brief)."""
+        if score is None:
+            score = self.scorer.score_many([inst.features])[0]
         now = from_epoch(inst.at)
         return _At(inst, score, trigger_of(inst), now, self.history.evidence_at(now))
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 
-from tenure.features.snapshot import Features
+from tenure.features.snapshot import Brief, Features
 from tenure.scoring.types import Contribution, Score
 
 SCORER = "baseline-heuristic"
@@ -36,7 +36,7 @@ def customer_value(f: Features) -> float:
     return round(subscription + purchases, 2)
 
 
-def _weights(f: Features) -> tuple[tuple[str, object, float], ...]:
+def _weights(f: Brief | Features) -> tuple[tuple[str, object, float], ...]:
     """Each named contribution: (feature, its value, weight on the logit scale)."""
     inactive = min(
         f.days_since_last_activity if f.days_since_last_activity is not None else f.tenure_days,
@@ -88,6 +88,11 @@ class BaselineScorer:
         """Risk and value of each snapshot, unexplained: the pipeline scores every customer at
         every instant and explains only the decisions made (`explain_many`)."""
         return [Score(SCORER, VERSION, _risk(_weights(f)), customer_value(f), ()) for f in features]
+
+    def risk_many(self, briefs: Sequence[Brief | Features]) -> list[float]:
+        """The risk of each instant from its `Brief` alone: equal to `score_many`'s, which
+        reads only these features for it."""
+        return [_risk(_weights(b)) for b in briefs]
 
     def explain_many(self, features: Sequence[Features]) -> list[tuple[Contribution, ...]]:
         """The contributions of each snapshot's score."""

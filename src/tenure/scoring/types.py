@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
 if TYPE_CHECKING:
-    from tenure.features.snapshot import Features
+    from tenure.features.snapshot import Brief, Features
 
 
 @dataclass(frozen=True, slots=True)
@@ -68,6 +68,16 @@ class Scorer(Protocol):
 
     def explain_many(self, features: Sequence[Features]) -> list[tuple[Contribution, ...]]:
         """The explanation of each snapshot's score."""
+        ...
+
+
+@runtime_checkable
+class BriefScorer(Protocol):
+    """A scorer whose risk reads only a `Brief`: the pipeline then scores every instant from
+    its brief and builds full features only where a decision is considered."""
+
+    def risk_many(self, briefs: Sequence[Brief | Features]) -> list[float]:
+        """The risk of each brief, equal to what `score_many` gives on the full features."""
         ...
 
 
