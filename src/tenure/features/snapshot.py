@@ -242,6 +242,29 @@ def _span(bucket: Mapping[int, tuple[int, int]], lo: int, hi: int) -> tuple[int,
     return count, amount
 
 
+def _usage_split(bucket: Mapping[int, tuple[int, int]], today: int) -> tuple[int, int]:
+    """Usage counts over the last 7 days and the 21 before them, in one pass (`_span`'s
+    choice: the 28 days looked up, or every bucket read)."""
+    c7 = prev21 = 0
+    if len(bucket) > 28:
+        get = bucket.get
+        for age in range(28):
+            b = get(today - age)
+            if b is not None:
+                if age < 7:
+                    c7 += b[0]
+                else:
+                    prev21 += b[0]
+    else:
+        for day, (c, _) in bucket.items():
+            age = today - day
+            if 0 <= age < 7:
+                c7 += c
+            elif 7 <= age < 28:
+                prev21 += c
+    return c7, prev21
+
+
 def brief(source: CustomerState | Fold, now: int) -> Brief:
     """The `Brief` at epoch second `now` of a state, or of a fold as it goes: three families'
     windows and two registers instead of every feature. A fold may still hold days and tickets
@@ -259,8 +282,7 @@ def brief(source: CustomerState | Fold, now: int) -> Brief:
     horizon = last // DAY_S - KEEP_DAYS + 1
     daily = source.daily
     usage = daily.get("usage")
-    u7 = _span(usage, today - 6, today)[0] if usage else 0
-    prev21 = _span(usage, today - 27, today - 7)[0] if usage else 0
+    u7, prev21 = _usage_split(usage, today) if usage else (0, 0)
     payment = daily.get("payment")
     support = daily.get("support")
     s30 = _span(support, today - 29, today) if support else (0, 0)
