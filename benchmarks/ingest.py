@@ -5,6 +5,11 @@ Generates a 200,000-event history, runs `tenure`'s pipeline on it into a fresh S
 rows with plain `sqlite3.executemany` into a bare table with the same columns and the unique
 `event_id` key, in batches of the same size. Prints both rates and their ratio.
 
+Two more figures say where the pipeline's own floor lies: parsing the file alone, and writing the
+parsed events into tenure's event log alone (the store's insert, with the log's index by customer
+and time and the store's pragmas), each as a ratio to the raw insert. What is left after those is
+perceiving (folds, instants, briefs), deciding and writing customers, decisions and audit.
+
     python benchmarks/ingest.py [--events 200000] [--batch-size N]
 """
 
@@ -26,6 +31,7 @@ from tenure.scoring.model import ModelScorer
 from tenure.scoring.types import Scorer
 from tenure.services import models
 from tenure.sim.population import PopulationSpec, write_jsonl
+from tenure.store import repo
 from tenure.store.db import Store
 
 
@@ -81,6 +87,27 @@ def pipeline_run(
     return seconds, summary.accepted, sum(summary.decisions.values())
 
 
+def parse_only(path: Path) -> tuple[float, list[Event]]:
+    """Seconds to parse and validate the file, and its events."""
+    parser = LineParser()
+    start = time.perf_counter()
+    with path.open("rb") as fh:
+        events = [e for e in parser.parse_stream(fh) if isinstance(e, Event)]
+    return time.perf_counter() - start, events
+
+
+def event_log_only(events: list[Event], workspace: Path, batch_size: int) -> float:
+    """Seconds to append parsed events to tenure's event log alone, a batch per transaction."""
+    store = Store(f"sqlite:///{workspace / 'tenure.db'}")
+    start = time.perf_counter()
+    for i in range(0, len(events), batch_size):
+        with store.transaction() as conn:
+            repo.insert_events(conn, events[i : i + batch_size])
+    seconds = time.perf_counter() - start
+    store.close()
+    return seconds
+
+
 def trained_scorer(path: Path) -> Scorer:
     """A classifier trained on the file's own history, as the pipeline would use when active."""
     parser = LineParser()
@@ -107,6 +134,10 @@ def main() -> None:
         (root / "ws").mkdir()
         p_seconds, accepted, decisions = pipeline_run(path, root / "ws", args.batch_size)
         r_seconds = raw_insert(path, root / "raw.db", args.batch_size)
+        parse_seconds, parsed = parse_only(path)
+        (root / "ws-log").mkdir()
+        log_seconds = event_log_only(parsed, root / "ws-log", args.batch_size)
+        del parsed
         model_run = None
         if not args.baseline_only:
             # The same input scored by a classifier trained on it beforehand (not timed).
@@ -127,7 +158,11 @@ def main() -> None:
             f"pipeline, gbm model      {m_seconds:8.2f} s  {n / m_seconds:10,.0f} events/s "
             f"({m_decisions} decisions)"
         )
+    print(f"parse only               {parse_seconds:8.2f} s  {n / parse_seconds:10,.0f} events/s")
+    print(f"event log insert only    {log_seconds:8.2f} s  {n / log_seconds:10,.0f} events/s")
     print(f"ratio baseline / raw     {n / p_seconds / r_rate:8.3f}")
+    both = parse_seconds + log_seconds
+    print(f"ratio parse + log / raw  {n / both / r_rate:8.3f}  (no folds, instants or decisions)")
     if model_run is not None:
         print(f"ratio gbm model / raw    {n / model_run[0] / r_rate:8.3f}")
 
