@@ -216,11 +216,34 @@ class History:
     _count: int = 0  # how many of `_known` are in `_counts`
     _counts: dict[str, dict[str, list[int]]] | None = None
     _of_customer: dict[str, list[int]] = field(default_factory=dict)  # indexes into `decided`
+    _added: list[str] = field(default_factory=list)  # customers cancelled since `savepoint`
 
     def __post_init__(self) -> None:
+        self._index()
+
+    def _index(self) -> None:
+        self._of_customer = {}
         for i, d in enumerate(self.decided):
             self._of_customer.setdefault(d.customer_id, []).append(i)
         self._known = sorted((self._known_at(d), i) for i, d in enumerate(self.decided))
+        self._forget()
+
+    def savepoint(self) -> int:
+        """Mark what is known now, before a batch learns from what it decides and sees; a
+        batch that does not commit goes back to it (`rollback`)."""
+        self._added = []
+        return len(self.decided)
+
+    def rollback(self, point: int) -> None:
+        """Forget the decisions and cancellations added since `savepoint` returned `point`."""
+        for customer_id in reversed(self._added):
+            times = self.cancellations[customer_id]
+            times.pop()
+            if not times:
+                del self.cancellations[customer_id]
+        self._added = []
+        del self.decided[point:]
+        self._index()
 
     def _known_at(self, d: Decided) -> dt.datetime:
         return known_at(d, self.cancellations.get(d.customer_id, ()), self.window_days)
@@ -241,6 +264,7 @@ class History:
         mine = self._of_customer.get(customer_id, ())
         before = [self._known_at(self.decided[i]) for i in mine]
         self.cancellations.setdefault(customer_id, []).append(at)
+        self._added.append(customer_id)
         for old, i in zip(before, mine, strict=True):
             new = self._known_at(self.decided[i])
             if new != old:

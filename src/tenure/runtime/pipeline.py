@@ -12,6 +12,7 @@ across customers. So the same history gives the same decisions whatever the batc
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import datetime as dt
 import gc
@@ -82,13 +83,15 @@ from tenure.scoring.types import BriefScorer, Score, Scorer, explained
 from tenure.services.loyalty import accrue_in, move_points_in, recalc_tiers_in, redeem_in
 from tenure.store import acts, personal, repo
 from tenure.store.acts import journey_row, outbox_row
-from tenure.store.db import Store
+from tenure.store.db import Store, retryable
 from tenure.times import from_epoch, iso, parse_instant
 
 DEFAULT_BATCH_SIZE = 40_000
 # Customers a pipeline keeps in memory between batches (their state as written): enough for the
 # customers of a few batches, bounded so a large workspace's memory does not grow without end.
 CACHED_CUSTOMERS = 50_000
+# How many times a batch PostgreSQL aborted to break a deadlock runs again (`_transaction`).
+RETRIES = 5
 
 log = get_logger("tenure.pipeline")
 
@@ -641,12 +644,9 @@ class Pipeline:
 
     def _batch(self, batch: list[Event | Reject], summary: RunSummary) -> None:
         """One batch in its own transaction, counted, traced and logged once committed."""
-        self._pending = {}
         started = time.perf_counter()
         with tracing.tracer.start_as_current_span("tenure.pipeline.batch") as span:
-            with self.store.transaction() as conn:
-                counts = self._process(conn, batch, summary, span)
-                repo.add_run_counts(conn, summary.run_id, counts)
+            counts = self._transaction(batch, summary, span)
             seconds_taken = time.perf_counter() - started
             BATCH_SECONDS.observe(seconds_taken)
             if span.is_recording():
@@ -655,6 +655,37 @@ class Pipeline:
                     span.set_attribute(f"tenure.{k}", v)
             self._log_batch(summary, counts, seconds_taken)
         self._remember(self._pending)
+
+    def _transaction(
+        self, batch: list[Event | Reject], summary: RunSummary, span: trace.Span
+    ) -> dict[str, int]:
+        """The batch's transaction; its counts once committed.
+
+        A batch that does not commit leaves nothing behind in this pipeline either: what it
+        learned (decisions and cancellations in the uplift history) and counted is rolled back
+        with it, so a long-lived pipeline (the API's) decides on as if it never ran. One that
+        PostgreSQL aborted to break a deadlock (two writers merging the same ids lock them in
+        opposite orders) or could not serialize runs again, up to `RETRIES` times.
+        """
+        for attempt in itertools.count(1):
+            point, before = self.history.savepoint(), copy.deepcopy(summary)
+            self._pending = {}
+            try:
+                with self.store.transaction() as conn:
+                    counts = self._process(conn, batch, summary, span)
+                    repo.add_run_counts(conn, summary.run_id, counts)
+                return counts
+            except BaseException as exc:
+                self.history.rollback(point)
+                for f in dataclasses.fields(summary):
+                    setattr(summary, f.name, getattr(before, f.name))
+                self._pending, self._gone, self._committed = {}, [], _Committed()
+                if attempt > RETRIES or not retryable(exc):
+                    raise
+                reason = str(getattr(exc, "orig", exc)).strip().splitlines()[0]
+                log.warning("batch retried", run_id=summary.run_id, attempt=attempt, reason=reason)
+                time.sleep(min(0.05 * 2**attempt, 1.0))
+        raise AssertionError("unreachable")  # itertools.count never ends
 
     def _remember(self, written: dict[str, Held]) -> None:
         """Keep what a batch wrote for the next ones, the most recently written customers

@@ -16,6 +16,9 @@ from sqlalchemy.exc import SQLAlchemyError
 from tenure.errors import StoreError
 
 MIGRATIONS = Path(__file__).parent / "migrations"
+# SQLSTATEs after which a transaction may simply run again: PostgreSQL aborted it to break a
+# deadlock (40P01), or could not serialize it with a concurrent one (40001).
+RETRY_STATES = frozenset({"40P01", "40001"})
 _LOCK = {"n": "tenure.migrations"}
 
 
@@ -47,6 +50,11 @@ def _sqlite_setup(engine: Engine) -> None:
     def _begin(conn: Connection) -> None:
         readonly = conn.get_execution_options().get("tenure_readonly", False)
         conn.exec_driver_sql("BEGIN" if readonly else "BEGIN IMMEDIATE")
+
+
+def retryable(exc: BaseException) -> bool:
+    """Whether `exc` aborted a transaction that may run again exactly as it was."""
+    return getattr(getattr(exc, "orig", None), "sqlstate", None) in RETRY_STATES
 
 
 def make_engine(url: str) -> Engine:
