@@ -4,10 +4,15 @@ from __future__ import annotations
 
 import json
 import sqlite3
+import subprocess
+import sys
 from collections import Counter
+from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
+import typer.main
 from typer.testing import CliRunner
 
 from tenure.cli import app
@@ -278,3 +283,37 @@ def test_data_reaches_the_terminal_as_text_never_as_control_or_markup() -> None:
     assert "\\[bold red]" in shown  # Rich prints the brackets, it does not style
     assert plain("two\nlines", lines=True) == "two\nlines"
     assert plain("café [x]") == "café \\[x]"
+
+
+def _commands(command: Any, path: str = "tenure") -> Iterator[tuple[str, Any]]:
+    yield path, command
+    for name, sub in getattr(command, "commands", {}).items():
+        yield from _commands(sub, f"{path} {name}")
+
+
+def test_every_help_paragraph_is_wrapped_by_the_terminal_not_by_the_source() -> None:
+    """Help paragraphs reach the terminal as one line each (a docstring's source line breaks
+    printed ragged at 80 columns), and `tenure run --help` reads as whole sentences."""
+    root = typer.main.get_command(app)
+    helps = {path: cmd.help for path, cmd in _commands(root) if cmd.help}
+    assert len(helps) > 50
+    ragged = {p: h for p, h in helps.items() if any("\n" in x for x in h.split("\n\n"))}
+    assert ragged == {}
+    result = CliRunner().invoke(app, ["run", "--help"], terminal_width=80)
+    text = " ".join(result.stdout.split())
+    assert "the summary shows the top reasons and the command that lists them all" in text
+    assert max(len(line) for line in result.stdout.splitlines()) <= 80
+
+
+def test_a_reader_that_goes_away_ends_the_command_quietly() -> None:
+    """`tenure ... | head`: once the reader has closed the pipe, no error line and no trace."""
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "tenure", "events", "schema"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
+    assert proc.stdout is not None and proc.stderr is not None
+    proc.stdout.close()  # before it writes: its first write meets a closed pipe
+    err = proc.stderr.read()
+    assert proc.wait(60) == 1
+    assert err == b""

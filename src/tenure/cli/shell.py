@@ -7,6 +7,8 @@ register on `app`.
 
 from __future__ import annotations
 
+import os
+import sys
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Annotated, Any, TypeVar
@@ -36,12 +38,41 @@ class _ErrorBoundary(TyperGroup):
     errors, a store that refuses, a file that cannot be read), raised by any command at any
     depth, becomes one line on stderr and exit code 2, never a traceback."""
 
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        _reflow(self)
+
     def invoke(self, ctx: click.Context) -> Any:
         """Run the command; turn a known failure into its one-line message."""
         try:
             return super().invoke(ctx)
+        except BrokenPipeError:
+            # The reader went away (`tenure decisions list | head`): stop quietly, as other
+            # tools do, with stdout pointed at nothing so the exit's flush cannot fail again.
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+            raise typer.Exit(1) from None
         except FAILURES as exc:
             raise fail(exc) from None
+
+
+def _reflow(command: Any) -> None:
+    """Each paragraph of every command's help as one line, for the terminal to wrap.
+
+    Typer joins the lines of a help's first paragraph but keeps the line breaks of the others,
+    so a docstring's (wrapped at 100 columns in the source) printed ragged on an 80-column
+    terminal. A paragraph with indented or bulleted lines keeps them.
+    """
+    for sub in getattr(command, "commands", {}).values():
+        _reflow(sub)
+    if not command.help:
+        return
+    paragraphs = command.help.split("\n\n")
+    command.help = "\n\n".join(
+        p
+        if p.startswith("\b") or any(ln[:1] in " -*" for ln in p.split("\n"))
+        else " ".join(ln.strip() for ln in p.split("\n"))
+        for p in paragraphs
+    )
 
 
 app = typer.Typer(
