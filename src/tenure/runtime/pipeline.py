@@ -55,7 +55,7 @@ from tenure.journeys.inputs import (
     OutboxMessage,
 )
 from tenure.journeys.library import JourneyLibrary
-from tenure.journeys.spec import JourneyError
+from tenure.journeys.spec import JourneyError, JourneySpec
 from tenure.loyalty.contracts import Contract
 from tenure.loyalty.tiers import Tiers
 from tenure.observe import tracing
@@ -562,6 +562,9 @@ class Pipeline:
         # Customers this pipeline last wrote, with the version it wrote. A cached entry is used
         # only while the store still holds that version, so another writer can never be undone.
         self._cache: dict[str, Held] = {}
+        # Each journey spec as its start messages carry it, by content hash: dumped once, not
+        # once per decision (a sweep can start a journey for every one of 100,000 customers).
+        self._spec_records: dict[str, dict[str, Any]] = {}
         self._step: int | None = None  # a sweep's customers per step (`sweep`)
         self._gone: list[str] = []  # ids the batch merged into others (features/identity.py)
         self._short = False  # the step stopped short of the watermark
@@ -1161,6 +1164,15 @@ class Pipeline:
                 )
         redeem_in(conn, self.contracts, events, newest.timestamp())
 
+    def _spec_record(self, spec: JourneySpec) -> dict[str, Any]:
+        """The journey spec as a start message carries it (dumped once per version)."""
+        record = self._spec_records.get(spec.content_hash)
+        if record is None:
+            record = self._spec_records[spec.content_hash] = spec.model_dump(
+                mode="json", by_alias=True
+            )
+        return record
+
     def _effect(
         self, d: Decision, trace_context: dict[str, str] | None, decided: dt.datetime
     ) -> OutboxMessage:
@@ -1190,7 +1202,7 @@ class Pipeline:
             action_id=d.action_id or "",
             channel=d.channel or "",
             decided_at=d.decided_at,
-            journey=spec.model_dump(mode="json", by_alias=True),
+            journey=self._spec_record(spec),
             journey_hash=spec.content_hash,
             journey_horizon_s=spec.horizon_s,
             listens=list(spec.listens),
