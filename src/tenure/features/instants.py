@@ -214,14 +214,22 @@ def firing(
     return frozenset(out)
 
 
-def _newest_of(events: Sequence[Event], times: Sequence[int], i: int, upto: int) -> dict[str, int]:
-    """The newest time of each event type among `events[i:upto]`."""
+def _newest_of(
+    events: Sequence[Event], times: Sequence[int], i: int, upto: int
+) -> tuple[dict[str, int], Event | None]:
+    """The newest time of each event type among `events[i:upto]`, and the newest of them in
+    event order (time, then id)."""
     newest_of: dict[str, int] = {}
+    newest: Event | None = None
+    newest_key = (-1, "")
     for k in range(i, upto):
-        etype = events[k].type
-        if newest_of.get(etype, -1) < times[k]:
-            newest_of[etype] = times[k]
-    return newest_of
+        e, at = events[k], times[k]
+        etype = e.type
+        if newest_of.get(etype, -1) < at:
+            newest_of[etype] = at
+        if at > newest_key[0] or (at == newest_key[0] and e.event_id > newest_key[1]):
+            newest, newest_key = e, (at, e.event_id)
+    return newest_of, newest
 
 
 def _view(
@@ -270,7 +278,7 @@ def advance(
             break
         upto = bisect.bisect_left(times, at, i)  # the events strictly before the instant
         seen = events[i:upto]
-        newest_of = _newest_of(events, times, i, upto)
+        newest_of, newest = _newest_of(events, times, i, upto)
         silences = firing(fold or state, cadence, at, newest_of)
         if not (period or silences):
             # A stale timer (activity came in between): nothing is folded here, so the close of
@@ -284,7 +292,6 @@ def advance(
         if eager and fold is not None:
             state = fold.state()
         view, later = _view(eager, state, fold, at, (start, events, upto))
-        newest = max(seen, key=event_order) if seen else None
         out.append(
             Instant(
                 state.customer_id,
