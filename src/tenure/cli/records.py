@@ -125,7 +125,7 @@ def customers_show(
     for key, value in features.to_record().items():
         if key not in ("windows", "customer_id"):
             table.add_row(key, plain(str(value)))
-    render(view, as_json, *lines, table, _decision_table(view["decisions"]))
+    render(view, as_json, *lines, table, _decision_table(view["decisions"], one_customer=True))
 
 
 @customers_app.command("erase")
@@ -151,7 +151,8 @@ def customers_erase(
     )
 
 
-def _decision_table(rows: list[dict[str, Any]]) -> Table:
+def _decision_table(rows: list[dict[str, Any]], one_customer: bool = False) -> Table:
+    """Decisions as a table; `one_customer`: on that customer's own page (no id column)."""
     columns: dict[str, Column] = {
         "decided_at": lambda r: str(r["decided_at"])[:19],
         "decision_id": "decision_id",
@@ -160,7 +161,9 @@ def _decision_table(rows: list[dict[str, Any]]) -> Table:
         "action / guardrail": lambda r: r["action_id"] or r["guardrail"],
         "risk": lambda r: f"{r['risk']:.2f}",
     }
-    table = table_of(rows, columns, "decisions")
+    if one_customer:
+        del columns["customer_id"]
+    table = table_of(rows, columns, "decisions" if rows else "decisions: none yet")
     table.columns[1].no_wrap, table.columns[1].min_width = True, 26  # copied into other commands
     return table
 
