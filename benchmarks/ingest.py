@@ -74,8 +74,8 @@ def raw_insert(path: Path, db: Path, batch_size: int) -> float:
 
 def pipeline_run(
     path: Path, workspace: Path, batch_size: int, scorer: Scorer | None = None
-) -> tuple[float, int, int]:
-    """Seconds for the full pipeline, events accepted, decisions made."""
+) -> tuple[float, int, int, int]:
+    """Seconds for the full pipeline, events accepted, decisions made, instants evaluated."""
     store = Store(f"sqlite:///{workspace / 'tenure.db'}")
     pipeline = Pipeline(store, default_policy(), batch_size=batch_size, scorer=scorer)
     parser = LineParser()
@@ -84,7 +84,7 @@ def pipeline_run(
         summary = pipeline.run(parser.parse_stream(fh), str(path))
     seconds = time.perf_counter() - start
     store.close()
-    return seconds, summary.accepted, sum(summary.decisions.values())
+    return seconds, summary.accepted, sum(summary.decisions.values()), summary.instants
 
 
 def parse_only(path: Path) -> tuple[float, list[Event]]:
@@ -132,7 +132,7 @@ def main() -> None:
         days = max(30, args.events * 90 // 120_000 + 10)
         n = write_jsonl(PopulationSpec(customers=2000, days=days, seed=11), path, limit=args.events)
         (root / "ws").mkdir()
-        p_seconds, accepted, decisions = pipeline_run(path, root / "ws", args.batch_size)
+        p_seconds, accepted, decisions, instants = pipeline_run(path, root / "ws", args.batch_size)
         r_seconds = raw_insert(path, root / "raw.db", args.batch_size)
         parse_seconds, parsed = parse_only(path)
         (root / "ws-log").mkdir()
@@ -152,8 +152,12 @@ def main() -> None:
         f"pipeline, baseline       {p_seconds:8.2f} s  {n / p_seconds:10,.0f} events/s "
         f"({accepted} accepted, {decisions} decisions)"
     )
+    print(
+        f"  instants evaluated     {instants:8,}    {instants / p_seconds:10,.0f} per second "
+        f"({instants / n:.2f} per event)"
+    )
     if model_run is not None:
-        m_seconds, _, m_decisions = model_run
+        m_seconds, _, m_decisions, _ = model_run
         print(
             f"pipeline, gbm model      {m_seconds:8.2f} s  {n / m_seconds:10,.0f} events/s "
             f"({m_decisions} decisions)"
