@@ -897,13 +897,11 @@ class Pipeline:
         ]
         keyed.sort()
         ev.order = [(i, k) for _, _, i, k in keyed]
-        if not ev.order:
-            pass
-        elif isinstance(self.scorer, BriefScorer):
+        if ev.order and isinstance(self.scorer, BriefScorer):
             ev.risks = self.scorer.risk_many(
                 [ev.advanced[i].instants[k].brief for i, k in ev.order]
             )
-        else:
+        elif ev.order:
             ev.scores = self.scorer.score_many(
                 [ev.advanced[i].instants[k].features for i, k in ev.order]
             )
