@@ -101,3 +101,59 @@ def test_the_histories_cached_evidence_is_always_what_a_full_count_gives(
             assert history.evidence_at(at) == (
                 evidence_by_policy(before, history.cancellations, at, 30.0, {}) if before else {}
             )
+
+
+@settings(max_examples=100, deadline=None)
+@given(
+    decisions=st.lists(
+        st.tuples(st.integers(0, 2), st.integers(0, 60), st.sampled_from([None, "a"])),
+        min_size=1,
+        max_size=12,
+    ),
+    steps=st.lists(
+        st.one_of(
+            st.tuples(st.just("decide"), st.integers(0, 11)),
+            st.tuples(st.just("cancel"), st.integers(0, 2), st.integers(0, 100)),
+        ),
+        max_size=16,
+    ),
+    cut=st.integers(0, 16),
+    asked=st.lists(st.sampled_from([0, 31, 45, 75, 120]), min_size=1, max_size=3),
+)
+def test_a_rolled_back_batch_leaves_the_history_as_before_it(
+    decisions: list[tuple[int, int, str | None]], steps: list[tuple], cut: int, asked: list[int]
+) -> None:
+    """What a batch that did not commit added (decisions and cancellations, after
+    `savepoint`) is gone after `rollback`: the history then equals one that never saw it, in
+    its records and in the evidence it gives at any instant, cached or not."""
+    t0 = dt.datetime(2026, 1, 1, tzinfo=dt.UTC)
+
+    def made(i: int) -> Decided:
+        cust, day, action = decisions[i % len(decisions)]
+        return Decided(f"c{cust}", t0 + dt.timedelta(days=day, hours=i), "p", "h", action, 1.0)
+
+    def apply(history: History, step: tuple) -> None:
+        if step[0] == "decide":
+            history.add_decision(made(step[1]))
+        else:
+            history.add_cancellation(f"c{step[1]}", t0 + dt.timedelta(days=step[2], hours=7))
+
+    kept, dropped = steps[:cut], steps[cut:]
+    history, clean = History([], {}, {}), History([], {}, {})
+    for step in kept:
+        apply(history, step)
+        apply(clean, step)
+    for day in asked:  # evidence cached before the batch
+        history.evidence_at(t0 + dt.timedelta(days=day))
+    point = history.savepoint()
+    for step in dropped:
+        apply(history, step)
+        history.evidence_at(t0 + dt.timedelta(days=asked[0]))
+    history.rollback(point)
+    assert history.decided == clean.decided
+    assert {k: v for k, v in history.cancellations.items() if v} == {
+        k: v for k, v in clean.cancellations.items() if v
+    }
+    for day in asked:
+        at = t0 + dt.timedelta(days=day)
+        assert history.evidence_at(at) == clean.evidence_at(at)
