@@ -25,6 +25,7 @@ from tenure.features.state import DAY_S, CustomerState, apply_all
 from tenure.scoring.baseline import BaselineScorer
 from tenure.scoring.types import BriefScorer
 from tests.fixtures.features import history
+from tests.helpers import ev
 
 CADENCE = Cadence(
     silences=(
@@ -100,3 +101,16 @@ def test_brief_of_a_stored_state_reads_through_the_kept_window() -> None:
         assert {n: getattr(b, n) for n in Brief.__struct_fields__} == {
             n: getattr(full, n) for n in Brief.__struct_fields__
         }
+
+
+def test_a_customer_with_no_activity_in_the_first_days_of_1970_has_none() -> None:
+    """No usage or purchase means no days since the last activity, also where the kept window
+    reaches back before the epoch (its first day is negative for events before 31 March 1970)."""
+    at = dt.datetime(1970, 1, 5, 12, tzinfo=dt.UTC)
+    early = ev("support.ticket", at=at, ticket_id="t1", status="open", sentiment=0.0)
+    for eager in (True, False):
+        adv = advance(CustomerState(early.customer_id), 0, [early], Cadence(), 0, 10**6, eager)
+        assert adv.instants, "the close of the ticket's day is an instant"
+        assert adv.instants[0].brief.days_since_last_activity is None
+    state = apply_all(CustomerState(early.customer_id), [early])
+    assert brief(state, 10 * DAY_S).days_since_last_activity is None

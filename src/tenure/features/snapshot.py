@@ -288,7 +288,7 @@ def brief(source: CustomerState | Fold, now: int) -> Brief:
     s30 = _span(support, today - 29, today) if support else (0, 0)
     horizon_s = horizon * DAY_S
     return Brief(
-        days_since_last_activity=float(today - newest) if newest >= horizon else None,
+        days_since_last_activity=float(today - newest) if newest >= max(horizon, 0) else None,
         tenure_days=_tenure(first, now),
         usage_trend=_trend(u7, prev21),
         payment_failures_30d=_span(payment, today - 29, today)[0] if payment else 0,

@@ -230,7 +230,8 @@ class History:
 
     def savepoint(self) -> int:
         """Mark what is known now, before a batch learns from what it decides and sees; a
-        batch that does not commit goes back to it (`rollback`)."""
+        batch that does not commit goes back to it (`rollback`). One mark at a time: a new one
+        replaces the last."""
         self._added = []
         return len(self.decided)
 
