@@ -58,26 +58,29 @@ def test_report_compares_each_action_with_its_policy_versions_control() -> None:
     assert by_version["h2"]["lift"]["churn_reduction"] is None
 
 
-@settings(max_examples=150, deadline=None)
-@given(
-    decisions=st.lists(
-        st.tuples(
-            st.integers(0, 2),  # customer
-            st.integers(0, 60),  # day decided
-            st.sampled_from([None, "a", "b"]),  # action (None: control)
-        ),
-        min_size=1,
-        max_size=20,
+# Decisions a history may hold, and what happens to it next: a decision (one of those, by
+# index) or a cancellation (customer, day); and the days evidence is asked at.
+DECISIONS = st.lists(
+    st.tuples(
+        st.integers(0, 2),  # customer
+        st.integers(0, 60),  # day decided
+        st.sampled_from([None, "a", "b"]),  # action (None: control)
     ),
-    steps=st.lists(
-        st.one_of(
-            st.tuples(st.just("decide"), st.integers(0, 24)),
-            st.tuples(st.just("cancel"), st.integers(0, 2), st.integers(0, 100)),
-        ),
-        max_size=20,
-    ),
-    asked=st.lists(st.sampled_from([0, 15, 31, 45, 62, 75, 91, 120]), min_size=1, max_size=4),
+    min_size=1,
+    max_size=20,
 )
+STEPS = st.lists(
+    st.one_of(
+        st.tuples(st.just("decide"), st.integers(0, 24)),
+        st.tuples(st.just("cancel"), st.integers(0, 2), st.integers(0, 100)),
+    ),
+    max_size=20,
+)
+ASKED = st.lists(st.sampled_from([0, 15, 31, 45, 62, 75, 91, 120]), min_size=1, max_size=4)
+
+
+@settings(max_examples=150, deadline=None)
+@given(decisions=DECISIONS, steps=STEPS, asked=ASKED)
 def test_the_histories_cached_evidence_is_always_what_a_full_count_gives(
     decisions: list[tuple[int, int, str | None]], steps: list[tuple], asked: list[int]
 ) -> None:
@@ -104,22 +107,7 @@ def test_the_histories_cached_evidence_is_always_what_a_full_count_gives(
 
 
 @settings(max_examples=100, deadline=None)
-@given(
-    decisions=st.lists(
-        st.tuples(st.integers(0, 2), st.integers(0, 60), st.sampled_from([None, "a"])),
-        min_size=1,
-        max_size=12,
-    ),
-    steps=st.lists(
-        st.one_of(
-            st.tuples(st.just("decide"), st.integers(0, 11)),
-            st.tuples(st.just("cancel"), st.integers(0, 2), st.integers(0, 100)),
-        ),
-        max_size=16,
-    ),
-    cut=st.integers(0, 16),
-    asked=st.lists(st.sampled_from([0, 31, 45, 75, 120]), min_size=1, max_size=3),
-)
+@given(decisions=DECISIONS, steps=STEPS, cut=st.integers(0, 20), asked=ASKED)
 def test_a_rolled_back_batch_leaves_the_history_as_before_it(
     decisions: list[tuple[int, int, str | None]], steps: list[tuple], cut: int, asked: list[int]
 ) -> None:
