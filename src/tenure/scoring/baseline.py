@@ -62,30 +62,10 @@ def _weights(f: Brief | Features) -> tuple[tuple[str, object, float], ...]:
     )
 
 
-def _brief_risk(f: Brief | Features) -> float:
-    """`_risk(_weights(f))` without building the named contributions: the same terms, added in
-    the same order, so the same float (it runs at every instant of every customer)."""
-    since = f.days_since_last_activity
-    inactive = min(since if since is not None else f.tenure_days, 30.0)
-    trend = f.usage_trend
-    drop = max(0.0, 1.0 - trend) if trend is not None else 0.0
-    negative = max(0.0, -(f.mean_sentiment_30d or 0.0))
-    total = (
-        0.0
-        + W_INACTIVE_PER_DAY * inactive
-        + W_USAGE_DROP * drop
-        + W_PAYMENT_FAILURE * min(f.payment_failures_30d, 3)
-        + W_OPEN_TICKET * min(f.open_tickets, 3)
-        + W_NEGATIVE_SENTIMENT * negative
-        + (W_CANCEL_REQUESTED if f.subscription_status == "cancel_requested" else 0.0)
-    )
-    return round(_sigmoid(INTERCEPT + total), 6)
-
-
 def _risk(weights: tuple[tuple[str, object, float], ...]) -> float:
     # Added one by one, left to right, not with `sum()`: from Python 3.12 `sum()` compensates
     # float rounding, and the risk must be the same float on every version (a replay on
-    # another interpreter) and equal to `_brief_risk`'s.
+    # another interpreter).
     total = 0.0
     for _, _, w in weights:
         total += w
@@ -118,7 +98,7 @@ class BaselineScorer:
     def risk_many(self, briefs: Sequence[Brief | Features]) -> list[float]:
         """The risk of each instant from its `Brief` alone: equal to `score_many`'s, which
         reads only these features for it."""
-        return [_brief_risk(b) for b in briefs]
+        return [_risk(_weights(b)) for b in briefs]
 
     def explain_many(self, features: Sequence[Features]) -> list[tuple[Contribution, ...]]:
         """The contributions of each snapshot's score."""
