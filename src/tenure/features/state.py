@@ -40,6 +40,12 @@ SUBSCRIPTION_STATUS = {
 }
 
 
+def _last_of(last_at: Mapping[str, int], types: frozenset[str]) -> int | None:
+    """The newest of the times of `types` in `last_at`, or None when none is there."""
+    times = [last_at[t] for t in types if t in last_at]
+    return max(times) if times else None
+
+
 @dataclass(frozen=True, slots=True)
 class CustomerState:
     """Everything tenure remembers about one customer, derived only from that customer's events."""
@@ -60,8 +66,7 @@ class CustomerState:
 
     def last_of(self, types: frozenset[str]) -> int | None:
         """The newest time of any event of `types`, or None when there was none."""
-        times = [self.last_at[t] for t in types if t in self.last_at]
-        return max(times) if times else None
+        return _last_of(self.last_at, types)
 
     def to_record(self) -> dict[str, Any]:
         """A JSON-ready form for the store."""
@@ -317,8 +322,7 @@ class Fold:
 
     def last_of(self, types: frozenset[str]) -> int | None:
         """`CustomerState.last_of` of the state folded so far."""
-        times = [self.last_at[t] for t in types if t in self.last_at]
-        return max(times) if times else None
+        return _last_of(self.last_at, types)
 
     def _register(self, event: Event, at: int) -> None:
         key = (at, event.event_id)
