@@ -123,8 +123,8 @@ class Instant:
     silences: frozenset[str]  # keys of the silence timers firing here
     seen_types: frozenset[str]  # event types folded since the previous instant
     newest: tuple[str, str] | None  # (event id, type) of the newest of those, for correlation
-    newest_event: Event | None = None  # that event (what `event.payload` shows a policy)
-    later: Later = field(default_factory=lambda: Later(None), compare=False, repr=False)
+    newest_event: Event | None  # that event (what `event.payload` shows a policy)
+    later: Later = field(compare=False, repr=False)  # the full features, now or on first use
 
     @property
     def features(self) -> Features:

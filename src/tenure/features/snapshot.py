@@ -203,10 +203,9 @@ def _trend(usage_7d: int, usage_prev_21d: int) -> float | None:
     return round((usage_7d / 7) / (usage_prev_21d / 21), 6) if usage_prev_21d else None
 
 
-def _sentiment(support: tuple[int, ...]) -> float | None:
-    """Mean ticket sentiment over 30 days from the support family's window statistics."""
-    tickets_30d = support[2]
-    return round(support[3] / MICROS / tickets_30d, 6) if tickets_30d else None
+def _sentiment(tickets_30d: int, sentiment_micros_30d: int) -> float | None:
+    """Mean ticket sentiment over 30 days from the support family's count and sum."""
+    return round(sentiment_micros_30d / MICROS / tickets_30d, 6) if tickets_30d else None
 
 
 def _since_activity(usage: tuple[int, ...], purchase_newest: int, today: int) -> float | None:
@@ -297,7 +296,7 @@ def brief(source: CustomerState | Fold, now: int) -> Brief:
             for k, r in source.registers.items()
             if r[2] == "open" and r[0] >= horizon_s and k.startswith("ticket:")
         ),
-        mean_sentiment_30d=_sentiment((0, 0, *s30)),
+        mean_sentiment_30d=_sentiment(*s30),
         subscription_status=_register(source.registers, "subscription"),
     )
 
@@ -338,7 +337,7 @@ def snapshot(state: CustomerState, as_of: dt.datetime) -> Features:
         payment_failures_30d=int(windows["payment_count_30d"]),
         tickets_30d=support[2],
         open_tickets=open_tickets,
-        mean_sentiment_30d=_sentiment(support),
+        mean_sentiment_30d=_sentiment(support[2], support[3]),
         subscription_status=_register(regs, "subscription"),
         plan=_register(regs, "plan"),
         mrr=float(mrr) if mrr is not None else None,
