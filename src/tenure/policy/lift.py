@@ -15,6 +15,8 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
+from tenure.policy.experiments import Evidence, cell, segment_key
+
 Outcome = Literal["saved", "churned", "unknown"]
 Z95 = 1.959963984540054
 
@@ -166,8 +168,6 @@ def _count_outcome(
     segments: Mapping[str, str | None] | None,
 ) -> None:
     """Add one known outcome to the counts per policy and arm (overall and in its cell)."""
-    from tenure.policy.experiments import cell, segment_key
-
     arm = d.action_id or "control"
     segment = d.segment if d.segment_known else (segments or {}).get(d.customer_id)
     where = cell(segment, d.risk)
@@ -178,8 +178,6 @@ def _count_outcome(
 
 
 def _evidence(counts: Mapping[str, Mapping[str, list[int]]]) -> dict[str, Any]:
-    from tenure.policy.experiments import Evidence
-
     return {
         pid: Evidence({k: (v[0], v[1]) for k, v in arms.items()}) for pid, arms in counts.items()
     }

@@ -880,7 +880,8 @@ class Pipeline:
         instant at once, so a model pays its overhead once per batch."""
         # A scorer that reads only a brief scores every instant from it; full features are
         # then built only where a decision is considered (`_at`).
-        eager = not isinstance(self.scorer, BriefScorer)
+        by_brief = self.scorer if isinstance(self.scorer, BriefScorer) else None
+        eager = by_brief is None
         for i, cid in enumerate(ev.ids):
             h = ev.held[i]
             fresh = sorted_.by_customer.get(cid, ())
@@ -897,10 +898,8 @@ class Pipeline:
         ]
         keyed.sort()
         ev.order = [(i, k) for _, _, i, k in keyed]
-        if ev.order and isinstance(self.scorer, BriefScorer):
-            ev.risks = self.scorer.risk_many(
-                [ev.advanced[i].instants[k].brief for i, k in ev.order]
-            )
+        if ev.order and by_brief is not None:
+            ev.risks = by_brief.risk_many([ev.advanced[i].instants[k].brief for i, k in ev.order])
         elif ev.order:
             ev.scores = self.scorer.score_many(
                 [ev.advanced[i].instants[k].features for i, k in ev.order]
